@@ -1,0 +1,370 @@
+//! The book's data sets: registry, resolution order and checksummed download
+//! (chapter 2's The Verdict, chapter 6's SMS Spam Collection, chapter 7's instruction data).
+//!
+//! A data set is looked up, in order, in:
+//! 1. an explicit file (`--data FILE`), used as given (it may be any text of the user's);
+//! 2. `$LLMS_DATA_DIR/<name>`;
+//! 3. the cache `data/<name>` at the workspace root;
+//! 4. a download from the canonical URL into that cache: to a temporary file that is
+//!    renamed into place only once its SHA-256 matches, so no partial file is ever left.
+//!
+//! Files found in 2 or 3 are checked against the registry's SHA-256 too: a mismatch is an
+//! error, never silently used. When every source fails the error names the file, the URL
+//! and `LLMS_DATA_DIR`.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+
+/// The variable that points at a folder holding the data sets.
+pub const DATA_DIR_VAR: &str = "LLMS_DATA_DIR";
+
+/// One data set of the book: where it comes from and what its bytes hash to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSet {
+    /// The file name, in `LLMS_DATA_DIR`, in the cache and inside an archive.
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Canonical download address (a zip archive when `archive_member` is set).
+    pub url: &'static str,
+    /// The member to extract when `url` is a zip archive.
+    pub archive_member: Option<&'static str>,
+    /// SHA-256 of the file itself (for archives: of the extracted member).
+    pub sha256: &'static str,
+}
+
+/// Edith Wharton's short story, chapter 2's and chapter 5's training text.
+pub const THE_VERDICT: DataSet = DataSet {
+    name: "the-verdict.txt",
+    description: "Edith Wharton, \"The Verdict\" (1908): 20,479 characters",
+    url: "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt",
+    archive_member: None,
+    sha256: "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+};
+
+/// The UCI SMS Spam Collection (chapter 6), `label<TAB>text` lines.
+pub const SMS_SPAM_COLLECTION: DataSet = DataSet {
+    name: "SMSSpamCollection",
+    description: "UCI SMS Spam Collection: 5,574 labelled text messages",
+    url: "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+    archive_member: Some("SMSSpamCollection"),
+    sha256: "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266",
+};
+
+/// The book's 1,100 Alpaca-style instruction records (chapter 7).
+pub const INSTRUCTION_DATA: DataSet = DataSet {
+    name: "instruction-data.json",
+    description: "the book's 1,100 instruction/input/output records",
+    url: "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
+    archive_member: None,
+    sha256: "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+};
+
+/// Karpathy's tiny Shakespeare, a larger text for benchmarks and experiments.
+pub const TINY_SHAKESPEARE: DataSet = DataSet {
+    name: "tinyshakespeare.txt",
+    description: "1.1 MB of Shakespeare's plays",
+    url: "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    archive_member: None,
+    sha256: "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+};
+
+/// Every registered data set.
+pub const ALL: &[DataSet] = &[THE_VERDICT, SMS_SPAM_COLLECTION, INSTRUCTION_DATA, TINY_SHAKESPEARE];
+
+/// The registered data set with this file name.
+pub fn by_name(name: &str) -> Option<&'static DataSet> {
+    ALL.iter().find(|set| set.name == name)
+}
+
+/// Why a data set could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("data file {path} does not exist", path = .0.display())]
+    MissingExplicit(PathBuf),
+    #[error(
+        "{name} is not available: it is not in {searched}, and downloading {url} failed ({reason}).\n\
+         Download it yourself and pass --data FILE, or set {DATA_DIR_VAR} to a folder that holds {name}."
+    )]
+    Unavailable { name: &'static str, url: &'static str, searched: String, reason: String },
+    #[error(
+        "{path} does not have the expected content of {name} (sha256 {actual}, expected {expected}).\n\
+         Delete or replace it; a file that fails its checksum is never used.",
+        path = .path.display()
+    )]
+    ChecksumMismatch { name: &'static str, path: PathBuf, expected: &'static str, actual: String },
+    #[error("could not read {path}: {source}", path = .path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Where to look for data sets, in the order of the module documentation.
+#[derive(Debug, Clone)]
+pub struct DataLocator {
+    /// `--data FILE`: wins over everything and is used without a checksum.
+    pub explicit: Option<PathBuf>,
+    /// `$LLMS_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// The download cache (`data/` at the workspace root).
+    pub cache_dir: PathBuf,
+    /// Whether step 4 may go to the network.
+    pub allow_download: bool,
+}
+
+impl DataLocator {
+    /// The standard order: `explicit`, then `$LLMS_DATA_DIR`, the cache, the download.
+    pub fn from_env(explicit: Option<PathBuf>) -> Self {
+        Self {
+            explicit,
+            data_dir: std::env::var_os(DATA_DIR_VAR).filter(|v| !v.is_empty()).map(PathBuf::from),
+            cache_dir: default_cache_dir(),
+            allow_download: true,
+        }
+    }
+
+    /// The same locator without an explicit file (for a second data set in the same run).
+    pub fn without_explicit(&self) -> Self {
+        Self { explicit: None, ..self.clone() }
+    }
+
+    /// A path to a verified copy of `set`, downloading it if needed.
+    pub fn locate(&self, set: &DataSet) -> Result<PathBuf, DataError> {
+        if let Some(path) = &self.explicit {
+            return if path.is_file() { Ok(path.clone()) } else { Err(DataError::MissingExplicit(path.clone())) };
+        }
+        let mut searched = Vec::new();
+        match &self.data_dir {
+            Some(dir) => {
+                let path = dir.join(set.name);
+                if path.is_file() {
+                    verify(set, &path)?;
+                    return Ok(path);
+                }
+                searched.push(format!("{DATA_DIR_VAR} ({})", dir.display()));
+            }
+            None => searched.push(format!("{DATA_DIR_VAR} (not set)")),
+        }
+        let cached = self.cache_dir.join(set.name);
+        if cached.is_file() {
+            verify(set, &cached)?;
+            return Ok(cached);
+        }
+        searched.push(format!("the cache {}", self.cache_dir.display()));
+        let unavailable = |reason: String| DataError::Unavailable {
+            name: set.name,
+            url: set.url,
+            searched: searched.join(" or "),
+            reason,
+        };
+        if !self.allow_download {
+            return Err(unavailable("downloads are disabled".into()));
+        }
+        download_into_cache(set, &self.cache_dir).map_err(|e| match e {
+            DownloadError::Checksum(err) => err,
+            DownloadError::Other(reason) => unavailable(reason),
+        })
+    }
+
+    /// The contents of `set` as UTF-8 text.
+    pub fn read_to_string(&self, set: &DataSet) -> Result<String, DataError> {
+        let path = self.locate(set)?;
+        fs::read_to_string(&path).map_err(|source| DataError::Io { path, source })
+    }
+}
+
+/// `data/` at the workspace root.
+pub fn default_cache_dir() -> PathBuf {
+    crate::workspace_root().join("data")
+}
+
+/// Hex SHA-256 of everything `reader` yields.
+pub fn sha256_hex(mut reader: impl Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    io::copy(&mut reader, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a file against the registry's SHA-256.
+pub fn verify(set: &DataSet, path: &Path) -> Result<(), DataError> {
+    let io_error = |source| DataError::Io { path: path.to_path_buf(), source };
+    let actual = sha256_hex(File::open(path).map_err(io_error)?).map_err(io_error)?;
+    if actual == set.sha256 {
+        Ok(())
+    } else {
+        Err(DataError::ChecksumMismatch { name: set.name, path: path.to_path_buf(), expected: set.sha256, actual })
+    }
+}
+
+enum DownloadError {
+    Checksum(DataError),
+    Other(String),
+}
+
+impl<E: fmt::Display> From<E> for DownloadError {
+    fn from(err: E) -> Self {
+        Self::Other(err.to_string())
+    }
+}
+
+fn download_into_cache(set: &DataSet, cache_dir: &Path) -> Result<PathBuf, DownloadError> {
+    let created_dir = !cache_dir.exists();
+    let result = fs::create_dir_all(cache_dir)
+        .map_err(DownloadError::from)
+        .and_then(|()| download_verified(set, cache_dir));
+    if result.is_err() && created_dir {
+        // Leave no trace of a failed download, not even an empty folder.
+        let _ = fs::remove_dir(cache_dir);
+    }
+    result
+}
+
+fn download_verified(set: &DataSet, cache_dir: &Path) -> Result<PathBuf, DownloadError> {
+    let mut download = NamedTempFile::new_in(cache_dir)?;
+    fetch(set.url, download.as_file_mut())?;
+    let file = match set.archive_member {
+        None => download,
+        Some(member) => extract_member(download.path(), member, cache_dir)?,
+    };
+    let target = cache_dir.join(set.name);
+    verify(set, file.path()).map_err(DownloadError::Checksum)?;
+    file.persist(&target).map_err(|e| e.error)?;
+    Ok(target)
+}
+
+/// Streams `url` into `out` with a progress bar.
+fn fetch(url: &str, out: &mut File) -> Result<(), DownloadError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(20)))
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call()?;
+    let length = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bar = length.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("downloading {url}"));
+    let mut reader = bar.wrap_read(response.body_mut().as_reader());
+    io::copy(&mut reader, out)?;
+    out.flush()?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn extract_member(archive: &Path, member: &str, dir: &Path) -> Result<NamedTempFile, DownloadError> {
+    let mut zip = zip::ZipArchive::new(File::open(archive)?)?;
+    let mut entry = zip.by_name(member).map_err(|e| format!("{member} not found in the archive: {e}"))?;
+    let mut extracted = NamedTempFile::new_in(dir)?;
+    io::copy(&mut entry, extracted.as_file_mut())?;
+    Ok(extracted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline_locator(data_dir: Option<&Path>, cache: &Path) -> DataLocator {
+        DataLocator {
+            explicit: None,
+            data_dir: data_dir.map(Path::to_path_buf),
+            cache_dir: cache.to_path_buf(),
+            allow_download: true,
+        }
+    }
+
+    /// A data set whose URL nothing listens on, so a download fails at once.
+    const UNREACHABLE: DataSet = DataSet {
+        name: "unreachable.txt",
+        description: "test",
+        url: "http://127.0.0.1:9/unreachable.txt",
+        archive_member: None,
+        sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", // "hello"
+    };
+
+    #[test]
+    fn registry_has_the_four_data_sets() {
+        assert_eq!(ALL.len(), 4);
+        assert_eq!(by_name("the-verdict.txt"), Some(&THE_VERDICT));
+        assert!(by_name("nope").is_none());
+        for set in ALL {
+            assert_eq!(set.sha256.len(), 64);
+            assert!(set.url.starts_with("https://"));
+        }
+    }
+
+    #[test]
+    fn sha256_of_known_input() {
+        assert_eq!(sha256_hex(&b"hello"[..]).unwrap(), UNREACHABLE.sha256);
+    }
+
+    #[test]
+    fn explicit_file_wins_and_missing_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mine.txt");
+        fs::write(&file, "my own text").unwrap();
+        let mut locator = offline_locator(None, dir.path());
+        locator.explicit = Some(file.clone());
+        assert_eq!(locator.locate(&UNREACHABLE).unwrap(), file);
+        locator.explicit = Some(dir.path().join("absent.txt"));
+        let err = locator.locate(&UNREACHABLE).unwrap_err().to_string();
+        assert!(err.contains("absent.txt does not exist"), "{err}");
+    }
+
+    #[test]
+    fn data_dir_then_cache_with_checksums() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let locator = offline_locator(Some(data_dir.path()), cache.path());
+
+        fs::write(cache.path().join(UNREACHABLE.name), "hello").unwrap();
+        assert_eq!(locator.locate(&UNREACHABLE).unwrap(), cache.path().join(UNREACHABLE.name));
+
+        fs::write(data_dir.path().join(UNREACHABLE.name), "hello").unwrap();
+        assert_eq!(locator.locate(&UNREACHABLE).unwrap(), data_dir.path().join(UNREACHABLE.name));
+        assert_eq!(locator.read_to_string(&UNREACHABLE).unwrap(), "hello");
+    }
+
+    #[test]
+    fn a_file_with_the_wrong_checksum_is_refused() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        fs::write(data_dir.path().join(UNREACHABLE.name), "hellO").unwrap();
+        fs::write(cache.path().join(UNREACHABLE.name), "hello").unwrap();
+        let err = offline_locator(Some(data_dir.path()), cache.path()).locate(&UNREACHABLE).unwrap_err();
+        assert!(matches!(err, DataError::ChecksumMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("never used"), "{err}");
+    }
+
+    #[test]
+    fn offline_and_absent_gives_one_clear_error_and_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("data");
+        let err = offline_locator(None, &cache).locate(&UNREACHABLE).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, DataError::Unavailable { .. }), "{message}");
+        for needle in [UNREACHABLE.name, UNREACHABLE.url, DATA_DIR_VAR, "--data FILE"] {
+            assert!(message.contains(needle), "{needle} missing from: {message}");
+        }
+        assert!(!cache.exists(), "a failed download must not leave the cache folder behind");
+
+        fs::create_dir(&cache).unwrap();
+        offline_locator(None, &cache).locate(&UNREACHABLE).unwrap_err();
+        assert_eq!(fs::read_dir(&cache).unwrap().count(), 0, "no partial file may be left");
+    }
+}

@@ -1,0 +1,31 @@
+//! The book's reusable library, shared by every chapter crate.
+//!
+//! One module per concept, each naming the book section it implements. A chapter crate
+//! depends on this crate and on no other chapter; code that a later chapter needs lives here.
+//!
+//! | module | book | holds |
+//! |---|---|---|
+//! | [`device`] | appendix A | `--device auto\|cpu\|cuda\|cuda:N`, seeding |
+//! | [`data`] | 2, 6, 7 | the data-set registry, resolution order, checksummed download |
+//! | [`tokenizer`] | 2.5 | GPT-2 byte-pair encoding through `tiktoken-rs` |
+//! | [`torch_rng`] | 2.6 | PyTorch's CPU generator (mt19937) and `randperm`, for loader parity |
+//! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
+//! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
+//! | [`cli`] | all | the flags every binary takes (`--device`, `--seed`, `--out-dir`, `--data`) |
+
+pub mod cli;
+pub mod data;
+pub mod dataset;
+pub mod device;
+pub mod exercise;
+pub mod tokenizer;
+pub mod torch_rng;
+
+/// The workspace root (the folder holding the top-level `Cargo.toml`), where the data cache
+/// `data/` and the default output folder `runs/` live.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the shared crate sits inside the workspace")
+        .to_path_buf()
+}
