@@ -1,9 +1,11 @@
 //! `cargo run -p ch02-tokenization [-- COMMAND]`: chapter 2's walk-through, exercises and
 //! byte-pair-encoding tools.
 
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use shared::cli::{CommonArgs, RunContext};
+use shared::cli::{self, CommonArgs, RunContext};
 use shared::data::{SMS_SPAM_COLLECTION, THE_VERDICT};
 use shared::exercise;
 use shared::tokenizer::Gpt2Tokenizer;
@@ -55,8 +57,12 @@ enum Command {
     BpeCompare,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::run_main(|| run(cli))
+}
+
+fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
     match cli.command {
         None => println!("{}", walkthrough::run(&context)?),

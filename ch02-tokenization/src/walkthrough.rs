@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::data::THE_VERDICT;
@@ -14,10 +14,23 @@ use crate::simple_tokenizer::{split_text, SimpleTokenizerV1, SimpleTokenizerV2, 
 
 /// Section 2.3's sample sentence.
 pub const V1_SAMPLE: &str = "\"It's the last he painted, you know,\" Mrs. Gisburn said with pardonable pride.";
+/// Section 2.3's sentence with words V1 has never seen.
+pub const V1_UNKNOWN_SAMPLE: &str = "Hello, do you like tea?";
 /// Section 2.4's two texts, joined with `<|endoftext|>`.
 pub const V2_SAMPLE: &str = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of the palace.";
 /// Section 2.5's sample, with a word GPT-2 has never seen.
 pub const BPE_SAMPLE: &str = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace.";
+
+/// Section 2.6 starts 50 tokens in and the embedding batch takes 8 x 4 + 1 tokens.
+pub const MIN_TOKENS: usize = 60;
+
+/// The text's first words, at most `max_chars` long, cut at whitespace so that every
+/// token of the cut is a whole token of the text.
+fn opening_words(text: &str, max_chars: usize) -> String {
+    let head: String = text.chars().take(max_chars + 1).collect();
+    let cut = if head.chars().count() <= max_chars { head.len() } else { head.rfind(char::is_whitespace).unwrap_or(0) };
+    head[..cut].to_string()
+}
 
 /// Everything the walk-through prints, section by section.
 #[derive(Debug, Clone, Serialize)]
@@ -30,9 +43,12 @@ pub struct Walkthrough {
     // 2.3 Converting tokens into token IDs
     pub vocab_size: usize,
     pub vocab_head: Vec<(String, usize)>,
+    /// The book's sample sentence, or (for another text that lacks its words) the opening.
+    pub v1_sample: String,
     pub v1_ids: Vec<usize>,
     pub v1_decoded: String,
-    pub v1_unknown_error: String,
+    /// V1 on a sentence with words outside The Verdict: the error (none for a text that has them).
+    pub v1_unknown_error: Option<String>,
     // 2.4 Adding special context tokens
     pub v2_vocab_size: usize,
     pub v2_vocab_tail: Vec<(String, usize)>,
@@ -99,9 +115,10 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
     let preprocessed = split_text(&raw_text);
     let vocab = Vocabulary::from_text(&raw_text, &[]);
     let v1 = SimpleTokenizerV1::new(vocab.clone());
-    let v1_ids = v1.encode(V1_SAMPLE)?;
+    let v1_sample = if v1.encode(V1_SAMPLE).is_ok() { V1_SAMPLE.to_string() } else { opening_words(&raw_text, 80) };
+    let v1_ids = v1.encode(&v1_sample)?;
     let v1_decoded = v1.decode(&v1_ids)?;
-    let v1_unknown_error = v1.encode("Hello, do you like tea?").expect_err("'Hello' is not in The Verdict").to_string();
+    let v1_unknown_error = v1.encode(V1_UNKNOWN_SAMPLE).err().map(|err| err.to_string());
 
     // 2.4: V2 with <|unk|> and <|endoftext|>.
     let v2 = SimpleTokenizerV2::from_text(&raw_text);
@@ -113,6 +130,11 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
 
     // 2.6: next-token pairs on the text after its first 50 tokens, then the loaders.
     let enc_text = tokenizer.encode(&raw_text);
+    ensure!(
+        enc_text.len() >= MIN_TOKENS,
+        "the walk-through needs a text of at least {MIN_TOKENS} GPT-2 tokens; this one has {}",
+        enc_text.len()
+    );
     let enc_sample = &enc_text[50..];
     let context_size = 4;
     let next_token_pairs = (1..=context_size)
@@ -147,7 +169,7 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
     let token_embedding_layer = nn::embedding(large.root() / "tok", vocab_size, output_dim, Default::default());
     let pos_embedding_layer = nn::embedding(large.root() / "pos", max_length, output_dim, Default::default());
     let loader = create_dataloader_v1(&raw_text, LoaderConfig { batch_size: 8, max_length: 4, stride: 4, ..sequential })?;
-    let batch = loader.iter().next().expect("The Verdict fills at least one batch");
+    let batch = loader.iter().next().context("the text is too short for a batch of 8 x 4 tokens")?;
     let token_embeddings = token_embedding_layer.forward(&batch.inputs.to_device(context.device));
     let pos_embeddings = pos_embedding_layer.forward(&Tensor::arange(max_length, (Kind::Int64, context.device)));
     let input_embeddings = &token_embeddings + &pos_embeddings;
@@ -159,6 +181,7 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
         preprocessed_head: preprocessed.iter().take(30).map(|s| s.to_string()).collect(),
         vocab_size: vocab.len(),
         vocab_head: vocab.entries().take(51).map(|(token, id)| (token.to_string(), id)).collect(),
+        v1_sample,
         v1_ids,
         v1_decoded,
         v1_unknown_error,
@@ -204,9 +227,12 @@ impl fmt::Display for Walkthrough {
         for (token, id) in &self.vocab_head {
             writeln!(f, "  ({token:?}, {id})")?;
         }
-        writeln!(f, "V1 encode {V1_SAMPLE:?}:\n  {:?}", self.v1_ids)?;
+        writeln!(f, "V1 encode {:?}:\n  {:?}", self.v1_sample, self.v1_ids)?;
         writeln!(f, "V1 decode: {:?}", self.v1_decoded)?;
-        writeln!(f, "V1 on \"Hello, do you like tea?\": error: {}", self.v1_unknown_error)?;
+        match &self.v1_unknown_error {
+            Some(err) => writeln!(f, "V1 encode {V1_UNKNOWN_SAMPLE:?}: error: {err}")?,
+            None => writeln!(f, "V1 encode {V1_UNKNOWN_SAMPLE:?}: every word is in this text's vocabulary")?,
+        }
 
         writeln!(f, "\n== 2.4 Adding special context tokens ==")?;
         writeln!(f, "Vocabulary size with <|endoftext|> and <|unk|>: {}", self.v2_vocab_size)?;

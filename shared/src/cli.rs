@@ -1,6 +1,7 @@
 //! The flags every binary takes, and the run context they resolve to.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use tch::Device;
@@ -63,5 +64,17 @@ impl RunContext {
     /// Seeds the global generator with this run's seed.
     pub fn seed_everything(&self) {
         device::seed_everything(self.seed);
+    }
+}
+
+/// Runs a binary's body and turns an error into one clear message on stderr (the whole
+/// context chain on one line, no backtrace) and exit code 1.
+pub fn run_main(body: impl FnOnce() -> Result<()>) -> ExitCode {
+    match body() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -121,7 +121,7 @@ impl DataLocator {
     pub fn from_env(explicit: Option<PathBuf>) -> Self {
         Self {
             explicit,
-            data_dir: std::env::var_os(DATA_DIR_VAR).filter(|v| !v.is_empty()).map(PathBuf::from),
+            data_dir: std::env::var_os(DATA_DIR_VAR).filter(|v| !v.is_empty()).map(|v| resolve_data_dir(v.into())),
             cache_dir: default_cache_dir(),
             allow_download: true,
         }
@@ -174,6 +174,17 @@ impl DataLocator {
     pub fn read_to_string(&self, set: &DataSet) -> Result<String, DataError> {
         let path = self.locate(set)?;
         fs::read_to_string(&path).map_err(|source| DataError::Io { path, source })
+    }
+}
+
+/// A relative `LLMS_DATA_DIR` is taken from the current folder when it exists there, else
+/// from the workspace root: `cargo test` runs each crate's tests inside the crate's folder,
+/// so `LLMS_DATA_DIR=../shared/data cargo test` from the root must still find the data.
+fn resolve_data_dir(dir: PathBuf) -> PathBuf {
+    if dir.is_absolute() || dir.is_dir() {
+        dir
+    } else {
+        crate::workspace_root().join(dir)
     }
 }
 
