@@ -50,3 +50,12 @@ fn every_exercise_is_listed_and_runs_as_json() {
         assert!(exercise::list(exercises::ALL).contains(entry.summary));
     }
 }
+
+#[test]
+fn the_readme_lists_every_exercise() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    for entry in exercises::ALL {
+        let line = format!("| {} | {} |", entry.id, entry.summary);
+        assert!(readme.contains(&line), "README.md lacks the line `{line}`");
+    }
+}

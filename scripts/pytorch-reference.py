@@ -1,0 +1,37 @@
+"""Prints the PyTorch reference values that the Rust tests pin, as JSON.
+
+Run with the setup's Python (it has torch==2.13.0):
+    "$(readlink -f .libtorch)/../../../../bin/python" scripts/pytorch-reference.py
+"""
+import json
+
+import torch
+
+
+def randperm(n, seed):
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def main():
+    values = {"torch": torch.__version__}
+    # shared/src/torch_rng.rs: randperm on a fresh generator, global int64 draws.
+    values["randperm_10_seed_123"] = randperm(10, 123)
+    values["randperm_20_seed_2^40+5"] = randperm(20, 2**40 + 5)
+    torch.manual_seed(123)
+    draws = [torch.empty((), dtype=torch.int64).random_().item() for _ in range(2)]
+    values["global_int64_draws_after_seed_123"] = draws
+    # shared/src/dataset.rs: DataLoader(shuffle=True) over 9 samples, batch 3, seed 123.
+    torch.manual_seed(123)
+    loader = torch.utils.data.DataLoader(list(range(9)), batch_size=3, shuffle=True, drop_last=True)
+    values["dataloader_epoch_seed_123"] = [int(x) for batch in loader for x in batch]
+    values["randperm_9_seed_second_draw"] = randperm(9, draws[1])
+    # ch02-tokenization walk-through: torch.manual_seed(123); nn.Embedding(6, 3).
+    torch.manual_seed(123)
+    values["embedding_6x3_seed_123"] = torch.nn.Embedding(6, 3).weight.detach().tolist()
+    print(json.dumps(values, indent=1))
+
+
+if __name__ == "__main__":
+    main()
