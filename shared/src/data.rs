@@ -378,4 +378,65 @@ mod tests {
         offline_locator(None, &cache).locate(&UNREACHABLE).unwrap_err();
         assert_eq!(fs::read_dir(&cache).unwrap().count(), 0, "no partial file may be left");
     }
+
+    /// Serves `body` to each of `requests` HTTP requests on 127.0.0.1; returns the base URL.
+    fn serve(body: Vec<u8>, requests: usize) -> String {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 2 {
+                    line.clear();
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&body).unwrap();
+            }
+        });
+        url
+    }
+
+    fn served_set(url: String, archive_member: Option<&'static str>) -> DataSet {
+        DataSet { url: Box::leak(url.into_boxed_str()), archive_member, ..UNREACHABLE }
+    }
+
+    #[test]
+    fn downloads_verify_and_land_in_the_cache() {
+        let cache = tempfile::tempdir().unwrap();
+        let set = served_set(serve(b"hello".to_vec(), 1) + "/hello.txt", None);
+        let path = offline_locator(None, cache.path()).locate(&set).unwrap();
+        assert_eq!(path, cache.path().join(set.name));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "hello");
+        assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 1, "only the verified file remains");
+    }
+
+    #[test]
+    fn a_download_with_the_wrong_checksum_is_discarded() {
+        let cache = tempfile::tempdir().unwrap();
+        let set = served_set(serve(b"not hello".to_vec(), 1) + "/hello.txt", None);
+        let err = offline_locator(None, cache.path()).locate(&set).unwrap_err();
+        assert!(matches!(err, DataError::ChecksumMismatch { .. }), "{err}");
+        assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 0, "nothing may be left behind");
+    }
+
+    #[test]
+    fn archives_are_downloaded_and_their_member_extracted() {
+        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        archive.start_file("readme", options).unwrap();
+        archive.write_all(b"about the data").unwrap();
+        archive.start_file(UNREACHABLE.name, options).unwrap();
+        archive.write_all(b"hello").unwrap();
+        let zipped = archive.finish().unwrap().into_inner();
+
+        let cache = tempfile::tempdir().unwrap();
+        let set = served_set(serve(zipped, 1) + "/data.zip", Some(UNREACHABLE.name));
+        let path = offline_locator(None, cache.path()).locate(&set).unwrap();
+        assert_eq!(fs::read_to_string(path).unwrap(), "hello");
+        assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 1);
+    }
 }
