@@ -22,10 +22,7 @@ static PRETOKENIZER: LazyLock<Regex> = LazyLock::new(|| Regex::new(GPT2_PRETOKEN
 
 /// The pre-tokens of `text`, in order; together they cover `text` exactly.
 pub fn pretokenize(text: &str) -> Result<Vec<&str>> {
-    PRETOKENIZER
-        .find_iter(text)
-        .map(|piece| piece.map(|m| m.as_str()).context("pre-tokenizer failed"))
-        .collect()
+    PRETOKENIZER.find_iter(text).map(|piece| piece.map(|m| m.as_str()).context("pre-tokenizer failed")).collect()
 }
 
 /// A byte-level BPE vocabulary with its encoder and decoder.

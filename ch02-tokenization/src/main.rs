@@ -91,10 +91,22 @@ fn bpe_train_command(context: &RunContext, vocab_size: usize, show_merges: usize
     let text = context.data.read_to_string(&THE_VERDICT)?;
     let trained = bpe_train::train(&text, vocab_size)?;
     let encoder = &trained.encoder;
-    println!("Trained on {} bytes: {} merges, vocabulary of {}", text.len(), trained.merges.len(), encoder.vocab_size());
+    println!(
+        "Trained on {} bytes: {} merges, vocabulary of {}",
+        text.len(),
+        trained.merges.len(),
+        encoder.vocab_size()
+    );
     for merge in trained.merges.iter().take(show_merges) {
         let piece = |id| String::from_utf8_lossy(encoder.token_bytes(id).unwrap_or_default()).into_owned();
-        println!("  {:>5}: {:?} + {:?} -> {:?} ({} times)", merge.merged, piece(merge.left), piece(merge.right), piece(merge.merged), merge.count);
+        println!(
+            "  {:>5}: {:?} + {:?} -> {:?} ({} times)",
+            merge.merged,
+            piece(merge.left),
+            piece(merge.right),
+            piece(merge.merged),
+            merge.count
+        );
     }
     let ids = encoder.encode(&text)?;
     println!(
@@ -105,7 +117,10 @@ fn bpe_train_command(context: &RunContext, vocab_size: usize, show_merges: usize
     );
     let sample_ids = encoder.encode(sample)?;
     let decoded = encoder.decode(&sample_ids)?;
-    println!("{sample:?} -> {sample_ids:?} -> {decoded:?} (round trip {})", if decoded == sample { "ok" } else { "FAILED" });
+    println!(
+        "{sample:?} -> {sample_ids:?} -> {decoded:?} (round trip {})",
+        if decoded == sample { "ok" } else { "FAILED" }
+    );
     Ok(())
 }
 
@@ -117,7 +132,12 @@ fn bpe_compare(context: &RunContext) -> Result<()> {
         let text = locator.read_to_string(&set).with_context(|| format!("reading {}", set.name))?;
         let (mine, theirs) = (ours.encode(&text)?, reference.encode(&text));
         let verdict = if mine == theirs { "identical" } else { "DIFFERENT" };
-        println!("{:<20} {:>8} tokens (ours) {:>8} tokens (tiktoken-rs): {verdict}", set.name, mine.len(), theirs.len());
+        println!(
+            "{:<20} {:>8} tokens (ours) {:>8} tokens (tiktoken-rs): {verdict}",
+            set.name,
+            mine.len(),
+            theirs.len()
+        );
     }
     Ok(())
 }

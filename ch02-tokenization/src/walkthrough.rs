@@ -152,8 +152,8 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
     let sequential = LoaderConfig { shuffle: false, ..LoaderConfig::default() };
     let stride1_batches =
         loader_rows(&raw_text, LoaderConfig { batch_size: 1, max_length: 4, stride: 1, ..sequential }, 2)?;
-    let stride4_batch = loader_rows(&raw_text, LoaderConfig { batch_size: 8, max_length: 4, stride: 4, ..sequential }, 1)?
-        .remove(0);
+    let stride4_batch =
+        loader_rows(&raw_text, LoaderConfig { batch_size: 8, max_length: 4, stride: 4, ..sequential }, 1)?.remove(0);
 
     // 2.7: a 6 x 3 embedding layer, seeded as in the book.
     context.seed_everything();
@@ -168,7 +168,8 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
     let large = nn::VarStore::new(context.device);
     let token_embedding_layer = nn::embedding(large.root() / "tok", vocab_size, output_dim, Default::default());
     let pos_embedding_layer = nn::embedding(large.root() / "pos", max_length, output_dim, Default::default());
-    let loader = create_dataloader_v1(&raw_text, LoaderConfig { batch_size: 8, max_length: 4, stride: 4, ..sequential })?;
+    let loader =
+        create_dataloader_v1(&raw_text, LoaderConfig { batch_size: 8, max_length: 4, stride: 4, ..sequential })?;
     let batch = loader.iter().next().context("the text is too short for a batch of 8 x 4 tokens")?;
     let token_embeddings = token_embedding_layer.forward(&batch.inputs.to_device(context.device));
     let pos_embeddings = pos_embedding_layer.forward(&Tensor::arange(max_length, (Kind::Int64, context.device)));

@@ -65,7 +65,8 @@ fn bad_input_gets_a_clear_error_and_exit_code() {
 fn data_flag_runs_the_walkthrough_on_another_text() {
     let dir = tempfile_dir();
     let file = dir.join("story.txt");
-    let text = "It was a dark and stormy night; the rain fell in torrents -- except at occasional intervals. ".repeat(20);
+    let text =
+        "It was a dark and stormy night; the rain fell in torrents -- except at occasional intervals. ".repeat(20);
     std::fs::write(&file, &text).unwrap();
     let output = ch02(&["--data", file.to_str().unwrap(), "--device", "cpu"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -15,7 +15,10 @@ fn reproduces_the_book() {
 
     // 2.2
     assert_eq!(w.characters, 20479);
-    assert_eq!(w.opening, "I HAD always thought Jack Gisburn rather a cheap genius--though a good fellow enough--so it was no ");
+    assert_eq!(
+        w.opening,
+        "I HAD always thought Jack Gisburn rather a cheap genius--though a good fellow enough--so it was no "
+    );
     assert_eq!(w.preprocessed_len, 4690);
     assert_eq!(
         w.preprocessed_head,
@@ -40,7 +43,10 @@ fn reproduces_the_book() {
     // 2.4
     assert_eq!(w.v2_vocab_size, 1132);
     let tail: Vec<(&str, usize)> = w.v2_vocab_tail.iter().map(|(t, i)| (t.as_str(), *i)).collect();
-    assert_eq!(tail, [("younger", 1127), ("your", 1128), ("yourself", 1129), ("<|endoftext|>", 1130), ("<|unk|>", 1131)]);
+    assert_eq!(
+        tail,
+        [("younger", 1127), ("your", 1128), ("yourself", 1129), ("<|endoftext|>", 1130), ("<|unk|>", 1131)]
+    );
     assert_eq!(w.v2_ids, [1131, 5, 355, 1126, 628, 975, 10, 1130, 55, 988, 956, 984, 722, 988, 1131, 7]);
     assert_eq!(w.v2_decoded, "<|unk|>, do you like tea? <|endoftext|> In the sunlit terraces of the <|unk|>.");
 

@@ -61,7 +61,8 @@ pub const SMS_SPAM_COLLECTION: DataSet = DataSet {
 pub const INSTRUCTION_DATA: DataSet = DataSet {
     name: "instruction-data.json",
     description: "the book's 1,100 instruction/input/output records",
-    url: "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
+    url:
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
     archive_member: None,
     sha256: "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
 };
@@ -228,9 +229,8 @@ impl<E: fmt::Display> From<E> for DownloadError {
 
 fn download_into_cache(set: &DataSet, cache_dir: &Path) -> Result<PathBuf, DownloadError> {
     let created_dir = !cache_dir.exists();
-    let result = fs::create_dir_all(cache_dir)
-        .map_err(DownloadError::from)
-        .and_then(|()| download_verified(set, cache_dir));
+    let result =
+        fs::create_dir_all(cache_dir).map_err(DownloadError::from).and_then(|()| download_verified(set, cache_dir));
     if result.is_err() && created_dir {
         // Leave no trace of a failed download, not even an empty folder.
         let _ = fs::remove_dir(cache_dir);
@@ -259,11 +259,8 @@ fn fetch(url: &str, out: &mut File) -> Result<(), DownloadError> {
         .build()
         .into();
     let mut response = agent.get(url).call()?;
-    let length = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let length =
+        response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let bar = length.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")

@@ -47,10 +47,7 @@ impl GptDataset {
     /// Sample `index`: (input ids, target ids), each `max_length` long.
     pub fn get(&self, index: usize) -> (&[i64], &[i64]) {
         let start = self.starts[index];
-        (
-            &self.token_ids[start..start + self.max_length],
-            &self.token_ids[start + 1..start + self.max_length + 1],
-        )
+        (&self.token_ids[start..start + self.max_length], &self.token_ids[start + 1..start + self.max_length + 1])
     }
 }
 
@@ -113,7 +110,11 @@ impl DataLoader {
     /// The number of batches in one pass (`len(dataloader)`).
     pub fn len(&self) -> usize {
         let samples = self.dataset.len();
-        if self.drop_last { samples / self.batch_size } else { samples.div_ceil(self.batch_size) }
+        if self.drop_last {
+            samples / self.batch_size
+        } else {
+            samples.div_ceil(self.batch_size)
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -73,11 +73,8 @@ mod tests {
         }
     }
 
-    const EXERCISES: &[Exercise] = &[Exercise {
-        id: "1.1",
-        summary: "answers",
-        run: |_| Report::new(&Answer { value: 42 }),
-    }];
+    const EXERCISES: &[Exercise] =
+        &[Exercise { id: "1.1", summary: "answers", run: |_| Report::new(&Answer { value: 42 }) }];
 
     #[test]
     fn runs_by_id_as_text_or_json() {

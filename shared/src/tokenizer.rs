@@ -75,7 +75,10 @@ mod tests {
         let ids = tokenizer.encode(text);
         assert_eq!(
             ids,
-            [15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286, 617, 34680, 27271, 13]
+            [
+                15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286, 617, 34680,
+                27271, 13
+            ]
         );
         assert_eq!(tokenizer.decode(&ids).unwrap(), text);
         assert!(!tokenizer.encode_ordinary(text).contains(&END_OF_TEXT_ID));

@@ -28,9 +28,7 @@ impl Mt19937 {
         state[0] = seed as u32;
         for j in 1..STATE_SIZE {
             let prev = state[j - 1];
-            state[j] = 1_812_433_253u32
-                .wrapping_mul(prev ^ (prev >> 30))
-                .wrapping_add(j as u32);
+            state[j] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(j as u32);
         }
         Self { state, next: STATE_SIZE }
     }
@@ -86,9 +84,7 @@ pub fn randperm_with(n: usize, rng: &mut Mt19937) -> Vec<usize> {
 /// `int(torch.empty((), dtype=torch.int64).random_().item())`: one draw from the global
 /// generator that `tch::manual_seed` seeds, as `DataLoader` makes for every epoch.
 pub fn draw_global_seed() -> u64 {
-    let seed = tch::Tensor::empty([], (tch::Kind::Int64, tch::Device::Cpu))
-        .random_()
-        .int64_value(&[]);
+    let seed = tch::Tensor::empty([], (tch::Kind::Int64, tch::Device::Cpu)).random_().int64_value(&[]);
     seed as u64
 }
 
@@ -112,10 +108,7 @@ mod tests {
         // torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
         assert_eq!(randperm(10, 123), [2, 0, 8, 1, 3, 7, 4, 9, 5, 6]);
         // Seeds above 32 bits keep their low word, as in at::mt19937.
-        assert_eq!(
-            randperm(20, (1 << 40) + 5),
-            [11, 0, 9, 10, 3, 15, 14, 18, 8, 2, 19, 6, 5, 12, 1, 7, 4, 17, 16, 13]
-        );
+        assert_eq!(randperm(20, (1 << 40) + 5), [11, 0, 9, 10, 3, 15, 14, 18, 8, 2, 19, 6, 5, 12, 1, 7, 4, 17, 16, 13]);
     }
 
     #[test]

@@ -56,7 +56,11 @@ impl fmt::Display for Ex2_2 {
             if i > 0 {
                 writeln!(f)?;
             }
-            writeln!(f, "batch_size={}, max_length={}, stride={}:", loader.batch_size, loader.max_length, loader.stride)?;
+            writeln!(
+                f,
+                "batch_size={}, max_length={}, stride={}:",
+                loader.batch_size, loader.max_length, loader.stride
+            )?;
             writeln!(f, "  inputs:  {:?}", loader.inputs)?;
             write!(f, "  targets: {:?}", loader.targets)?;
         }
