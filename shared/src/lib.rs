@@ -10,14 +10,18 @@
 //! | [`tokenizer`] | 2.5 | GPT-2 byte-pair encoding through `tiktoken-rs` |
 //! | [`torch_rng`] | 2.6 | PyTorch's CPU generator (mt19937) and `randperm`, for loader parity |
 //! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
+//! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
+//! | [`attention`] | 3.5-3.6 | causal mask, the book's `MultiHeadAttention`, an SDPA kernel |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
 //! | [`cli`] | all | the flags every binary takes (`--device`, `--seed`, `--out-dir`, `--data`) |
 
+pub mod attention;
 pub mod cli;
 pub mod data;
 pub mod dataset;
 pub mod device;
 pub mod exercise;
+pub mod init;
 pub mod tokenizer;
 pub mod torch_rng;
 

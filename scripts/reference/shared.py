@@ -1,7 +1,7 @@
-"""Prints the PyTorch reference values that the Rust tests pin, as JSON.
+"""PyTorch reference values pinned by the `shared` and `ch02-tokenization` tests.
 
-Run with the setup's Python (it has torch==2.13.0):
-    "$(readlink -f .libtorch)/../../../../bin/python" scripts/pytorch-reference.py
+Run through scripts/reference/generate.sh, which writes the JSON this prints to
+shared/tests/fixtures/pytorch-reference.json.
 """
 import json
 

@@ -1,0 +1,149 @@
+//! `bench`: forward and forward+backward time of each multi-head attention variant.
+
+use std::fmt;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use shared::device::{device_name, seed_everything};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::variants::{AttentionVariants, Variant};
+
+/// What to measure; the default is GPT-2 small's attention on a batch of 8 x 1,024 tokens.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub batch: i64,
+    pub tokens: i64,
+    pub emb_dim: i64,
+    pub heads: i64,
+    /// Timed runs per measurement (after one warm-up run); the median is reported.
+    pub repeats: usize,
+    pub dtypes: Vec<Kind>,
+    pub device: Device,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            batch: 8,
+            tokens: 1024,
+            emb_dim: 768,
+            heads: 12,
+            repeats: 5,
+            dtypes: vec![Kind::Float, Kind::BFloat16],
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// One measured variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub variant: Variant,
+    pub dtype: String,
+    pub forward_ms: f64,
+    pub forward_backward_ms: f64,
+}
+
+/// The whole table, with what it ran on.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchTable {
+    pub device: String,
+    pub threads: i32,
+    pub shape: String,
+    pub repeats: usize,
+    pub rows: Vec<BenchRow>,
+}
+
+fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
+/// Median wall time of `f` in milliseconds, after one warm-up call.
+pub fn median_ms(device: Device, repeats: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    synchronize(device);
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            synchronize(device);
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Short dtype names for tables.
+pub fn dtype_name(kind: Kind) -> String {
+    match kind {
+        Kind::Float => "float32".into(),
+        Kind::BFloat16 => "bfloat16".into(),
+        Kind::Half => "float16".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Times every variant in every dtype.
+pub fn run(config: &BenchConfig) -> Result<BenchTable> {
+    ensure!(config.batch > 0 && config.tokens > 0 && config.repeats > 0, "batch, tokens and repeats must be positive");
+    ensure!(config.emb_dim % config.heads == 0, "emb_dim must be divisible by heads");
+    let mut rows = Vec::new();
+    for &dtype in &config.dtypes {
+        seed_everything(123);
+        let mut vs = nn::VarStore::new(config.device);
+        let variants = AttentionVariants::new(&vs.root(), config.emb_dim, config.tokens, config.heads)?;
+        vs.set_kind(dtype);
+        let x = Tensor::randn([config.batch, config.tokens, config.emb_dim], (dtype, config.device));
+        for variant in Variant::ALL {
+            let forward_ms = median_ms(config.device, config.repeats, || {
+                let _ = tch::no_grad(|| variants.forward(variant, &x));
+            });
+            let forward_backward_ms = median_ms(config.device, config.repeats, || {
+                for p in variants.parameters() {
+                    let mut grad = p.grad();
+                    if grad.defined() {
+                        let _ = grad.zero_();
+                    }
+                }
+                variants.forward(variant, &x).sum(Kind::Float).backward();
+            });
+            rows.push(BenchRow { variant, dtype: dtype_name(dtype), forward_ms, forward_backward_ms });
+        }
+    }
+    Ok(BenchTable {
+        device: device_name(config.device),
+        threads: tch::get_num_threads(),
+        shape: format!(
+            "batch {}, {} tokens, d_in = d_out = {}, {} heads",
+            config.batch, config.tokens, config.emb_dim, config.heads
+        ),
+        repeats: config.repeats,
+        rows,
+    })
+}
+
+impl fmt::Display for BenchTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Multi-head attention on {} ({} threads): {}; median of {} runs",
+            self.device, self.threads, self.shape, self.repeats
+        )?;
+        writeln!(f)?;
+        writeln!(f, "| variant | dtype | forward (ms) | forward + backward (ms) |")?;
+        write!(f, "|---|---|---:|---:|")?;
+        for row in &self.rows {
+            write!(
+                f,
+                "\n| {} | {} | {:.1} | {:.1} |",
+                row.variant, row.dtype, row.forward_ms, row.forward_backward_ms
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Regenerates the PyTorch reference fixtures the tests compare against, with the setup's
+# Python (torch==2.13.0, CPU). Each script runs the book's PyTorch code and prints JSON.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+"$root/scripts/setup.sh"
+torch_dir="$(readlink -f "$root/.libtorch")"
+python="${PYTHON:-$torch_dir/../../../../bin/python}"
+[ -x "$python" ] || { echo "no Python with torch next to $torch_dir; set PYTHON" >&2; exit 1; }
+generate() { # script, output
+    mkdir -p "$(dirname "$root/$2")"
+    "$python" -W ignore "$root/scripts/reference/$1" > "$root/$2.tmp" && mv "$root/$2.tmp" "$root/$2"
+    echo "wrote $2"
+}
+generate shared.py shared/tests/fixtures/pytorch-reference.json
+generate ch03_attention.py ch03-attention/tests/fixtures/pytorch-reference.json
+
+# Cross-check against the independent reference values when they are beside the project.
+parity="$root/../shared/fixtures/pytorch-parity/ch03-attention.json"
+if [ -f "$parity" ]; then
+    "$python" - "$parity" "$root/ch03-attention/tests/fixtures/pytorch-reference.json" <<'PY'
+import json, sys
+independent, ours = (json.load(open(path)) for path in sys.argv[1:3])
+pairs = {"inputs": "inputs", "seed123_SelfAttentionV1_out": "sa_v1",
+         "seed789_SelfAttentionV2_out": "sa_v2", "seed123_MultiHeadAttention_d_out2_heads2_out": "mha"}
+def flat(x): return [v for item in x for v in flat(item)] if isinstance(x, list) else [x]
+for theirs, mine in pairs.items():
+    worst = max(abs(a - b) for a, b in zip(flat(independent[theirs]), flat(ours[mine])))
+    assert worst <= 5e-5, f"{mine} differs from {theirs} by {worst}"
+print("ch03 reference agrees with ../shared/fixtures/pytorch-parity to 4 decimals")
+PY
+fi
