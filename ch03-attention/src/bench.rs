@@ -1,11 +1,11 @@
 //! `bench`: forward and forward+backward time of each multi-head attention variant.
 
 use std::fmt;
-use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::device::{device_name, seed_everything};
+use shared::timing::median_seconds;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::variants::{AttentionVariants, Variant};
@@ -56,28 +56,6 @@ pub struct BenchTable {
     pub rows: Vec<BenchRow>,
 }
 
-fn synchronize(device: Device) {
-    if let Device::Cuda(index) = device {
-        tch::Cuda::synchronize(index as i64);
-    }
-}
-
-/// Median wall time of `f` in milliseconds, after one warm-up call.
-pub fn median_ms(device: Device, repeats: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    synchronize(device);
-    let mut times: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            synchronize(device);
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
 /// Short dtype names for tables.
 pub fn dtype_name(kind: Kind) -> String {
     match kind {
@@ -86,6 +64,11 @@ pub fn dtype_name(kind: Kind) -> String {
         Kind::Half => "float16".into(),
         other => format!("{other:?}"),
     }
+}
+
+/// Median of `repeats` timed runs after one warm-up, in milliseconds.
+fn median_ms(device: Device, repeats: usize, f: impl FnMut()) -> f64 {
+    median_seconds(device, 1, repeats, f) * 1e3
 }
 
 /// Times every variant in every dtype.

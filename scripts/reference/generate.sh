@@ -14,6 +14,7 @@ generate() { # script, output
 }
 generate shared.py shared/tests/fixtures/pytorch-reference.json
 generate ch03_attention.py ch03-attention/tests/fixtures/pytorch-reference.json
+generate appendix_a.py appendix-a/tests/fixtures/pytorch-reference.json
 
 # Cross-check against the independent reference values when they are beside the project.
 parity="$root/../shared/fixtures/pytorch-parity/ch03-attention.json"

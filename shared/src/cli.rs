@@ -24,7 +24,7 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 
-    /// Read the chapter's text from this file instead of its data set (no checksum check)
+    /// Read the chapter's data from this file instead of its data set (chapters that read one; no checksum check)
     #[arg(long, global = true, value_name = "FILE")]
     pub data: Option<PathBuf>,
 }

@@ -74,17 +74,57 @@ pub struct Batch {
     pub targets: Tensor,
 }
 
-/// A batch loader over a [`GptDataset`] that orders samples exactly as PyTorch's
+/// The order in which one epoch visits `len` samples, drawn exactly as PyTorch's
 /// `DataLoader(dataset, batch_size, shuffle, drop_last, num_workers=0)` does on the CPU.
 ///
 /// Replicated behaviour, which matters for bit-for-bit parity with the book's training runs:
-/// - every call to [`DataLoader::iter`] draws one int64 "base seed" from the global generator
-///   (`_BaseDataLoaderIter.__init__`), shuffled or not;
+/// - starting an epoch (creating the loader's iterator, `_BaseDataLoaderIter.__init__`)
+///   draws one int64 "base seed" from the global generator, shuffled or not;
 /// - a shuffled epoch draws a second int64 from the global generator when its first batch is
 ///   requested (`RandomSampler.__iter__`) and permutes the samples with `torch.randperm` on a
 ///   fresh generator seeded with it (see [`torch_rng`]).
 ///
 /// So the shuffle is seeded by `tch::manual_seed` (the binaries' `--seed`), as in the book.
+#[derive(Debug, Clone)]
+pub struct EpochOrder {
+    len: usize,
+    shuffle: bool,
+    order: Option<Vec<usize>>,
+}
+
+impl EpochOrder {
+    /// Starts an epoch over `len` samples (one draw from the global generator).
+    pub fn start(len: usize, shuffle: bool) -> Self {
+        let _base_seed = torch_rng::draw_global_seed();
+        Self { len, shuffle, order: None }
+    }
+
+    /// The sample indices of batch `index` (the last batch may be short); the first call of a
+    /// shuffled epoch draws its permutation.
+    pub fn batch(&mut self, index: usize, batch_size: usize) -> &[usize] {
+        let (len, shuffle) = (self.len, self.shuffle);
+        let order = self.order.get_or_insert_with(|| {
+            if shuffle {
+                torch_rng::randperm(len, torch_rng::draw_global_seed())
+            } else {
+                (0..len).collect()
+            }
+        });
+        let start = (index * batch_size).min(len);
+        &order[start..(start + batch_size).min(len)]
+    }
+}
+
+/// The number of batches of `batch_size` in `samples` (`len(dataloader)`).
+pub fn batch_count(samples: usize, batch_size: usize, drop_last: bool) -> usize {
+    if drop_last {
+        samples / batch_size
+    } else {
+        samples.div_ceil(batch_size)
+    }
+}
+
+/// A batch loader over a [`GptDataset`], ordered by [`EpochOrder`] like PyTorch's `DataLoader`.
 #[derive(Debug, Clone)]
 pub struct DataLoader {
     dataset: GptDataset,
@@ -123,8 +163,7 @@ impl DataLoader {
 
     /// One pass over the data set (one epoch).
     pub fn iter(&self) -> Batches<'_> {
-        let _base_seed = torch_rng::draw_global_seed();
-        Batches { loader: self, order: None, next_batch: 0 }
+        Batches { loader: self, order: EpochOrder::start(self.dataset.len(), self.shuffle), next_batch: 0 }
     }
 
     /// The batch made of these sample indices.
@@ -157,7 +196,7 @@ impl<'a> IntoIterator for &'a DataLoader {
 /// The batches of one epoch, in order.
 pub struct Batches<'a> {
     loader: &'a DataLoader,
-    order: Option<Vec<usize>>,
+    order: EpochOrder,
     next_batch: usize,
 }
 
@@ -169,18 +208,9 @@ impl Iterator for Batches<'_> {
         if self.next_batch >= loader.len() {
             return None;
         }
-        let samples = loader.dataset.len();
-        let order = self.order.get_or_insert_with(|| {
-            if loader.shuffle {
-                torch_rng::randperm(samples, torch_rng::draw_global_seed())
-            } else {
-                (0..samples).collect()
-            }
-        });
-        let start = self.next_batch * loader.batch_size;
-        let end = (start + loader.batch_size).min(samples);
+        let indices = self.order.batch(self.next_batch, loader.batch_size);
         self.next_batch += 1;
-        Some(loader.collate(&order[start..end]))
+        Some(loader.collate(indices))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
