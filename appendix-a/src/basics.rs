@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use shared::tensors::rows_i64;
 use tch::{Kind, Tensor};
 
 /// What the appendix prints about tensors.
@@ -22,11 +23,6 @@ pub struct TensorBasics {
     pub matmul: Vec<Vec<i64>>,
 }
 
-fn rows(t: &Tensor) -> Vec<Vec<i64>> {
-    let width = t.size()[1] as usize;
-    Vec::<i64>::try_from(t.contiguous().view(-1)).expect("int64 values").chunks(width).map(<[i64]>::to_vec).collect()
-}
-
 pub fn run() -> TensorBasics {
     let tensor0d = Tensor::from(1i64);
     let tensor1d = Tensor::from_slice(&[1i64, 2, 3]);
@@ -40,10 +36,10 @@ pub fn run() -> TensorBasics {
         float_dtype: format!("{:?}", floatvec.kind()),
         converted_dtype: format!("{:?}", tensor1d.to_kind(Kind::Float).kind()),
         shape: matrix.size(),
-        reshaped: rows(&matrix.reshape([3, 2])),
-        viewed: rows(&matrix.view([3, 2])),
-        transposed: rows(&matrix.tr()),
-        matmul: rows(&matrix.matmul(&matrix.tr())),
+        reshaped: rows_i64(&matrix.reshape([3, 2])),
+        viewed: rows_i64(&matrix.view([3, 2])),
+        transposed: rows_i64(&matrix.tr()),
+        matmul: rows_i64(&matrix.matmul(&matrix.tr())),
     }
 }
 

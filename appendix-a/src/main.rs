@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use shared::cli::{self, CommonArgs};
-use shared::exercise;
+use shared::exercise::ExerciseCommand;
 
 use appendix_a::{exercises, walkthrough};
 
@@ -18,21 +18,7 @@ struct Cli {
     #[command(flatten)]
     common: CommonArgs,
     #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// List the appendix's exercises
-    List,
-    /// Run one exercise by id (see `list`)
-    Exercise {
-        /// Exercise id, e.g. A.1
-        id: String,
-        /// Print the result as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    command: Option<ExerciseCommand>,
 }
 
 fn main() -> ExitCode {
@@ -44,8 +30,7 @@ fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
     match cli.command {
         None => println!("{}", walkthrough::run(context.seed, context.device, &context.out_dir)?),
-        Some(Command::List) => print!("{}", exercise::list(exercises::ALL)),
-        Some(Command::Exercise { id, json }) => println!("{}", exercise::run(exercises::ALL, &id, json, &context)?),
+        Some(command) => command.run(exercises::ALL, &context)?,
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tch::nn::{self, OptimizerConfig};
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 use crate::mlp::NeuralNetwork;
 use crate::toy_data::ToyLoader;
@@ -71,10 +71,4 @@ pub fn load(path: &Path, num_inputs: i64, num_outputs: i64) -> Result<(nn::VarSt
     let model = NeuralNetwork::new(&vs.root(), num_inputs, num_outputs);
     vs.load(path).with_context(|| format!("loading the model from {}", path.display()))?;
     Ok((vs, model))
-}
-
-/// Logits as rows of floats.
-pub fn rows(t: &Tensor) -> Vec<Vec<f32>> {
-    let width = t.size()[1] as usize;
-    Vec::<f32>::try_from(t.contiguous().view(-1)).expect("float values").chunks(width).map(<[f32]>::to_vec).collect()
 }

@@ -13,7 +13,8 @@ use crate::autograd::{self, LogisticGradients};
 use crate::basics::{self, TensorBasics};
 use crate::mlp::NeuralNetwork;
 use crate::toy_data::{self, batch_values, ToyLoader};
-use crate::training::{self, rows, StepLog};
+use crate::training::{self, StepLog};
+use shared::tensors::{format_rows, rows_f32};
 
 /// One printed batch of the toy loader.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -102,16 +103,16 @@ pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
         mlp_parameters: mlp.num_parameters(),
         mlp_layer0_shape: mlp.layers[0].ws.size(),
         mlp_layer0_first_row: Vec::<f32>::try_from(mlp.layers[0].ws.get(0).narrow(0, 0, 5))?,
-        mlp_output: rows(&logits),
-        mlp_softmax: rows(&logits.softmax(1, Kind::Float)),
+        mlp_output: rows_f32(&logits),
+        mlp_softmax: rows_f32(&logits.softmax(1, Kind::Float)),
         loader_batches,
         loader_batches_drop_last,
         epochs,
         batches_per_epoch: train_loader.len(),
         train_log,
-        train_probas: rows(&outputs.softmax(1, Kind::Float)),
+        train_probas: rows_f32(&outputs.softmax(1, Kind::Float)),
         train_predictions: Vec::<i64>::try_from(outputs.argmax(1, false))?,
-        train_outputs: rows(&outputs),
+        train_outputs: rows_f32(&outputs),
         train_accuracy,
         test_accuracy,
         saved_to: path.display().to_string(),
@@ -119,13 +120,6 @@ pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
         device: device_name(device),
         cuda_devices: if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 },
     })
-}
-
-fn format_rows(rows: &[Vec<f32>]) -> String {
-    rows.iter()
-        .map(|row| format!("[{}]", row.iter().map(|x| format!("{x:8.4}")).collect::<Vec<_>>().join(",")))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl fmt::Display for Walkthrough {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use shared::cli::{self, CommonArgs, RunContext};
 use shared::data::{SMS_SPAM_COLLECTION, THE_VERDICT};
-use shared::exercise;
+use shared::exercise::ExerciseCommand;
 use shared::tokenizer::Gpt2Tokenizer;
 
 use ch02_tokenization::bpe::BytePairEncoder;
@@ -26,16 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the chapter's exercises
-    List,
-    /// Run one exercise by id (see `list`)
-    Exercise {
-        /// Exercise id, e.g. 2.1
-        id: String,
-        /// Print the result as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(flatten)]
+    Exercises(ExerciseCommand),
     /// Show GPT-2's token ids for a text, and the piece behind each id
     Encode {
         /// The text to encode (<|endoftext|> is recognised)
@@ -66,8 +58,7 @@ fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
     match cli.command {
         None => println!("{}", walkthrough::run(&context)?),
-        Some(Command::List) => print!("{}", exercise::list(exercises::ALL)),
-        Some(Command::Exercise { id, json }) => println!("{}", exercise::run(exercises::ALL, &id, json, &context)?),
+        Some(Command::Exercises(command)) => command.run(exercises::ALL, &context)?,
         Some(Command::Encode { text }) => encode(&text)?,
         Some(Command::BpeTrain { vocab_size, show_merges, sample }) => {
             bpe_train_command(&context, vocab_size, show_merges, &sample)?

@@ -6,7 +6,8 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::data::THE_VERDICT;
-use shared::dataset::{create_dataloader_v1, rows, LoaderConfig};
+use shared::dataset::{create_dataloader_v1, LoaderConfig};
+use shared::tensors::{format_rows, rows_f32, rows_i64};
 use shared::tokenizer::{Gpt2Tokenizer, TokenId};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
@@ -90,19 +91,12 @@ pub struct BatchRows {
     pub targets: Vec<Vec<i64>>,
 }
 
-fn floats(tensor: &Tensor) -> Vec<Vec<f32>> {
-    let (_, width) = tensor.size2().expect("a 2-D tensor");
-    let flat = Vec::<f32>::try_from(tensor.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))
-        .expect("a float tensor");
-    flat.chunks(width as usize).map(<[f32]>::to_vec).collect()
-}
-
 fn loader_rows(text: &str, config: LoaderConfig, batches: usize) -> Result<Vec<BatchRows>> {
     let loader = create_dataloader_v1(text, config)?;
     Ok(loader
         .iter()
         .take(batches)
-        .map(|batch| BatchRows { inputs: rows(&batch.inputs), targets: rows(&batch.targets) })
+        .map(|batch| BatchRows { inputs: rows_i64(&batch.inputs), targets: rows_i64(&batch.targets) })
         .collect())
 }
 
@@ -159,9 +153,9 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
     context.seed_everything();
     let small = nn::VarStore::new(Device::Cpu);
     let embedding_layer = nn::embedding(small.root(), 6, 3, Default::default());
-    let embedding_weight = floats(&embedding_layer.ws);
-    let embedding_of_3 = floats(&embedding_layer.forward(&Tensor::from_slice(&[3i64])))[0].clone();
-    let embedding_lookup = floats(&embedding_layer.forward(&Tensor::from_slice(&[2i64, 3, 5, 1])));
+    let embedding_weight = rows_f32(&embedding_layer.ws);
+    let embedding_of_3 = rows_f32(&embedding_layer.forward(&Tensor::from_slice(&[3i64])))[0].clone();
+    let embedding_lookup = rows_f32(&embedding_layer.forward(&Tensor::from_slice(&[2i64, 3, 5, 1])));
 
     // 2.8: token + absolute positional embeddings for a batch of 8 x 4 tokens.
     let (vocab_size, output_dim, max_length) = (tokenizer.vocab_size() as i64, 256, 4);
@@ -205,14 +199,6 @@ pub fn run(context: &RunContext) -> Result<Walkthrough> {
         pos_embeddings_shape: pos_embeddings.size(),
         input_embeddings_shape: input_embeddings.size(),
     })
-}
-
-fn matrix(f: &mut fmt::Formatter<'_>, rows: &[Vec<f32>]) -> fmt::Result {
-    for row in rows {
-        let cells: Vec<String> = row.iter().map(|x| format!("{x:8.4}")).collect();
-        writeln!(f, "  [{}]", cells.join(","))?;
-    }
-    Ok(())
 }
 
 impl fmt::Display for Walkthrough {
@@ -267,11 +253,11 @@ impl fmt::Display for Walkthrough {
 
         writeln!(f, "\n== 2.7 Creating token embeddings ==")?;
         writeln!(f, "Embedding(6, 3) weight after manual_seed(123):")?;
-        matrix(f, &self.embedding_weight)?;
+        writeln!(f, "{}", format_rows(&self.embedding_weight))?;
         writeln!(f, "Embedding of token id 3:")?;
-        matrix(f, std::slice::from_ref(&self.embedding_of_3))?;
+        writeln!(f, "{}", format_rows(std::slice::from_ref(&self.embedding_of_3)))?;
         writeln!(f, "Embeddings of token ids [2, 3, 5, 1]:")?;
-        matrix(f, &self.embedding_lookup)?;
+        writeln!(f, "{}", format_rows(&self.embedding_lookup))?;
 
         writeln!(f, "\n== 2.8 Encoding word positions ==")?;
         writeln!(f, "Token embeddings shape:      {:?}", self.token_embeddings_shape)?;

@@ -30,7 +30,7 @@ impl Default for BenchConfig {
             tokens: 1024,
             emb_dim: 768,
             heads: 12,
-            repeats: 5,
+            repeats: 3,
             dtypes: vec![Kind::Float, Kind::BFloat16],
             device: Device::Cpu,
         }
@@ -71,8 +71,8 @@ fn median_ms(device: Device, repeats: usize, f: impl FnMut()) -> f64 {
     median_seconds(device, 1, repeats, f) * 1e3
 }
 
-/// Times every variant in every dtype.
-pub fn run(config: &BenchConfig) -> Result<BenchTable> {
+/// Times every variant in every dtype, handing each row to `on_row` as soon as it is measured.
+pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&BenchRow)) -> Result<BenchTable> {
     ensure!(config.batch > 0 && config.tokens > 0 && config.repeats > 0, "batch, tokens and repeats must be positive");
     ensure!(config.emb_dim % config.heads == 0, "emb_dim must be divisible by heads");
     let mut rows = Vec::new();
@@ -95,19 +95,34 @@ pub fn run(config: &BenchConfig) -> Result<BenchTable> {
                 }
                 variants.forward(variant, &x).sum(Kind::Float).backward();
             });
-            rows.push(BenchRow { variant, dtype: dtype_name(dtype), forward_ms, forward_backward_ms });
+            let row = BenchRow { variant, dtype: dtype_name(dtype), forward_ms, forward_backward_ms };
+            on_row(&row);
+            rows.push(row);
         }
     }
-    Ok(BenchTable {
-        device: device_name(config.device),
-        threads: tch::get_num_threads(),
-        shape: format!(
-            "batch {}, {} tokens, d_in = d_out = {}, {} heads",
-            config.batch, config.tokens, config.emb_dim, config.heads
-        ),
-        repeats: config.repeats,
-        rows,
-    })
+    Ok(BenchTable { rows, ..BenchTable::empty(config) })
+}
+
+impl BenchTable {
+    /// The table's header information, without rows.
+    pub fn empty(config: &BenchConfig) -> Self {
+        Self {
+            device: device_name(config.device),
+            threads: tch::get_num_threads(),
+            shape: format!(
+                "batch {}, {} tokens, d_in = d_out = {}, {} heads",
+                config.batch, config.tokens, config.emb_dim, config.heads
+            ),
+            repeats: config.repeats,
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for BenchRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "| {} | {} | {:.1} | {:.1} |", self.variant, self.dtype, self.forward_ms, self.forward_backward_ms)
+    }
 }
 
 impl fmt::Display for BenchTable {

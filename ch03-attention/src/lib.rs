@@ -13,7 +13,6 @@ pub mod exercises;
 pub mod multihead;
 pub mod self_attention;
 pub mod simplified;
-pub mod tensors;
 pub mod variants;
 pub mod walkthrough;
 

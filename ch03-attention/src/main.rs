@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use shared::cli::{self, CommonArgs};
-use shared::exercise;
+use shared::exercise::ExerciseCommand;
 use tch::Kind;
 
-use ch03_attention::bench::{self, BenchConfig};
+use ch03_attention::bench::{self, BenchConfig, BenchTable};
 use ch03_attention::{exercises, walkthrough};
 
 /// Chapter 3, "Coding attention mechanisms". Without a command: the chapter's walk-through
@@ -32,16 +32,8 @@ enum Dtypes {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the chapter's exercises
-    List,
-    /// Run one exercise by id (see `list`)
-    Exercise {
-        /// Exercise id, e.g. 3.1
-        id: String,
-        /// Print the result as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(flatten)]
+    Exercises(ExerciseCommand),
     /// Time forward and forward+backward of each multi-head attention variant (use --release)
     Bench {
         #[arg(long, default_value_t = 8)]
@@ -54,7 +46,7 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         heads: i64,
         /// Timed runs per measurement (the median is printed)
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 3)]
         repeats: usize,
         #[arg(long, value_enum, default_value_t = Dtypes::Both)]
         dtype: Dtypes,
@@ -73,8 +65,7 @@ fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
     match cli.command {
         None => println!("{}", walkthrough::run(context.seed)?),
-        Some(Command::List) => print!("{}", exercise::list(exercises::ALL)),
-        Some(Command::Exercise { id, json }) => println!("{}", exercise::run(exercises::ALL, &id, json, &context)?),
+        Some(Command::Exercises(command)) => command.run(exercises::ALL, &context)?,
         Some(Command::Bench { batch, tokens, emb_dim, heads, repeats, dtype, json }) => {
             let dtypes = match dtype {
                 Dtypes::Float32 => vec![Kind::Float],
@@ -82,11 +73,12 @@ fn run(cli: Cli) -> Result<()> {
                 Dtypes::Both => vec![Kind::Float, Kind::BFloat16],
             };
             let config = BenchConfig { batch, tokens, emb_dim, heads, repeats, dtypes, device: context.device };
-            let table = bench::run(&config)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&table)?);
+                println!("{}", serde_json::to_string_pretty(&bench::run(&config, |_| {})?)?);
             } else {
-                println!("{table}");
+                // The header first, then each row as soon as it is measured.
+                println!("{}", BenchTable::empty(&config));
+                bench::run(&config, |row| println!("{row}"))?;
             }
         }
     }

@@ -13,7 +13,7 @@ use crate::causal::CausalAttention;
 use crate::multihead::MultiHeadAttentionWrapper;
 use crate::self_attention::{scaled_weights, SelfAttentionV1, SelfAttentionV2};
 use crate::simplified::{all_context_vectors, attention_scores, naive_softmax, normalize_by_sum};
-use crate::tensors::{format_rows, vec1, vec2, vec3};
+use shared::tensors::{format_rows, matrices_f32, rows_f32, vec_f32};
 
 type Matrix = Vec<Vec<f32>>;
 
@@ -129,33 +129,33 @@ pub fn run(seed: u64) -> Result<Walkthrough> {
     let mha_out = mha.forward_t(&batch, false);
 
     Ok(Walkthrough {
-        attn_scores_2: vec1(&scores_2),
-        attn_weights_2_tmp: vec1(&normalize_by_sum(&scores_2)),
-        attn_weights_2_naive: vec1(&naive_softmax(&scores_2)),
-        attn_weights_2: vec1(&weights_2),
-        context_vec_2: vec1(&context_vec_2),
-        attn_scores: vec2(&attn_scores),
-        attn_weights: vec2(&attn_weights),
-        all_context_vecs: vec2(&all_context_vecs),
-        query_2: vec1(&query_2),
+        attn_scores_2: vec_f32(&scores_2),
+        attn_weights_2_tmp: vec_f32(&normalize_by_sum(&scores_2)),
+        attn_weights_2_naive: vec_f32(&naive_softmax(&scores_2)),
+        attn_weights_2: vec_f32(&weights_2),
+        context_vec_2: vec_f32(&context_vec_2),
+        attn_scores: rows_f32(&attn_scores),
+        attn_weights: rows_f32(&attn_weights),
+        all_context_vecs: rows_f32(&all_context_vecs),
+        query_2: vec_f32(&query_2),
         keys_shape: keys.size(),
         attn_score_22: query_2.dot(&keys.get(1)).double_value(&[]) as f32,
-        qk_attn_scores_2: vec1(&qk_scores_2),
-        qk_attn_weights_2: vec1(&qk_weights_2),
-        qk_context_vec_2: vec1(&qk_weights_2.matmul(&values)),
-        sa_v1: vec2(&sa_v1_out),
-        sa_v2: vec2(&sa_v2_out),
-        causal_attn_weights: vec2(&causal_weights),
-        masked_simple: vec2(&masked_simple),
-        masked_simple_norm: vec2(&masked_simple_norm),
-        masked_attn_weights: vec2(&masked_weights),
-        dropout_ones: vec2(&dropout_ones),
-        dropout_attn_weights: vec2(&dropout_weights),
+        qk_attn_scores_2: vec_f32(&qk_scores_2),
+        qk_attn_weights_2: vec_f32(&qk_weights_2),
+        qk_context_vec_2: vec_f32(&qk_weights_2.matmul(&values)),
+        sa_v1: rows_f32(&sa_v1_out),
+        sa_v2: rows_f32(&sa_v2_out),
+        causal_attn_weights: rows_f32(&causal_weights),
+        masked_simple: rows_f32(&masked_simple),
+        masked_simple_norm: rows_f32(&masked_simple_norm),
+        masked_attn_weights: rows_f32(&masked_weights),
+        dropout_ones: rows_f32(&dropout_ones),
+        dropout_attn_weights: rows_f32(&dropout_weights),
         batch_shape: batch.size(),
-        causal_attention: vec3(&causal_out),
-        mha_wrapper: vec3(&wrapper_out),
-        batched_matmul: vec3(&batched_matmul),
-        mha: vec3(&mha_out),
+        causal_attention: matrices_f32(&causal_out),
+        mha_wrapper: matrices_f32(&wrapper_out),
+        batched_matmul: matrices_f32(&batched_matmul),
+        mha: matrices_f32(&mha_out),
     })
 }
 

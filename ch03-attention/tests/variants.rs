@@ -47,11 +47,13 @@ fn gradients_flow_in_every_variant() {
 fn bench_measures_every_variant_and_dtype() {
     let _rng = global_rng_lock();
     let config = BenchConfig { batch: 1, tokens: 8, emb_dim: 16, heads: 2, repeats: 1, ..BenchConfig::default() };
-    let table = bench::run(&config).unwrap();
+    let mut streamed = 0;
+    let table = bench::run(&config, |_| streamed += 1).unwrap();
+    assert_eq!(streamed, table.rows.len());
     assert_eq!(table.rows.len(), 2 * Variant::ALL.len());
     assert!(table.rows.iter().all(|r| r.forward_ms > 0.0 && r.forward_backward_ms > 0.0));
     let text = table.to_string();
     assert!(text.contains("| combined QKV + SDPA (causal) | bfloat16 |"), "{text}");
     let bad = BenchConfig { emb_dim: 10, heads: 3, ..config };
-    assert!(bench::run(&bad).is_err());
+    assert!(bench::run(&bad, |_| {}).is_err());
 }

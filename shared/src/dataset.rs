@@ -234,17 +234,11 @@ pub fn create_dataloader_v1(text: &str, config: LoaderConfig) -> Result<DataLoad
     DataLoader::new(dataset, config.batch_size, config.shuffle, config.drop_last)
 }
 
-/// A tensor's rows as vectors, for printing and comparing batches.
-pub fn rows(tensor: &Tensor) -> Vec<Vec<i64>> {
-    let (_, width) = tensor.size2().expect("a 2-D tensor");
-    let flat = Vec::<i64>::try_from(tensor.flatten(0, -1)).expect("an int64 tensor");
-    flat.chunks(width.max(1) as usize).map(<[i64]>::to_vec).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::device::{global_rng_lock, seed_everything};
+    use crate::tensors::rows_i64 as rows;
 
     fn ids(n: u32) -> Vec<TokenId> {
         (0..n).collect()

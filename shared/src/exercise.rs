@@ -52,6 +52,33 @@ pub fn list(exercises: &[Exercise]) -> String {
     })
 }
 
+/// `list` and `exercise <id> [--json]`, flattened into every binary's commands
+/// (`#[command(flatten)] Exercises(ExerciseCommand)`).
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ExerciseCommand {
+    /// List the chapter's exercises
+    List,
+    /// Run one exercise by id (see `list`)
+    Exercise {
+        /// Exercise id, as the book numbers it (e.g. 2.1, A.1)
+        id: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl ExerciseCommand {
+    /// Prints the list or the exercise's result.
+    pub fn run(&self, exercises: &[Exercise], context: &RunContext) -> Result<()> {
+        match self {
+            Self::List => print!("{}", list(exercises)),
+            Self::Exercise { id, json } => println!("{}", run(exercises, id, *json, context)?),
+        }
+        Ok(())
+    }
+}
+
 /// Runs exercise `id` and renders its report as text or pretty JSON.
 pub fn run(exercises: &[Exercise], id: &str, json: bool, context: &RunContext) -> Result<String> {
     let report = (find(exercises, id)?.run)(context)?;

@@ -13,6 +13,7 @@
 //! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
 //! | [`attention`] | 3.5-3.6 | causal mask, the book's `MultiHeadAttention`, an SDPA kernel |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
+//! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
 //! | [`cli`] | all | the flags every binary takes (`--device`, `--seed`, `--out-dir`, `--data`) |
 
@@ -23,6 +24,7 @@ pub mod dataset;
 pub mod device;
 pub mod exercise;
 pub mod init;
+pub mod tensors;
 pub mod timing;
 pub mod tokenizer;
 pub mod torch_rng;

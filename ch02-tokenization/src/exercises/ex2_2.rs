@@ -6,8 +6,9 @@ use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::data::THE_VERDICT;
-use shared::dataset::{create_dataloader_v1, rows, LoaderConfig};
+use shared::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::exercise::{Exercise, Report};
+use shared::tensors::rows_i64;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "2.2",
@@ -42,8 +43,8 @@ pub fn run(context: &RunContext) -> Result<Ex2_2> {
                 batch_size: config.batch_size,
                 max_length,
                 stride,
-                inputs: rows(&batch.inputs),
-                targets: rows(&batch.targets),
+                inputs: rows_i64(&batch.inputs),
+                targets: rows_i64(&batch.targets),
             })
         })
         .collect::<Result<_>>()?;

@@ -12,7 +12,7 @@ use shared::exercise::{Exercise, Report};
 use tch::{nn, Device, Tensor};
 
 use crate::self_attention::{SelfAttentionV1, SelfAttentionV2};
-use crate::tensors::{format_rows, vec2};
+use shared::tensors::{format_rows, rows_f32};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "3.1",
@@ -52,9 +52,9 @@ pub fn run(seed: u64) -> Result<Ex3_1> {
     let after: Tensor = tch::no_grad(|| v1.forward(&inputs));
     Ok(Ex3_1 {
         identical: after.equal(&v2_out),
-        v2_output: vec2(&v2_out),
-        v1_output_before: vec2(&before),
-        v1_output_after: vec2(&after),
+        v2_output: rows_f32(&v2_out),
+        v1_output_before: rows_f32(&before),
+        v1_output_after: rows_f32(&after),
     })
 }
 

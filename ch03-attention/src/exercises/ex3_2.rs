@@ -9,7 +9,7 @@ use shared::exercise::{Exercise, Report};
 use tch::{nn, Device, Tensor};
 
 use crate::multihead::MultiHeadAttentionWrapper;
-use crate::tensors::{format_rows, vec3};
+use shared::tensors::{format_rows, matrices_f32};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "3.2",
@@ -33,7 +33,7 @@ pub fn run(seed: u64) -> Result<Ex3_2> {
     let vs = nn::VarStore::new(Device::Cpu);
     let wrapper = MultiHeadAttentionWrapper::new(&vs.root(), 3, d_out, 6, 0.0, num_heads, false);
     let out = tch::no_grad(|| wrapper.forward_t(&batch, false));
-    Ok(Ex3_2 { num_heads, d_out, shape: out.size(), context_vecs: vec3(&out) })
+    Ok(Ex3_2 { num_heads, d_out, shape: out.size(), context_vecs: matrices_f32(&out) })
 }
 
 impl fmt::Display for Ex3_2 {

@@ -1,0 +1,109 @@
+//! The walk-through reproduces the book's PyTorch run (tests/fixtures/pytorch-reference.json,
+//! written by scripts/reference/generate.sh): gradients, initial weights, the shuffled
+//! loader's batches, every training loss, the trained model's outputs.
+
+use appendix_a::walkthrough::{self, Walkthrough};
+use serde_json::Value;
+use shared::device::global_rng_lock;
+use tch::Device;
+
+fn reference() -> Value {
+    serde_json::from_str(include_str!("fixtures/pytorch-reference.json")).unwrap()
+}
+
+fn walkthrough() -> Walkthrough {
+    let _rng = global_rng_lock();
+    let out = std::env::temp_dir().join(format!("appendix-a-parity-{}", std::process::id()));
+    let result = walkthrough::run(123, Device::Cpu, &out).unwrap();
+    std::fs::remove_dir_all(out).unwrap();
+    result
+}
+
+fn floats(value: &Value) -> Vec<f64> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(floats).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn assert_close(name: &str, ours: &[f64], expected: &Value, tol: f64) {
+    let expected = floats(expected);
+    assert_eq!(ours.len(), expected.len(), "{name}: length");
+    for (a, e) in ours.iter().zip(&expected) {
+        assert!((a - e).abs() <= tol, "{name}: {a} vs PyTorch {e}");
+    }
+}
+
+fn flat(rows: &[Vec<f32>]) -> Vec<f64> {
+    rows.iter().flatten().map(|&x| x as f64).collect()
+}
+
+#[test]
+fn matches_the_pytorch_reference() {
+    let w = walkthrough();
+    let r = reference();
+
+    assert_close("loss", &[w.gradients.loss], &r["logistic_loss"], 1e-6);
+    assert_close(
+        "grad_w1",
+        &[w.gradients.grad_w1, w.gradients.backward_w1],
+        &Value::from(vec![r["grad_w1"].clone(), r["grad_w1"].clone()]),
+        1e-6,
+    );
+    assert_close(
+        "grad_b",
+        &[w.gradients.grad_b, w.gradients.backward_b],
+        &Value::from(vec![r["grad_b"].clone(), r["grad_b"].clone()]),
+        1e-6,
+    );
+
+    assert_eq!(w.mlp_parameters, r["mlp_params"].as_i64().unwrap());
+    let first_row: Vec<f64> = w.mlp_layer0_first_row.iter().map(|&x| x as f64).collect();
+    assert_close("layers.0.weight", &first_row, &r["mlp_layer0_weight_first_row_first5"], 0.0);
+    assert_close("mlp output", &flat(&w.mlp_output), &r["mlp_out"], 1e-6);
+    assert_close("mlp softmax", &flat(&w.mlp_softmax), &r["mlp_softmax"], 1e-6);
+
+    for (ours, key) in
+        [(&w.loader_batches, "loader_batches"), (&w.loader_batches_drop_last, "loader_batches_drop_last")]
+    {
+        let expected = r[key].as_array().unwrap();
+        assert_eq!(ours.len(), expected.len(), "{key}");
+        for (batch, reference) in ours.iter().zip(expected) {
+            let labels: Vec<i64> =
+                reference["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            assert_eq!(batch.labels, labels, "{key}");
+            let features: Vec<f64> = batch.features.iter().flatten().map(|&x| x as f64).collect();
+            assert_close(key, &features, &reference["features"], 0.0);
+        }
+    }
+
+    let losses: Vec<f64> = w.train_log.iter().map(|s| s.loss).collect();
+    assert_close("training losses", &losses, &r["train_losses"], 1e-6);
+    assert_close("trained outputs", &flat(&w.train_outputs), &r["train_outputs"], 1e-5);
+    assert_close("probabilities", &flat(&w.train_probas), &r["train_probas"], 1e-5);
+    assert_eq!(Value::from(w.train_predictions.clone()), r["train_predictions"]);
+    assert_eq!(w.train_accuracy, r["train_accuracy"].as_f64().unwrap());
+    assert_eq!(w.test_accuracy, r["test_accuracy"].as_f64().unwrap());
+}
+
+#[test]
+fn prints_the_book_numbers() {
+    let text = walkthrough().to_string();
+    for line in [
+        "Total number of trainable model parameters: 2213",
+        "Epoch: 001/003 | Batch 000/002 | Train Loss: 0.75",
+        "Epoch: 001/003 | Batch 001/002 | Train Loss: 0.65",
+        "Epoch: 002/003 | Batch 000/002 | Train Loss: 0.44",
+        "Epoch: 002/003 | Batch 001/002 | Train Loss: 0.13",
+        "Epoch: 003/003 | Batch 000/002 | Train Loss: 0.03",
+        "Epoch: 003/003 | Batch 001/002 | Train Loss: 0.00",
+        "Training accuracy: 1.00, test accuracy: 1.00",
+        "autograd.grad: dL/dw1 = -0.0898, dL/db = -0.0817",
+        "backward():    w1.grad = -0.0898, b.grad = -0.0817",
+        "tensor2d @ tensor2d.T: [[14, 32], [32, 77]]",
+        "the reloaded model gives identical outputs: true",
+    ] {
+        assert!(text.contains(line), "missing: {line}\n{text}");
+    }
+}
