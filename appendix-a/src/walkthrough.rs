@@ -25,6 +25,7 @@ pub struct ToyBatch {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Walkthrough {
+    pub seed: u64,
     pub basics: TensorBasics,
     pub gradients: LogisticGradients,
     // A.5
@@ -98,6 +99,7 @@ pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
     ensure!(reloaded_outputs.equal(&outputs), "the reloaded model computes different outputs");
 
     Ok(Walkthrough {
+        seed,
         basics: basics::run(),
         gradients: autograd::run(),
         mlp_parameters: mlp.num_parameters(),
@@ -131,7 +133,7 @@ impl fmt::Display for Walkthrough {
             self.gradients
         )?;
 
-        writeln!(f, "\n== A.5 A multilayer perceptron: NeuralNetwork(50, 3), seed {} ==", "123")?;
+        writeln!(f, "\n== A.5 A multilayer perceptron: NeuralNetwork(50, 3), seed {} ==", self.seed)?;
         writeln!(f, "Total number of trainable model parameters: {}", self.mlp_parameters)?;
         writeln!(
             f,
