@@ -88,3 +88,29 @@ fn book_printed_values() {
     assert_eq!(w.mha[0][0].iter().map(|&x| round(x)).collect::<Vec<_>>(), [0.3190, 0.4858]);
     assert_eq!((w.mha_wrapper.len(), w.mha_wrapper[0].len(), w.mha_wrapper[0][0].len()), (2, 6, 4));
 }
+
+/// The independent reference beside the project, when it is there (CI has it; a user's
+/// checkout does not, and then the committed fixture above is the reference).
+#[test]
+fn matches_the_independent_parity_fixture_when_present() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/pytorch-parity/ch03-attention.json");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("{path} not found: compared with tests/fixtures/pytorch-reference.json only");
+        return;
+    };
+    let independent: Value = serde_json::from_str(&text).unwrap();
+    let w = walkthrough();
+    let pairs = [
+        ("inputs", serde_json::to_value(ch03_attention::INPUTS).unwrap()),
+        ("seed123_SelfAttentionV1_out", serde_json::to_value(&w.sa_v1).unwrap()),
+        ("seed789_SelfAttentionV2_out", serde_json::to_value(&w.sa_v2).unwrap()),
+        ("seed123_MultiHeadAttention_d_out2_heads2_out", serde_json::to_value(&w.mha).unwrap()),
+    ];
+    for (key, ours) in pairs {
+        let (ours, theirs) = (flatten(&ours), flatten(&independent[key]));
+        assert_eq!(ours.len(), theirs.len(), "{key}");
+        for (a, e) in ours.iter().zip(&theirs) {
+            assert!((a - e).abs() <= 5e-5, "{key}: {a} vs {e} (4 decimals)");
+        }
+    }
+}
