@@ -12,6 +12,7 @@
 //! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
 //! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
 //! | [`attention`] | 3.5-3.6 | causal mask, the book's `MultiHeadAttention`, an SDPA kernel |
+//! | [`gpt`] | 4 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, `GptModel`, parameter counts |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
@@ -23,6 +24,7 @@ pub mod data;
 pub mod dataset;
 pub mod device;
 pub mod exercise;
+pub mod gpt;
 pub mod init;
 pub mod tensors;
 pub mod timing;

@@ -1,0 +1,91 @@
+//! Section 4.6 and exercises 4.1-4.2: parameters by group, with and without weight tying,
+//! and the float32 size, computed from a config (no model needed) or from a built model.
+
+use serde::Serialize;
+
+use super::GptConfig;
+
+/// Parameter counts by group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ParameterCounts {
+    /// Token and position embeddings.
+    pub embeddings: i64,
+    /// Every block's multi-head attention.
+    pub attention: i64,
+    /// Every block's feed-forward module.
+    pub feed_forward: i64,
+    /// Every layer norm, the final one included.
+    pub norms: i64,
+    /// The output head.
+    pub head: i64,
+}
+
+impl ParameterCounts {
+    /// The counts a model built from `cfg` has, by arithmetic.
+    pub fn from_config(cfg: &GptConfig) -> Self {
+        let (v, c, e, layers) = (cfg.vocab_size, cfg.context_length, cfg.emb_dim, cfg.n_layers);
+        let qkv = 3 * e * e + if cfg.qkv_bias { 3 * e } else { 0 };
+        let attention = qkv + e * e + e; // + output projection with bias
+        let feed_forward = (e * 4 * e + 4 * e) + (4 * e * e + e);
+        let norms = 2 * 2 * e; // norm1, norm2: scale and shift
+        Self {
+            embeddings: v * e + c * e,
+            attention: layers * attention,
+            feed_forward: layers * feed_forward,
+            norms: layers * norms + 2 * e,
+            head: e * v,
+        }
+    }
+
+    /// The counts of named parameters (`vs.variables()`), grouped by their book names.
+    pub fn from_named<'a>(params: impl IntoIterator<Item = (&'a str, i64)>) -> Self {
+        let mut counts = Self { embeddings: 0, attention: 0, feed_forward: 0, norms: 0, head: 0 };
+        for (name, numel) in params {
+            let group = if name.starts_with("tok_emb.") || name.starts_with("pos_emb.") {
+                &mut counts.embeddings
+            } else if name.contains(".att.") {
+                &mut counts.attention
+            } else if name.contains(".ff.") {
+                &mut counts.feed_forward
+            } else if name.contains("norm") {
+                &mut counts.norms
+            } else {
+                &mut counts.head
+            };
+            *group += numel;
+        }
+        counts
+    }
+
+    pub fn total(&self) -> i64 {
+        self.embeddings + self.attention + self.feed_forward + self.norms + self.head
+    }
+
+    /// The total when the output head reuses the token embedding matrix, as GPT-2 does.
+    pub fn with_weight_tying(&self) -> i64 {
+        self.total() - self.head
+    }
+
+    /// The total in float32, in MB of 1,024 x 1,024 bytes (the book's "621.83 MB").
+    pub fn size_mb_f32(&self) -> f64 {
+        self.total() as f64 * 4.0 / (1024.0 * 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt2_small_and_xl_match_the_book() {
+        let small = ParameterCounts::from_config(&GptConfig::gpt2_small());
+        assert_eq!(small.total(), 163_009_536);
+        assert_eq!(small.with_weight_tying(), 124_412_160);
+        assert_eq!(format!("{:.2}", small.size_mb_f32()), "621.83");
+        assert_eq!(small.feed_forward / 12, 4_722_432);
+        assert_eq!(small.attention / 12, 2_360_064);
+        let xl = ParameterCounts::from_config(&GptConfig::preset("gpt2-xl").unwrap());
+        assert_eq!((xl.total(), xl.with_weight_tying()), (1_637_792_000, 1_557_380_800));
+        assert_eq!(format!("{:.2}", xl.size_mb_f32()), "6247.68");
+    }
+}

@@ -1,0 +1,129 @@
+//! Sections 4.2-4.5: layer normalisation, GELU, the feed-forward module and the transformer
+//! block (listings 4.2-4.6).
+
+use anyhow::Result;
+use tch::{nn, Kind, Tensor};
+
+use super::GptConfig;
+use crate::attention::MultiHeadAttention;
+use crate::init;
+
+/// Listing 4.2: normalises the last dimension to mean 0 and (biased) variance 1, then
+/// applies a learned `scale` (ones) and `shift` (zeros).
+#[derive(Debug)]
+pub struct LayerNorm {
+    pub scale: Tensor,
+    pub shift: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(path: &nn::Path, emb_dim: i64) -> Self {
+        Self { scale: path.ones("scale", &[emb_dim]), shift: path.zeros("shift", &[emb_dim]), eps: 1e-5 }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let mean = x.mean_dim(-1, true, Kind::Float);
+        let var = x.var_dim(-1, false, true); // biased: divide by n, as the book (and GPT-2) do
+        let norm = (x - mean) / (var + self.eps).sqrt();
+        &self.scale * norm + &self.shift
+    }
+}
+
+/// Listing 4.3: GELU with the tanh approximation GPT-2 was trained with.
+pub fn gelu(x: &Tensor) -> Tensor {
+    let cubic: Tensor = x.pow_tensor_scalar(3) * 0.044715;
+    let inner: Tensor = (x + cubic) * (2.0 / std::f64::consts::PI).sqrt();
+    x * (inner.tanh() + 1.0) * 0.5
+}
+
+/// Listing 4.4: expand to 4 x `emb_dim`, GELU, project back (`layers.0`, `layers.2`).
+#[derive(Debug)]
+pub struct FeedForward {
+    pub expand: nn::Linear,
+    pub project: nn::Linear,
+}
+
+impl FeedForward {
+    pub fn new(path: &nn::Path, emb_dim: i64) -> Self {
+        let layers = path / "layers";
+        Self {
+            expand: init::linear(&layers / 0, emb_dim, 4 * emb_dim, true),
+            project: init::linear(&layers / 2, 4 * emb_dim, emb_dim, true),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        gelu(&x.apply(&self.expand)).apply(&self.project)
+    }
+}
+
+/// Listing 4.6: pre-norm attention and feed-forward, each wrapped in a shortcut connection.
+#[derive(Debug)]
+pub struct TransformerBlock {
+    pub att: MultiHeadAttention,
+    pub ff: FeedForward,
+    pub norm1: LayerNorm,
+    pub norm2: LayerNorm,
+    pub drop_shortcut: f64,
+}
+
+impl TransformerBlock {
+    /// Creates the parameters in the book's order: attention, feed-forward, norm1, norm2.
+    pub fn new(path: &nn::Path, cfg: &GptConfig) -> Result<Self> {
+        let att = MultiHeadAttention::new(
+            path / "att",
+            cfg.emb_dim,
+            cfg.emb_dim,
+            cfg.context_length,
+            cfg.attn_dropout(),
+            cfg.n_heads,
+            cfg.qkv_bias,
+        )?;
+        Ok(Self {
+            att,
+            ff: FeedForward::new(&(path / "ff"), cfg.emb_dim),
+            norm1: LayerNorm::new(&(path / "norm1"), cfg.emb_dim),
+            norm2: LayerNorm::new(&(path / "norm2"), cfg.emb_dim),
+            drop_shortcut: cfg.shortcut_dropout(),
+        })
+    }
+
+    /// `x`: `(B, T, emb_dim)`; dropout only when `train`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        // shortcut connection around attention
+        let x = x + self.att.forward_t(&self.norm1.forward(x), train).dropout(self.drop_shortcut, train);
+        // shortcut connection around the feed-forward module
+        &x + self.ff.forward(&self.norm2.forward(&x)).dropout(self.drop_shortcut, train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn layer_norm_gives_mean_0_and_variance_1() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let norm = LayerNorm::new(&vs.root(), 5);
+        let x = Tensor::from_slice(&[0.1f32, 2.0, -3.0, 4.5, 0.0, 1.0, 1.0, 1.0, 2.0, 7.0]).view([2, 5]);
+        let out = norm.forward(&x);
+        let mean = out.mean_dim(-1, false, Kind::Float);
+        let var = out.var_dim(-1, false, false);
+        assert!(mean.abs().max().double_value(&[]) < 1e-6);
+        assert!((var - 1.0).abs().max().double_value(&[]) < 1e-4);
+    }
+
+    #[test]
+    fn gelu_is_the_tanh_approximation() {
+        let x = Tensor::from_slice(&[-3.0f32, -1.0, 0.0, 0.5, 2.0]);
+        let ours = Vec::<f32>::try_from(gelu(&x)).unwrap();
+        let reference = Vec::<f32>::try_from(x.gelu("tanh")).unwrap();
+        for (a, b) in ours.iter().zip(&reference) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // It differs from the erf form, if only slightly.
+        assert_ne!(reference, Vec::<f32>::try_from(x.gelu("none")).unwrap());
+    }
+}

@@ -1,0 +1,17 @@
+//! The GPT model of chapter 4: configuration, layers, the model, and parameter counting.
+//!
+//! Parameter names equal the book's PyTorch `state_dict` keys (`tok_emb.weight`,
+//! `trf_blocks.0.att.W_query.weight`, `trf_blocks.0.ff.layers.0.weight`,
+//! `trf_blocks.0.norm1.scale`, `final_norm.shift`, `out_head.weight`, ...), and parameters are
+//! created in the reference order with PyTorch's initializers, so `tch::manual_seed(123)` then
+//! [`GptModel::new`] gives the book's initial weights.
+
+mod config;
+mod count;
+mod layers;
+mod model;
+
+pub use config::GptConfig;
+pub use count::ParameterCounts;
+pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};
+pub use model::GptModel;
