@@ -15,6 +15,7 @@ generate() { # script, output
 generate shared.py shared/tests/fixtures/pytorch-reference.json
 generate ch03_attention.py ch03-attention/tests/fixtures/pytorch-reference.json
 generate appendix_a.py appendix-a/tests/fixtures/pytorch-reference.json
+generate gpt_init.py shared/tests/fixtures/gpt124m-init-seed123.json
 
 # Cross-check against the independent reference values when they are beside the project.
 parity="$root/../shared/fixtures/pytorch-parity/ch03-attention.json"
@@ -29,5 +30,18 @@ for theirs, mine in pairs.items():
     worst = max(abs(a - b) for a, b in zip(flat(independent[theirs]), flat(ours[mine])))
     assert worst <= 5e-5, f"{mine} differs from {theirs} by {worst}"
 print("ch03 reference agrees with ../shared/fixtures/pytorch-parity to 4 decimals")
+PY
+fi
+parity="$root/../shared/fixtures/pytorch-parity/gpt124m-init-seed123.json"
+if [ -f "$parity" ]; then
+    "$python" - "$parity" "$root/shared/tests/fixtures/gpt124m-init-seed123.json" <<'PY'
+import json, sys
+independent, ours = (json.load(open(path)) for path in sys.argv[1:3])
+for key, theirs in independent.items():
+    mine = ours[key]
+    assert mine["shape"] == theirs["shape"], key
+    assert all(abs(a - b) <= 5e-9 for a, b in zip(mine["first5"], theirs["first5"])), key
+    assert abs(mine["sum"] - theirs["sum"]) <= 1e-6 * max(1.0, abs(theirs["sum"])), key
+print("GPT-124M init reference agrees with ../shared/fixtures/pytorch-parity")
 PY
 fi

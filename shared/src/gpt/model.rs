@@ -132,7 +132,8 @@ mod tests {
     fn bad_token_input_is_a_clear_error() {
         let (_vs, model) = tiny(&GptConfig::tiny());
         let err = |idx: Tensor| model.check_tokens(&idx).unwrap_err().to_string();
-        assert!(err(Tensor::zeros([1, 17], (Kind::Int64, Device::Cpu))).contains("more than the model's context length of 16"));
+        assert!(err(Tensor::zeros([1, 17], (Kind::Int64, Device::Cpu)))
+            .contains("more than the model's context length of 16"));
         assert!(err(Tensor::zeros([1, 0], (Kind::Int64, Device::Cpu))).contains("no tokens"));
         assert!(err(Tensor::from_slice(&[1i64, 50257]).view([1, 2])).contains("token id 50257"));
         assert!(err(Tensor::from_slice(&[-1i64, 2]).view([1, 2])).contains("token id -1"));
