@@ -127,6 +127,42 @@ impl MultiHeadAttention {
     }
 }
 
+/// One layer's keys and values for cached generation: preallocated `(B, nh, context, hd)`
+/// tensors that new tokens are written into, never re-concatenated.
+#[derive(Debug)]
+pub struct LayerKvCache {
+    pub keys: Tensor,
+    pub values: Tensor,
+}
+
+impl MultiHeadAttention {
+    /// An empty cache for `batch` sequences on `device`, in `kind`.
+    pub fn new_cache(&self, batch: i64, kind: Kind, device: Device) -> LayerKvCache {
+        let shape = [batch, self.num_heads, self.context_length, self.head_dim];
+        LayerKvCache { keys: Tensor::zeros(shape, (kind, device)), values: Tensor::zeros(shape, (kind, device)) }
+    }
+
+    /// Attention for `x` `(B, T, d_in)` holding the tokens at positions `start..start + T`,
+    /// with the keys and values of positions `0..start` taken from `cache` and those of the
+    /// new tokens written into it. Evaluation mode (no dropout). Panics past the context.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerKvCache, start: i64) -> Tensor {
+        let (b, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
+        let end = start + t;
+        assert!(end <= self.context_length, "{end} positions exceed the context length {}", self.context_length);
+        let queries = self.split_heads(&x.apply(&self.w_query)); // (B, nh, T, hd)
+        cache.keys.narrow(2, start, t).copy_(&self.split_heads(&x.apply(&self.w_key)));
+        cache.values.narrow(2, start, t).copy_(&self.split_heads(&x.apply(&self.w_value)));
+        let keys = cache.keys.narrow(2, 0, end); // (B, nh, end, hd)
+        let values = cache.values.narrow(2, 0, end);
+        let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, T, end)
+        let mask = self.mask.narrow(0, start, t).narrow(1, 0, end); // query start + i sees keys 0..=start + i
+        let weights =
+            (scores.masked_fill(&mask, f64::NEG_INFINITY) / (self.head_dim as f64).sqrt()).softmax(-1, None::<Kind>);
+        let context = weights.matmul(&values).transpose(1, 2).contiguous().view([b, t, self.d_out]);
+        context.apply(&self.out_proj)
+    }
+}
+
 impl nn::ModuleT for MultiHeadAttention {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         MultiHeadAttention::forward_t(self, xs, train)
@@ -169,6 +205,23 @@ mod tests {
         let changed = mha.forward_t(&y, false);
         assert!(changed.narrow(1, 0, 4).allclose(&fused.narrow(1, 0, 4), 1e-6, 1e-6, false));
         assert!(!changed.narrow(1, 4, 1).allclose(&fused.narrow(1, 4, 1), 1e-3, 1e-3, false));
+    }
+
+    #[test]
+    fn cached_attention_equals_full_attention() {
+        let _rng = global_rng_lock();
+        seed_everything(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mha = MultiHeadAttention::new(vs.root(), 8, 8, 6, 0.0, 2, true).unwrap();
+        let x = Tensor::randn([2, 6, 8], (Kind::Float, Device::Cpu));
+        let full = mha.forward_t(&x, false);
+        let mut cache = mha.new_cache(2, Kind::Float, Device::Cpu);
+        // A 3-token prefill, then one token at a time.
+        let mut parts = vec![mha.forward_cached(&x.narrow(1, 0, 3), &mut cache, 0)];
+        for position in 3..6 {
+            parts.push(mha.forward_cached(&x.narrow(1, position, 1), &mut cache, position));
+        }
+        assert!(Tensor::cat(&parts, 1).allclose(&full, 1e-5, 1e-6, false));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
 //! | [`attention`] | 3.5-3.6 | causal mask, the book's `MultiHeadAttention`, an SDPA kernel |
 //! | [`gpt`] | 4 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, `GptModel`, parameter counts |
+//! | [`generate`] | 4.7 | `generate_text_simple` and greedy decoding with a preallocated KV cache |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
@@ -24,6 +25,7 @@ pub mod data;
 pub mod dataset;
 pub mod device;
 pub mod exercise;
+pub mod generate;
 pub mod gpt;
 pub mod init;
 pub mod tensors;

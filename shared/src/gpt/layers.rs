@@ -5,7 +5,7 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::GptConfig;
-use crate::attention::MultiHeadAttention;
+use crate::attention::{LayerKvCache, MultiHeadAttention};
 use crate::init;
 
 /// Listing 4.2: normalises the last dimension to mean 0 and (biased) variance 1, then
@@ -95,6 +95,13 @@ impl TransformerBlock {
         let x = x + self.att.forward_t(&self.norm1.forward(x), train).dropout(self.drop_shortcut, train);
         // shortcut connection around the feed-forward module
         &x + self.ff.forward(&self.norm2.forward(&x)).dropout(self.drop_shortcut, train)
+    }
+
+    /// [`TransformerBlock::forward_t`] in evaluation mode for tokens at `start..`, with the
+    /// attention's keys and values cached.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerKvCache, start: i64) -> Tensor {
+        let x = x + self.att.forward_cached(&self.norm1.forward(x), cache, start);
+        &x + self.ff.forward(&self.norm2.forward(&x))
     }
 }
 

@@ -14,4 +14,4 @@ mod model;
 pub use config::GptConfig;
 pub use count::ParameterCounts;
 pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};
-pub use model::GptModel;
+pub use model::{GptModel, KvCache};

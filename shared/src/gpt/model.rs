@@ -4,7 +4,15 @@ use anyhow::{ensure, Result};
 use tch::{nn, Kind, Tensor};
 
 use super::{GptConfig, LayerNorm, TransformerBlock};
+use crate::attention::LayerKvCache;
 use crate::init;
+
+/// Every layer's keys and values for cached generation, and how many positions they hold.
+#[derive(Debug)]
+pub struct KvCache {
+    pub layers: Vec<LayerKvCache>,
+    pub len: i64,
+}
 
 /// Token and position embeddings, `n_layers` transformer blocks, a final norm and an output
 /// head without bias.
@@ -68,6 +76,29 @@ impl GptModel {
         for block in &self.trf_blocks {
             x = block.forward_t(&x, train);
         }
+        self.final_norm.forward(&x).apply(&self.out_head)
+    }
+}
+
+impl GptModel {
+    /// An empty cache for `batch` sequences, preallocated to the context length, with the
+    /// dtype and device of the model's weights.
+    pub fn new_cache(&self, batch: i64) -> KvCache {
+        let (kind, device) = (self.tok_emb.ws.kind(), self.tok_emb.ws.device());
+        KvCache { layers: self.trf_blocks.iter().map(|b| b.att.new_cache(batch, kind, device)).collect(), len: 0 }
+    }
+
+    /// Logits `(B, T, vocab_size)` for the `T` tokens that follow the `cache.len` cached ones;
+    /// their keys and values are added to the cache. Evaluation mode. Panics past the context.
+    pub fn forward_cached(&self, idx: &Tensor, cache: &mut KvCache) -> Tensor {
+        let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
+        let start = cache.len;
+        let positions = Tensor::arange_start(start, start + tokens, (Kind::Int64, idx.device()));
+        let mut x = idx.apply(&self.tok_emb) + positions.apply(&self.pos_emb);
+        for (block, layer_cache) in self.trf_blocks.iter().zip(&mut cache.layers) {
+            x = block.forward_cached(&x, layer_cache, start);
+        }
+        cache.len += tokens;
         self.final_norm.forward(&x).apply(&self.out_head)
     }
 }

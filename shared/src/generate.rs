@@ -1,0 +1,113 @@
+//! Text generation (section 4.7 and the book's KV-cache bonus material): greedy decoding by
+//! re-running the model on the cropped context (listing 4.8, `generate_text_simple`), and the
+//! same decoding with a preallocated key/value cache.
+
+use anyhow::{ensure, Result};
+use tch::{Kind, Tensor};
+
+use crate::gpt::GptModel;
+
+fn check_prompt(model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<()> {
+    ensure!(max_new_tokens >= 0, "max_new_tokens must not be negative");
+    model.check_tokens(idx).map_err(|err| anyhow::anyhow!("invalid prompt: {err}"))
+}
+
+/// Listing 4.8: appends `max_new_tokens` argmax tokens to `idx` `(B, T)`, feeding the model
+/// at most its last `context_size` tokens each step.
+pub fn generate_text_simple(model: &GptModel, idx: &Tensor, max_new_tokens: i64, context_size: i64) -> Result<Tensor> {
+    check_prompt(model, idx, max_new_tokens)?;
+    ensure!(
+        context_size > 0 && context_size <= model.cfg.context_length,
+        "context_size must be in 1..={}",
+        model.cfg.context_length
+    );
+    let _no_grad = tch::no_grad_guard();
+    let mut idx = idx.shallow_clone();
+    for _ in 0..max_new_tokens {
+        let tokens = idx.size()[1];
+        let idx_cond = idx.narrow(1, (tokens - context_size).max(0), tokens.min(context_size));
+        let logits = model.forward_t(&idx_cond, false).select(1, -1); // (B, vocab): the last position
+        let idx_next = logits.softmax(-1, Kind::Float).argmax(-1, true); // (B, 1)
+        idx = Tensor::cat(&[&idx, &idx_next], 1);
+    }
+    Ok(idx)
+}
+
+/// Greedy decoding with a key/value cache: the prompt is processed once, then each step
+/// feeds only the newest token. Gives the same tokens as [`generate_text_simple`] with the
+/// model's full context: when the sequence outgrows the context, the cache is refilled from
+/// the last `context_length` tokens, as the uncached loop would crop them.
+pub fn generate_greedy_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<Tensor> {
+    check_prompt(model, idx, max_new_tokens)?;
+    let _no_grad = tch::no_grad_guard();
+    let (batch, _) = idx.size2()?;
+    let context = model.cfg.context_length;
+    let mut cache = model.new_cache(batch);
+    let mut tokens: Vec<Tensor> = Vec::with_capacity(max_new_tokens as usize);
+    let mut logits = model.forward_cached(idx, &mut cache).select(1, -1);
+    let mut sequence = idx.shallow_clone();
+    for step in 0..max_new_tokens {
+        let idx_next = logits.argmax(-1, true); // (B, 1)
+        tokens.push(idx_next.shallow_clone());
+        if step + 1 == max_new_tokens {
+            break;
+        }
+        if cache.len < context {
+            logits = model.forward_cached(&idx_next, &mut cache).select(1, -1);
+        } else {
+            // The cache is full: start again from the last `context` tokens.
+            sequence = Tensor::cat(&[&sequence, &Tensor::cat(&tokens, 1)], 1);
+            tokens.clear();
+            let total = sequence.size()[1];
+            cache = model.new_cache(batch);
+            logits = model.forward_cached(&sequence.narrow(1, total - context, context), &mut cache).select(1, -1);
+        }
+    }
+    Ok(if tokens.is_empty() { sequence } else { Tensor::cat(&[&sequence, &Tensor::cat(&tokens, 1)], 1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{global_rng_lock, seed_everything};
+    use crate::gpt::GptConfig;
+    use tch::{nn, Device};
+
+    fn model(cfg: &GptConfig) -> (nn::VarStore, GptModel) {
+        let _rng = global_rng_lock();
+        seed_everything(123);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = GptModel::new(&vs.root(), cfg).unwrap();
+        (vs, model)
+    }
+
+    #[test]
+    fn cached_and_uncached_greedy_decoding_agree() {
+        let cfg = GptConfig { context_length: 8, ..GptConfig::tiny() };
+        let (_vs, model) = model(&cfg);
+        let prompt = Tensor::from_slice(&[15496i64, 11, 314, 716, 40, 1101]).view([2, 3]);
+        // 3 + 12 tokens: the sequence outgrows the context of 8, so both crop.
+        let simple = generate_text_simple(&model, &prompt, 12, cfg.context_length).unwrap();
+        let cached = generate_greedy_cached(&model, &prompt, 12).unwrap();
+        assert_eq!(simple.size(), [2, 15]);
+        assert!(simple.equal(&cached), "{simple:?} vs {cached:?}");
+        assert!(generate_greedy_cached(&model, &prompt, 0).unwrap().equal(&prompt));
+    }
+
+    #[test]
+    fn bad_prompts_are_clear_errors() {
+        let (_vs, model) = model(&GptConfig::tiny());
+        let too_long = Tensor::zeros([1, 17], (Kind::Int64, Device::Cpu));
+        let empty = Tensor::zeros([1, 0], (Kind::Int64, Device::Cpu));
+        let outside = Tensor::from_slice(&[70000i64]).view([1, 1]);
+        for (idx, needle) in [(too_long, "context length of 16"), (empty, "no tokens"), (outside, "token id 70000")] {
+            for err in [
+                generate_text_simple(&model, &idx, 3, 16).unwrap_err(),
+                generate_greedy_cached(&model, &idx, 3).unwrap_err(),
+            ] {
+                let message = err.to_string();
+                assert!(message.starts_with("invalid prompt") && message.contains(needle), "{message}");
+            }
+        }
+    }
+}
