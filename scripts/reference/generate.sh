@@ -16,6 +16,7 @@ generate shared.py shared/tests/fixtures/pytorch-reference.json
 generate ch03_attention.py ch03-attention/tests/fixtures/pytorch-reference.json
 generate appendix_a.py appendix-a/tests/fixtures/pytorch-reference.json
 generate gpt_init.py shared/tests/fixtures/gpt124m-init-seed123.json
+generate ch04_gpt.py ch04-gpt/tests/fixtures/pytorch-reference.json
 
 # Cross-check against the independent reference values when they are beside the project.
 parity="$root/../shared/fixtures/pytorch-parity/ch03-attention.json"

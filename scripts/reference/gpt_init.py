@@ -19,6 +19,17 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
+        self.d_out, self.num_heads, self.head_dim = d_out, num_heads, d_out // num_heads
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        split = lambda t: t.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        keys, queries, values = split(self.W_key(x)), split(self.W_query(x)), split(self.W_value(x))
+        scores = queries @ keys.transpose(2, 3)
+        scores.masked_fill_(self.mask.bool()[:n, :n], -torch.inf)
+        weights = self.dropout(torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1))
+        context = (weights @ values).transpose(1, 2).contiguous().view(b, n, self.d_out)
+        return self.out_proj(context)
 
 
 class LayerNorm(nn.Module):
@@ -27,6 +38,11 @@ class LayerNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(emb_dim))
         self.shift = nn.Parameter(torch.zeros(emb_dim))
 
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        return self.scale * (x - mean) / torch.sqrt(var + 1e-5) + self.shift
+
 
 class FeedForward(nn.Module):
     def __init__(self, cfg):
@@ -34,6 +50,9 @@ class FeedForward(nn.Module):
         self.layers = nn.Sequential(
             nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]), nn.GELU(approximate="tanh"),
             nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]))
+
+    def forward(self, x):
+        return self.layers(x)
 
 
 class TransformerBlock(nn.Module):
@@ -46,6 +65,10 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
+    def forward(self, x):
+        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+        return x + self.drop_shortcut(self.ff(self.norm2(x)))
+
 
 class GPTModel(nn.Module):
     def __init__(self, cfg):
@@ -57,18 +80,31 @@ class GPTModel(nn.Module):
         self.final_norm = LayerNorm(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
 
+    def forward(self, in_idx):
+        n = in_idx.shape[1]
+        x = self.tok_emb(in_idx) + self.pos_emb(torch.arange(n, device=in_idx.device))
+        x = self.trf_blocks(self.drop_emb(x))
+        return self.out_head(self.final_norm(x))
 
-cfg = {"vocab_size": 50257, "context_length": 1024, "emb_dim": 768, "n_heads": 12,
+
+GPT_CONFIG_124M = {"vocab_size": 50257, "context_length": 1024, "emb_dim": 768, "n_heads": 12,
        "n_layers": 12, "drop_rate": 0.1, "qkv_bias": False}
-torch.manual_seed(123)
-model = GPTModel(cfg)
-state = model.state_dict()
-keys = ["tok_emb.weight", "pos_emb.weight", "trf_blocks.0.att.W_query.weight",
-        "trf_blocks.0.att.out_proj.bias", "trf_blocks.0.ff.layers.0.weight",
-        "trf_blocks.11.ff.layers.2.bias", "trf_blocks.11.norm2.scale", "out_head.weight"]
-out = {"torch": torch.__version__}
-for key in keys:
-    t = state[key]
-    out[key] = {"shape": list(t.shape), "first5": t.flatten()[:5].tolist(),
-                "sum": t.double().sum().item()}
-print(json.dumps(out, indent=1))
+
+
+def main():
+    torch.manual_seed(123)
+    model = GPTModel(GPT_CONFIG_124M)
+    state = model.state_dict()
+    keys = ["tok_emb.weight", "pos_emb.weight", "trf_blocks.0.att.W_query.weight",
+            "trf_blocks.0.att.out_proj.bias", "trf_blocks.0.ff.layers.0.weight",
+            "trf_blocks.11.ff.layers.2.bias", "trf_blocks.11.norm2.scale", "out_head.weight"]
+    out = {"torch": torch.__version__}
+    for key in keys:
+        t = state[key]
+        out[key] = {"shape": list(t.shape), "first5": t.flatten()[:5].tolist(),
+                    "sum": t.double().sum().item()}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

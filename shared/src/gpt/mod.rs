@@ -11,7 +11,7 @@ mod count;
 mod layers;
 mod model;
 
-pub use config::GptConfig;
+pub use config::{GptConfig, PRESETS};
 pub use count::ParameterCounts;
 pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};
 pub use model::{GptModel, KvCache};

@@ -1,0 +1,188 @@
+//! The chapter's main run: sections 4.1-4.7, computing what the book prints. Seeded parts
+//! run on the CPU, where the numbers are PyTorch's; like PyTorch modules, the models are in
+//! training mode (dropout on) until generation switches to evaluation mode.
+
+use std::fmt;
+
+use anyhow::Result;
+use serde::Serialize;
+use shared::device::seed_everything;
+use shared::generate::generate_text_simple;
+use shared::gpt::{gelu, FeedForward, GptConfig, GptModel, LayerNorm, ParameterCounts, TransformerBlock};
+use shared::init;
+use shared::tensors::{format_rows, rows_f32, vec_f32};
+use shared::tokenizer::Gpt2Tokenizer;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::dummy::DummyGptModel;
+use crate::shortcut::ExampleDeepNeuralNetwork;
+
+/// The prompt of section 4.7.
+pub const PROMPT: &str = "Hello, I am";
+/// New tokens generated from it (the book's output has 4 + 6 = 10 tokens).
+pub const NEW_TOKENS: i64 = 6;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Walkthrough {
+    pub batch: Vec<Vec<i64>>,
+    pub dummy_logits_shape: Vec<i64>,
+    // 4.2
+    pub ln_layer_out: Vec<Vec<f32>>,
+    pub ln_mean: Vec<f32>,
+    pub ln_var: Vec<f32>,
+    pub ln_normed_mean: Vec<f32>,
+    pub ln_normed_var: Vec<f32>,
+    pub ln_module_mean: Vec<f32>,
+    pub ln_module_var: Vec<f32>,
+    // 4.3
+    pub activation_inputs: Vec<f32>,
+    pub gelu_values: Vec<f32>,
+    pub relu_values: Vec<f32>,
+    pub ff_output_shape: Vec<i64>,
+    // 4.4
+    pub grads_without_shortcut: Vec<f64>,
+    pub grads_with_shortcut: Vec<f64>,
+    // 4.5
+    pub block_output_shape: Vec<i64>,
+    // 4.6
+    pub model_logits_shape: Vec<i64>,
+    pub model_logits_first_row_first5: Vec<f32>,
+    pub parameters: ParameterCounts,
+    pub total_parameters: i64,
+    pub parameters_with_weight_tying: i64,
+    pub size_mb: f64,
+    // 4.7
+    pub generated_ids: Vec<i64>,
+    pub generated_text: String,
+}
+
+/// Runs sections 4.1-4.7 (about 650 MB for the GPT-2 small model).
+pub fn run(seed: u64) -> Result<Walkthrough> {
+    let cpu = Device::Cpu;
+    let cfg = GptConfig::gpt2_small();
+    let batch = crate::example_batch(cpu);
+
+    // 4.1: the placeholder model.
+    seed_everything(seed);
+    let vs = nn::VarStore::new(cpu);
+    let dummy = DummyGptModel::new(&vs.root(), &cfg);
+    let dummy_logits = dummy.forward_t(&batch, true);
+
+    // 4.2: normalising a layer's outputs by hand (unbiased variance, as torch.var) and with LayerNorm.
+    seed_everything(seed);
+    let batch_example = Tensor::randn([2, 5], (Kind::Float, cpu));
+    let vs = nn::VarStore::new(cpu);
+    let layer = init::linear(vs.root() / "0", 5, 6, true);
+    let out = batch_example.apply(&layer).relu();
+    let mean = out.mean_dim(-1, true, Kind::Float);
+    let var = out.var_dim(-1, true, true);
+    let normed = (&out - &mean) / var.sqrt();
+    let ln = LayerNorm::new(&vs.root().sub("ln"), 5);
+    let ln_out = ln.forward(&batch_example);
+
+    // 4.3: GELU against ReLU, and the feed-forward module's shapes.
+    let inputs = Tensor::linspace(-3.0, 3.0, 7, (Kind::Float, cpu));
+    let ff = FeedForward::new(&vs.root().sub("ff"), cfg.emb_dim);
+    let ff_out = ff.forward(&Tensor::rand([2, 3, cfg.emb_dim], (Kind::Float, cpu)));
+
+    // 4.4: gradients with and without shortcut connections.
+    let sample = Tensor::from_slice(&[1.0f32, 0.0, -1.0]).view([1, 3]);
+    let sizes = [3, 3, 3, 3, 3, 1];
+    let gradients = |use_shortcut| {
+        seed_everything(seed);
+        let vs = nn::VarStore::new(cpu);
+        ExampleDeepNeuralNetwork::new(&vs.root(), &sizes, use_shortcut).weight_gradients(&sample)
+    };
+    let (grads_without_shortcut, grads_with_shortcut) = (gradients(false), gradients(true));
+
+    let _no_grad = tch::no_grad_guard();
+    // 4.5: a transformer block keeps the input's shape.
+    seed_everything(seed);
+    let x = Tensor::rand([2, 4, cfg.emb_dim], (Kind::Float, cpu));
+    let vs = nn::VarStore::new(cpu);
+    let block = TransformerBlock::new(&vs.root(), &cfg)?;
+    let block_out = block.forward_t(&x, true);
+
+    // 4.6: the whole model, then 4.7: greedy generation in evaluation mode.
+    seed_everything(seed);
+    let vs = nn::VarStore::new(cpu);
+    let model = GptModel::new(&vs.root(), &cfg)?;
+    let logits = model.forward_t(&batch, true);
+    let parameters = ParameterCounts::from_named(vs.variables().iter().map(|(n, t)| (n.as_str(), t.numel() as i64)));
+    let tokenizer = Gpt2Tokenizer::new();
+    let prompt: Vec<i64> = tokenizer.encode(PROMPT).into_iter().map(i64::from).collect();
+    let generated =
+        generate_text_simple(&model, &Tensor::from_slice(&prompt).view([1, -1]), NEW_TOKENS, cfg.context_length)?;
+    let generated_ids = Vec::<i64>::try_from(generated.get(0))?;
+    let ids: Vec<u32> = generated_ids.iter().map(|&id| id as u32).collect();
+
+    Ok(Walkthrough {
+        batch: shared::tensors::rows_i64(&batch),
+        dummy_logits_shape: dummy_logits.size(),
+        ln_layer_out: rows_f32(&out),
+        ln_mean: vec_f32(&mean),
+        ln_var: vec_f32(&var),
+        ln_normed_mean: vec_f32(&normed.mean_dim(-1, false, Kind::Float)),
+        ln_normed_var: vec_f32(&normed.var_dim(-1, true, false)),
+        ln_module_mean: vec_f32(&ln_out.mean_dim(-1, false, Kind::Float)),
+        ln_module_var: vec_f32(&ln_out.var_dim(-1, false, false)),
+        activation_inputs: vec_f32(&inputs),
+        gelu_values: vec_f32(&gelu(&inputs)),
+        relu_values: vec_f32(&inputs.relu()),
+        ff_output_shape: ff_out.size(),
+        grads_without_shortcut,
+        grads_with_shortcut,
+        block_output_shape: block_out.size(),
+        model_logits_shape: logits.size(),
+        model_logits_first_row_first5: vec_f32(&logits.get(0).get(0).narrow(0, 0, 5)),
+        total_parameters: parameters.total(),
+        parameters_with_weight_tying: parameters.with_weight_tying(),
+        size_mb: parameters.size_mb_f32(),
+        parameters,
+        generated_text: tokenizer.decode(&ids)?,
+        generated_ids,
+    })
+}
+
+impl fmt::Display for Walkthrough {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "== 4.1 A placeholder GPT model ==")?;
+        writeln!(f, "Batch (\"Every effort moves you\", \"Every day holds a\"): {:?}", self.batch)?;
+        writeln!(f, "Output shape: {:?}", self.dummy_logits_shape)?;
+
+        writeln!(f, "\n== 4.2 Layer normalization ==")?;
+        writeln!(f, "Layer outputs:\n{}", format_rows(&self.ln_layer_out))?;
+        writeln!(f, "Mean: {:?}\nVariance: {:?}", self.ln_mean, self.ln_var)?;
+        writeln!(f, "Normalized: mean {:?}, variance {:?}", self.ln_normed_mean, self.ln_normed_var)?;
+        writeln!(f, "LayerNorm: mean {:?}, variance {:?}", self.ln_module_mean, self.ln_module_var)?;
+
+        writeln!(f, "\n== 4.3 GELU and the feed-forward network ==")?;
+        writeln!(f, "     x  GELU(x)  ReLU(x)")?;
+        for ((x, g), r) in self.activation_inputs.iter().zip(&self.gelu_values).zip(&self.relu_values) {
+            writeln!(f, "{x:6.1}  {g:7.4}  {r:7.4}")?;
+        }
+        writeln!(f, "FeedForward output shape: {:?}", self.ff_output_shape)?;
+
+        writeln!(f, "\n== 4.4 Shortcut connections (mean |gradient| of each layer's weight) ==")?;
+        for (i, (without, with)) in self.grads_without_shortcut.iter().zip(&self.grads_with_shortcut).enumerate() {
+            writeln!(f, "layers.{i}.0.weight  without shortcut {without:.10}  with shortcut {with:.10}")?;
+        }
+
+        writeln!(f, "\n== 4.5 Transformer block ==")?;
+        writeln!(f, "Input shape: [2, 4, 768]\nOutput shape: {:?}", self.block_output_shape)?;
+
+        writeln!(f, "\n== 4.6 The GPT model ==")?;
+        writeln!(
+            f,
+            "Output shape: {:?}, first logits {:?}",
+            self.model_logits_shape, self.model_logits_first_row_first5
+        )?;
+        writeln!(f, "Total number of parameters: {}", self.total_parameters)?;
+        writeln!(f, "Number of trainable parameters considering weight tying: {}", self.parameters_with_weight_tying)?;
+        writeln!(f, "Total size of the model: {:.2} MB", self.size_mb)?;
+
+        writeln!(f, "\n== 4.7 Generating text (greedy, evaluation mode) ==")?;
+        writeln!(f, "Output: {:?}\nOutput length: {}", self.generated_ids, self.generated_ids.len())?;
+        write!(f, "{:?}", self.generated_text)
+    }
+}
