@@ -10,6 +10,7 @@
 //! cargo run -p ch04-gpt -- generate --prompt "Hello, I am" --kv-cache
 //! ```
 
+pub mod bench;
 pub mod dummy;
 pub mod exercises;
 pub mod shortcut;

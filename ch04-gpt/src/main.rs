@@ -11,9 +11,9 @@ use shared::exercise::ExerciseCommand;
 use shared::generate::{generate_greedy_cached, generate_text_simple};
 use shared::gpt::{GptConfig, GptModel};
 use shared::tokenizer::Gpt2Tokenizer;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
-use ch04_gpt::{exercises, walkthrough};
+use ch04_gpt::{bench, exercises, walkthrough};
 
 /// Chapter 4, "Implementing a GPT model from scratch to generate text". Without a command:
 /// the chapter's walk-through (sections 4.1-4.7) on GPT-2 small, printing what the book prints.
@@ -48,6 +48,17 @@ enum Command {
         #[arg(long)]
         ids: bool,
     },
+    /// Tokens per second with and without the KV cache (use --release)
+    BenchGenerate {
+        #[arg(long, default_value_t = 200)]
+        max_new_tokens: i64,
+        /// A preset or a JSON config file
+        #[arg(long, default_value = "gpt2-small")]
+        config: String,
+        /// float32, bfloat16 or both
+        #[arg(long, default_value = "both", value_parser = ["float32", "bfloat16", "both"])]
+        dtype: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +73,15 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context)?,
         Some(Command::Generate { prompt, max_new_tokens, kv_cache, config, ids }) => {
             generate(&context, &prompt, max_new_tokens, kv_cache, &config, ids)?
+        }
+        Some(Command::BenchGenerate { max_new_tokens, config, dtype }) => {
+            let dtypes = match dtype.as_str() {
+                "float32" => vec![Kind::Float],
+                "bfloat16" => vec![Kind::BFloat16],
+                _ => vec![Kind::Float, Kind::BFloat16],
+            };
+            let cfg = GptConfig::from_name_or_file(&config)?;
+            println!("{}", bench::run(&cfg, &config, max_new_tokens, &dtypes, context.device)?);
         }
     }
     Ok(())

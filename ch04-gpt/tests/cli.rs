@@ -67,3 +67,14 @@ fn bad_input_is_a_clear_error() {
     let unknown = ch04(&["exercise", "4.9"]);
     assert!(stderr(&unknown).contains("this chapter has: 4.1, 4.2, 4.3"));
 }
+
+#[test]
+fn bench_generate_reports_both_decodings() {
+    let config = tiny_config(16);
+    let output =
+        ch04(&["--device", "cpu", "bench-generate", "--config", config.to_str().unwrap(), "--max-new-tokens", "8"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("| float32 |") && text.contains("| bfloat16 |"), "{text}");
+    assert_eq!(text.matches("| true |").count(), 2, "{text}");
+}

@@ -23,7 +23,7 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let mean = x.mean_dim(-1, true, Kind::Float);
+        let mean = x.mean_dim(-1, true, x.kind()); // in the input's dtype, as PyTorch
         let var = x.var_dim(-1, false, true); // biased: divide by n, as the book (and GPT-2) do
         let norm = (x - mean) / (var + self.eps).sqrt();
         &self.scale * norm + &self.shift
