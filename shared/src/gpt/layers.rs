@@ -2,7 +2,7 @@
 //! block (listings 4.2-4.6).
 
 use anyhow::Result;
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use super::GptConfig;
 use crate::attention::{LayerKvCache, MultiHeadAttention};
@@ -108,7 +108,7 @@ impl TransformerBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn layer_norm_gives_mean_0_and_variance_1() {
