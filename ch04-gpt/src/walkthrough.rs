@@ -3,6 +3,7 @@
 //! training mode (dropout on) until generation switches to evaluation mode.
 
 use std::fmt;
+use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -10,6 +11,7 @@ use shared::device::seed_everything;
 use shared::generate::generate_text_simple;
 use shared::gpt::{gelu, FeedForward, GptConfig, GptModel, LayerNorm, ParameterCounts, TransformerBlock};
 use shared::init;
+use shared::plot;
 use shared::tensors::{format_rows, rows_f32, vec_f32};
 use shared::tokenizer::Gpt2Tokenizer;
 use tch::{nn, Device, Kind, Tensor};
@@ -38,6 +40,8 @@ pub struct Walkthrough {
     pub activation_inputs: Vec<f32>,
     pub gelu_values: Vec<f32>,
     pub relu_values: Vec<f32>,
+    /// The PNG with both curves on [-3, 3] (GELU blue, ReLU orange).
+    pub activation_plot: String,
     pub ff_output_shape: Vec<i64>,
     // 4.4
     pub grads_without_shortcut: Vec<f64>,
@@ -56,8 +60,9 @@ pub struct Walkthrough {
     pub generated_text: String,
 }
 
-/// Runs sections 4.1-4.7 (about 650 MB for the GPT-2 small model).
-pub fn run(seed: u64) -> Result<Walkthrough> {
+/// Runs sections 4.1-4.7 (about 650 MB for the GPT-2 small model); the GELU/ReLU plot goes
+/// to `out_dir/gelu-relu.png`.
+pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
     let cpu = Device::Cpu;
     let cfg = GptConfig::gpt2_small();
     let batch = crate::example_batch(cpu);
@@ -82,6 +87,19 @@ pub fn run(seed: u64) -> Result<Walkthrough> {
 
     // 4.3: GELU against ReLU, and the feed-forward module's shapes.
     let inputs = Tensor::linspace(-3.0, 3.0, 7, (Kind::Float, cpu));
+    let activation_plot = out_dir.join("gelu-relu.png");
+    let curve_x = Tensor::linspace(-3.0, 3.0, 200, (Kind::Double, cpu));
+    let xs = Vec::<f64>::try_from(&curve_x)?;
+    let (gelu_ys, relu_ys) = (Vec::<f64>::try_from(gelu(&curve_x))?, Vec::<f64>::try_from(curve_x.relu())?);
+    plot::line_chart(
+        &activation_plot,
+        &[
+            plot::Series { xs: &xs, ys: &gelu_ys, color: plot::PALETTE[0] },
+            plot::Series { xs: &xs, ys: &relu_ys, color: plot::PALETTE[1] },
+        ],
+        640,
+        400,
+    )?;
     let ff = FeedForward::new(&vs.root().sub("ff"), cfg.emb_dim);
     let ff_out = ff.forward(&Tensor::rand([2, 3, cfg.emb_dim], (Kind::Float, cpu)));
 
@@ -129,6 +147,7 @@ pub fn run(seed: u64) -> Result<Walkthrough> {
         activation_inputs: vec_f32(&inputs),
         gelu_values: vec_f32(&gelu(&inputs)),
         relu_values: vec_f32(&inputs.relu()),
+        activation_plot: activation_plot.display().to_string(),
         ff_output_shape: ff_out.size(),
         grads_without_shortcut,
         grads_with_shortcut,
@@ -161,6 +180,7 @@ impl fmt::Display for Walkthrough {
         for ((x, g), r) in self.activation_inputs.iter().zip(&self.gelu_values).zip(&self.relu_values) {
             writeln!(f, "{x:6.1}  {g:7.4}  {r:7.4}")?;
         }
+        writeln!(f, "Plot of both curves (GELU blue, ReLU orange): {}", self.activation_plot)?;
         writeln!(f, "FeedForward output shape: {:?}", self.ff_output_shape)?;
 
         writeln!(f, "\n== 4.4 Shortcut connections (mean |gradient| of each layer's weight) ==")?;

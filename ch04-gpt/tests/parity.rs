@@ -24,10 +24,14 @@ fn assert_close(name: &str, ours: impl serde::Serialize, expected: &Value, tol: 
 #[test]
 fn walkthrough_matches_pytorch_and_the_book() {
     let reference: Value = serde_json::from_str(include_str!("fixtures/pytorch-reference.json")).unwrap();
+    let out_dir = std::env::temp_dir().join(format!("ch04-parity-{}", std::process::id()));
     let w = {
         let _rng = global_rng_lock();
-        walkthrough::run(123).unwrap()
+        walkthrough::run(123, &out_dir).unwrap()
     };
+    let png = std::fs::read(out_dir.join("gelu-relu.png")).expect("the GELU/ReLU plot is written");
+    assert_eq!(&png[1..4], b"PNG");
+    std::fs::remove_dir_all(&out_dir).unwrap();
     assert_eq!(w.batch, [[6109, 3626, 6100, 345], [6109, 1110, 6622, 257]]);
     assert_eq!(w.dummy_logits_shape, [2, 4, 50257]);
     assert_close("layer outputs", &w.ln_layer_out, &reference["ln_layer_out"], 1e-6);

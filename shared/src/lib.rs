@@ -14,6 +14,7 @@
 //! | [`attention`] | 3.5-3.6 | causal mask, the book's `MultiHeadAttention`, an SDPA kernel |
 //! | [`gpt`] | 4 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, `GptModel`, parameter counts |
 //! | [`generate`] | 4.7 | `generate_text_simple` and greedy decoding with a preallocated KV cache |
+//! | [`plot`] | 4, 5 | PNG line charts |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
@@ -28,6 +29,7 @@ pub mod exercise;
 pub mod generate;
 pub mod gpt;
 pub mod init;
+pub mod plot;
 pub mod tensors;
 pub mod timing;
 pub mod tokenizer;
