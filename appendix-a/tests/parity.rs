@@ -5,6 +5,7 @@
 use appendix_a::walkthrough::{self, Walkthrough};
 use serde_json::Value;
 use shared::device::global_rng_lock;
+use shared::reference::assert_close;
 use tch::Device;
 
 fn reference() -> Value {
@@ -19,50 +20,25 @@ fn walkthrough() -> Walkthrough {
     result
 }
 
-fn floats(value: &Value) -> Vec<f64> {
-    match value {
-        Value::Array(items) => items.iter().flat_map(floats).collect(),
-        Value::Number(n) => vec![n.as_f64().unwrap()],
-        other => panic!("not a number: {other}"),
-    }
-}
-
-fn assert_close(name: &str, ours: &[f64], expected: &Value, tol: f64) {
-    let expected = floats(expected);
-    assert_eq!(ours.len(), expected.len(), "{name}: length");
-    for (a, e) in ours.iter().zip(&expected) {
-        assert!((a - e).abs() <= tol, "{name}: {a} vs PyTorch {e}");
-    }
-}
-
-fn flat(rows: &[Vec<f32>]) -> Vec<f64> {
-    rows.iter().flatten().map(|&x| x as f64).collect()
-}
-
 #[test]
 fn matches_the_pytorch_reference() {
     let w = walkthrough();
     let r = reference();
 
-    assert_close("loss", &[w.gradients.loss], &r["logistic_loss"], 1e-6);
-    assert_close(
-        "grad_w1",
-        &[w.gradients.grad_w1, w.gradients.backward_w1],
-        &Value::from(vec![r["grad_w1"].clone(), r["grad_w1"].clone()]),
-        1e-6,
-    );
-    assert_close(
-        "grad_b",
-        &[w.gradients.grad_b, w.gradients.backward_b],
-        &Value::from(vec![r["grad_b"].clone(), r["grad_b"].clone()]),
-        1e-6,
-    );
+    assert_close("loss", w.gradients.loss, &r["logistic_loss"], 1e-6);
+    for (name, ours, key) in [
+        ("autograd.grad w1", w.gradients.grad_w1, "grad_w1"),
+        ("backward w1", w.gradients.backward_w1, "grad_w1"),
+        ("autograd.grad b", w.gradients.grad_b, "grad_b"),
+        ("backward b", w.gradients.backward_b, "grad_b"),
+    ] {
+        assert_close(name, ours, &r[key], 1e-6);
+    }
 
     assert_eq!(w.mlp_parameters, r["mlp_params"].as_i64().unwrap());
-    let first_row: Vec<f64> = w.mlp_layer0_first_row.iter().map(|&x| x as f64).collect();
-    assert_close("layers.0.weight", &first_row, &r["mlp_layer0_weight_first_row_first5"], 0.0);
-    assert_close("mlp output", &flat(&w.mlp_output), &r["mlp_out"], 1e-6);
-    assert_close("mlp softmax", &flat(&w.mlp_softmax), &r["mlp_softmax"], 1e-6);
+    assert_close("layers.0.weight", &w.mlp_layer0_first_row, &r["mlp_layer0_weight_first_row_first5"], 0.0);
+    assert_close("mlp output", &w.mlp_output, &r["mlp_out"], 1e-6);
+    assert_close("mlp softmax", &w.mlp_softmax, &r["mlp_softmax"], 1e-6);
 
     for (ours, key) in
         [(&w.loader_batches, "loader_batches"), (&w.loader_batches_drop_last, "loader_batches_drop_last")]
@@ -73,15 +49,14 @@ fn matches_the_pytorch_reference() {
             let labels: Vec<i64> =
                 reference["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
             assert_eq!(batch.labels, labels, "{key}");
-            let features: Vec<f64> = batch.features.iter().flatten().map(|&x| x as f64).collect();
-            assert_close(key, &features, &reference["features"], 0.0);
+            assert_close(key, &batch.features, &reference["features"], 0.0);
         }
     }
 
     let losses: Vec<f64> = w.train_log.iter().map(|s| s.loss).collect();
     assert_close("training losses", &losses, &r["train_losses"], 1e-6);
-    assert_close("trained outputs", &flat(&w.train_outputs), &r["train_outputs"], 1e-5);
-    assert_close("probabilities", &flat(&w.train_probas), &r["train_probas"], 1e-5);
+    assert_close("trained outputs", &w.train_outputs, &r["train_outputs"], 1e-5);
+    assert_close("probabilities", &w.train_probas, &r["train_probas"], 1e-5);
     assert_eq!(Value::from(w.train_predictions.clone()), r["train_predictions"]);
     assert_eq!(w.train_accuracy, r["train_accuracy"].as_f64().unwrap());
     assert_eq!(w.test_accuracy, r["test_accuracy"].as_f64().unwrap());

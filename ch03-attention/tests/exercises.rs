@@ -45,9 +45,9 @@ fn every_exercise_is_listed_in_the_readme_and_runs_as_json() {
     let _rng = global_rng_lock();
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let context = RunContext::for_tests();
+    let missing = shared::exercise::missing_readme_rows(exercises::ALL, &readme);
+    assert!(missing.is_empty(), "README.md lacks the rows {missing:?}");
     for entry in exercises::ALL {
-        let line = format!("| {} | {} |", entry.id, entry.summary);
-        assert!(readme.contains(&line), "README.md lacks the line `{line}`");
         let json = exercise::run(exercises::ALL, entry.id, true, &context).unwrap();
         serde_json::from_str::<serde_json::Value>(&json).expect("valid JSON");
     }

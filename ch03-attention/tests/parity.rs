@@ -4,6 +4,7 @@
 use ch03_attention::walkthrough::{self, Walkthrough};
 use serde_json::Value;
 use shared::device::global_rng_lock;
+use shared::reference::json_floats;
 
 fn reference() -> Value {
     serde_json::from_str(include_str!("fixtures/pytorch-reference.json")).unwrap()
@@ -14,23 +15,9 @@ fn walkthrough() -> Walkthrough {
     walkthrough::run(123).unwrap()
 }
 
-fn flatten(value: &Value) -> Vec<f64> {
-    match value {
-        Value::Array(items) => items.iter().flat_map(flatten).collect(),
-        Value::Number(n) => vec![n.as_f64().unwrap()],
-        other => panic!("not a number: {other}"),
-    }
-}
-
 /// Asserts `ours` equals the reference entry `key` within `tol` element-wise.
 fn assert_close(key: &str, ours: impl serde::Serialize, tol: f64) {
-    let reference = reference();
-    let expected = flatten(&reference[key]);
-    let actual = flatten(&serde_json::to_value(ours).unwrap());
-    assert_eq!(actual.len(), expected.len(), "{key}: shape differs");
-    for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
-        assert!((a - e).abs() <= tol, "{key}[{i}]: {a} vs PyTorch {e}");
-    }
+    shared::reference::assert_close(key, ours, &reference()[key], tol);
 }
 
 #[test]
@@ -107,7 +94,7 @@ fn matches_the_independent_parity_fixture_when_present() {
         ("seed123_MultiHeadAttention_d_out2_heads2_out", serde_json::to_value(&w.mha).unwrap()),
     ];
     for (key, ours) in pairs {
-        let (ours, theirs) = (flatten(&ours), flatten(&independent[key]));
+        let (ours, theirs) = (json_floats(&ours), json_floats(&independent[key]));
         assert_eq!(ours.len(), theirs.len(), "{key}");
         for (a, e) in ours.iter().zip(&theirs) {
             assert!((a - e).abs() <= 5e-5, "{key}: {a} vs {e} (4 decimals)");

@@ -4,22 +4,7 @@
 use ch04_gpt::walkthrough;
 use serde_json::Value;
 use shared::device::global_rng_lock;
-
-fn floats(value: &Value) -> Vec<f64> {
-    match value {
-        Value::Array(items) => items.iter().flat_map(floats).collect(),
-        Value::Number(n) => vec![n.as_f64().unwrap()],
-        other => panic!("not a number: {other}"),
-    }
-}
-
-fn assert_close(name: &str, ours: impl serde::Serialize, expected: &Value, tol: f64) {
-    let (ours, expected) = (floats(&serde_json::to_value(ours).unwrap()), floats(expected));
-    assert_eq!(ours.len(), expected.len(), "{name}");
-    for (a, e) in ours.iter().zip(&expected) {
-        assert!((a - e).abs() <= tol, "{name}: {a} vs PyTorch {e}");
-    }
-}
+use shared::reference::assert_close;
 
 #[test]
 fn walkthrough_matches_pytorch_and_the_book() {

@@ -79,6 +79,16 @@ impl ExerciseCommand {
     }
 }
 
+/// The README table rows (`| id | summary |`) missing from `readme` for these exercises;
+/// each crate's tests call this so that the README cannot drift from the code.
+pub fn missing_readme_rows(exercises: &[Exercise], readme: &str) -> Vec<String> {
+    exercises
+        .iter()
+        .map(|exercise| format!("| {} | {} |", exercise.id, exercise.summary))
+        .filter(|row| !readme.contains(row.as_str()))
+        .collect()
+}
+
 /// Runs exercise `id` and renders its report as text or pretty JSON.
 pub fn run(exercises: &[Exercise], id: &str, json: bool, context: &RunContext) -> Result<String> {
     let report = (find(exercises, id)?.run)(context)?;
@@ -116,5 +126,11 @@ mod tests {
         let err = run(EXERCISES, "9.9", false, &RunContext::for_tests()).unwrap_err().to_string();
         assert_eq!(err, "unknown exercise id '9.9'; this chapter has: 1.1");
         assert_eq!(list(EXERCISES), "1.1  answers\n");
+    }
+
+    #[test]
+    fn readme_rows_are_checked() {
+        assert!(missing_readme_rows(EXERCISES, "| 1.1 | answers |").is_empty());
+        assert_eq!(missing_readme_rows(EXERCISES, "| 1.1 | other |"), ["| 1.1 | answers |"]);
     }
 }

@@ -15,6 +15,7 @@
 //! | [`gpt`] | 4 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, `GptModel`, parameter counts |
 //! | [`generate`] | 4.7 | `generate_text_simple` and greedy decoding with a preallocated KV cache |
 //! | [`plot`] | 4, 5 | PNG line charts |
+//! | [`reference`] | all | comparing results with JSON reference values (tests) |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
@@ -30,6 +31,7 @@ pub mod generate;
 pub mod gpt;
 pub mod init;
 pub mod plot;
+pub mod reference;
 pub mod tensors;
 pub mod timing;
 pub mod tokenizer;
