@@ -12,14 +12,20 @@ use tch::{nn, Device};
 
 #[test]
 fn exercise_a1_counts_752_parameters_two_ways() {
-    let result = ex_a1::run();
+    let result = {
+        let _rng = global_rng_lock(); // building the model draws from the generator
+        ex_a1::run()
+    };
     assert_eq!((result.counted, result.by_formula), (752, 752));
     assert_eq!(parameter_formula(50, 3), 2213);
 }
 
 #[test]
 fn exercise_a2_times_the_cpu_and_reports_the_gpu() {
-    let result = timing::run(5);
+    let result = {
+        let _rng = global_rng_lock(); // the matrices are random
+        timing::run(5)
+    };
     assert!(result.cpu_median_us > 0.0);
     assert_eq!(result.gpu_median_us.is_some(), tch::Cuda::is_available());
     assert_eq!(result.gpu_speedup.is_some(), tch::Cuda::is_available());

@@ -182,6 +182,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
+        let _rng = global_rng_lock();
         let vs = nn::VarStore::new(Device::Cpu);
         assert!(MultiHeadAttention::new(vs.root(), 4, 6, 8, 0.0, 4, false).is_err());
         assert!(MultiHeadAttention::new(vs.root(), 4, 8, 8, 1.0, 4, false).is_err());
@@ -226,6 +227,7 @@ mod tests {
 
     #[test]
     fn parameters_use_the_book_names() {
+        let _rng = global_rng_lock();
         let vs = nn::VarStore::new(Device::Cpu);
         let _mha = MultiHeadAttention::new(vs.root() / "att", 4, 4, 4, 0.0, 2, false).unwrap();
         let mut names: Vec<String> = vs.variables().into_keys().collect();

@@ -112,10 +112,12 @@ impl nn::ModuleT for GptModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::device::global_rng_lock;
     use tch::Device;
 
+    /// Builds a model while holding the generator lock (building draws random numbers).
     fn tiny(cfg: &GptConfig) -> (nn::VarStore, GptModel) {
+        let _rng = global_rng_lock();
         let vs = nn::VarStore::new(Device::Cpu);
         let model = GptModel::new(&vs.root(), cfg).unwrap();
         (vs, model)
@@ -123,7 +125,6 @@ mod tests {
 
     #[test]
     fn logits_have_the_vocabulary_width() {
-        let _rng = global_rng_lock();
         let (_vs, model) = tiny(&GptConfig::tiny());
         let idx = Tensor::from_slice(&[6109i64, 3626, 6100, 345, 6109, 1110, 6622, 257]).view([2, 4]);
         assert_eq!(model.forward_t(&idx, false).size(), [2, 4, 50257]);
@@ -169,15 +170,14 @@ mod tests {
         assert!(err(Tensor::from_slice(&[1i64, 50257]).view([1, 2])).contains("token id 50257"));
         assert!(err(Tensor::from_slice(&[-1i64, 2]).view([1, 2])).contains("token id -1"));
         model.check_tokens(&Tensor::from_slice(&[0i64, 50256]).view([1, 2])).unwrap();
-        let invalid = GptConfig { n_heads: 3, ..GptConfig::tiny() };
+        let invalid = GptConfig { n_heads: 3, ..GptConfig::tiny() }; // refused before any draw
         assert!(GptModel::new(&nn::VarStore::new(Device::Cpu).root(), &invalid).is_err());
     }
 
     #[test]
     fn dropout_only_in_training_and_causal_outputs() {
-        let _rng = global_rng_lock();
-        seed_everything(3);
         let (_vs, model) = tiny(&GptConfig { drop_rate: 0.5, ..GptConfig::tiny() });
+        let _rng = global_rng_lock(); // training-mode dropout draws from the generator
         let idx = Tensor::from_slice(&[1i64, 2, 3, 4, 5]).view([1, 5]);
         let eval = model.forward_t(&idx, false);
         assert!(eval.equal(&model.forward_t(&idx, false)));
