@@ -4,7 +4,7 @@ use std::fmt;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::device::{device_name, seed_everything};
+use shared::device::{device_name, dtype_name, seed_everything};
 use shared::timing::median_seconds;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -54,16 +54,6 @@ pub struct BenchTable {
     pub shape: String,
     pub repeats: usize,
     pub rows: Vec<BenchRow>,
-}
-
-/// Short dtype names for tables.
-pub fn dtype_name(kind: Kind) -> String {
-    match kind {
-        Kind::Float => "float32".into(),
-        Kind::BFloat16 => "bfloat16".into(),
-        Kind::Half => "float16".into(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// Median of `repeats` timed runs after one warm-up, in milliseconds.

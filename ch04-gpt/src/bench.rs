@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::{device_name, seed_everything};
+use shared::device::{device_name, dtype_name, seed_everything};
 use shared::generate::{generate_greedy_cached, generate_text_simple};
 use shared::gpt::{GptConfig, GptModel};
 use shared::timing::synchronize;
@@ -56,11 +56,7 @@ pub fn run(
         let (plain, plain_s) = timed(device, || generate_text_simple(&model, &prompt, new_tokens, cfg.context_length))?;
         let (cached, cached_s) = timed(device, || generate_greedy_cached(&model, &prompt, new_tokens))?;
         rows.push(GenerateRow {
-            dtype: match dtype {
-                Kind::Float => "float32".into(),
-                Kind::BFloat16 => "bfloat16".into(),
-                other => format!("{other:?}"),
-            },
+            dtype: dtype_name(dtype),
             without_cache_tokens_per_s: new_tokens as f64 / plain_s,
             with_cache_tokens_per_s: new_tokens as f64 / cached_s,
             speedup: plain_s / cached_s,

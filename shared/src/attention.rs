@@ -27,11 +27,14 @@ pub fn causal_mask(context_length: i64, device: Device) -> Tensor {
     Tensor::ones([context_length, context_length], (Kind::Bool, device)).triu(1)
 }
 
-/// Softmax of `scores / sqrt(head_dim)` with future positions masked out (section 3.5.1):
-/// `scores` is `(.., T, T)` and `mask` at least `T x T`.
+/// Softmax of `scores / sqrt(head_dim)` with future positions masked out (section 3.5.1).
+/// `scores` is `(.., Q, K)`: the `Q` queries are the last `Q` of the `K` positions (all of
+/// them without a cache, the newest ones with a KV cache), and `mask` is at least `K x K`.
 pub fn masked_attention_weights(scores: &Tensor, mask: &Tensor, head_dim: i64) -> Tensor {
-    let tokens = scores.size()[scores.dim() - 1];
-    let mask = mask.narrow(0, 0, tokens).narrow(1, 0, tokens);
+    let size = scores.size();
+    let (queries, keys) = (size[size.len() - 2], size[size.len() - 1]);
+    // query i sits at position keys - queries + i and sees keys 0..=that position
+    let mask = mask.narrow(0, keys - queries, queries).narrow(1, 0, keys);
     (scores.masked_fill(&mask, f64::NEG_INFINITY) / (head_dim as f64).sqrt()).softmax(-1, None::<Kind>)
 }
 
@@ -155,9 +158,7 @@ impl MultiHeadAttention {
         let keys = cache.keys.narrow(2, 0, end); // (B, nh, end, hd)
         let values = cache.values.narrow(2, 0, end);
         let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, T, end)
-        let mask = self.mask.narrow(0, start, t).narrow(1, 0, end); // query start + i sees keys 0..=start + i
-        let weights =
-            (scores.masked_fill(&mask, f64::NEG_INFINITY) / (self.head_dim as f64).sqrt()).softmax(-1, None::<Kind>);
+        let weights = masked_attention_weights(&scores, &self.mask, self.head_dim);
         let context = weights.matmul(&values).transpose(1, 2).contiguous().view([b, t, self.d_out]);
         context.apply(&self.out_proj)
     }

@@ -66,6 +66,16 @@ impl DeviceChoice {
     }
 }
 
+/// A short name for a dtype, as tables print it (`float32`, `bfloat16`).
+pub fn dtype_name(kind: tch::Kind) -> String {
+    match kind {
+        tch::Kind::Float => "float32".into(),
+        tch::Kind::BFloat16 => "bfloat16".into(),
+        tch::Kind::Half => "float16".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// A short name for a device, as the CLI prints it (`cpu`, `cuda:0`).
 pub fn device_name(device: Device) -> String {
     match device {
