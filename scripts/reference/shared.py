@@ -35,3 +35,21 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def gpt2_tokenizer():
+    """tiktoken's "gpt2" encoding built from the rank file that tiktoken-rs bundles (the same
+    ranks as OpenAI's vocab.bpe), so no download is needed."""
+    import glob
+    import os
+
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+    files = sorted(glob.glob(f"{home}/registry/src/*/tiktoken-rs-*/assets/r50k_base.tiktoken"))
+    if not files:
+        raise SystemExit("r50k_base.tiktoken not found in the cargo registry: run `cargo fetch` first")
+    return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=load_tiktoken_bpe(files[-1]),
+                             special_tokens={"<|endoftext|>": 50256})

@@ -216,9 +216,18 @@ pub fn verify(set: &DataSet, path: &Path) -> Result<(), DataError> {
     }
 }
 
-enum DownloadError {
+pub(crate) enum DownloadError {
     Checksum(DataError),
     Other(String),
+}
+
+impl DownloadError {
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Self::Checksum(err) => err.to_string(),
+            Self::Other(reason) => reason.clone(),
+        }
+    }
 }
 
 impl<E: fmt::Display> From<E> for DownloadError {
@@ -252,10 +261,10 @@ fn download_verified(set: &DataSet, cache_dir: &Path) -> Result<PathBuf, Downloa
 }
 
 /// Streams `url` into `out` with a progress bar.
-fn fetch(url: &str, out: &mut File) -> Result<(), DownloadError> {
+pub(crate) fn fetch(url: &str, out: &mut File) -> Result<(), DownloadError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(20)))
-        .timeout_global(Some(Duration::from_secs(600)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
         .build()
         .into();
     let mut response = agent.get(url).call()?;

@@ -1,8 +1,10 @@
-//! Text generation (section 4.7 and the book's KV-cache bonus material): greedy decoding by
-//! re-running the model on the cropped context (listing 4.8, `generate_text_simple`), and the
-//! same decoding with a preallocated key/value cache.
+//! Text generation: greedy decoding by re-running the model on the cropped context
+//! (section 4.7, listing 4.8, `generate_text_simple`), the same decoding with a preallocated
+//! key/value cache (the book's KV-cache bonus material), and section 5.3's decoding with
+//! temperature scaling, top-k filtering and an end-of-text stop (listing 5.4, `generate`).
 
 use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::gpt::GptModel;
@@ -64,6 +66,102 @@ pub fn generate_greedy_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i6
         }
     }
     Ok(if tokens.is_empty() { sequence } else { Tensor::cat(&[&sequence, &Tensor::cat(&tokens, 1)], 1) })
+}
+
+/// Section 5.3's decoding settings. `temperature` 0 means greedy (argmax); above 0 the
+/// next token is drawn with `torch.multinomial` from `softmax(logits / temperature)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub temperature: f64,
+    /// Keep only the `k` largest logits (ties with the k-th kept too, as the book's mask).
+    pub top_k: Option<i64>,
+    /// Stop before appending this token.
+    pub eos_id: Option<i64>,
+}
+
+impl Sampling {
+    /// Greedy decoding without an end-of-text stop: `generate_text_simple`'s behaviour.
+    pub const GREEDY: Self = Self { temperature: 0.0, top_k: None, eos_id: None };
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.temperature >= 0.0 && self.temperature.is_finite(),
+            "the temperature must be 0 (greedy) or positive, got {}",
+            self.temperature
+        );
+        if let Some(k) = self.top_k {
+            ensure!(k >= 1, "top-k must be at least 1, got {k}");
+        }
+        Ok(())
+    }
+
+    /// Deterministic settings give the same tokens on every run (exercise 5.3): greedy
+    /// decoding, or top-k 1 at any temperature (one candidate left to sample).
+    pub fn is_deterministic(&self) -> bool {
+        self.temperature == 0.0 || self.top_k == Some(1)
+    }
+}
+
+/// Section 5.3.2: sets every logit below the `k`-th largest of its row to minus infinity.
+/// `logits`: `(B, V)`.
+pub fn top_k_filter(logits: &Tensor, k: i64) -> Tensor {
+    let k = k.min(logits.size()[1]);
+    let (top_logits, _) = logits.topk(k, -1, true, true);
+    let min_val = top_logits.narrow(-1, k - 1, 1); // (B, 1): the k-th largest per row
+    logits.where_self(&logits.ge_tensor(&min_val), &logits.full_like(f64::NEG_INFINITY))
+}
+
+/// Section 5.3.1: the probabilities `softmax(logits / temperature)`.
+pub fn temperature_probabilities(logits: &Tensor, temperature: f64) -> Tensor {
+    (logits / temperature).softmax(-1, Kind::Float)
+}
+
+/// The next token `(B, 1)` for the last-position logits `(B, V)`.
+pub fn next_token(logits: &Tensor, sampling: &Sampling) -> Tensor {
+    let logits = match sampling.top_k {
+        Some(k) => top_k_filter(logits, k),
+        None => logits.shallow_clone(),
+    };
+    if sampling.temperature > 0.0 {
+        temperature_probabilities(&logits, sampling.temperature).multinomial(1, false)
+    } else {
+        logits.argmax(-1, true)
+    }
+}
+
+/// Listing 5.4: appends up to `max_new_tokens` tokens chosen by `sampling` to `idx` `(B, T)`,
+/// feeding the model its last `context_size` tokens; stops early (without appending it) when
+/// a single sequence draws `eos_id`. Draws from the global generator when sampling: seed it
+/// (`--seed`) to repeat a run.
+pub fn generate(
+    model: &GptModel,
+    idx: &Tensor,
+    max_new_tokens: i64,
+    context_size: i64,
+    sampling: &Sampling,
+) -> Result<Tensor> {
+    check_prompt(model, idx, max_new_tokens)?;
+    sampling.validate()?;
+    ensure!(
+        context_size > 0 && context_size <= model.cfg.context_length,
+        "context_size must be in 1..={}",
+        model.cfg.context_length
+    );
+    let _no_grad = tch::no_grad_guard();
+    let mut idx = idx.shallow_clone();
+    for _ in 0..max_new_tokens {
+        let tokens = idx.size()[1];
+        let idx_cond = idx.narrow(1, (tokens - context_size).max(0), tokens.min(context_size));
+        let logits = model.forward_t(&idx_cond, false).select(1, -1);
+        let idx_next = next_token(&logits, sampling);
+        if let Some(eos) = sampling.eos_id {
+            if idx_next.size()[0] == 1 && idx_next.int64_value(&[0, 0]) == eos {
+                break;
+            }
+        }
+        idx = Tensor::cat(&[&idx, &idx_next], 1);
+    }
+    Ok(idx)
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
 //! | [`attention`] | 3.5-3.6 | causal mask, the book's `MultiHeadAttention`, an SDPA kernel |
 //! | [`gpt`] | 4 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, `GptModel`, parameter counts |
-//! | [`generate`] | 4.7 | `generate_text_simple` and greedy decoding with a preallocated KV cache |
+//! | [`generate`] | 4.7, 5.3 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling |
+//! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
+//! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
 //! | [`plot`] | 4, 5 | PNG line charts |
 //! | [`reference`] | all | comparing results with JSON reference values (tests) |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
@@ -36,6 +38,8 @@ pub mod tensors;
 pub mod timing;
 pub mod tokenizer;
 pub mod torch_rng;
+pub mod train;
+pub mod weights;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`), where the data cache
 /// `data/` and the default output folder `runs/` live.

@@ -1,0 +1,166 @@
+//! Section 5.2, listing 5.3: `train_model_simple`, with a progress bar, the book's log lines,
+//! and the bookkeeping a checkpoint needs to resume.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use super::{calc_loss_batch, calc_loss_loader, AdamW, BatchSource};
+use crate::device::seed_everything;
+use crate::generate::generate_text_simple;
+use crate::gpt::GptModel;
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// The loop's settings (the book's `num_epochs`, `eval_freq`, `eval_iter`, `start_context`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    pub num_epochs: usize,
+    /// Evaluate every this many steps.
+    pub eval_freq: usize,
+    /// Batches per evaluation (train and validation each).
+    pub eval_iter: usize,
+    /// After each epoch, print a greedy continuation of this text (50 tokens).
+    pub start_context: Option<String>,
+    /// See [`super::CheckpointMeta::epoch_seed`].
+    pub epoch_seed: Option<u64>,
+    /// Print the book's lines and show a progress bar.
+    pub verbose: bool,
+}
+
+/// Where a run stands: the book's `global_step` and `tokens_seen`, and completed epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainProgress {
+    pub epoch: usize,
+    pub global_step: i64,
+    pub tokens_seen: i64,
+}
+
+impl Default for TrainProgress {
+    fn default() -> Self {
+        Self { epoch: 0, global_step: -1, tokens_seen: 0 }
+    }
+}
+
+/// One evaluation: the book's `train_losses`, `val_losses` and `track_tokens_seen` entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// 1-based, as printed.
+    pub epoch: usize,
+    pub step: i64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub tokens_seen: i64,
+}
+
+impl std::fmt::Display for Evaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Ep {} (Step {:06}): Train loss {:.3}, Val loss {:.3}",
+            self.epoch, self.step, self.train_loss, self.val_loss
+        )
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainHistory {
+    pub evaluations: Vec<Evaluation>,
+    /// The sample printed after each epoch.
+    pub samples: Vec<String>,
+    pub train_seconds: f64,
+    /// Training tokens per second over the run (evaluations and samples included).
+    pub tokens_per_second: f64,
+}
+
+/// Trains `model` for `settings.num_epochs` more epochs from `progress`, evaluating every
+/// `eval_freq` steps on `eval_iter` batches of each loader, as the book's listing 5.3 does.
+/// `progress` is updated, so a checkpoint taken afterwards can resume the run.
+pub fn train_model_simple(
+    model: &GptModel,
+    optimizer: &mut AdamW,
+    train_loader: &dyn BatchSource,
+    val_loader: &dyn BatchSource,
+    settings: &TrainSettings,
+    progress: &mut TrainProgress,
+    device: Device,
+) -> Result<TrainHistory> {
+    anyhow::ensure!(settings.eval_freq > 0, "the evaluation frequency must be at least 1 step");
+    anyhow::ensure!(train_loader.batch_count() > 0, "the training data has no complete batch");
+    let bar = progress_bar(settings.verbose, (settings.num_epochs * train_loader.batch_count()) as u64);
+    let say = |line: &str| {
+        if settings.verbose {
+            bar.suspend(|| println!("{line}"));
+        }
+    };
+    let mut history = TrainHistory::default();
+    let start = Instant::now();
+    let first_tokens = progress.tokens_seen;
+    let last_epoch = progress.epoch + settings.num_epochs;
+    while progress.epoch < last_epoch {
+        if let Some(seed) = settings.epoch_seed {
+            seed_everything(seed + progress.epoch as u64);
+        }
+        for batch in train_loader.batches() {
+            optimizer.zero_grad();
+            let loss = calc_loss_batch(model, &batch, device, true);
+            loss.backward();
+            optimizer.step();
+            progress.tokens_seen += batch.inputs.numel() as i64;
+            progress.global_step += 1;
+            let loss = loss.double_value(&[]);
+            let rate = (progress.tokens_seen - first_tokens) as f64 / start.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "epoch {}/{last_epoch} step {} loss {loss:.3} {rate:.0} tokens/s",
+                progress.epoch + 1,
+                progress.global_step
+            ));
+            bar.inc(1);
+            if progress.global_step % settings.eval_freq as i64 == 0 {
+                let evaluation = Evaluation {
+                    epoch: progress.epoch + 1,
+                    step: progress.global_step,
+                    train_loss: calc_loss_loader(model, train_loader, Some(settings.eval_iter), device),
+                    val_loss: calc_loss_loader(model, val_loader, Some(settings.eval_iter), device),
+                    tokens_seen: progress.tokens_seen,
+                };
+                say(&evaluation.to_string());
+                history.evaluations.push(evaluation);
+            }
+        }
+        progress.epoch += 1;
+        if let Some(context) = &settings.start_context {
+            let sample = sample_text(model, context, 50, device)?;
+            say(&sample);
+            history.samples.push(sample);
+        }
+    }
+    bar.finish_and_clear();
+    history.train_seconds = start.elapsed().as_secs_f64();
+    history.tokens_per_second = (progress.tokens_seen - first_tokens) as f64 / history.train_seconds;
+    Ok(history)
+}
+
+/// The book's `generate_and_print_sample`: a greedy continuation of `context`, on one line.
+pub fn sample_text(model: &GptModel, context: &str, max_new_tokens: i64, device: Device) -> Result<String> {
+    let tokenizer = Gpt2Tokenizer::new();
+    let ids: Vec<i64> = tokenizer.encode(context).into_iter().map(i64::from).collect();
+    let idx = Tensor::from_slice(&ids).view([1, -1]).to_device(device);
+    let out = generate_text_simple(model, &idx, max_new_tokens, model.cfg.context_length)?;
+    let out: Vec<u32> = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?.iter().map(|&id| id as u32).collect();
+    Ok(tokenizer.decode(&out)?.replace('\n', " "))
+}
+
+fn progress_bar(visible: bool, steps: u64) -> ProgressBar {
+    let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(Some(steps), target);
+    bar.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}

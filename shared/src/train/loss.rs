@@ -1,0 +1,85 @@
+//! Section 5.1.2-5.1.3: the cross-entropy loss of next-token prediction, perplexity, and the
+//! average loss over the batches of a loader (`calc_loss_batch`, `calc_loss_loader`).
+
+use tch::{Device, Kind, Reduction, Tensor};
+
+use crate::dataset::{Batch, DataLoader};
+use crate::gpt::GptModel;
+
+/// Targets with this value are left out of the loss (PyTorch's default `ignore_index`;
+/// chapter 7 marks padding with it).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Mean cross-entropy of `logits` `(B, T, V)` against `targets` `(B, T)`, both flattened
+/// over batch and time as the book does; targets equal to [`IGNORE_INDEX`] do not count.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
+    logits.flatten(0, 1).cross_entropy_loss::<Tensor>(&targets.flatten(0, -1), None, Reduction::Mean, IGNORE_INDEX, 0.0)
+}
+
+/// `exp(loss)`: the effective number of tokens the model hesitates between.
+pub fn perplexity(loss: f64) -> f64 {
+    loss.exp()
+}
+
+/// The loss of one batch moved to `device`; dropout only when `train`.
+pub fn calc_loss_batch(model: &GptModel, batch: &Batch, device: Device, train: bool) -> Tensor {
+    let logits = model.forward_t(&batch.inputs.to_device(device), train);
+    cross_entropy(&logits, &batch.targets.to_device(device))
+}
+
+/// Something that yields a pass of batches, like a PyTorch `DataLoader`.
+pub trait BatchSource {
+    /// The number of batches in one pass (`len(loader)`).
+    fn batch_count(&self) -> usize;
+    /// One pass; starting it may draw from the global generator, as PyTorch does.
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_>;
+}
+
+impl BatchSource for DataLoader {
+    fn batch_count(&self) -> usize {
+        self.len()
+    }
+
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(self.iter())
+    }
+}
+
+/// The mean loss over the first `num_batches` batches of `loader` (all when `None`), in
+/// evaluation mode and without gradients; NaN for an empty loader. As the book's version it
+/// starts a pass over the loader (which draws from the generator when the loader shuffles)
+/// and sums the per-batch losses in double precision.
+pub fn calc_loss_loader(model: &GptModel, loader: &dyn BatchSource, num_batches: Option<usize>, device: Device) -> f64 {
+    let available = loader.batch_count();
+    if available == 0 {
+        return f64::NAN;
+    }
+    let num_batches = num_batches.map_or(available, |n| n.min(available));
+    let _no_grad = tch::no_grad_guard();
+    let total: f64 = loader
+        .batches()
+        .take(num_batches)
+        .map(|batch| calc_loss_batch(model, &batch, device, false).to_kind(Kind::Float).double_value(&[]))
+        .sum();
+    total / num_batches as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_is_the_mean_negative_log_probability_of_the_targets() {
+        let logits = Tensor::from_slice(&[2.0f32, 0.5, -1.0, 0.0, 1.0, 3.0]).view([1, 2, 3]);
+        let targets = Tensor::from_slice(&[0i64, 2]).view([1, 2]);
+        let log_probs = logits.log_softmax(-1, Kind::Float);
+        let expected = -(log_probs.double_value(&[0, 0, 0]) + log_probs.double_value(&[0, 1, 2])) / 2.0;
+        let loss = cross_entropy(&logits, &targets).double_value(&[]);
+        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+        // An ignored target drops out of the mean.
+        let masked = Tensor::from_slice(&[0i64, IGNORE_INDEX]).view([1, 2]);
+        let loss = cross_entropy(&logits, &masked).double_value(&[]);
+        assert!((loss + log_probs.double_value(&[0, 0, 0])).abs() < 1e-6);
+        assert!((perplexity(2.0f64.ln()) - 2.0).abs() < 1e-12);
+    }
+}

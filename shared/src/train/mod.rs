@@ -1,0 +1,12 @@
+//! Chapter 5's pretraining machinery: losses (section 5.1), the AdamW optimizer with a state
+//! that can be saved, checkpoints (section 5.4) and the training loop (section 5.2).
+
+mod adamw;
+mod checkpoint;
+mod loop_;
+mod loss;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use checkpoint::{Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+pub use loop_::{train_model_simple, Evaluation, TrainHistory, TrainProgress, TrainSettings};
+pub use loss::{calc_loss_batch, calc_loss_loader, cross_entropy, perplexity, BatchSource, IGNORE_INDEX};
