@@ -1,8 +1,9 @@
 """Tiny GPT-2 checkpoints and their expected outputs, for the weight-loading conformance
 tests of shared::weights (written to shared/tests/fixtures/):
 
-- gpt2-tiny-hf/: a GPT2LMHeadModel saved with transformers' save_pretrained (names under
-  "transformer.", head tied to wte, so no lm_head.weight in the file);
+- gpt2-tiny-hf/: a GPT2LMHeadModel with GPT-2's vocabulary saved with transformers'
+  save_pretrained (names under "transformer.", head tied to wte, so no lm_head.weight in
+  the file), with its losses on The Verdict (exercise 5.5's computation);
 - gpt2-tiny-openai/: the layout of OpenAI's checkpoints on the hub (no "transformer."
   prefix, the causal-mask buffers h.N.attn.bias), with an untied lm_head.weight;
 - book-tiny.pth: the book's GPTModel state_dict written with torch.save, and its logits.
@@ -21,14 +22,16 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpt_init import GPTModel  # noqa: E402
+from ch05_pretraining import calc_loss_loader, create_dataloader_v1, verdict_text  # noqa: E402
 
 OUT = Path(sys.argv[1])
-PROMPTS = [[15, 11, 314, 716], [464, 268, 758, 218, 625], [40]]
+PROMPTS_1000 = [[15, 11, 314, 716], [464, 268, 758, 218, 625], [40]]
+PROMPTS_GPT2 = [[15496, 11, 314, 716], [6109, 3626, 6100, 345], [40]]  # "Hello, I am", "Every effort moves you", "I"
 
 
-def expected_outputs(forward):
+def expected_outputs(forward, vocab_size):
     prompts = []
-    for ids in PROMPTS:
+    for ids in (PROMPTS_GPT2 if vocab_size > 1000 else PROMPTS_1000):
         x = torch.tensor([ids])
         with torch.no_grad():
             logits = forward(x)[0]
@@ -41,12 +44,14 @@ def expected_outputs(forward):
                 seq = torch.cat([seq, step.argmax().view(1, 1)], dim=1)
         prompts.append({"ids": ids, "last_logits_first8": last[:8].tolist(), "last_logits_argmax": int(last.argmax()),
                         "logits_sum_last": last.double().sum().item(), "greedy_20": seq[0, len(ids):].tolist(),
-                        "greedy_20_max_logits": max_logits, "loss": loss, "last_logits": last.tolist()})
+                        "greedy_20_max_logits": max_logits, "loss": loss})
+        if vocab_size <= 1000:
+            prompts[-1]["last_logits"] = last.tolist()
     return prompts
 
 
-def hf_model(seed, tie):
-    config = GPT2Config(vocab_size=1000, n_positions=32, n_embd=24, n_layer=2, n_head=4,
+def hf_model(seed, tie, vocab_size, n_embd, n_head):
+    config = GPT2Config(vocab_size=vocab_size, n_positions=32, n_embd=n_embd, n_layer=2, n_head=n_head,
                         tie_word_embeddings=tie, activation_function="gelu_new")
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config).eval()
@@ -57,22 +62,36 @@ def hf_model(seed, tie):
     return config, model
 
 
-def write(folder, config, model, tensors):
+def write(folder, config, model, tensors, extra=None):
     folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(folder)
     (folder / "generation_config.json").unlink(missing_ok=True)
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     meta = {"config": config.to_dict() | {"transformers_version": None}, "torch": torch.__version__,
-            "prompts": expected_outputs(lambda x: model(x).logits)}
+            "prompts": expected_outputs(lambda x: model(x).logits, config.vocab_size)} | (extra or {})
     (folder / "expected.json").write_text(json.dumps(meta, indent=1))
 
 
 def main():
-    config, model = hf_model(0, tie=True)
+    config, model = hf_model(0, tie=True, vocab_size=50257, n_embd=8, n_head=2)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    write(OUT / "gpt2-tiny-hf", config, model, state)
+    # Exercise 5.5's computation: the mean loss over every batch of the book's loaders
+    # (context 32 here, batch 2, seed 123) for The Verdict's training and validation parts.
+    text = verdict_text()
+    split = int(0.9 * len(text))
+    torch.manual_seed(123)
+    train = create_dataloader_v1(text[:split], 2, 32, 32, shuffle=True, drop_last=True)
+    val = create_dataloader_v1(text[split:], 2, 32, 32, shuffle=False, drop_last=False)
 
-    config, model = hf_model(1, tie=False)
+    class Book(torch.nn.Module):  # the book's loss functions call model(inputs) for logits
+        def forward(self, x):
+            return model(x).logits
+
+    with torch.no_grad():
+        losses = {"train": calc_loss_loader(train, Book()), "val": calc_loss_loader(val, Book()), "context_length": 32}
+    write(OUT / "gpt2-tiny-hf", config, model, state, {"verdict_losses": losses})
+
+    config, model = hf_model(1, tie=False, vocab_size=1000, n_embd=24, n_head=4)
     state = {k.removeprefix("transformer."): v.contiguous() for k, v in model.state_dict().items()}
     for i in range(config.n_layer):  # the causal-mask buffers of OpenAI's original files
         state[f"h.{i}.attn.bias"] = torch.tril(torch.ones(32, 32)).view(1, 1, 32, 32)

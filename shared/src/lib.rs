@@ -16,6 +16,7 @@
 //! | [`generate`] | 4.7, 5.3 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling |
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
+//! | [`model_source`] | 5-7 | `--checkpoint`, `--weights` or a fresh seeded model, for every command that takes a model |
 //! | [`plot`] | 4, 5 | PNG line charts |
 //! | [`reference`] | all | comparing results with JSON reference values (tests) |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
@@ -32,6 +33,7 @@ pub mod exercise;
 pub mod generate;
 pub mod gpt;
 pub mod init;
+pub mod model_source;
 pub mod plot;
 pub mod reference;
 pub mod tensors;

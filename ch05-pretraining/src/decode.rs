@@ -1,0 +1,85 @@
+//! Text in, text out: encoding a prompt, decoding with [`Sampling`], and the loss of a model
+//! on a text (section 5.1 and 5.3, for the `generate`, `eval` and `sweep` commands).
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use shared::generate::{generate, Sampling};
+use shared::gpt::GptModel;
+use shared::tokenizer::Gpt2Tokenizer;
+use shared::train::{calc_loss_loader, perplexity};
+use tch::{Device, Tensor};
+
+use crate::pretrain::loaders;
+
+/// A generated continuation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    pub text: String,
+    pub ids: Vec<i64>,
+    pub prompt_tokens: usize,
+}
+
+/// Generates up to `max_new_tokens` after `prompt` with the model's full context.
+pub fn generate_text(model: &GptModel, prompt: &str, max_new_tokens: i64, sampling: &Sampling) -> Result<Generated> {
+    let tokenizer = Gpt2Tokenizer::new();
+    let prompt_ids: Vec<i64> = tokenizer.encode(prompt).into_iter().map(i64::from).collect();
+    ensure!(!prompt_ids.is_empty(), "the prompt is empty");
+    let device = model.tok_emb.ws.device();
+    let idx = Tensor::from_slice(&prompt_ids).view([1, -1]).to_device(device);
+    let out = generate(model, &idx, max_new_tokens, model.cfg.context_length, sampling)?;
+    let ids = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?;
+    let tokens: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
+    Ok(Generated { text: tokenizer.decode(&tokens)?, ids, prompt_tokens: prompt_ids.len() })
+}
+
+/// Losses and perplexities on the training and validation parts of a text.
+#[derive(Debug, Clone, Serialize)]
+pub struct TextLosses {
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub train_perplexity: f64,
+    pub val_perplexity: f64,
+    pub context_length: usize,
+    pub train_batches: usize,
+    pub val_batches: usize,
+}
+
+/// The mean loss over every batch of the book's loaders for `text` (windows of
+/// `context_length` tokens, batch 2), as section 5.1.3 and exercise 5.5 compute it. The
+/// generator is seeded with `seed` first: the shuffled training loader draws from it.
+pub fn text_losses(model: &GptModel, text: &str, train_ratio: f64, context_length: usize, seed: u64) -> Result<TextLosses> {
+    ensure!(
+        context_length as i64 <= model.cfg.context_length,
+        "a context of {context_length} tokens is more than the model's {}",
+        model.cfg.context_length
+    );
+    let (train, val) = loaders(text, train_ratio, context_length, 2)?;
+    let device = model.tok_emb.ws.device();
+    shared::device::seed_everything(seed);
+    let train_loss = calc_loss_loader(model, &train, None, device);
+    let val_loss = calc_loss_loader(model, &val, None, device);
+    Ok(TextLosses {
+        train_loss,
+        val_loss,
+        train_perplexity: perplexity(train_loss),
+        val_perplexity: perplexity(val_loss),
+        context_length,
+        train_batches: train.len(),
+        val_batches: val.len(),
+    })
+}
+
+impl std::fmt::Display for TextLosses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "Training loss:   {:.4} (perplexity {:.1}, {} batches)",
+            self.train_loss, self.train_perplexity, self.train_batches
+        )?;
+        write!(
+            f,
+            "Validation loss: {:.4} (perplexity {:.1}, {} batches)",
+            self.val_loss, self.val_perplexity, self.val_batches
+        )
+    }
+}

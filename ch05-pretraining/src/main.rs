@@ -1,0 +1,270 @@
+//! `cargo run --release -p ch05-pretraining [-- COMMAND]`: chapter 5's pretraining run,
+//! generation, evaluation and exercises.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use ch05_pretraining::decode::{generate_text, text_losses};
+use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
+use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
+use shared::cli::{self, CommonArgs, RunContext};
+use shared::data::THE_VERDICT;
+use shared::device::seed_everything;
+use shared::exercise::ExerciseCommand;
+use shared::generate::Sampling;
+use shared::gpt::GptConfig;
+use shared::model_source::ModelSource;
+use shared::train::AdamWConfig;
+
+/// Chapter 5, "Pretraining on unlabeled data". Without a command: the book's pretraining run
+/// (GPT-2 small shape, context 256, 10 epochs on The Verdict, seed 123), printing what the
+/// book prints and writing a checkpoint, metrics.json and losses.png to the output folder.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Exercises(ExerciseCommand),
+    /// Pretrain (or resume) on a text: The Verdict unless --data FILE
+    Train(TrainArgs),
+    /// Generate text from a checkpoint, GPT-2 weights or a new seeded model
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The prompt
+        #[arg(long, default_value = START_CONTEXT)]
+        prompt: String,
+        /// How many tokens to add at most
+        #[arg(long, default_value_t = 25)]
+        max_new_tokens: i64,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Also print the token ids (prompt included) as a JSON array
+        #[arg(long)]
+        ids: bool,
+    },
+    /// Loss and perplexity on The Verdict's 90/10 split (or --data FILE split the same way)
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Tokens per window (at most the model's context)
+        #[arg(long, default_value_t = 256)]
+        context_length: usize,
+        /// Share of the text used as the training part
+        #[arg(long, default_value_t = 0.9)]
+        train_ratio: f64,
+    },
+    /// Exercise 5.2: decode one prompt over a grid of temperatures and top-k values
+    Sweep {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value = START_CONTEXT)]
+        prompt: String,
+        #[arg(long, default_value_t = 15)]
+        max_new_tokens: i64,
+        /// Temperatures to try (0 = greedy)
+        #[arg(long, value_delimiter = ',', default_values_t = ex5_2::TEMPERATURES)]
+        temperatures: Vec<f64>,
+        /// Top-k values to try (0 = no top-k filter)
+        #[arg(long, value_delimiter = ',', default_values_t = [3, 25, 0])]
+        top_ks: Vec<i64>,
+    },
+    /// Exercise 5.6: GPT-2 small and a larger GPT-2 on the same prompt
+    CompareModels {
+        /// The larger model: gpt2-medium, gpt2-large, gpt2-xl, a hub id or a folder
+        #[arg(long, default_value = "gpt2-xl")]
+        model: String,
+        /// The model to compare with
+        #[arg(long, default_value = "gpt2-small")]
+        base: String,
+        #[arg(long, default_value = START_CONTEXT)]
+        prompt: String,
+        #[arg(long, default_value_t = 25)]
+        max_new_tokens: i64,
+    },
+}
+
+/// Where the model comes from (default: a new model, seeded with --seed).
+#[derive(Args)]
+struct ModelArgs {
+    /// A checkpoint: NAME.safetensors (+ NAME.json) written by `train`, or a model.pth saved by the book's torch.save
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// OpenAI's GPT-2 in the Hugging Face layout: a folder, a hub id (openai-community/gpt2) or gpt2-small|medium|large|xl
+    #[arg(long, value_name = "DIR|HUB_ID", conflicts_with = "checkpoint")]
+    weights: Option<String>,
+    /// The config of a new model: a preset (gpt2-small, ...) or a JSON file
+    #[arg(long, value_name = "PRESET|FILE", conflicts_with_all = ["checkpoint", "weights"])]
+    config: Option<String>,
+}
+
+impl ModelArgs {
+    fn source(&self) -> Result<ModelSource> {
+        let config = match &self.config {
+            Some(spec) => GptConfig::from_name_or_file(spec)?,
+            None => book_config(),
+        };
+        Ok(ModelSource::from_flags(self.checkpoint.as_deref(), self.weights.as_deref(), &config))
+    }
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// Sampling temperature; 0 (the default) decodes greedily
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Keep only the k most likely tokens
+    #[arg(long)]
+    top_k: Option<i64>,
+    /// Stop when this token is drawn (50256 is <|endoftext|>)
+    #[arg(long)]
+    eos_id: Option<i64>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Epochs to train (more epochs when resuming)
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// AdamW learning rate
+    #[arg(long, default_value_t = 0.0004)]
+    lr: f64,
+    /// AdamW weight decay
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 2)]
+    batch_size: usize,
+    /// Context length (and window stride) [default: 256, or the checkpoint's]
+    #[arg(long)]
+    context_length: Option<i64>,
+    /// Model preset or JSON config file [default: gpt2-small, or the checkpoint's]
+    #[arg(long, value_name = "PRESET|FILE")]
+    config: Option<String>,
+    /// Evaluate every N steps
+    #[arg(long, default_value_t = 5)]
+    eval_freq: usize,
+    /// Batches per evaluation
+    #[arg(long, default_value_t = 5)]
+    eval_iter: usize,
+    /// Share of the text's characters used for training
+    #[arg(long, default_value_t = 0.9)]
+    train_ratio: f64,
+    /// Reseed at the start of each epoch (with this seed + epoch) so that resumed runs repeat uninterrupted ones exactly
+    #[arg(long)]
+    epoch_seed: Option<u64>,
+    /// Continue from a checkpoint (NAME.safetensors or NAME.json), model and optimizer
+    #[arg(long, value_name = "CHECKPOINT")]
+    resume: Option<PathBuf>,
+    /// Skip the untrained model's losses before training
+    #[arg(long)]
+    no_initial_losses: bool,
+}
+
+impl TrainArgs {
+    fn options(&self) -> Result<PretrainOptions> {
+        let config = match (&self.config, self.context_length) {
+            (None, None) => None,
+            (spec, context) => {
+                let mut config = match spec {
+                    Some(spec) => GptConfig::from_name_or_file(spec)?,
+                    None => book_config(),
+                };
+                if let Some(context) = context {
+                    config.context_length = context;
+                } else if spec.as_deref().is_some_and(|s| GptConfig::preset(s).is_ok()) {
+                    config.context_length = 256; // the book's training context
+                }
+                config.validate()?;
+                Some(config)
+            }
+        };
+        Ok(PretrainOptions {
+            config,
+            epochs: self.epochs,
+            adamw: AdamWConfig { lr: self.lr, weight_decay: self.weight_decay, ..AdamWConfig::default() },
+            batch_size: self.batch_size,
+            train_ratio: self.train_ratio,
+            eval_freq: self.eval_freq,
+            eval_iter: self.eval_iter,
+            epoch_seed: self.epoch_seed,
+            resume: self.resume.clone(),
+            initial_losses: !self.no_initial_losses,
+            ..PretrainOptions::default()
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::run_main(|| run(cli))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
+    match cli.command {
+        None => train(&context, &PretrainOptions::default()),
+        Some(Command::Train(args)) => train(&context, &args.options()?),
+        Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
+        Some(Command::Generate { model, prompt, max_new_tokens, sampling, ids }) => {
+            let sampling = Sampling { temperature: sampling.temperature, top_k: sampling.top_k, eos_id: sampling.eos_id };
+            sampling.validate()?;
+            let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
+            seed_everything(context.seed);
+            let generated = generate_text(&loaded.model, &prompt, max_new_tokens, &sampling)?;
+            println!("{}", generated.text);
+            if ids {
+                println!("{}", serde_json::to_string(&generated.ids)?);
+            }
+            Ok(())
+        }
+        Some(Command::Eval { model, context_length, train_ratio }) => {
+            let text = context.data.read_to_string(&THE_VERDICT)?;
+            let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
+            println!("Model: {}", loaded.description);
+            println!("{}", text_losses(&loaded.model, &text, train_ratio, context_length, context.seed)?);
+            Ok(())
+        }
+        Some(Command::Sweep { model, prompt, max_new_tokens, temperatures, top_ks }) => {
+            let top_ks: Vec<Option<i64>> = top_ks.into_iter().map(|k| (k != 0).then_some(k)).collect();
+            for &temperature in &temperatures {
+                for &top_k in &top_ks {
+                    Sampling { temperature, top_k, eos_id: None }.validate()?;
+                }
+            }
+            let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
+            let sweep = ex5_2::sweep(
+                &loaded.model,
+                &loaded.description,
+                &prompt,
+                max_new_tokens,
+                &temperatures,
+                &top_ks,
+                context.seed,
+            )?;
+            println!("{sweep}");
+            Ok(())
+        }
+        Some(Command::CompareModels { model, base, prompt, max_new_tokens }) => {
+            let sources = [ModelSource::Weights(base), ModelSource::Weights(model)];
+            let result =
+                ex5_6::run(&sources, &prompt, max_new_tokens, &ex5_6::BOOK_SAMPLING, context.device, context.seed)?;
+            println!("{result}");
+            Ok(())
+        }
+    }
+}
+
+fn train(context: &RunContext, options: &PretrainOptions) -> Result<()> {
+    let text = context.data.read_to_string(&THE_VERDICT)?;
+    pretrain::run(context, &text, options)?;
+    Ok(())
+}

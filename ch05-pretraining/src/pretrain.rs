@@ -1,0 +1,262 @@
+//! Section 5.2's pretraining run on The Verdict, end to end: the 90/10 split, the loaders,
+//! the initial losses, `train_model_simple`, and the run's outputs (checkpoint, metrics,
+//! loss plot). Resuming from a checkpoint is exercise 5.4.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::Serialize;
+use shared::cli::RunContext;
+use shared::dataset::{DataLoader, GptDataset};
+use shared::device::{device_name, seed_everything};
+use shared::gpt::{GptConfig, GptModel};
+use shared::plot::{line_chart, Series, PALETTE};
+use shared::train::{
+    calc_loss_loader, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainHistory, TrainProgress,
+    TrainSettings, CHECKPOINT_FORMAT,
+};
+use tch::nn::VarStore;
+
+/// The prompt the book samples after every epoch.
+pub const START_CONTEXT: &str = "Every effort moves you";
+
+/// GPT-2 small with the context of 256 tokens the book trains with (`GPT_CONFIG_124M`).
+pub fn book_config() -> GptConfig {
+    GptConfig { context_length: 256, ..GptConfig::gpt2_small() }
+}
+
+/// A run's settings; the defaults are the book's.
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainOptions {
+    /// The model to train; with `resume`, it must agree with the checkpoint's when given.
+    pub config: Option<GptConfig>,
+    pub epochs: usize,
+    pub adamw: AdamWConfig,
+    pub batch_size: usize,
+    /// Share of the text's characters used for training.
+    pub train_ratio: f64,
+    pub eval_freq: usize,
+    pub eval_iter: usize,
+    pub start_context: String,
+    pub epoch_seed: Option<u64>,
+    pub resume: Option<PathBuf>,
+    /// Compute the losses of the untrained model first (section 5.1.3).
+    pub initial_losses: bool,
+    pub verbose: bool,
+}
+
+impl Default for PretrainOptions {
+    fn default() -> Self {
+        Self {
+            config: None,
+            epochs: 10,
+            adamw: AdamWConfig::default(),
+            batch_size: 2,
+            train_ratio: 0.9,
+            eval_freq: 5,
+            eval_iter: 5,
+            start_context: START_CONTEXT.into(),
+            epoch_seed: None,
+            resume: None,
+            initial_losses: true,
+            verbose: true,
+        }
+    }
+}
+
+/// What a run did and wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainReport {
+    pub config: GptConfig,
+    pub device: String,
+    pub train_batches: usize,
+    pub val_batches: usize,
+    pub initial_train_loss: Option<f64>,
+    pub initial_val_loss: Option<f64>,
+    pub resumed_from: Option<PathBuf>,
+    pub progress: TrainProgress,
+    pub history: TrainHistory,
+    pub checkpoint: PathBuf,
+    pub metrics: PathBuf,
+    pub plot: PathBuf,
+}
+
+/// Splits `text` at `ratio` of its characters (Unicode scalar values, as Python's `len`).
+pub fn split_text(text: &str, ratio: f64) -> Result<(&str, &str)> {
+    ensure!(ratio > 0.0 && ratio < 1.0, "the training share must be between 0 and 1, got {ratio}");
+    let split = (ratio * text.chars().count() as f64) as usize;
+    let byte = text.char_indices().nth(split).map_or(text.len(), |(i, _)| i);
+    Ok(text.split_at(byte))
+}
+
+/// The book's loaders: windows of `context` tokens with stride `context`; training batches
+/// shuffled with `drop_last`, validation batches in order and complete.
+pub fn loaders(text: &str, train_ratio: f64, context: usize, batch_size: usize) -> Result<(DataLoader, DataLoader)> {
+    let (train_text, val_text) = split_text(text, train_ratio)?;
+    let dataset = |part: &str, name: &str| -> Result<GptDataset> {
+        let dataset = GptDataset::from_text(part, context, context)?;
+        ensure!(
+            !dataset.is_empty(),
+            "the {name} text is too short for a context of {context} tokens: use a longer text or a smaller --context-length"
+        );
+        Ok(dataset)
+    };
+    let train = DataLoader::new(dataset(train_text, "training")?, batch_size, true, true)?;
+    ensure!(!train.is_empty(), "the training text has fewer than batch_size ({batch_size}) windows of {context} tokens");
+    let val = DataLoader::new(dataset(val_text, "validation")?, batch_size, false, false)?;
+    Ok((train, val))
+}
+
+/// Runs (or resumes) the pretraining on `text` and writes the checkpoint, `metrics.json`
+/// and `losses.png` into the context's output folder.
+pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Result<PretrainReport> {
+    let device = context.device;
+    let resumed = match &options.resume {
+        Some(path) => Some((path.clone(), read_resume_meta(path, options)?)),
+        None => None,
+    };
+    let config = match (&resumed, &options.config) {
+        (Some((_, meta)), _) => meta.config.clone(),
+        (None, Some(config)) => config.clone(),
+        (None, None) => book_config(),
+    };
+    config.validate()?;
+    let context_tokens = config.context_length as usize;
+    let (train_loader, val_loader) = loaders(text, options.train_ratio, context_tokens, options.batch_size)?;
+    let say = |line: String| {
+        if options.verbose {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "{} training and {} validation batches of {} x {context_tokens} tokens on {}",
+        train_loader.len(),
+        val_loader.len(),
+        options.batch_size,
+        device_name(device)
+    ));
+
+    // Section 5.1.3: the untrained model's losses (a seed-123 model, every batch).
+    let (mut initial_train_loss, mut initial_val_loss) = (None, None);
+    if options.initial_losses && resumed.is_none() {
+        seed_everything(context.seed);
+        let vs = VarStore::new(device);
+        let model = GptModel::new(&vs.root(), &config)?;
+        seed_everything(context.seed);
+        let train_loss = calc_loss_loader(&model, &train_loader, None, device);
+        let val_loss = calc_loss_loader(&model, &val_loader, None, device);
+        say(format!("Training loss: {train_loss}\nValidation loss: {val_loss}"));
+        (initial_train_loss, initial_val_loss) = (Some(train_loss), Some(val_loss));
+    }
+
+    // Section 5.2: a fresh seed-123 model (or the checkpoint's), AdamW, and training.
+    seed_everything(context.seed);
+    let vs = VarStore::new(device);
+    let model = GptModel::new(&vs.root(), &config)?;
+    let mut optimizer = AdamW::new(&vs, options.adamw)?;
+    let mut progress = TrainProgress::default();
+    let mut epoch_seed = options.epoch_seed;
+    if let Some((path, meta)) = &resumed {
+        let checkpoint = Checkpoint::at(path);
+        checkpoint.load_model(&vs)?;
+        checkpoint.load_optimizer(&mut optimizer)?;
+        progress = TrainProgress { epoch: meta.epoch, global_step: meta.global_step, tokens_seen: meta.tokens_seen };
+        epoch_seed = epoch_seed.or(meta.epoch_seed);
+        say(format!(
+            "Resuming {} after epoch {} (step {}, {} tokens seen)",
+            path.display(),
+            meta.epoch,
+            meta.global_step,
+            meta.tokens_seen
+        ));
+        if epoch_seed.is_none() {
+            // The generator state at the end of the saved run cannot be recovered: start
+            // from the seed (see the README's note on exercise 5.4).
+            seed_everything(context.seed);
+        }
+    }
+    let settings = TrainSettings {
+        num_epochs: options.epochs,
+        eval_freq: options.eval_freq,
+        eval_iter: options.eval_iter,
+        start_context: Some(options.start_context.clone()).filter(|s| !s.is_empty()),
+        epoch_seed,
+        verbose: options.verbose,
+    };
+    let history = train_model_simple(&model, &mut optimizer, &train_loader, &val_loader, &settings, &mut progress, device)?;
+    say(format!("Training completed in {:.2} minutes ({:.0} tokens/s)", history.train_seconds / 60.0, history.tokens_per_second));
+
+    std::fs::create_dir_all(&context.out_dir).with_context(|| format!("creating {}", context.out_dir.display()))?;
+    let checkpoint = Checkpoint::at(&context.out_dir.join("checkpoint"));
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT,
+        config: config.clone(),
+        epoch: progress.epoch,
+        global_step: progress.global_step,
+        tokens_seen: progress.tokens_seen,
+        optimizer: optimizer.config,
+        seed: context.seed,
+        epoch_seed,
+    };
+    checkpoint.save(&vs, Some(&optimizer), &meta)?;
+    let report = PretrainReport {
+        config,
+        device: device_name(device),
+        train_batches: train_loader.len(),
+        val_batches: val_loader.len(),
+        initial_train_loss,
+        initial_val_loss,
+        resumed_from: resumed.map(|(path, _)| path),
+        progress,
+        history,
+        checkpoint: checkpoint.model.clone(),
+        metrics: context.out_dir.join("metrics.json"),
+        plot: context.out_dir.join("losses.png"),
+    };
+    std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", report.metrics.display()))?;
+    plot_losses(&report.plot, &report.history, options.epochs)?;
+    say(format!(
+        "Wrote {}, {} and {}",
+        report.checkpoint.display(),
+        report.metrics.display(),
+        report.plot.display()
+    ));
+    Ok(report)
+}
+
+/// The checkpoint to resume, checked against the flags.
+fn read_resume_meta(path: &Path, options: &PretrainOptions) -> Result<CheckpointMeta> {
+    let meta = Checkpoint::at(path).read_meta()?;
+    if let Some(config) = &options.config {
+        if *config != meta.config {
+            bail!(
+                "checkpoint {} was trained with the model config {}, but the flags ask for {}; \
+                 leave out --config/--context-length to resume with the checkpoint's",
+                path.display(),
+                serde_json::to_string(&meta.config)?,
+                serde_json::to_string(config)?
+            );
+        }
+    }
+    Ok(meta)
+}
+
+/// Figure 5.12: training and validation loss against epochs (evaluations spread evenly
+/// over the epochs, as the book's `torch.linspace(0, num_epochs, len(train_losses))`).
+pub fn plot_losses(path: &Path, history: &TrainHistory, epochs: usize) -> Result<()> {
+    let n = history.evaluations.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let xs: Vec<f64> =
+        (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
+    let train: Vec<f64> = history.evaluations.iter().map(|e| e.train_loss).collect();
+    let val: Vec<f64> = history.evaluations.iter().map(|e| e.val_loss).collect();
+    line_chart(
+        path,
+        &[Series { xs: &xs, ys: &train, color: PALETTE[0] }, Series { xs: &xs, ys: &val, color: PALETTE[1] }],
+        800,
+        500,
+    )
+}

@@ -1,0 +1,103 @@
+//! Where a model's weights come from, for every command that takes a model: a checkpoint
+//! of ours or a book `model.pth` (`--checkpoint`), OpenAI's GPT-2 (`--weights`), or a freshly
+//! initialised model of a given config (seeded, as the book's `torch.manual_seed(123)`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tch::{nn::VarStore, Device};
+
+use crate::device::seed_everything;
+use crate::gpt::{GptConfig, GptModel};
+use crate::train::{Checkpoint, CheckpointMeta};
+use crate::weights::{infer_config, load_state_dict, state_dict_shapes, Gpt2Weights};
+
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// `NAME.safetensors`/`NAME.json` (ours) or a `.pth` state dict (the book's `torch.save`).
+    Checkpoint(PathBuf),
+    /// A Hugging Face GPT-2 folder or hub id.
+    Weights(String),
+    /// A new model with this config.
+    Fresh(GptConfig),
+}
+
+/// A model ready to use, and what it came from.
+pub struct LoadedModel {
+    pub vs: VarStore,
+    pub model: GptModel,
+    /// The checkpoint's description, when it came from one of ours.
+    pub meta: Option<CheckpointMeta>,
+    pub description: String,
+}
+
+impl ModelSource {
+    /// `--checkpoint` wins over `--weights`; without either, a fresh model of `config`.
+    pub fn from_flags(checkpoint: Option<&Path>, weights: Option<&str>, config: &GptConfig) -> Self {
+        match (checkpoint, weights) {
+            (Some(path), _) => Self::Checkpoint(path.to_path_buf()),
+            (None, Some(spec)) => Self::Weights(spec.to_string()),
+            (None, None) => Self::Fresh(config.clone()),
+        }
+    }
+
+    /// Builds the model on `device` (the generator seeded with `seed` first, so a fresh model
+    /// is the book's) and loads its weights. `adjust` may change settings that do not touch
+    /// the weights' shapes, such as dropout.
+    pub fn load(&self, device: Device, seed: u64, adjust: impl FnOnce(&mut GptConfig)) -> Result<LoadedModel> {
+        let (mut config, meta, description) = match self {
+            Self::Checkpoint(path) => checkpoint_config(path)?,
+            Self::Weights(spec) => {
+                let weights = Gpt2Weights::resolve(spec)?;
+                let description = format!("GPT-2 weights {}", weights.weights_path.display());
+                (weights.config.clone(), None, description)
+            }
+            Self::Fresh(config) => (config.clone(), None, format!("a new model (seed {seed})")),
+        };
+        let shape = (config.vocab_size, config.context_length, config.emb_dim, config.n_heads, config.n_layers);
+        adjust(&mut config);
+        let new_shape = (config.vocab_size, config.context_length, config.emb_dim, config.n_heads, config.n_layers);
+        anyhow::ensure!(shape == new_shape || matches!(self, Self::Fresh(_)), "the model's sizes cannot change here");
+        seed_everything(seed);
+        let vs = VarStore::new(device);
+        let model = GptModel::new(&vs.root(), &config)?;
+        match self {
+            Self::Checkpoint(path) => load_state_dict(&vs, &weights_file(path))?,
+            Self::Weights(spec) => Gpt2Weights::resolve(spec)?.load_into(&vs)?,
+            Self::Fresh(_) => {}
+        }
+        Ok(LoadedModel { vs, model, meta, description })
+    }
+}
+
+/// The file holding a checkpoint's weights.
+fn weights_file(path: &Path) -> PathBuf {
+    if is_book_state_dict(path) {
+        path.to_path_buf()
+    } else {
+        Checkpoint::at(path).model
+    }
+}
+
+fn is_book_state_dict(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin"))
+}
+
+/// The config of a checkpoint: from its JSON when it has one, else read off the shapes.
+fn checkpoint_config(path: &Path) -> Result<(GptConfig, Option<CheckpointMeta>, String)> {
+    let description = format!("checkpoint {}", path.display());
+    if !is_book_state_dict(path) {
+        let checkpoint = Checkpoint::at(path);
+        if !checkpoint.model.is_file() {
+            anyhow::bail!("checkpoint {} does not exist", checkpoint.model.display());
+        }
+        if checkpoint.meta.is_file() {
+            let meta = checkpoint.read_meta()?;
+            return Ok((meta.config.clone(), Some(meta), description));
+        }
+    }
+    let file = weights_file(path);
+    let config = infer_config(&state_dict_shapes(&file)?, None)
+        .with_context(|| format!("{} has no JSON description, and its config cannot be inferred", file.display()))?;
+    Ok((config, None, description))
+}
