@@ -102,25 +102,26 @@ struct ModelArgs {
     /// OpenAI's GPT-2 in the Hugging Face layout: a folder, a hub id (openai-community/gpt2) or gpt2-small|medium|large|xl
     #[arg(long, value_name = "DIR|HUB_ID", conflicts_with = "checkpoint")]
     weights: Option<String>,
-    /// The config of a new model: a preset (gpt2-small, ...) or a JSON file
-    #[arg(long, value_name = "PRESET|FILE", conflicts_with_all = ["checkpoint", "weights"])]
+    /// The config of a new model, or of a --checkpoint (checked against it; needed for a model.pth whose width matches no preset): a preset (gpt2-small, ...) or a JSON file
+    #[arg(long, value_name = "PRESET|FILE", conflicts_with = "weights")]
     config: Option<String>,
 }
 
 impl ModelArgs {
     fn source(&self) -> Result<ModelSource> {
-        let config = match &self.config {
-            Some(spec) => GptConfig::from_name_or_file(spec)?,
-            None => book_config(),
-        };
-        Ok(ModelSource::from_flags(self.checkpoint.as_deref(), self.weights.as_deref(), &config))
+        let config = self.config.as_deref().map(GptConfig::from_name_or_file).transpose()?;
+        Ok(match (&self.checkpoint, &self.weights) {
+            (Some(path), _) => ModelSource::Checkpoint { path: path.clone(), config },
+            (None, Some(spec)) => ModelSource::Weights(spec.clone()),
+            (None, None) => ModelSource::Fresh(config.unwrap_or_else(book_config)),
+        })
     }
 }
 
 #[derive(Args)]
 struct SamplingArgs {
     /// Sampling temperature; 0 (the default) decodes greedily
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f64,
     /// Keep only the k most likely tokens
     #[arg(long)]
@@ -136,7 +137,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     /// AdamW learning rate
-    #[arg(long, default_value_t = 0.0004)]
+    #[arg(long, default_value_t = 0.0004, allow_negative_numbers = true)]
     lr: f64,
     /// AdamW weight decay
     #[arg(long, default_value_t = 0.1)]

@@ -22,6 +22,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpt_init import GPTModel  # noqa: E402
+from shared import gpt2_tokenizer  # noqa: E402
 from ch05_pretraining import calc_loss_loader, create_dataloader_v1, verdict_text  # noqa: E402
 
 OUT = Path(sys.argv[1])
@@ -102,10 +103,13 @@ def main():
     torch.manual_seed(7)
     book = GPTModel(cfg).eval()
     torch.save(book.state_dict(), OUT / "book-tiny.pth")
-    x = torch.tensor([[1, 2, 3, 4, 5]])
+    text = "I, 0.2"
+    ids = gpt2_tokenizer().encode(text)
+    assert max(ids) < cfg["vocab_size"], ids
+    x = torch.tensor([ids])
     with torch.no_grad():
         logits = book(x)
-    (OUT / "book-tiny.json").write_text(json.dumps({"config": cfg, "ids": x[0].tolist(),
+    (OUT / "book-tiny.json").write_text(json.dumps({"config": cfg, "text": text, "ids": ids,
                                                     "logits": logits[0].tolist()}, indent=1))
 
 

@@ -14,8 +14,10 @@ use crate::weights::{infer_config, load_state_dict, state_dict_shapes, Gpt2Weigh
 
 #[derive(Debug, Clone)]
 pub enum ModelSource {
-    /// `NAME.safetensors`/`NAME.json` (ours) or a `.pth` state dict (the book's `torch.save`).
-    Checkpoint(PathBuf),
+    /// `NAME.safetensors`/`NAME.json` (ours) or a `.pth` state dict (the book's `torch.save`),
+    /// with the config the user gave, if any: it must agree with the checkpoint's, and it is
+    /// what a `.pth` (which carries no config) is built with.
+    Checkpoint { path: PathBuf, config: Option<GptConfig> },
     /// A Hugging Face GPT-2 folder or hub id.
     Weights(String),
     /// A new model with this config.
@@ -32,13 +34,9 @@ pub struct LoadedModel {
 }
 
 impl ModelSource {
-    /// `--checkpoint` wins over `--weights`; without either, a fresh model of `config`.
-    pub fn from_flags(checkpoint: Option<&Path>, weights: Option<&str>, config: &GptConfig) -> Self {
-        match (checkpoint, weights) {
-            (Some(path), _) => Self::Checkpoint(path.to_path_buf()),
-            (None, Some(spec)) => Self::Weights(spec.to_string()),
-            (None, None) => Self::Fresh(config.clone()),
-        }
+    /// A checkpoint of ours or a book state dict, with its own config.
+    pub fn checkpoint(path: impl Into<PathBuf>) -> Self {
+        Self::Checkpoint { path: path.into(), config: None }
     }
 
     /// Builds the model on `device` (the generator seeded with `seed` first, so a fresh model
@@ -46,7 +44,7 @@ impl ModelSource {
     /// the weights' shapes, such as dropout.
     pub fn load(&self, device: Device, seed: u64, adjust: impl FnOnce(&mut GptConfig)) -> Result<LoadedModel> {
         let (mut config, meta, description) = match self {
-            Self::Checkpoint(path) => checkpoint_config(path)?,
+            Self::Checkpoint { path, config } => checkpoint_config(path, config.as_ref())?,
             Self::Weights(spec) => {
                 let weights = Gpt2Weights::resolve(spec)?;
                 let description = format!("GPT-2 weights {}", weights.weights_path.display());
@@ -62,7 +60,7 @@ impl ModelSource {
         let vs = VarStore::new(device);
         let model = GptModel::new(&vs.root(), &config)?;
         match self {
-            Self::Checkpoint(path) => load_state_dict(&vs, &weights_file(path))?,
+            Self::Checkpoint { path, .. } => load_state_dict(&vs, &weights_file(path))?,
             Self::Weights(spec) => Gpt2Weights::resolve(spec)?.load_into(&vs)?,
             Self::Fresh(_) => {}
         }
@@ -83,21 +81,45 @@ fn is_book_state_dict(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin"))
 }
 
-/// The config of a checkpoint: from its JSON when it has one, else read off the shapes.
-fn checkpoint_config(path: &Path) -> Result<(GptConfig, Option<CheckpointMeta>, String)> {
+/// The config of a checkpoint: from its JSON when it has one, else `given`, else read off
+/// the shapes. A `given` config must agree with the checkpoint's sizes.
+fn checkpoint_config(path: &Path, given: Option<&GptConfig>) -> Result<(GptConfig, Option<CheckpointMeta>, String)> {
     let description = format!("checkpoint {}", path.display());
-    if !is_book_state_dict(path) {
-        let checkpoint = Checkpoint::at(path);
-        if !checkpoint.model.is_file() {
-            anyhow::bail!("checkpoint {} does not exist", checkpoint.model.display());
-        }
-        if checkpoint.meta.is_file() {
-            let meta = checkpoint.read_meta()?;
-            return Ok((meta.config.clone(), Some(meta), description));
-        }
-    }
     let file = weights_file(path);
-    let config = infer_config(&state_dict_shapes(&file)?, None)
-        .with_context(|| format!("{} has no JSON description, and its config cannot be inferred", file.display()))?;
-    Ok((config, None, description))
+    if !file.is_file() {
+        anyhow::bail!("checkpoint {} does not exist", file.display());
+    }
+    let checkpoint = Checkpoint::at(path);
+    let (config, meta) = if !is_book_state_dict(path) && checkpoint.meta.is_file() {
+        let meta = checkpoint.read_meta()?;
+        (meta.config.clone(), Some(meta))
+    } else {
+        let inferred = match (infer_config(&state_dict_shapes(&file)?, given.map(|c| c.n_heads)), given) {
+            (Ok(config), _) => config,
+            (Err(err), Some(given)) => anyhow::bail!(
+                "checkpoint {} does not match --config {}: {err}",
+                file.display(),
+                serde_json::to_string(given)?
+            ),
+            (Err(err), None) => {
+                return Err(err).with_context(|| {
+                    format!("{} has no JSON description, and its config cannot be inferred: pass --config", file.display())
+                })
+            }
+        };
+        (inferred, None)
+    };
+    if let Some(given) = given {
+        let sizes = |c: &GptConfig| (c.vocab_size, c.context_length, c.emb_dim, c.n_heads, c.n_layers, c.qkv_bias);
+        anyhow::ensure!(
+            sizes(given) == sizes(&config),
+            "checkpoint {} holds a model with config {}, which does not match --config {}",
+            file.display(),
+            serde_json::to_string(&config)?,
+            serde_json::to_string(given)?
+        );
+    }
+    // A state dict without a description takes the given config (its dropout rates, say).
+    let config = if meta.is_none() { given.cloned().unwrap_or(config) } else { config };
+    Ok((config, meta, description))
 }

@@ -65,7 +65,7 @@ pub fn sweep(
 fn run_default(context: &RunContext) -> Result<Sweep> {
     let checkpoint = Checkpoint::at(&context.out_dir.join("checkpoint"));
     let source = if checkpoint.meta.is_file() {
-        ModelSource::Checkpoint(checkpoint.model)
+        ModelSource::checkpoint(checkpoint.model)
     } else {
         ModelSource::Fresh(book_config())
     };

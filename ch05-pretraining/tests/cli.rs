@@ -1,0 +1,131 @@
+//! The binary's commands and its errors for bad input.
+
+use std::process::{Command, Output};
+
+fn ch05(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ch05-pretraining")).arg("--device").arg("cpu").args(args).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let output = ch05(args);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(message.starts_with("error: ") && message.contains(needle), "{args:?}: {message}");
+}
+
+fn fixture(name: &str) -> String {
+    shared::workspace_root().join("shared/tests/fixtures").join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn exercise_5_1_json_prints_the_counts_per_temperature() {
+    let output = ch05(&["exercise", "5.1", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let runs = value["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0]["counts"][3]["word"], "forward");
+    assert_eq!(runs[0]["counts"][3]["count"], 582);
+    assert_eq!(runs[2]["pizza_count"], 32);
+}
+
+#[test]
+fn generate_from_gpt2_weights_prints_text_and_ids() {
+    let weights = fixture("gpt2-tiny-hf");
+    let output = ch05(&["generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.last().unwrap(), &"[15496,11,314,716,49764,49764,49764]");
+    // top-k 1 with a temperature is still the greedy continuation.
+    let output = ch05(&[
+        "generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids", "--temperature",
+        "2", "--top-k", "1", "--seed", "9",
+    ]);
+    assert!(String::from_utf8(output.stdout).unwrap().ends_with("[15496,11,314,716,49764,49764,49764]\n"));
+    // An end-of-text id that is drawn stops the generation before it.
+    let output = ch05(&[
+        "generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids", "--eos-id",
+        "49764",
+    ]);
+    assert!(String::from_utf8(output.stdout).unwrap().ends_with("[15496,11,314,716]\n"));
+}
+
+#[test]
+fn book_state_dicts_load_with_checkpoint() {
+    let pth = fixture("book-tiny.pth");
+    // Width 32 matches no GPT-2 preset, so the number of heads cannot be inferred ...
+    fails_with(&["generate", "--checkpoint", &pth], "pass --config");
+    // ... and comes from --config, which must match the file.
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("book-tiny.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("book-tiny-config.json");
+    std::fs::write(&config, reference["config"].to_string()).unwrap();
+    let config = config.to_str().unwrap();
+    // The PyTorch logits of the fixture's prompt give the next token.
+    let last = reference["logits"].as_array().unwrap().last().unwrap().as_array().unwrap();
+    let argmax = (0..last.len()).max_by(|&a, &b| last[a].as_f64().unwrap().total_cmp(&last[b].as_f64().unwrap()));
+    let output = ch05(&["generate", "--checkpoint", &pth, "--config", config, "--prompt", reference["text"].as_str().unwrap(), "--max-new-tokens", "1", "--ids"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut ids: Vec<i64> = serde_json::from_value(reference["ids"].clone()).unwrap();
+    ids.push(argmax.unwrap() as i64);
+    assert!(stdout.ends_with(&format!("{}\n", serde_json::to_string(&ids).unwrap())), "{stdout}");
+    fails_with(&["generate", "--checkpoint", &pth, "--config", "gpt2-small"], "does not match --config");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let weights = fixture("gpt2-tiny-hf");
+    let long_prompt = "word ".repeat(40);
+    fails_with(&["generate", "--checkpoint", "/no/such/checkpoint.safetensors"], "does not exist");
+    fails_with(&["generate", "--weights", &weights, "--prompt", &long_prompt], "more than the model's context length of 32");
+    fails_with(&["generate", "--config", "gpt2-huge"], "unknown model preset 'gpt2-huge'");
+    fails_with(&["generate", "--config", "gpt2-small", "--temperature", "-1"], "temperature must be 0 (greedy) or positive");
+    fails_with(&["generate", "--config", "gpt2-small", "--top-k", "0"], "top-k must be at least 1");
+    fails_with(&["exercise", "5.9"], "unknown exercise id '5.9'");
+    fails_with(&["train", "--config", "gpt2-huge"], "unknown model preset");
+    fails_with(&["train", "--lr", "-1", "--no-initial-losses"], "learning rate must be positive");
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.safetensors");
+    std::fs::write(&corrupt, b"garbage").unwrap();
+    fails_with(&["generate", "--checkpoint", corrupt.to_str().unwrap()], "not a valid safetensors file");
+    let output = ch05(&["--bogus-flag"]);
+    assert!(!output.status.success() && stderr(&output).contains("--bogus-flag"));
+}
+
+#[test]
+fn resuming_with_another_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let config = dir.path().join("tiny.json");
+    let tiny = shared::gpt::GptConfig { context_length: 32, ..shared::gpt::GptConfig::tiny() };
+    tiny.save(&config).unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["--out-dir", out, "train", "--epochs", "1", "--eval-freq", "50", "--no-initial-losses"];
+        args.extend_from_slice(extra);
+        ch05(&args)
+    };
+    let output = train(&["--config", config.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let checkpoint = dir.path().join("checkpoint.safetensors");
+    assert!(checkpoint.is_file() && dir.path().join("losses.png").is_file() && dir.path().join("metrics.json").is_file());
+    let resume = checkpoint.to_str().unwrap();
+    let output = train(&["--resume", resume, "--context-length", "16"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("was trained with the model config"), "{}", stderr(&output));
+    let output = train(&["--resume", resume]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Resuming"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(meta["epoch"], 2);
+    // The checkpoint generates, with its own config.
+    let output = ch05(&["generate", "--checkpoint", resume, "--max-new-tokens", "2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
