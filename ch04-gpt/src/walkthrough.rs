@@ -91,15 +91,18 @@ pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
     let curve_x = Tensor::linspace(-3.0, 3.0, 200, (Kind::Double, cpu));
     let xs = Vec::<f64>::try_from(&curve_x)?;
     let (gelu_ys, relu_ys) = (Vec::<f64>::try_from(gelu(&curve_x))?, Vec::<f64>::try_from(curve_x.relu())?);
-    plot::line_chart(
-        &activation_plot,
-        &[
-            plot::Series { xs: &xs, ys: &gelu_ys, color: plot::PALETTE[0] },
-            plot::Series { xs: &xs, ys: &relu_ys, color: plot::PALETTE[1] },
+    plot::Chart {
+        series: vec![
+            plot::Series { xs: &xs, ys: &gelu_ys, color: plot::PALETTE[0], label: "GELU" },
+            plot::Series { xs: &xs, ys: &relu_ys, color: plot::PALETTE[1], label: "ReLU" },
         ],
-        640,
-        400,
-    )?;
+        x_label: "x",
+        y_label: "Activation",
+        top_axis: None,
+        width: 640,
+        height: 400,
+    }
+    .write_png(&activation_plot)?;
     let ff = FeedForward::new(&vs.root().sub("ff"), cfg.emb_dim);
     let ff_out = ff.forward(&Tensor::rand([2, 3, cfg.emb_dim], (Kind::Float, cpu)));
 

@@ -10,7 +10,7 @@ use shared::cli::RunContext;
 use shared::dataset::{DataLoader, GptDataset};
 use shared::device::{device_name, seed_everything};
 use shared::gpt::{GptConfig, GptModel};
-use shared::plot::{line_chart, Series, PALETTE};
+use shared::plot::{Chart, Series, TopAxis, PALETTE};
 use shared::train::{
     calc_loss_loader, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainHistory, TrainProgress,
     TrainSettings, CHECKPOINT_FORMAT,
@@ -243,7 +243,8 @@ fn read_resume_meta(path: &Path, options: &PretrainOptions) -> Result<Checkpoint
 }
 
 /// Figure 5.12: training and validation loss against epochs (evaluations spread evenly
-/// over the epochs, as the book's `torch.linspace(0, num_epochs, len(train_losses))`).
+/// over the epochs, as the book's `torch.linspace(0, num_epochs, len(train_losses))`), with
+/// the tokens seen on a second axis.
 pub fn plot_losses(path: &Path, history: &TrainHistory, epochs: usize) -> Result<()> {
     let n = history.evaluations.len();
     if n == 0 {
@@ -253,10 +254,21 @@ pub fn plot_losses(path: &Path, history: &TrainHistory, epochs: usize) -> Result
         (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
     let train: Vec<f64> = history.evaluations.iter().map(|e| e.train_loss).collect();
     let val: Vec<f64> = history.evaluations.iter().map(|e| e.val_loss).collect();
-    line_chart(
-        path,
-        &[Series { xs: &xs, ys: &train, color: PALETTE[0] }, Series { xs: &xs, ys: &val, color: PALETTE[1] }],
-        800,
-        500,
-    )
+    let tokens = |e: &shared::train::Evaluation| e.tokens_seen as f64;
+    Chart {
+        series: vec![
+            Series { xs: &xs, ys: &train, color: PALETTE[0], label: "Training loss" },
+            Series { xs: &xs, ys: &val, color: PALETTE[1], label: "Validation loss" },
+        ],
+        x_label: "Epochs",
+        y_label: "Loss",
+        top_axis: Some(TopAxis {
+            label: "Tokens seen",
+            from: tokens(&history.evaluations[0]),
+            to: tokens(&history.evaluations[n - 1]),
+        }),
+        width: 800,
+        height: 500,
+    }
+    .write_png(path)
 }
