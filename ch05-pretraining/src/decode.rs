@@ -47,7 +47,13 @@ pub struct TextLosses {
 /// The mean loss over every batch of the book's loaders for `text` (windows of
 /// `context_length` tokens, batch 2), as section 5.1.3 and exercise 5.5 compute it. The
 /// generator is seeded with `seed` first: the shuffled training loader draws from it.
-pub fn text_losses(model: &GptModel, text: &str, train_ratio: f64, context_length: usize, seed: u64) -> Result<TextLosses> {
+pub fn text_losses(
+    model: &GptModel,
+    text: &str,
+    train_ratio: f64,
+    context_length: usize,
+    seed: u64,
+) -> Result<TextLosses> {
     ensure!(
         context_length as i64 <= model.cfg.context_length,
         "a context of {context_length} tokens is more than the model's {}",

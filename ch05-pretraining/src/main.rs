@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
 use ch05_pretraining::decode::{generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
+use clap::{Args, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, RunContext};
 use shared::data::THE_VERDICT;
 use shared::device::seed_everything;
@@ -216,7 +216,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(args)) => train(&context, &args.options()?),
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
         Some(Command::Generate { model, prompt, max_new_tokens, sampling, ids }) => {
-            let sampling = Sampling { temperature: sampling.temperature, top_k: sampling.top_k, eos_id: sampling.eos_id };
+            let sampling =
+                Sampling { temperature: sampling.temperature, top_k: sampling.top_k, eos_id: sampling.eos_id };
             sampling.validate()?;
             let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
             seed_everything(context.seed);

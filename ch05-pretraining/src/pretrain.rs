@@ -102,7 +102,10 @@ pub fn loaders(text: &str, train_ratio: f64, context: usize, batch_size: usize) 
         Ok(dataset)
     };
     let train = DataLoader::new(dataset(train_text, "training")?, batch_size, true, true)?;
-    ensure!(!train.is_empty(), "the training text has fewer than batch_size ({batch_size}) windows of {context} tokens");
+    ensure!(
+        !train.is_empty(),
+        "the training text has fewer than batch_size ({batch_size}) windows of {context} tokens"
+    );
     let val = DataLoader::new(dataset(val_text, "validation")?, batch_size, false, false)?;
     Ok((train, val))
 }
@@ -183,8 +186,13 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         epoch_seed,
         verbose: options.verbose,
     };
-    let history = train_model_simple(&model, &mut optimizer, &train_loader, &val_loader, &settings, &mut progress, device)?;
-    say(format!("Training completed in {:.2} minutes ({:.0} tokens/s)", history.train_seconds / 60.0, history.tokens_per_second));
+    let history =
+        train_model_simple(&model, &mut optimizer, &train_loader, &val_loader, &settings, &mut progress, device)?;
+    say(format!(
+        "Training completed in {:.2} minutes ({:.0} tokens/s)",
+        history.train_seconds / 60.0,
+        history.tokens_per_second
+    ));
 
     std::fs::create_dir_all(&context.out_dir).with_context(|| format!("creating {}", context.out_dir.display()))?;
     let checkpoint = Checkpoint::at(&context.out_dir.join("checkpoint"));
@@ -216,12 +224,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", report.metrics.display()))?;
     plot_losses(&report.plot, &report.history, options.epochs)?;
-    say(format!(
-        "Wrote {}, {} and {}",
-        report.checkpoint.display(),
-        report.metrics.display(),
-        report.plot.display()
-    ));
+    say(format!("Wrote {}, {} and {}", report.checkpoint.display(), report.metrics.display(), report.plot.display()));
     Ok(report)
 }
 
@@ -250,8 +253,7 @@ pub fn plot_losses(path: &Path, history: &TrainHistory, epochs: usize) -> Result
     if n == 0 {
         return Ok(());
     }
-    let xs: Vec<f64> =
-        (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
+    let xs: Vec<f64> = (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
     let train: Vec<f64> = history.evaluations.iter().map(|e| e.train_loss).collect();
     let val: Vec<f64> = history.evaluations.iter().map(|e| e.val_loss).collect();
     let tokens = |e: &shared::train::Evaluation| e.tokens_seen as f64;

@@ -36,20 +36,41 @@ fn exercise_5_1_json_prints_the_counts_per_temperature() {
 #[test]
 fn generate_from_gpt2_weights_prints_text_and_ids() {
     let weights = fixture("gpt2-tiny-hf");
-    let output = ch05(&["generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids"]);
+    let output =
+        ch05(&["generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.last().unwrap(), &"[15496,11,314,716,49764,49764,49764]");
     // top-k 1 with a temperature is still the greedy continuation.
     let output = ch05(&[
-        "generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids", "--temperature",
-        "2", "--top-k", "1", "--seed", "9",
+        "generate",
+        "--weights",
+        &weights,
+        "--prompt",
+        "Hello, I am",
+        "--max-new-tokens",
+        "3",
+        "--ids",
+        "--temperature",
+        "2",
+        "--top-k",
+        "1",
+        "--seed",
+        "9",
     ]);
     assert!(String::from_utf8(output.stdout).unwrap().ends_with("[15496,11,314,716,49764,49764,49764]\n"));
     // An end-of-text id that is drawn stops the generation before it.
     let output = ch05(&[
-        "generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids", "--eos-id",
+        "generate",
+        "--weights",
+        &weights,
+        "--prompt",
+        "Hello, I am",
+        "--max-new-tokens",
+        "3",
+        "--ids",
+        "--eos-id",
         "49764",
     ]);
     assert!(String::from_utf8(output.stdout).unwrap().ends_with("[15496,11,314,716]\n"));
@@ -70,7 +91,18 @@ fn book_state_dicts_load_with_checkpoint() {
     // The PyTorch logits of the fixture's prompt give the next token.
     let last = reference["logits"].as_array().unwrap().last().unwrap().as_array().unwrap();
     let argmax = (0..last.len()).max_by(|&a, &b| last[a].as_f64().unwrap().total_cmp(&last[b].as_f64().unwrap()));
-    let output = ch05(&["generate", "--checkpoint", &pth, "--config", config, "--prompt", reference["text"].as_str().unwrap(), "--max-new-tokens", "1", "--ids"]);
+    let output = ch05(&[
+        "generate",
+        "--checkpoint",
+        &pth,
+        "--config",
+        config,
+        "--prompt",
+        reference["text"].as_str().unwrap(),
+        "--max-new-tokens",
+        "1",
+        "--ids",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let mut ids: Vec<i64> = serde_json::from_value(reference["ids"].clone()).unwrap();
@@ -84,9 +116,15 @@ fn bad_input_is_a_clear_error() {
     let weights = fixture("gpt2-tiny-hf");
     let long_prompt = "word ".repeat(40);
     fails_with(&["generate", "--checkpoint", "/no/such/checkpoint.safetensors"], "does not exist");
-    fails_with(&["generate", "--weights", &weights, "--prompt", &long_prompt], "more than the model's context length of 32");
+    fails_with(
+        &["generate", "--weights", &weights, "--prompt", &long_prompt],
+        "more than the model's context length of 32",
+    );
     fails_with(&["generate", "--config", "gpt2-huge"], "unknown model preset 'gpt2-huge'");
-    fails_with(&["generate", "--config", "gpt2-small", "--temperature", "-1"], "temperature must be 0 (greedy) or positive");
+    fails_with(
+        &["generate", "--config", "gpt2-small", "--temperature", "-1"],
+        "temperature must be 0 (greedy) or positive",
+    );
     fails_with(&["generate", "--config", "gpt2-small", "--top-k", "0"], "top-k must be at least 1");
     fails_with(&["exercise", "5.9"], "unknown exercise id '5.9'");
     fails_with(&["train", "--config", "gpt2-huge"], "unknown model preset");
@@ -114,7 +152,9 @@ fn resuming_with_another_config_is_refused() {
     let output = train(&["--config", config.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let checkpoint = dir.path().join("checkpoint.safetensors");
-    assert!(checkpoint.is_file() && dir.path().join("losses.png").is_file() && dir.path().join("metrics.json").is_file());
+    assert!(
+        checkpoint.is_file() && dir.path().join("losses.png").is_file() && dir.path().join("metrics.json").is_file()
+    );
     let resume = checkpoint.to_str().unwrap();
     let output = train(&["--resume", resume, "--context-length", "16"]);
     assert!(!output.status.success());

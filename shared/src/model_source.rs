@@ -103,7 +103,10 @@ fn checkpoint_config(path: &Path, given: Option<&GptConfig>) -> Result<(GptConfi
             ),
             (Err(err), None) => {
                 return Err(err).with_context(|| {
-                    format!("{} has no JSON description, and its config cannot be inferred: pass --config", file.display())
+                    format!(
+                        "{} has no JSON description, and its config cannot be inferred: pass --config",
+                        file.display()
+                    )
                 })
             }
         };

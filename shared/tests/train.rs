@@ -2,9 +2,7 @@
 
 use shared::device::{global_rng_lock, seed_everything};
 use shared::gpt::{GptConfig, GptModel};
-use shared::train::{
-    cross_entropy, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT,
-};
+use shared::train::{cross_entropy, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use tch::{nn, Device, Kind, Tensor};
 
 fn tiny() -> GptConfig {

@@ -52,8 +52,7 @@ fn check_hf_checkpoint(dir: &Path) {
             let ours = cross_entropy(&logits.narrow(1, 0, n - 1), &idx.narrow(1, 1, n - 1)).double_value(&[]);
             assert!((ours - loss).abs() < 1e-5, "{name}: loss {ours} vs {loss}");
         }
-        let greedy: Vec<i64> =
-            prompt["greedy_20"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let greedy: Vec<i64> = prompt["greedy_20"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         let n = idx.size()[1];
         for out in [
             generate_text_simple(&model, &idx, 20, weights.config.context_length).unwrap(),

@@ -17,8 +17,10 @@ pub const EXERCISE: Exercise = Exercise {
     run: |context| Report::new(&run(context.seed)?),
 };
 
-/// Section 5.3.1's vocabulary and the next-token logits after "every effort moves you".
+/// Section 5.3.1's vocabulary and the next-token logits after "every effort moves you"
+/// (6.28 is the book's logit for "toward", not an approximation of tau).
 pub const VOCAB: [&str; 9] = ["closer", "every", "effort", "forward", "inches", "moves", "pizza", "toward", "you"];
+#[allow(clippy::approx_constant)]
 pub const LOGITS: [f32; 9] = [4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79];
 pub const TEMPERATURES: [f64; 3] = [1.0, 0.1, 5.0];
 pub const SAMPLES: usize = 1000;

@@ -71,7 +71,9 @@ fn run_default(context: &RunContext) -> Result<Sweep> {
     };
     let loaded = source.load(context.device, context.seed, |_| {})?;
     let description = match source {
-        ModelSource::Fresh(_) => "an untrained model (run `cargo run --release -p ch05-pretraining` first for the trained one)".to_string(),
+        ModelSource::Fresh(_) => {
+            "an untrained model (run `cargo run --release -p ch05-pretraining` first for the trained one)".to_string()
+        }
         _ => loaded.description.clone(),
     };
     sweep(&loaded.model, &description, START_CONTEXT, 15, &TEMPERATURES, &TOP_KS, context.seed)

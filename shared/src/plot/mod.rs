@@ -185,7 +185,13 @@ impl Chart<'_> {
         canvas.text(self.y_label, (gap, (y0 + y1) / 2 + text_width(self.y_label) / 2), true);
         if let Some(top_axis) = &self.top_axis {
             let span = data_x_max - data_x_min;
-            let to_top = |x: f64| if span > 0.0 { top_axis.from + (x - data_x_min) / span * (top_axis.to - top_axis.from) } else { top_axis.from };
+            let to_top = |x: f64| {
+                if span > 0.0 {
+                    top_axis.from + (x - data_x_min) / span * (top_axis.to - top_axis.from)
+                } else {
+                    top_axis.from
+                }
+            };
             let (lo, hi) = (to_top(x_min), to_top(x_max));
             let (top_ticks, top_step) = ticks(lo.min(hi), lo.max(hi));
             for &t in &top_ticks {
@@ -254,7 +260,7 @@ mod tests {
         let ys: Vec<f64> = xs.iter().map(|x| x * x).collect();
         let chart = |ys: &[f64], top: bool| {
             Chart {
-                series: vec![Series { xs: &xs, ys: &ys.to_vec(), color: PALETTE[0], label: "Loss" }],
+                series: vec![Series { xs: &xs, ys, color: PALETTE[0], label: "Loss" }],
                 x_label: "Epochs",
                 y_label: "Loss",
                 top_axis: top.then_some(TopAxis { label: "Tokens seen", from: 0.0, to: 46080.0 }),

@@ -145,12 +145,9 @@ impl AdamW {
         }
         let mut state = BTreeMap::new();
         for (name, [exp_avg, exp_avg_sq, step]) in parts {
-            let param = self
-                .params
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, p)| p)
-                .with_context(|| format!("the optimizer state has an entry for '{name}', which is not a trainable parameter"))?;
+            let param = self.params.iter().find(|(n, _)| *n == name).map(|(_, p)| p).with_context(|| {
+                format!("the optimizer state has an entry for '{name}', which is not a trainable parameter")
+            })?;
             let (Some(exp_avg), Some(exp_avg_sq), Some(step)) = (exp_avg, exp_avg_sq, step) else {
                 anyhow::bail!("the optimizer state of '{name}' is incomplete");
             };
@@ -191,7 +188,7 @@ mod tests {
             opt.step();
         }
         let got = Vec::<f32>::try_from(&p).unwrap();
-        let expected = [0.9724208116531372f32, -1.991862177848816, 0.48991647362709045];
+        let expected: [f32; 3] = [0.972_420_8, -1.991_862_2, 0.489_916_47]; // PyTorch's values, as f32
         assert_eq!(got, expected);
         assert_eq!(opt.steps(), 3);
     }

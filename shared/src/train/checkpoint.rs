@@ -85,7 +85,10 @@ impl Checkpoint {
     /// Reads and checks the JSON part.
     pub fn read_meta(&self) -> Result<CheckpointMeta> {
         let text = std::fs::read_to_string(&self.meta).with_context(|| {
-            format!("cannot read the checkpoint metadata {} (a checkpoint is NAME.safetensors + NAME.json)", self.meta.display())
+            format!(
+                "cannot read the checkpoint metadata {} (a checkpoint is NAME.safetensors + NAME.json)",
+                self.meta.display()
+            )
         })?;
         let meta: CheckpointMeta = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a checkpoint description", self.meta.display()))?;

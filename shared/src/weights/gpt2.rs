@@ -83,7 +83,9 @@ impl Gpt2Weights {
             return Self::open(path);
         }
         if path.exists() {
-            bail!("{spec} is not a folder: --weights takes a folder with config.json and model.safetensors, or a hub id");
+            bail!(
+                "{spec} is not a folder: --weights takes a folder with config.json and model.safetensors, or a hub id"
+            );
         }
         let repo = hub_id(spec).with_context(|| {
             format!(
@@ -111,16 +113,24 @@ impl Gpt2Weights {
     }
 
     fn from_files(config_path: PathBuf, weights_path: PathBuf) -> Result<Self> {
-        let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-        let hf: HfGpt2Config = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a GPT-2 config", config_path.display()))?;
-        let unsupported = |what: String| format!("{}: {what}, which the book's GPT model does not have", config_path.display());
+        let text =
+            std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+        let hf: HfGpt2Config =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a GPT-2 config", config_path.display()))?;
+        let unsupported =
+            |what: String| format!("{}: {what}, which the book's GPT model does not have", config_path.display());
         ensure!(
             matches!(hf.activation_function.as_str(), "gelu_new" | "gelu_pytorch_tanh"),
             unsupported(format!("activation {}", hf.activation_function))
         );
-        ensure!((hf.layer_norm_epsilon - 1e-5).abs() < 1e-12, unsupported(format!("LayerNorm eps {}", hf.layer_norm_epsilon)));
-        ensure!(hf.n_inner.is_none_or(|n| n == 4 * hf.n_embd), unsupported("a feed-forward width other than 4 x n_embd".into()));
+        ensure!(
+            (hf.layer_norm_epsilon - 1e-5).abs() < 1e-12,
+            unsupported(format!("LayerNorm eps {}", hf.layer_norm_epsilon))
+        );
+        ensure!(
+            hf.n_inner.is_none_or(|n| n == 4 * hf.n_embd),
+            unsupported("a feed-forward width other than 4 x n_embd".into())
+        );
         let config = GptConfig {
             vocab_size: hf.vocab_size,
             context_length: hf.n_positions,
@@ -231,4 +241,3 @@ fn hub_id(spec: &str) -> Option<String> {
     let short = if short == "gpt2" { "gpt2-small" } else { short };
     GPT2_HUB_IDS.iter().find(|(name, _)| *name == short).map(|(_, id)| id.to_string())
 }
-

@@ -66,9 +66,18 @@ impl HubFile {
             self.cache_dir.display()
         );
         if self.offline {
-            bail!("{}/{} is not in the Hugging Face cache and HF_HUB_OFFLINE forbids downloading it. {help}", self.repo, self.filename);
+            bail!(
+                "{}/{} is not in the Hugging Face cache and HF_HUB_OFFLINE forbids downloading it. {help}",
+                self.repo,
+                self.filename
+            );
         }
-        self.download().with_context(|| format!("{}/{} is not in the Hugging Face cache and could not be downloaded. {help}", self.repo, self.filename))
+        self.download().with_context(|| {
+            format!(
+                "{}/{} is not in the Hugging Face cache and could not be downloaded. {help}",
+                self.repo, self.filename
+            )
+        })
     }
 
     fn download(&self) -> Result<PathBuf> {
@@ -98,7 +107,8 @@ impl HubFile {
         let blob = blobs.join(&etag);
         if !blob.is_file() {
             let mut partial = tempfile::NamedTempFile::new_in(&blobs)?;
-            crate::data::fetch(&url, partial.as_file_mut()).map_err(|e| anyhow::anyhow!("downloading {url}: {}", e.message()))?;
+            crate::data::fetch(&url, partial.as_file_mut())
+                .map_err(|e| anyhow::anyhow!("downloading {url}: {}", e.message()))?;
             partial.persist(&blob).map_err(|e| e.error)?;
         }
         let snapshot = repo_dir.join("snapshots").join(&commit);

@@ -29,8 +29,17 @@ enum Value {
     Global(String, String),
     /// A call to a callable this reader does not interpret.
     Opaque,
-    Storage { key: String, kind: Kind },
-    Tensor { key: String, kind: Kind, offset: i64, size: Vec<i64>, stride: Vec<i64> },
+    Storage {
+        key: String,
+        kind: Kind,
+    },
+    Tensor {
+        key: String,
+        kind: Kind,
+        offset: i64,
+        size: Vec<i64>,
+        stride: Vec<i64>,
+    },
     Mark,
 }
 
@@ -184,7 +193,7 @@ impl Machine {
                 b'G' => {
                     r.take(8)?;
                     self.stack.push(Value::Float)
-                },
+                }
                 b'N' => self.stack.push(Value::None),
                 0x88 => self.stack.push(Value::Bool),
                 0x89 => self.stack.push(Value::Bool),
@@ -253,7 +262,13 @@ fn reduce(callable: Value, args: Value) -> Result<Value> {
             let [Value::Storage { key, kind }, offset, size, stride, ..] = args.as_slice() else {
                 bail!("unexpected _rebuild_tensor_v2 arguments {args:?}")
             };
-            Value::Tensor { key: key.clone(), kind: *kind, offset: offset.int()?, size: size.ints()?, stride: stride.ints()? }
+            Value::Tensor {
+                key: key.clone(),
+                kind: *kind,
+                offset: offset.int()?,
+                size: size.ints()?,
+                stride: stride.ints()?,
+            }
         }
         _ => Value::Opaque,
     })
