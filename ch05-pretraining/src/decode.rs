@@ -75,6 +75,39 @@ pub fn text_losses(
     })
 }
 
+/// The loss and perplexity over a whole text (windows of `context_length` tokens, stride
+/// `context_length`, batch 2, in order).
+#[derive(Debug, Clone, Serialize)]
+pub struct FileLoss {
+    pub loss: f64,
+    pub perplexity: f64,
+    pub batches: usize,
+    pub context_length: usize,
+}
+
+pub fn file_loss(model: &GptModel, text: &str, context_length: usize) -> Result<FileLoss> {
+    ensure!(
+        context_length as i64 <= model.cfg.context_length,
+        "a context of {context_length} tokens is more than the model's {}",
+        model.cfg.context_length
+    );
+    let dataset = shared::dataset::GptDataset::from_text(text, context_length, context_length)?;
+    ensure!(!dataset.is_empty(), "the text is too short for a context of {context_length} tokens");
+    let loader = shared::dataset::DataLoader::new(dataset, 2, false, false)?;
+    let loss = calc_loss_loader(model, &loader, None, model.tok_emb.ws.device());
+    Ok(FileLoss { loss, perplexity: perplexity(loss), batches: loader.len(), context_length })
+}
+
+impl std::fmt::Display for FileLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Loss: {:.4} (perplexity {:.1}, {} batches of 2 x {} tokens)",
+            self.loss, self.perplexity, self.batches, self.context_length
+        )
+    }
+}
+
 impl std::fmt::Display for TextLosses {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use ch05_pretraining::decode::{generate_text, text_losses};
+use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
 use clap::{Args, Parser, Subcommand};
@@ -52,14 +52,14 @@ enum Command {
         #[arg(long)]
         ids: bool,
     },
-    /// Loss and perplexity on The Verdict's 90/10 split (or --data FILE split the same way)
+    /// Loss and perplexity on The Verdict's training and validation parts, or on all of --data FILE
     Eval {
         #[command(flatten)]
         model: ModelArgs,
         /// Tokens per window (at most the model's context)
         #[arg(long, default_value_t = 256)]
         context_length: usize,
-        /// Share of the text used as the training part
+        /// Share of The Verdict used as the training part
         #[arg(long, default_value_t = 0.9)]
         train_ratio: f64,
     },
@@ -232,7 +232,10 @@ fn run(cli: Cli) -> Result<()> {
             let text = context.data.read_to_string(&THE_VERDICT)?;
             let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
             println!("Model: {}", loaded.description);
-            println!("{}", text_losses(&loaded.model, &text, train_ratio, context_length, context.seed)?);
+            match &context.data.explicit {
+                Some(file) => println!("{}: {}", file.display(), file_loss(&loaded.model, &text, context_length)?),
+                None => println!("{}", text_losses(&loaded.model, &text, train_ratio, context_length, context.seed)?),
+            }
             Ok(())
         }
         Some(Command::Sweep { model, prompt, max_new_tokens, temperatures, top_ks }) => {

@@ -77,6 +77,27 @@ fn generate_from_gpt2_weights_prints_text_and_ids() {
 }
 
 #[test]
+fn eval_prints_loss_and_perplexity() {
+    let weights = fixture("gpt2-tiny-hf");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(std::path::Path::new(&weights).join("expected.json")).unwrap())
+            .unwrap();
+    let output = ch05(&["eval", "--weights", &weights, "--context-length", "32"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let train = expected["verdict_losses"]["train"].as_f64().unwrap();
+    assert!(stdout.contains(&format!("Training loss:   {train:.4} (perplexity {:.1}", train.exp())), "{stdout}");
+    // A file of one's own is evaluated whole.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("text.txt");
+    std::fs::write(&file, "Every effort moves you. ".repeat(40)).unwrap();
+    let output = ch05(&["--data", file.to_str().unwrap(), "eval", "--weights", &weights, "--context-length", "32"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8(output.stdout).unwrap().contains("Loss: "));
+    fails_with(&["eval", "--weights", &weights, "--context-length", "64"], "more than the model's 32");
+}
+
+#[test]
 fn book_state_dicts_load_with_checkpoint() {
     let pth = fixture("book-tiny.pth");
     // Width 32 matches no GPT-2 preset, so the number of heads cannot be inferred ...
