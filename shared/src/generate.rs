@@ -17,6 +17,20 @@ fn check_prompt(model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<(
 /// Listing 4.8: appends `max_new_tokens` argmax tokens to `idx` `(B, T)`, feeding the model
 /// at most its last `context_size` tokens each step.
 pub fn generate_text_simple(model: &GptModel, idx: &Tensor, max_new_tokens: i64, context_size: i64) -> Result<Tensor> {
+    // (B, vocab) logits of the last position -> (B, 1), through the softmax as the book does.
+    decode(model, idx, max_new_tokens, context_size, None, |logits| logits.softmax(-1, Kind::Float).argmax(-1, true))
+}
+
+/// The decoding loop both listings share: crop to the last `context_size` tokens, take the
+/// last position's logits, `choose` the next tokens, stop before a single sequence's `eos_id`.
+fn decode(
+    model: &GptModel,
+    idx: &Tensor,
+    max_new_tokens: i64,
+    context_size: i64,
+    eos_id: Option<i64>,
+    choose: impl Fn(&Tensor) -> Tensor,
+) -> Result<Tensor> {
     check_prompt(model, idx, max_new_tokens)?;
     ensure!(
         context_size > 0 && context_size <= model.cfg.context_length,
@@ -28,8 +42,10 @@ pub fn generate_text_simple(model: &GptModel, idx: &Tensor, max_new_tokens: i64,
     for _ in 0..max_new_tokens {
         let tokens = idx.size()[1];
         let idx_cond = idx.narrow(1, (tokens - context_size).max(0), tokens.min(context_size));
-        let logits = model.forward_t(&idx_cond, false).select(1, -1); // (B, vocab): the last position
-        let idx_next = logits.softmax(-1, Kind::Float).argmax(-1, true); // (B, 1)
+        let idx_next = choose(&model.forward_t(&idx_cond, false).select(1, -1));
+        if eos_id.is_some_and(|eos| idx_next.size()[0] == 1 && idx_next.int64_value(&[0, 0]) == eos) {
+            break;
+        }
         idx = Tensor::cat(&[&idx, &idx_next], 1);
     }
     Ok(idx)
@@ -140,28 +156,8 @@ pub fn generate(
     context_size: i64,
     sampling: &Sampling,
 ) -> Result<Tensor> {
-    check_prompt(model, idx, max_new_tokens)?;
     sampling.validate()?;
-    ensure!(
-        context_size > 0 && context_size <= model.cfg.context_length,
-        "context_size must be in 1..={}",
-        model.cfg.context_length
-    );
-    let _no_grad = tch::no_grad_guard();
-    let mut idx = idx.shallow_clone();
-    for _ in 0..max_new_tokens {
-        let tokens = idx.size()[1];
-        let idx_cond = idx.narrow(1, (tokens - context_size).max(0), tokens.min(context_size));
-        let logits = model.forward_t(&idx_cond, false).select(1, -1);
-        let idx_next = next_token(&logits, sampling);
-        if let Some(eos) = sampling.eos_id {
-            if idx_next.size()[0] == 1 && idx_next.int64_value(&[0, 0]) == eos {
-                break;
-            }
-        }
-        idx = Tensor::cat(&[&idx, &idx_next], 1);
-    }
-    Ok(idx)
+    decode(model, idx, max_new_tokens, context_size, sampling.eos_id, |logits| next_token(logits, sampling))
 }
 
 #[cfg(test)]
@@ -207,5 +203,29 @@ mod tests {
                 assert!(message.starts_with("invalid prompt") && message.contains(needle), "{message}");
             }
         }
+    }
+
+    #[test]
+    fn top_k_keeps_the_k_largest_logits_per_row() {
+        let logits = Tensor::from_slice(&[1.0f32, 4.0, 3.0, -2.0, 0.5, 0.1, 0.2, 0.3]).view([2, 4]);
+        let filtered = Vec::<f32>::try_from(top_k_filter(&logits, 2).view([-1])).unwrap();
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(filtered, [inf, 4.0, 3.0, inf, 0.5, inf, inf, 0.3]);
+        // k above the vocabulary keeps everything.
+        assert!(top_k_filter(&logits, 10).equal(&logits));
+        // Temperature 1 is the plain softmax; low temperatures sharpen it.
+        let row = logits.get(0);
+        assert!(temperature_probabilities(&row, 1.0).allclose(&row.softmax(-1, Kind::Float), 1e-7, 1e-7, false));
+        assert!(temperature_probabilities(&row, 0.1).double_value(&[1]) > 0.999);
+    }
+
+    #[test]
+    fn invalid_sampling_settings_are_refused() {
+        let err = |s: Sampling| s.validate().unwrap_err().to_string();
+        assert!(err(Sampling { temperature: -0.5, ..Sampling::GREEDY }).contains("temperature must be 0"));
+        assert!(err(Sampling { top_k: Some(0), ..Sampling::GREEDY }).contains("top-k must be at least 1"));
+        assert!(Sampling { temperature: 0.7, top_k: Some(5), eos_id: Some(50256) }.validate().is_ok());
+        assert!(Sampling { temperature: 2.0, top_k: Some(1), eos_id: None }.is_deterministic());
+        assert!(!Sampling { temperature: 2.0, top_k: Some(2), eos_id: None }.is_deterministic());
     }
 }
