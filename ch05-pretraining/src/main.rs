@@ -219,7 +219,7 @@ fn run(cli: Cli) -> Result<()> {
             let sampling =
                 Sampling { temperature: sampling.temperature, top_k: sampling.top_k, eos_id: sampling.eos_id };
             sampling.validate()?;
-            let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
+            let loaded = model.source()?.load(context.device, context.seed)?;
             seed_everything(context.seed);
             let generated = generate_text(&loaded.model, &prompt, max_new_tokens, &sampling)?;
             println!("{}", generated.text);
@@ -230,7 +230,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Eval { model, context_length, train_ratio }) => {
             let text = context.data.read_to_string(&THE_VERDICT)?;
-            let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
+            let loaded = model.source()?.load(context.device, context.seed)?;
             println!("Model: {}", loaded.description);
             match &context.data.explicit {
                 Some(file) => println!("{}: {}", file.display(), file_loss(&loaded.model, &text, context_length)?),
@@ -245,7 +245,7 @@ fn run(cli: Cli) -> Result<()> {
                     Sampling { temperature, top_k, eos_id: None }.validate()?;
                 }
             }
-            let loaded = model.source()?.load(context.device, context.seed, |_| {})?;
+            let loaded = model.source()?.load(context.device, context.seed)?;
             let sweep = ex5_2::sweep(
                 &loaded.model,
                 &loaded.description,

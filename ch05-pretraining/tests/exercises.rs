@@ -42,9 +42,7 @@ fn exercise_5_1_counts_match_the_book() {
 }
 
 fn tiny_model() -> shared::model_source::LoadedModel {
-    ModelSource::Fresh(GptConfig { context_length: 64, ..GptConfig::tiny() })
-        .load(tch::Device::Cpu, 123, |_| {})
-        .unwrap()
+    ModelSource::Fresh(GptConfig { context_length: 64, ..GptConfig::tiny() }).load(tch::Device::Cpu, 123).unwrap()
 }
 
 #[test]

@@ -40,29 +40,27 @@ impl ModelSource {
     }
 
     /// Builds the model on `device` (the generator seeded with `seed` first, so a fresh model
-    /// is the book's) and loads its weights. `adjust` may change settings that do not touch
-    /// the weights' shapes, such as dropout.
-    pub fn load(&self, device: Device, seed: u64, adjust: impl FnOnce(&mut GptConfig)) -> Result<LoadedModel> {
-        let (mut config, meta, description) = match self {
+    /// is the book's) and loads its weights.
+    pub fn load(&self, device: Device, seed: u64) -> Result<LoadedModel> {
+        let mut gpt2 = None;
+        let (config, meta, description) = match self {
             Self::Checkpoint { path, config } => checkpoint_config(path, config.as_ref())?,
             Self::Weights(spec) => {
                 let weights = Gpt2Weights::resolve(spec)?;
                 let description = format!("GPT-2 weights {}", weights.weights_path.display());
-                (weights.config.clone(), None, description)
+                let config = weights.config.clone();
+                gpt2 = Some(weights);
+                (config, None, description)
             }
             Self::Fresh(config) => (config.clone(), None, format!("a new model (seed {seed})")),
         };
-        let shape = (config.vocab_size, config.context_length, config.emb_dim, config.n_heads, config.n_layers);
-        adjust(&mut config);
-        let new_shape = (config.vocab_size, config.context_length, config.emb_dim, config.n_heads, config.n_layers);
-        anyhow::ensure!(shape == new_shape || matches!(self, Self::Fresh(_)), "the model's sizes cannot change here");
         seed_everything(seed);
         let vs = VarStore::new(device);
         let model = GptModel::new(&vs.root(), &config)?;
-        match self {
-            Self::Checkpoint { path, .. } => load_state_dict(&vs, &weights_file(path))?,
-            Self::Weights(spec) => Gpt2Weights::resolve(spec)?.load_into(&vs)?,
-            Self::Fresh(_) => {}
+        match (self, gpt2) {
+            (Self::Checkpoint { path, .. }, _) => load_state_dict(&vs, &weights_file(path))?,
+            (_, Some(weights)) => weights.load_into(&vs)?,
+            _ => {}
         }
         Ok(LoadedModel { vs, model, meta, description })
     }

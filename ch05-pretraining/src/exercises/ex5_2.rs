@@ -69,7 +69,7 @@ fn run_default(context: &RunContext) -> Result<Sweep> {
     } else {
         ModelSource::Fresh(book_config())
     };
-    let loaded = source.load(context.device, context.seed, |_| {})?;
+    let loaded = source.load(context.device, context.seed)?;
     let description = match source {
         ModelSource::Fresh(_) => {
             "an untrained model (run `cargo run --release -p ch05-pretraining` first for the trained one)".to_string()

@@ -20,7 +20,7 @@ pub const EXERCISE: Exercise = Exercise {
     id: "5.3",
     summary: "deterministic decoding: temperature 0, or top-k 1 at any temperature, equals generate_text_simple",
     run: |context| {
-        let loaded = ModelSource::Fresh(book_config()).load(context.device, context.seed, |_| {})?;
+        let loaded = ModelSource::Fresh(book_config()).load(context.device, context.seed)?;
         Report::new(&run(&loaded.model, START_CONTEXT, 15)?)
     },
 };

@@ -28,7 +28,7 @@ pub struct Ex5_5 {
 
 /// The losses of the model from `source` on the book's 90/10 split of `text`.
 pub fn run(source: &ModelSource, text: &str, context_length: usize, device: tch::Device, seed: u64) -> Result<Ex5_5> {
-    let loaded = source.load(device, seed, |_| {})?;
+    let loaded = source.load(device, seed)?;
     let losses = text_losses(&loaded.model, text, 0.9, context_length, seed)?;
     Ok(Ex5_5 { model: loaded.description, losses })
 }

@@ -58,7 +58,7 @@ pub fn run(
     let mut outputs = Vec::new();
     for source in sources {
         let start = Instant::now();
-        let loaded = source.load(device, seed, |_| {})?;
+        let loaded = source.load(device, seed)?;
         let load_seconds = start.elapsed().as_secs_f64();
         let peak_rss_mb = peak_rss_mb();
         seed_everything(seed);
