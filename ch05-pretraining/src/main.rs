@@ -16,7 +16,6 @@ use shared::exercise::ExerciseCommand;
 use shared::generate::Sampling;
 use shared::gpt::GptConfig;
 use shared::model_source::ModelSource;
-use shared::train::AdamWConfig;
 
 /// Chapter 5, "Pretraining on unlabeled data". Without a command: the book's pretraining run
 /// (GPT-2 small shape, context 256, 10 epochs on The Verdict, seed 123), printing what the
@@ -136,12 +135,12 @@ struct TrainArgs {
     /// Epochs to train (more epochs when resuming)
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    /// AdamW learning rate
-    #[arg(long, default_value_t = 0.0004, allow_negative_numbers = true)]
-    lr: f64,
-    /// AdamW weight decay
-    #[arg(long, default_value_t = 0.1)]
-    weight_decay: f64,
+    /// AdamW learning rate [default: 0.0004, or the checkpoint's]
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// AdamW weight decay [default: 0.1, or the checkpoint's]
+    #[arg(long, allow_negative_numbers = true)]
+    weight_decay: Option<f64>,
     #[arg(long, default_value_t = 2)]
     batch_size: usize,
     /// Context length (and window stride) [default: 256, or the checkpoint's]
@@ -191,7 +190,8 @@ impl TrainArgs {
         Ok(PretrainOptions {
             config,
             epochs: self.epochs,
-            adamw: AdamWConfig { lr: self.lr, weight_decay: self.weight_decay, ..AdamWConfig::default() },
+            lr: self.lr,
+            weight_decay: self.weight_decay,
             batch_size: self.batch_size,
             train_ratio: self.train_ratio,
             eval_freq: self.eval_freq,

@@ -31,7 +31,10 @@ pub struct PretrainOptions {
     /// The model to train; with `resume`, it must agree with the checkpoint's when given.
     pub config: Option<GptConfig>,
     pub epochs: usize,
-    pub adamw: AdamWConfig,
+    /// AdamW's learning rate and weight decay; unset, the book's (or, when resuming, the
+    /// checkpoint's).
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
     pub batch_size: usize,
     /// Share of the text's characters used for training.
     pub train_ratio: f64,
@@ -50,7 +53,8 @@ impl Default for PretrainOptions {
         Self {
             config: None,
             epochs: 10,
-            adamw: AdamWConfig::default(),
+            lr: None,
+            weight_decay: None,
             batch_size: 2,
             train_ratio: 0.9,
             eval_freq: 5,
@@ -156,7 +160,13 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     seed_everything(context.seed);
     let vs = VarStore::new(device);
     let model = GptModel::new(&vs.root(), &config)?;
-    let mut optimizer = AdamW::new(&vs, options.adamw)?;
+    let base = resumed.as_ref().map_or_else(AdamWConfig::default, |(_, meta)| meta.optimizer);
+    let adamw = AdamWConfig {
+        lr: options.lr.unwrap_or(base.lr),
+        weight_decay: options.weight_decay.unwrap_or(base.weight_decay),
+        ..base
+    };
+    let mut optimizer = AdamW::new(&vs, adamw)?;
     let mut progress = TrainProgress::default();
     let mut epoch_seed = options.epoch_seed;
     if let Some((path, meta)) = &resumed {
