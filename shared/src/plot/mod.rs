@@ -124,9 +124,9 @@ fn ticks(lo: f64, hi: f64) -> (Vec<f64>, f64) {
     ((first..=last).map(|i| i as f64 * step).collect(), step)
 }
 
-/// A tick label with as many decimals as the step needs; thousands as "k".
+/// A tick label with as many decimals as the step needs; steps of thousands as "k".
 fn tick_label(value: f64, step: f64) -> String {
-    if value.abs() >= 10_000.0 && step >= 1000.0 {
+    if step >= 1000.0 && value != 0.0 {
         return tick_label(value / 1000.0, step / 1000.0) + "k";
     }
     let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
@@ -286,6 +286,8 @@ mod tests {
         assert_eq!(ticks(0.0, 10.0).0, [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
         assert_eq!(tick_label(0.5, 0.5), "0.5");
         assert_eq!(tick_label(20000.0, 10000.0), "20k");
+        assert_eq!(tick_label(5000.0, 5000.0), "5k");
+        assert_eq!(tick_label(0.0, 5000.0), "0");
         assert_eq!(tick_label(3.0, 1.0), "3");
         for c in "0123456789.-Epochs Tokens seen Loss Training Validation GELU ReLU".chars() {
             assert!(c == ' ' || font::glyph(c) != [0; 7], "no glyph for {c:?}");
