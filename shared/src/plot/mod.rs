@@ -116,6 +116,9 @@ const TEXT_HEIGHT: i64 = font::HEIGHT * SCALE;
 
 /// About five round tick values (steps of 1, 2 or 5 times a power of ten) within `lo..=hi`.
 fn ticks(lo: f64, hi: f64) -> (Vec<f64>, f64) {
+    if !(hi > lo && lo.is_finite() && hi.is_finite()) {
+        return (vec![lo], 1.0); // a single value (one evaluation, say)
+    }
     let raw = (hi - lo) / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(10.0 * magnitude);
@@ -129,7 +132,7 @@ fn tick_label(value: f64, step: f64) -> String {
     if step >= 1000.0 && value != 0.0 {
         return tick_label(value / 1000.0, step / 1000.0) + "k";
     }
-    let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()).min(12.0) as usize };
     format!("{value:.decimals$}")
 }
 
@@ -195,7 +198,7 @@ impl Chart<'_> {
             let (lo, hi) = (to_top(x_min), to_top(x_max));
             let (top_ticks, top_step) = ticks(lo.min(hi), lo.max(hi));
             for &t in &top_ticks {
-                let x = x_min + (t - lo) / (hi - lo) * (x_max - x_min);
+                let x = if hi > lo { x_min + (t - lo) / (hi - lo) * (x_max - x_min) } else { data_x_min };
                 let (u, _) = to_pixel(x, y_max);
                 canvas.line((u, y0 - gap / 2), (u, y0), axis, 1);
                 let label = tick_label(t, top_step);
@@ -279,6 +282,17 @@ mod tests {
         let text_pixels = |buf: &[u8]| buf.chunks(3).filter(|p| *p == TEXT).count();
         assert!(text_pixels(&with_top) > text_pixels(&plain), "the top axis adds its labels");
         assert!(chart(&ys[..3], false).is_err());
+        // A single point (one evaluation) still makes a chart.
+        Chart {
+            series: vec![Series { xs: &[0.0], ys: &[2.5], color: PALETTE[0], label: "Loss" }],
+            x_label: "Epochs",
+            y_label: "Loss",
+            top_axis: Some(TopAxis { label: "Tokens seen", from: 512.0, to: 512.0 }),
+            width: 400,
+            height: 300,
+        }
+        .write_png(&path)
+        .unwrap();
     }
 
     #[test]
