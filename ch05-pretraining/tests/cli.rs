@@ -159,6 +159,21 @@ fn bad_input_is_a_clear_error() {
 }
 
 #[test]
+fn exercise_5_5_offline_without_weights_is_the_clear_weights_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ch05-pretraining"))
+        .args(["--device", "cpu", "exercise", "5.5"])
+        .env("HF_HUB_CACHE", cache.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(message.contains("openai-community/gpt2/config.json is not in the Hugging Face cache"), "{message}");
+    assert!(message.contains("--weights"), "{message}");
+}
+
+#[test]
 fn resuming_with_another_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
