@@ -18,6 +18,7 @@
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
 //! | [`model_source`] | 5-7 | `--checkpoint`, `--weights` or a fresh seeded model, for every command that takes a model |
 //! | [`plot`] | 4, 5 | PNG line charts |
+//! | [`spam`] | 6.2 | the SMS Spam Collection: pandas-compatible parsing, numpy-identical balancing and split, CSV files |
 //! | [`reference`] | all | comparing results with JSON reference values (tests) |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
@@ -36,6 +37,7 @@ pub mod init;
 pub mod model_source;
 pub mod plot;
 pub mod reference;
+pub mod spam;
 pub mod tensors;
 pub mod timing;
 pub mod tokenizer;
