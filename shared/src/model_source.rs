@@ -42,8 +42,14 @@ impl ModelSource {
     /// Builds the model on `device` (the generator seeded with `seed` first, so a fresh model
     /// is the book's) and loads its weights.
     pub fn load(&self, device: Device, seed: u64) -> Result<LoadedModel> {
+        self.load_with_dropout(device, seed, None)
+    }
+
+    /// [`ModelSource::load`] with every dropout rate set to `drop_rate` when given (the
+    /// fine-tuning chapters use 0).
+    pub fn load_with_dropout(&self, device: Device, seed: u64, drop_rate: Option<f64>) -> Result<LoadedModel> {
         let mut gpt2 = None;
-        let (config, meta, description) = match self {
+        let (mut config, meta, description) = match self {
             Self::Checkpoint { path, config } => checkpoint_config(path, config.as_ref())?,
             Self::Weights(spec) => {
                 let weights = Gpt2Weights::resolve(spec)?;
@@ -54,6 +60,15 @@ impl ModelSource {
             }
             Self::Fresh(config) => (config.clone(), None, format!("a new model (seed {seed})")),
         };
+        if let Some(rate) = drop_rate {
+            config = GptConfig {
+                drop_rate: rate,
+                drop_rate_emb: None,
+                drop_rate_attn: None,
+                drop_rate_shortcut: None,
+                ..config
+            };
+        }
         seed_everything(seed);
         let vs = VarStore::new(device);
         let model = GptModel::new(&vs.root(), &config)?;

@@ -216,9 +216,28 @@ impl Chart<'_> {
         let legend_width = self.series.iter().map(|s| text_width(s.label)).max().unwrap_or(0) + 40;
         let legend_height = self.series.len() as i64 * (TEXT_HEIGHT + gap) + gap;
         let crossings = |left_edge: i64| {
-            points()
-                .map(|(&x, &y)| to_pixel(x, y))
-                .filter(|&(u, v)| u >= left_edge && u <= left_edge + legend_width && v <= y0 + legend_height)
+            let inside = |(u, v): (f64, f64)| {
+                u >= left_edge as f64 && u <= (left_edge + legend_width) as f64 && v <= (y0 + legend_height) as f64
+            };
+            // Points along every segment, not just its ends.
+            self.series
+                .iter()
+                .flat_map(|s| {
+                    s.xs.iter()
+                        .zip(s.ys)
+                        .map(|(&x, &y)| to_pixel(x, y))
+                        .collect::<Vec<_>>()
+                        .windows(2)
+                        .map(|w| (w[0], w[1]))
+                        .collect::<Vec<_>>()
+                })
+                .flat_map(|((u0, v0), (u1, v1))| {
+                    (0..=16).map(move |k| {
+                        let t = k as f64 / 16.0;
+                        (u0 as f64 + t * (u1 - u0) as f64, v0 as f64 + t * (v1 - v0) as f64)
+                    })
+                })
+                .filter(|&p| inside(p))
                 .count()
         };
         let (right_x, left_x) = (x1 - gap - legend_width, x0 + gap);

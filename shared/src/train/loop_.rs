@@ -154,7 +154,8 @@ pub fn sample_text(model: &GptModel, context: &str, max_new_tokens: i64, device:
     Ok(tokenizer.decode(&out)?.replace('\n', " "))
 }
 
-fn progress_bar(visible: bool, steps: u64) -> ProgressBar {
+/// A progress bar on stderr (hidden unless `visible`) for `steps` training steps.
+pub fn progress_bar(visible: bool, steps: u64) -> ProgressBar {
     let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(steps), target);
     bar.set_style(

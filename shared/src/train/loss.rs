@@ -50,17 +50,25 @@ impl BatchSource for DataLoader {
 /// starts a pass over the loader (which draws from the generator when the loader shuffles)
 /// and sums the per-batch losses in double precision.
 pub fn calc_loss_loader(model: &GptModel, loader: &dyn BatchSource, num_batches: Option<usize>, device: Device) -> f64 {
+    let _no_grad = tch::no_grad_guard();
+    mean_over_batches(loader, num_batches, |batch| {
+        calc_loss_batch(model, batch, device, false).to_kind(Kind::Float).double_value(&[])
+    })
+}
+
+/// The mean of `value` over the first `num_batches` batches of `loader` (all when `None`),
+/// the loop of the book's `calc_loss_loader`s; NaN when the loader has no batch.
+pub fn mean_over_batches(
+    loader: &dyn BatchSource,
+    num_batches: Option<usize>,
+    mut value: impl FnMut(&Batch) -> f64,
+) -> f64 {
     let available = loader.batch_count();
     if available == 0 {
         return f64::NAN;
     }
     let num_batches = num_batches.map_or(available, |n| n.min(available));
-    let _no_grad = tch::no_grad_guard();
-    let total: f64 = loader
-        .batches()
-        .take(num_batches)
-        .map(|batch| calc_loss_batch(model, &batch, device, false).to_kind(Kind::Float).double_value(&[]))
-        .sum();
+    let total: f64 = loader.batches().take(num_batches).map(|batch| value(&batch)).sum();
     total / num_batches as f64
 }
 

@@ -1,0 +1,88 @@
+//! Section 6.2-6.4: the spam data from the data set to the three loaders.
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use shared::classifier::{ClassificationDataset, ClassificationLoader};
+use shared::data::{DataLocator, SMS_SPAM_COLLECTION};
+use shared::spam::{self, Message};
+
+/// The book's balanced splits (1,045 / 149 / 300 messages).
+#[derive(Debug, Clone)]
+pub struct Splits {
+    pub train: Vec<Message>,
+    pub validation: Vec<Message>,
+    pub test: Vec<Message>,
+    /// Records of the collection that were not used, with their line numbers.
+    pub malformed: Vec<(usize, String)>,
+}
+
+/// Reads the collection, balances it and splits it 70/10/20 with the book's seed 123.
+pub fn prepare(data: &DataLocator) -> Result<Splits> {
+    let text = data.read_to_string(&SMS_SPAM_COLLECTION)?;
+    let parsed = spam::parse_collection(&text);
+    ensure!(!parsed.messages.is_empty(), "the data has no ham<TAB>text or spam<TAB>text records");
+    let balanced = spam::balance(&parsed.messages, 123);
+    let (train, validation, test) = spam::random_split(&balanced, 0.7, 0.1, 123);
+    ensure!(!validation.is_empty() && !test.is_empty(), "too few messages to split into train, validation and test");
+    Ok(Splits { train, validation, test, malformed: parsed.malformed })
+}
+
+/// The three loaders: batches of 8, the training loader shuffled with `drop_last`; texts
+/// padded (or cut) to `max_length`, by default the longest training text.
+pub struct Loaders {
+    pub train: ClassificationLoader,
+    pub validation: ClassificationLoader,
+    pub test: ClassificationLoader,
+    pub max_length: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LoaderSizes {
+    pub max_length: usize,
+    pub train_batches: usize,
+    pub validation_batches: usize,
+    pub test_batches: usize,
+}
+
+pub fn loaders(
+    splits: &Splits,
+    max_length: Option<usize>,
+    context_length: usize,
+    batch_size: usize,
+) -> Result<Loaders> {
+    let train = ClassificationDataset::new(&splits.train, max_length)?;
+    let max_length = train.max_length;
+    ensure!(
+        max_length <= context_length,
+        "a padded length of {max_length} tokens is more than the model's context length of {context_length}: \
+         pass a smaller --max-length"
+    );
+    Ok(Loaders {
+        train: ClassificationLoader::new(train, batch_size, true, true)?,
+        validation: ClassificationLoader::new(
+            ClassificationDataset::new(&splits.validation, Some(max_length))?,
+            batch_size,
+            false,
+            false,
+        )?,
+        test: ClassificationLoader::new(
+            ClassificationDataset::new(&splits.test, Some(max_length))?,
+            batch_size,
+            false,
+            false,
+        )?,
+        max_length,
+    })
+}
+
+impl Loaders {
+    pub fn sizes(&self) -> LoaderSizes {
+        use shared::train::BatchSource;
+        LoaderSizes {
+            max_length: self.max_length,
+            train_batches: self.train.batch_count(),
+            validation_batches: self.validation.batch_count(),
+            test_batches: self.test.batch_count(),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Exercise 6.2: fine-tune every parameter instead of only the last block, the final norm
+//! and the head.
+
+use shared::classifier::Trainable;
+use shared::exercise::{Exercise, Report};
+
+use super::compare;
+
+pub const EXERCISE: Exercise = Exercise {
+    id: "6.2",
+    summary: "fine-tune the whole model instead of the last block (the book: 96.67 % test accuracy)",
+    run: |context| Report::new(&compare(context, "all parameters trained", |o| o.trainable = Trainable::All)?),
+};

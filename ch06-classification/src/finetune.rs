@@ -1,0 +1,332 @@
+//! Sections 6.5-6.8: the classifier (GPT-2 with a 2-class head, most weights frozen), its
+//! fine-tuning, the final accuracies, the plots and the checkpoint that `classify` and
+//! `eval` read back.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use shared::classifier::{
+    calc_accuracy_loader, freeze, replace_head, train_classifier_simple, ClassifierHistory, ClassifierSettings,
+    TokenPosition, Trainable,
+};
+use shared::cli::RunContext;
+use shared::device::{device_name, seed_everything};
+use shared::gpt::{GptConfig, GptModel};
+use shared::model_source::ModelSource;
+use shared::plot::{Chart, Series, TopAxis, PALETTE};
+use shared::spam;
+use shared::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+use tch::nn::VarStore;
+
+use crate::data::{self, LoaderSizes, Splits};
+
+/// Where the classifier's backbone comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Init {
+    /// OpenAI's GPT-2 weights (a book model name, hub id or folder): the book's choice.
+    Gpt2(String),
+    /// A checkpoint of a language model (chapter 5's, say).
+    Checkpoint(PathBuf),
+    /// A new model of this preset or config file, seeded.
+    Random(String),
+}
+
+/// The run's settings; the defaults are the book's.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneOptions {
+    pub init: Init,
+    /// Pad (and cut) every text to this many tokens; by default the longest training text.
+    pub max_length: Option<usize>,
+    pub trainable: Trainable,
+    pub position: TokenPosition,
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub eval_freq: usize,
+    pub eval_iter: usize,
+    pub verbose: bool,
+}
+
+impl Default for FinetuneOptions {
+    fn default() -> Self {
+        Self {
+            init: Init::Gpt2("gpt2-small".into()),
+            max_length: None,
+            trainable: Trainable::LastBlock,
+            position: TokenPosition::Last,
+            epochs: 5,
+            lr: 5e-5,
+            weight_decay: 0.1,
+            batch_size: 8,
+            eval_freq: 50,
+            eval_iter: 5,
+            verbose: true,
+        }
+    }
+}
+
+/// What the classifier checkpoint records beyond the language-model checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierMeta {
+    pub num_classes: i64,
+    pub max_length: usize,
+    pub position: TokenPosition,
+}
+
+/// Accuracies on the three splits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Accuracies {
+    pub train: f64,
+    pub validation: f64,
+    pub test: f64,
+}
+
+impl std::fmt::Display for Accuracies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Training accuracy: {:.2}%", self.train * 100.0)?;
+        writeln!(f, "Validation accuracy: {:.2}%", self.validation * 100.0)?;
+        write!(f, "Test accuracy: {:.2}%", self.test * 100.0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneReport {
+    pub options: FinetuneOptions,
+    pub model: String,
+    pub device: String,
+    pub loaders: LoaderSizes,
+    pub trainable_parameters: i64,
+    /// Accuracies on 10 batches before fine-tuning (section 6.6).
+    pub initial: Accuracies,
+    pub history: ClassifierHistory,
+    /// Accuracies on the full splits after fine-tuning.
+    pub accuracies: Accuracies,
+    pub checkpoint: PathBuf,
+}
+
+/// The backbone with the book's fine-tuning dropout of 0.
+fn load_backbone(init: &Init, context: &RunContext) -> Result<shared::model_source::LoadedModel> {
+    let source = match init {
+        Init::Gpt2(spec) => ModelSource::Weights(spec.clone()),
+        Init::Checkpoint(path) => ModelSource::checkpoint(path),
+        Init::Random(spec) => ModelSource::Fresh(GptConfig { qkv_bias: true, ..GptConfig::from_name_or_file(spec)? }),
+    };
+    let loaded = source.load_with_dropout(context.device, context.seed, Some(0.0));
+    match (init, loaded) {
+        (Init::Gpt2(_), Err(err)) => Err(err.context(
+            "OpenAI's GPT-2 weights are needed for --init gpt2; without them, fine-tune a chapter 5 checkpoint \
+             (--init checkpoint FILE) or a randomly initialised model (--init random)",
+        )),
+        (_, loaded) => loaded,
+    }
+}
+
+/// Runs the chapter: data, classifier, fine-tuning, accuracies, outputs in the context's
+/// output folder (train/validation/test CSV files, plots, metrics, checkpoint).
+pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneReport> {
+    let say = |line: String| {
+        if options.verbose {
+            println!("{line}");
+        }
+    };
+    let splits = data::prepare(&context.data)?;
+    report_malformed(&splits);
+    std::fs::create_dir_all(&context.out_dir).with_context(|| format!("creating {}", context.out_dir.display()))?;
+    for (name, part) in [("train", &splits.train), ("validation", &splits.validation), ("test", &splits.test)] {
+        spam::write_csv(&context.out_dir.join(format!("{name}.csv")), part)?;
+    }
+    say(format!(
+        "{} training, {} validation and {} test messages (CSV files in {})",
+        splits.train.len(),
+        splits.validation.len(),
+        splits.test.len(),
+        context.out_dir.display()
+    ));
+
+    let loaded = load_backbone(&options.init, context)?;
+    let (vs, mut model) = (loaded.vs, loaded.model);
+    let context_length = model.cfg.context_length as usize;
+    let loaders = data::loaders(&splits, options.max_length, context_length, options.batch_size)?;
+    say(format!("Texts padded to {} tokens; model: {}", loaders.max_length, loaded.description));
+
+    // Section 6.5: the 2-class head (seed 123 first, as the book) and the frozen backbone.
+    seed_everything(context.seed);
+    replace_head(&vs, &mut model, 2);
+    let trainable = freeze(&vs, &model, options.trainable);
+    let variables = vs.variables();
+    let trainable_parameters: i64 = trainable.iter().map(|name| variables[name].numel() as i64).sum();
+    say(format!("{trainable_parameters} trainable parameters"));
+
+    // Section 6.6: accuracies before fine-tuning, on 10 batches.
+    seed_everything(context.seed);
+    let device = context.device;
+    let position = options.position;
+    let initial = Accuracies {
+        train: calc_accuracy_loader(&model, &loaders.train, Some(10), position, device),
+        validation: calc_accuracy_loader(&model, &loaders.validation, Some(10), position, device),
+        test: calc_accuracy_loader(&model, &loaders.test, Some(10), position, device),
+    };
+    say(format!("Before fine-tuning (10 batches):\n{initial}"));
+
+    // Section 6.7: fine-tuning.
+    seed_everything(context.seed);
+    let mut optimizer =
+        AdamW::new(&vs, AdamWConfig { lr: options.lr, weight_decay: options.weight_decay, ..AdamWConfig::default() })?;
+    let settings = ClassifierSettings {
+        num_epochs: options.epochs,
+        eval_freq: options.eval_freq,
+        eval_iter: options.eval_iter,
+        position,
+        verbose: options.verbose,
+    };
+    let history =
+        train_classifier_simple(&model, &mut optimizer, &loaders.train, &loaders.validation, &settings, device)?;
+    say(format!("Training completed in {:.2} minutes", history.train_seconds / 60.0));
+    let accuracies = Accuracies {
+        train: calc_accuracy_loader(&model, &loaders.train, None, position, device),
+        validation: calc_accuracy_loader(&model, &loaders.validation, None, position, device),
+        test: calc_accuracy_loader(&model, &loaders.test, None, position, device),
+    };
+    say(accuracies.to_string());
+
+    let checkpoint = Checkpoint::at(&context.out_dir.join("classifier"));
+    let classifier = ClassifierMeta { num_classes: 2, max_length: loaders.max_length, position };
+    save_classifier(&checkpoint, &vs, &model.cfg, &classifier, context.seed)?;
+    let report = FinetuneReport {
+        options: options.clone(),
+        model: loaded.description,
+        device: device_name(device),
+        loaders: loaders.sizes(),
+        trainable_parameters,
+        initial,
+        history,
+        accuracies,
+        checkpoint: checkpoint.model.clone(),
+    };
+    plot(&context.out_dir, &report)?;
+    std::fs::write(context.out_dir.join("metrics.json"), serde_json::to_string_pretty(&report)?)?;
+    say(format!(
+        "Wrote {}, metrics.json, loss-plot.png and accuracy-plot.png in {}",
+        report.checkpoint.display(),
+        context.out_dir.display()
+    ));
+    Ok(report)
+}
+
+fn report_malformed(splits: &Splits) {
+    for (line, reason) in &splits.malformed {
+        eprintln!("warning: line {line} of the spam collection was skipped: {reason}");
+    }
+}
+
+fn classifier_meta_path(checkpoint: &Checkpoint) -> PathBuf {
+    checkpoint.meta.with_extension("classifier.json")
+}
+
+fn save_classifier(
+    checkpoint: &Checkpoint,
+    vs: &VarStore,
+    config: &GptConfig,
+    classifier: &ClassifierMeta,
+    seed: u64,
+) -> Result<()> {
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT,
+        config: config.clone(),
+        epoch: 0,
+        global_step: -1,
+        tokens_seen: 0,
+        optimizer: AdamWConfig::default(),
+        seed,
+        epoch_seed: None,
+    };
+    checkpoint.save(vs, None, &meta)?;
+    std::fs::write(classifier_meta_path(checkpoint), serde_json::to_string_pretty(classifier)?)?;
+    Ok(())
+}
+
+/// A fine-tuned classifier read back from its checkpoint.
+pub struct Classifier {
+    pub vs: VarStore,
+    pub model: GptModel,
+    pub meta: ClassifierMeta,
+}
+
+pub fn load_classifier(path: &Path, device: tch::Device) -> Result<Classifier> {
+    let checkpoint = Checkpoint::at(path);
+    let meta_path = classifier_meta_path(&checkpoint);
+    let text = std::fs::read_to_string(&meta_path).with_context(|| {
+        format!(
+            "{} is missing: is {} a classifier checkpoint written by this chapter?",
+            meta_path.display(),
+            path.display()
+        )
+    })?;
+    let meta: ClassifierMeta = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a classifier description", meta_path.display()))?;
+    let config = checkpoint.read_meta()?.config;
+    let vs = VarStore::new(device);
+    let mut model = GptModel::new(&vs.root(), &config)?;
+    replace_head(&vs, &mut model, meta.num_classes);
+    checkpoint.load_model(&vs)?;
+    Ok(Classifier { vs, model, meta })
+}
+
+/// Accuracies of a classifier on the book's three splits.
+pub fn evaluate(classifier: &Classifier, context: &RunContext) -> Result<Accuracies> {
+    let splits = data::prepare(&context.data)?;
+    report_malformed(&splits);
+    let loaders =
+        data::loaders(&splits, Some(classifier.meta.max_length), classifier.model.cfg.context_length as usize, 8)?;
+    let (model, position, device) = (&classifier.model, classifier.meta.position, context.device);
+    Ok(Accuracies {
+        train: calc_accuracy_loader(model, &loaders.train, None, position, device),
+        validation: calc_accuracy_loader(model, &loaders.validation, None, position, device),
+        test: calc_accuracy_loader(model, &loaders.test, None, position, device),
+    })
+}
+
+/// Figure 6.16 and 6.17: losses and accuracies against epochs.
+fn plot(out_dir: &Path, report: &FinetuneReport) -> Result<()> {
+    let history = &report.history;
+    let epochs = report.options.epochs as f64;
+    let spread = |n: usize| -> Vec<f64> {
+        (0..n).map(|i| if n <= 1 { epochs } else { epochs * i as f64 / (n - 1) as f64 }).collect()
+    };
+    if !history.evaluations.is_empty() {
+        let xs = spread(history.evaluations.len());
+        let train: Vec<f64> = history.evaluations.iter().map(|e| e.train_loss).collect();
+        let val: Vec<f64> = history.evaluations.iter().map(|e| e.val_loss).collect();
+        let seen = |i: usize| history.evaluations[i].examples_seen as f64;
+        Chart {
+            series: vec![
+                Series { xs: &xs, ys: &train, color: PALETTE[0], label: "Training loss" },
+                Series { xs: &xs, ys: &val, color: PALETTE[1], label: "Validation loss" },
+            ],
+            x_label: "Epochs",
+            y_label: "Loss",
+            top_axis: Some(TopAxis { label: "Examples seen", from: seen(0), to: seen(history.evaluations.len() - 1) }),
+            width: 800,
+            height: 500,
+        }
+        .write_png(&out_dir.join("loss-plot.png"))?;
+    }
+    if !history.train_accuracies.is_empty() {
+        let xs: Vec<f64> = (1..=history.train_accuracies.len()).map(|e| e as f64).collect();
+        Chart {
+            series: vec![
+                Series { xs: &xs, ys: &history.train_accuracies, color: PALETTE[0], label: "Training accuracy" },
+                Series { xs: &xs, ys: &history.val_accuracies, color: PALETTE[1], label: "Validation accuracy" },
+            ],
+            x_label: "Epochs",
+            y_label: "Accuracy",
+            top_axis: None,
+            width: 800,
+            height: 500,
+        }
+        .write_png(&out_dir.join("accuracy-plot.png"))?;
+    }
+    Ok(())
+}

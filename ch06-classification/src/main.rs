@@ -1,0 +1,144 @@
+//! `cargo run --release -p ch06-classification [-- COMMAND]`: chapter 6's fine-tuning run,
+//! classification of new texts, evaluation and exercises.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use ch06_classification::exercises;
+use ch06_classification::finetune::{self, FinetuneOptions, Init};
+use clap::{Args, Parser, Subcommand};
+use shared::classifier::{classify, TokenPosition, Trainable};
+use shared::cli::{self, CommonArgs};
+use shared::exercise::ExerciseCommand;
+use shared::spam::LABEL_NAMES;
+
+/// Chapter 6, "Fine-tuning for classification". Without a command: the book's run, which
+/// fine-tunes GPT-2 124M (the last block, the final norm and a new 2-class head) to tell spam
+/// from ham on the balanced SMS Spam Collection, and writes the splits, plots, metrics and
+/// the classifier to the output folder. The run's flags are also the exercises' settings:
+/// --max-length 1024 (6.1), --trainable all (6.2), --position first (6.3).
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Backbone: gpt2 (OpenAI's GPT-2 124M), checkpoint (--checkpoint FILE, e.g. chapter 5's) or random (seeded)
+    #[arg(long, default_value = "gpt2", value_parser = ["gpt2", "checkpoint", "random"])]
+    init: String,
+    /// With --init gpt2: which weights (gpt2-small|medium|large|xl, a hub id or a folder)
+    #[arg(long, default_value = "gpt2-small")]
+    weights: String,
+    /// With --init checkpoint: the language-model checkpoint to start from
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// With --init random: a preset or JSON config file
+    #[arg(long, default_value = "gpt2-small")]
+    config: String,
+    /// Pad and cut texts to this many tokens [default: the longest training text]
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Which parameters to train
+    #[arg(long, value_enum, default_value = "last-block")]
+    trainable: Trainable,
+    /// Which output token decides the class
+    #[arg(long, value_enum, default_value = "last")]
+    position: TokenPosition,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Evaluate every N steps
+    #[arg(long, default_value_t = 50)]
+    eval_freq: usize,
+    /// Batches per evaluation
+    #[arg(long, default_value_t = 5)]
+    eval_iter: usize,
+}
+
+impl RunArgs {
+    fn options(&self) -> Result<FinetuneOptions> {
+        let init = match (self.init.as_str(), &self.checkpoint) {
+            ("gpt2", _) => Init::Gpt2(self.weights.clone()),
+            ("checkpoint", Some(path)) => Init::Checkpoint(path.clone()),
+            ("checkpoint", None) => bail!("--init checkpoint needs --checkpoint FILE"),
+            _ => Init::Random(self.config.clone()),
+        };
+        Ok(FinetuneOptions {
+            init,
+            max_length: self.max_length,
+            trainable: self.trainable,
+            position: self.position,
+            epochs: self.epochs,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            eval_freq: self.eval_freq,
+            eval_iter: self.eval_iter,
+            ..FinetuneOptions::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Exercises(ExerciseCommand),
+    /// Classify texts with a fine-tuned classifier
+    Classify {
+        /// The classifier written by the run (NAME.safetensors or NAME.json)
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// The texts
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Training, validation and test accuracy of a fine-tuned classifier
+    Eval {
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::run_main(|| run(cli))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
+    match cli.command {
+        None => {
+            finetune::run(&context, &cli.run.options()?)?;
+        }
+        Some(Command::Exercises(command)) => command.run(exercises::ALL, &context)?,
+        Some(Command::Classify { checkpoint, texts }) => {
+            let classifier = finetune::load_classifier(&checkpoint, context.device)?;
+            for text in texts {
+                let (label, probability) = classify(
+                    &classifier.model,
+                    &text,
+                    classifier.meta.max_length,
+                    classifier.meta.position,
+                    context.device,
+                )?;
+                let name = if LABEL_NAMES[label as usize] == "spam" { "spam" } else { "not spam" };
+                println!("{name} ({:.1}%): {text}", probability * 100.0);
+            }
+        }
+        Some(Command::Eval { checkpoint }) => {
+            let classifier = finetune::load_classifier(&checkpoint, context.device)?;
+            println!("{}", finetune::evaluate(&classifier, &context)?);
+        }
+    }
+    Ok(())
+}
