@@ -11,6 +11,7 @@ use anyhow::{ensure, Result};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::init;
+use crate::lora::LinearWithLora;
 
 /// How attention weights are computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,10 +42,10 @@ pub fn masked_attention_weights(scores: &Tensor, mask: &Tensor, head_dim: i64) -
 /// Listing 3.5: multi-head attention with one projection per role, split into heads.
 #[derive(Debug)]
 pub struct MultiHeadAttention {
-    pub w_query: nn::Linear,
-    pub w_key: nn::Linear,
-    pub w_value: nn::Linear,
-    pub out_proj: nn::Linear,
+    pub w_query: LinearWithLora,
+    pub w_key: LinearWithLora,
+    pub w_value: LinearWithLora,
+    pub out_proj: LinearWithLora,
     pub d_out: i64,
     pub num_heads: i64,
     pub head_dim: i64,
@@ -70,10 +71,10 @@ impl MultiHeadAttention {
         ensure!((0.0..1.0).contains(&dropout), "dropout must be in [0, 1), got {dropout}");
         let device = path.device();
         Ok(Self {
-            w_query: init::linear(&path / "W_query", d_in, d_out, qkv_bias),
-            w_key: init::linear(&path / "W_key", d_in, d_out, qkv_bias),
-            w_value: init::linear(&path / "W_value", d_in, d_out, qkv_bias),
-            out_proj: init::linear(&path / "out_proj", d_out, d_out, true),
+            w_query: init::linear(&path / "W_query", d_in, d_out, qkv_bias).into(),
+            w_key: init::linear(&path / "W_key", d_in, d_out, qkv_bias).into(),
+            w_value: init::linear(&path / "W_value", d_in, d_out, qkv_bias).into(),
+            out_proj: init::linear(&path / "out_proj", d_out, d_out, true).into(),
             d_out,
             num_heads,
             head_dim: d_out / num_heads,

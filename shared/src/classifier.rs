@@ -123,7 +123,7 @@ pub fn replace_head(vs: &nn::VarStore, model: &mut GptModel, num_classes: i64) {
             }
         }
     }
-    model.out_head = init::linear(vs.root() / "out_head", model.cfg.emb_dim, num_classes, true);
+    model.out_head = init::linear(vs.root() / "out_head", model.cfg.emb_dim, num_classes, true).into();
 }
 
 /// Which parameters fine-tuning trains.

@@ -16,6 +16,7 @@
 //! | [`generate`] | 4.7, 5.3 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling |
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
+//! | [`lora`] | E | LoRA adapters on every linear layer, merging, adapter-only state |
 //! | [`model_source`] | 5-7 | `--checkpoint`, `--weights` or a fresh seeded model, for every command that takes a model |
 //! | [`classifier`] | 6 | padded classification data, the 2-class head, freezing, loss and accuracy, `train_classifier_simple` |
 //! | [`plot`] | 4, 5 | PNG line charts |
@@ -36,6 +37,7 @@ pub mod exercise;
 pub mod generate;
 pub mod gpt;
 pub mod init;
+pub mod lora;
 pub mod model_source;
 pub mod plot;
 pub mod reference;

@@ -7,6 +7,7 @@ use tch::{nn, Tensor};
 use super::GptConfig;
 use crate::attention::{LayerKvCache, MultiHeadAttention};
 use crate::init;
+use crate::lora::LinearWithLora;
 
 /// Listing 4.2: normalises the last dimension to mean 0 and (biased) variance 1, then
 /// applies a learned `scale` (ones) and `shift` (zeros).
@@ -40,16 +41,16 @@ pub fn gelu(x: &Tensor) -> Tensor {
 /// Listing 4.4: expand to 4 x `emb_dim`, GELU, project back (`layers.0`, `layers.2`).
 #[derive(Debug)]
 pub struct FeedForward {
-    pub expand: nn::Linear,
-    pub project: nn::Linear,
+    pub expand: LinearWithLora,
+    pub project: LinearWithLora,
 }
 
 impl FeedForward {
     pub fn new(path: &nn::Path, emb_dim: i64) -> Self {
         let layers = path / "layers";
         Self {
-            expand: init::linear(&layers / 0, emb_dim, 4 * emb_dim, true),
-            project: init::linear(&layers / 2, 4 * emb_dim, emb_dim, true),
+            expand: init::linear(&layers / 0, emb_dim, 4 * emb_dim, true).into(),
+            project: init::linear(&layers / 2, 4 * emb_dim, emb_dim, true).into(),
         }
     }
 

@@ -6,6 +6,7 @@ use tch::{nn, Kind, Tensor};
 use super::{GptConfig, LayerNorm, TransformerBlock};
 use crate::attention::LayerKvCache;
 use crate::init;
+use crate::lora::LinearWithLora;
 
 /// Every layer's keys and values for cached generation, and how many positions they hold.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub struct GptModel {
     pub pos_emb: nn::Embedding,
     pub trf_blocks: Vec<TransformerBlock>,
     pub final_norm: LayerNorm,
-    pub out_head: nn::Linear,
+    pub out_head: LinearWithLora,
 }
 
 impl GptModel {
@@ -41,7 +42,7 @@ impl GptModel {
             pos_emb,
             trf_blocks,
             final_norm: LayerNorm::new(&(path / "final_norm"), cfg.emb_dim),
-            out_head: init::linear(path / "out_head", cfg.emb_dim, cfg.vocab_size, false),
+            out_head: init::linear(path / "out_head", cfg.emb_dim, cfg.vocab_size, false).into(),
         })
     }
 

@@ -58,14 +58,18 @@ impl VarTargets {
     }
 
     /// Succeeds when every variable was filled and nothing was mismatched or unexpected.
-    pub(crate) fn finish(mut self, source: &Path) -> Result<()> {
+    pub(crate) fn finish(self, source: &Path) -> Result<()> {
+        self.check(source, true)
+    }
+
+    fn check(mut self, source: &Path, all_needed: bool) -> Result<()> {
         for name in &self.filled {
             self.vars.remove(name);
         }
         let mut missing: Vec<&String> = self.vars.keys().collect();
         missing.sort();
         let mut problems = Vec::new();
-        if !missing.is_empty() {
+        if all_needed && !missing.is_empty() {
             problems.push(format!("missing: {}", list(&missing)));
         }
         if !self.mismatched.is_empty() {
@@ -130,6 +134,20 @@ pub fn load_state_dict(vs: &VarStore, path: &Path) -> Result<()> {
         }
     }
     targets.finish(path)
+}
+
+/// Loads the tensors of a safetensors file into the variables of `vs` with their names,
+/// leaving the others as they are (e.g. LoRA adapters onto a base model). Every tensor in the
+/// file must name a variable of the same shape.
+pub fn load_partial_state(vs: &VarStore, path: &Path) -> Result<()> {
+    let mut file = SafeTensorsFile::open(path)?;
+    let mut targets = VarTargets::new(vs);
+    let names: Vec<String> = file.tensors.keys().cloned().collect();
+    for name in names {
+        let tensor = file.read(&name)?;
+        targets.fill(&name, &tensor, &name)?;
+    }
+    targets.check(path, false)
 }
 
 fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {

@@ -1,0 +1,76 @@
+//! The binary's commands and its errors for bad input.
+
+use std::process::{Command, Output};
+
+fn ch06(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ch06-classification"))
+        .args(["--device", "cpu"])
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", std::env::temp_dir().join("ch06-cli-empty-hub-cache"))
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let output = ch06(args);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(message.contains("error: ") && message.contains(needle), "{args:?}: {message}");
+}
+
+#[test]
+fn fine_tune_then_classify_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.json");
+    let small = shared::gpt::GptConfig {
+        context_length: 128,
+        emb_dim: 32,
+        n_heads: 4,
+        n_layers: 1,
+        ..shared::gpt::GptConfig::gpt2_small()
+    };
+    small.save(&config).unwrap();
+    let out = dir.path().join("run");
+    let (out, config) = (out.to_str().unwrap(), config.to_str().unwrap());
+    let output =
+        ch06(&["--out-dir", out, "--init", "random", "--config", config, "--trainable", "all", "--epochs", "1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("1045 training, 149 validation and 300 test messages"), "{stdout}");
+    assert!(stdout.contains("Test accuracy: "), "{stdout}");
+    let checkpoint = format!("{out}/classifier");
+    let output = ch06(&["classify", "--checkpoint", &checkpoint, "Free entry! Win a prize", "See you at lunch"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 2);
+    assert!(stdout.lines().all(|l| l.starts_with("spam (") || l.starts_with("not spam (")), "{stdout}");
+    let output = ch06(&["eval", "--checkpoint", &checkpoint]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{out}/metrics.json")).unwrap()).unwrap();
+    let test = metrics["accuracies"]["test"].as_f64().unwrap();
+    assert!(String::from_utf8(output.stdout).unwrap().contains(&format!("Test accuracy: {:.2}%", test * 100.0)));
+    fails_with(
+        &["--out-dir", out, "--init", "random", "--config", config, "--max-length", "200"],
+        "more than the model's context length of 128",
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    fails_with(&["--out-dir", out], "OpenAI's GPT-2 weights are needed for --init gpt2");
+    fails_with(&["--out-dir", out], "--init random");
+    fails_with(&["--out-dir", out, "--init", "checkpoint"], "--init checkpoint needs --checkpoint FILE");
+    fails_with(&["--out-dir", out, "--init", "random", "--config", "gpt2-huge"], "unknown model preset");
+    fails_with(&["classify", "--checkpoint", "/no/such/classifier", "text"], "is missing");
+    fails_with(&["exercise", "6.9"], "unknown exercise id '6.9'");
+    let output = ch06(&["--init", "bogus"]);
+    assert!(!output.status.success() && stderr(&output).contains("bogus"));
+}

@@ -1,0 +1,162 @@
+//! Appendix E: low-rank adaptation (LoRA). A frozen linear layer `W` gets a trainable update
+//! `scaling * (x @ A @ B)` with `A` `(in, rank)` and `B` `(rank, out)`; `B` starts at zero, so a
+//! freshly adapted model computes exactly what the base model computes.
+//!
+//! Every linear layer of the GPT model is a [`LinearWithLora`], which is a plain `nn.Linear`
+//! until [`apply_lora`] gives it an adapter. The adapter's parameters are named
+//! `<layer>.lora.A` and `<layer>.lora.B` beside the base `<layer>.weight`, so base checkpoints
+//! still load, and [`lora_state`] saves the adapters alone.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Init, Module};
+use tch::Tensor;
+
+use crate::gpt::GptModel;
+use crate::init::linear_weight_bound;
+
+/// The adapter's size: `rank` and `alpha`, scaling the update by `alpha / rank`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: i64,
+    pub alpha: f64,
+}
+
+impl LoraConfig {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.rank > 0, "the LoRA rank must be at least 1, got {}", self.rank);
+        ensure!(self.alpha.is_finite() && self.alpha > 0.0, "the LoRA alpha must be positive, got {}", self.alpha);
+        Ok(())
+    }
+
+    pub fn scaling(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+}
+
+/// Appendix E's `LoRALayer`: `A` initialised like `kaiming_uniform_(A, a=sqrt(5))` (uniform
+/// within `1/sqrt(rank)`: PyTorch takes the fan-in of an `(in, rank)` matrix to be `rank`),
+/// `B` zeros.
+#[derive(Debug)]
+pub struct LoraLayer {
+    pub a: Tensor,
+    pub b: Tensor,
+    pub scaling: f64,
+}
+
+impl LoraLayer {
+    pub fn new(path: &nn::Path, in_dim: i64, out_dim: i64, config: LoraConfig) -> Self {
+        let bound = linear_weight_bound(config.rank);
+        let a = path.var("A", &[in_dim, config.rank], Init::Uniform { lo: -bound, up: bound });
+        let b = path.zeros("B", &[config.rank, out_dim]);
+        Self { a, b, scaling: config.scaling() }
+    }
+
+    /// `scaling * (x @ A @ B)`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.a).matmul(&self.b) * self.scaling
+    }
+
+    /// The update as an `nn.Linear` weight, `[out, in]`.
+    pub fn delta_weight(&self) -> Tensor {
+        self.a.matmul(&self.b).tr() * self.scaling
+    }
+}
+
+/// Appendix E's `LinearWithLoRA`: a linear layer and, once adapted, a LoRA update added to
+/// its output.
+#[derive(Debug)]
+pub struct LinearWithLora {
+    pub linear: nn::Linear,
+    pub lora: Option<LoraLayer>,
+}
+
+impl From<nn::Linear> for LinearWithLora {
+    fn from(linear: nn::Linear) -> Self {
+        Self { linear, lora: None }
+    }
+}
+
+impl Module for LinearWithLora {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let out = x.apply(&self.linear);
+        match &self.lora {
+            Some(lora) => out + lora.forward(x),
+            None => out,
+        }
+    }
+}
+
+impl LinearWithLora {
+    /// Gives the layer an adapter whose parameters live under `path` (`<layer>.lora`).
+    pub fn adapt(&mut self, path: &nn::Path, config: LoraConfig) {
+        let (out_dim, in_dim) = self.linear.ws.size2().expect("a linear weight is 2-d");
+        self.lora = Some(LoraLayer::new(path, in_dim, out_dim, config));
+    }
+
+    /// Folds the adapter into the base weight (`W += scaling * (A @ B)^T`) and drops it: the
+    /// same outputs, one matrix product instead of three.
+    pub fn merge(&mut self) {
+        if let Some(lora) = self.lora.take() {
+            tch::no_grad(|| {
+                let _ = self.linear.ws.g_add_(&lora.delta_weight());
+            });
+        }
+    }
+}
+
+/// Every linear layer of `model` with its parameter path: the attention projections and
+/// feed-forward layers of each block, then the output head (the layers `replace_linear_with_lora`
+/// visits, in its order).
+fn linear_layers(model: &mut GptModel) -> Vec<(String, &mut LinearWithLora)> {
+    let mut layers = Vec::new();
+    for (i, block) in model.trf_blocks.iter_mut().enumerate() {
+        let att = &mut block.att;
+        for (name, layer) in [
+            ("W_query", &mut att.w_query),
+            ("W_key", &mut att.w_key),
+            ("W_value", &mut att.w_value),
+            ("out_proj", &mut att.out_proj),
+        ] {
+            layers.push((format!("trf_blocks.{i}.att.{name}"), layer));
+        }
+        layers.push((format!("trf_blocks.{i}.ff.layers.0"), &mut block.ff.expand));
+        layers.push((format!("trf_blocks.{i}.ff.layers.2"), &mut block.ff.project));
+    }
+    layers.push(("out_head".to_string(), &mut model.out_head));
+    layers
+}
+
+/// Appendix E's `replace_linear_with_lora` after freezing the model: every parameter of `vs`
+/// stops requiring gradients, then every linear layer of `model` (built at the root of `vs`)
+/// gets a trainable adapter. Returns the number of LoRA parameters.
+pub fn apply_lora(vs: &nn::VarStore, model: &mut GptModel, config: LoraConfig) -> Result<i64> {
+    config.validate()?;
+    for (_, tensor) in vs.variables() {
+        let _ = tensor.set_requires_grad(false);
+    }
+    let mut count = 0;
+    for (name, layer) in linear_layers(model) {
+        ensure!(layer.lora.is_none(), "{name} already has a LoRA adapter");
+        let path = name.split('.').fold(vs.root(), |path, part| path / part) / "lora";
+        layer.adapt(&path, config);
+        let lora = layer.lora.as_ref().expect("just adapted");
+        count += (lora.a.numel() + lora.b.numel()) as i64;
+    }
+    Ok(count)
+}
+
+/// Folds every adapter into its base weight (see [`LinearWithLora::merge`]).
+pub fn merge_lora(model: &mut GptModel) {
+    for (_, layer) in linear_layers(model) {
+        layer.merge();
+    }
+}
+
+/// The adapters' parameters alone (`*.lora.A`, `*.lora.B`), for a small file.
+pub fn lora_state(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut state: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(name, _)| name.contains(".lora.")).collect();
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    state
+}
