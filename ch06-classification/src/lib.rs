@@ -8,6 +8,4 @@
 //! cargo run -p ch06-classification -- classify --checkpoint runs/ch06-classification/classifier "You won a prize!"
 //! ```
 
-pub mod data;
 pub mod exercises;
-pub mod finetune;

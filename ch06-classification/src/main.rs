@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use ch06_classification::exercises;
-use ch06_classification::finetune::{self, FinetuneOptions, Init};
 use clap::{Args, Parser, Subcommand};
+use shared::classifier::finetune::{self, FinetuneOptions, Init};
 use shared::classifier::{classify, TokenPosition, Trainable};
 use shared::cli::{self, CommonArgs};
 use shared::exercise::ExerciseCommand;

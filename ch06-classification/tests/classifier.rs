@@ -1,8 +1,8 @@
 //! Chapter 6's pieces: padding and truncation, the head and the freezing, the accuracy
 //! function, and a short fine-tuning of a small random model on the real data.
 
-use ch06_classification::data;
-use ch06_classification::finetune::{self, FinetuneOptions, Init};
+use shared::classifier::data;
+use shared::classifier::finetune::{self, FinetuneOptions, Init};
 use shared::classifier::{
     calc_accuracy_loader, freeze, replace_head, ClassificationDataset, ClassificationLoader, TokenPosition, Trainable,
 };

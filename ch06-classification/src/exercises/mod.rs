@@ -11,7 +11,7 @@ use serde::Serialize;
 use shared::cli::RunContext;
 use shared::exercise::Exercise;
 
-use crate::finetune::{self, Accuracies, FinetuneOptions};
+use shared::classifier::finetune::{self, Accuracies, FinetuneOptions};
 
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] = &[ex6_1::EXERCISE, ex6_2::EXERCISE, ex6_3::EXERCISE];

@@ -1,7 +1,11 @@
 //! Chapter 6: fine-tuning GPT for classification. The data set of padded token ids and
 //! its loader (section 6.3), the model with a 2-class output head and most of its weights
 //! frozen (6.5), the loss and accuracy of the token that carries the decision (6.6), and
-//! `train_classifier_simple` (6.7).
+//! `train_classifier_simple` (6.7); [`data`] and [`finetune`] put them together into the
+//! chapter's spam run, which appendix E repeats with LoRA.
+
+pub mod data;
+pub mod finetune;
 
 use std::time::Instant;
 

@@ -1,25 +1,28 @@
 //! Sections 6.5-6.8: the classifier (GPT-2 with a 2-class head, most weights frozen), its
 //! fine-tuning, the final accuracies, the plots and the checkpoint that `classify` and
-//! `eval` read back.
+//! `eval` read back; with [`FinetuneOptions::lora`], appendix E's LoRA fine-tuning instead
+//! (every weight frozen, adapters on every linear layer).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use shared::classifier::{
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use super::data::{self, LoaderSizes, Splits};
+use super::{
     calc_accuracy_loader, freeze, replace_head, train_classifier_simple, ClassifierHistory, ClassifierSettings,
     TokenPosition, Trainable,
 };
-use shared::cli::RunContext;
-use shared::device::{device_name, seed_everything};
-use shared::gpt::{GptConfig, GptModel};
-use shared::model_source::ModelSource;
-use shared::plot::{Chart, Series, TopAxis, PALETTE};
-use shared::spam;
-use shared::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
-use tch::nn::VarStore;
-
-use crate::data::{self, LoaderSizes, Splits};
+use crate::cli::RunContext;
+use crate::device::{device_name, seed_everything};
+use crate::gpt::{GptConfig, GptModel};
+use crate::lora::{apply_lora, lora_state, LoraConfig};
+use crate::model_source::{LoadedModel, ModelSource};
+use crate::plot::{Chart, Series, TopAxis, PALETTE};
+use crate::spam;
+use crate::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 
 /// Where the classifier's backbone comes from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,6 +42,8 @@ pub struct FinetuneOptions {
     /// Pad (and cut) every text to this many tokens; by default the longest training text.
     pub max_length: Option<usize>,
     pub trainable: Trainable,
+    /// Appendix E: train LoRA adapters (on every linear layer) instead of `trainable`.
+    pub lora: Option<LoraConfig>,
     pub position: TokenPosition,
     pub epochs: usize,
     pub lr: f64,
@@ -55,6 +60,7 @@ impl Default for FinetuneOptions {
             init: Init::Gpt2("gpt2-small".into()),
             max_length: None,
             trainable: Trainable::LastBlock,
+            lora: None,
             position: TokenPosition::Last,
             epochs: 5,
             lr: 5e-5,
@@ -73,6 +79,9 @@ pub struct ClassifierMeta {
     pub num_classes: i64,
     pub max_length: usize,
     pub position: TokenPosition,
+    /// The adapters' size, when the classifier was fine-tuned with LoRA.
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
 }
 
 /// Accuracies on the three splits.
@@ -97,6 +106,9 @@ pub struct FinetuneReport {
     pub model: String,
     pub device: String,
     pub loaders: LoaderSizes,
+    /// Parameters of the classifier (all trainable before freezing).
+    pub total_parameters: i64,
+    /// Trainable parameters during fine-tuning (the LoRA adapters' with LoRA).
     pub trainable_parameters: i64,
     /// Accuracies on 10 batches before fine-tuning (section 6.6).
     pub initial: Accuracies,
@@ -107,7 +119,7 @@ pub struct FinetuneReport {
 }
 
 /// The backbone with the book's fine-tuning dropout of 0.
-fn load_backbone(init: &Init, context: &RunContext) -> Result<shared::model_source::LoadedModel> {
+fn load_backbone(init: &Init, context: &RunContext) -> Result<LoadedModel> {
     let source = match init {
         Init::Gpt2(spec) => ModelSource::Weights(spec.clone()),
         Init::Checkpoint(path) => ModelSource::checkpoint(path),
@@ -151,13 +163,29 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let loaders = data::loaders(&splits, options.max_length, context_length, options.batch_size)?;
     say(format!("Texts padded to {} tokens; model: {}", loaders.max_length, loaded.description));
 
-    // Section 6.5: the 2-class head (seed 123 first, as the book) and the frozen backbone.
+    // Section 6.5: the 2-class head (seed 123 first, as the book) and the frozen backbone;
+    // appendix E: everything frozen, adapters on every linear layer.
     seed_everything(context.seed);
     replace_head(&vs, &mut model, 2);
-    let trainable = freeze(&vs, &model, options.trainable);
-    let variables = vs.variables();
-    let trainable_parameters: i64 = trainable.iter().map(|name| variables[name].numel() as i64).sum();
-    say(format!("{trainable_parameters} trainable parameters"));
+    let total_parameters: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+    let trainable_parameters = match options.lora {
+        Some(lora) => {
+            let count = apply_lora(&vs, &mut model, lora)?;
+            say(format!(
+                "Total trainable parameters before: {total_parameters}\nTotal trainable parameters after: 0\n\
+                 Total trainable LoRA parameters: {count} (rank {}, alpha {})",
+                lora.rank, lora.alpha
+            ));
+            count
+        }
+        None => {
+            let trainable = freeze(&vs, &model, options.trainable);
+            let variables = vs.variables();
+            let count = trainable.iter().map(|name| variables[name].numel() as i64).sum();
+            say(format!("{count} trainable parameters of {total_parameters}"));
+            count
+        }
+    };
 
     // Section 6.6: accuracies before fine-tuning, on 10 batches.
     seed_everything(context.seed);
@@ -192,13 +220,17 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     say(accuracies.to_string());
 
     let checkpoint = Checkpoint::at(&context.out_dir.join("classifier"));
-    let classifier = ClassifierMeta { num_classes: 2, max_length: loaders.max_length, position };
+    let classifier = ClassifierMeta { num_classes: 2, max_length: loaders.max_length, position, lora: options.lora };
     save_classifier(&checkpoint, &vs, &model.cfg, &classifier, context.seed)?;
+    if options.lora.is_some() {
+        Tensor::write_safetensors(&lora_state(&vs), adapters_path(&context.out_dir))?;
+    }
     let report = FinetuneReport {
         options: options.clone(),
         model: loaded.description,
         device: device_name(device),
         loaders: loaders.sizes(),
+        total_parameters,
         trainable_parameters,
         initial,
         history,
@@ -254,6 +286,7 @@ pub struct Classifier {
     pub meta: ClassifierMeta,
 }
 
+/// A classifier written by [`run`] (`NAME.safetensors`, `NAME.json` and `NAME.classifier.json`).
 pub fn load_classifier(path: &Path, device: tch::Device) -> Result<Classifier> {
     let checkpoint = Checkpoint::at(path);
     let meta_path = classifier_meta_path(&checkpoint);
@@ -270,7 +303,34 @@ pub fn load_classifier(path: &Path, device: tch::Device) -> Result<Classifier> {
     let vs = VarStore::new(device);
     let mut model = GptModel::new(&vs.root(), &config)?;
     replace_head(&vs, &mut model, meta.num_classes);
+    if let Some(lora) = meta.lora {
+        apply_lora(&vs, &mut model, lora)?;
+    }
     checkpoint.load_model(&vs)?;
+    Ok(Classifier { vs, model, meta })
+}
+
+/// Where a LoRA run writes its adapters alone.
+pub fn adapters_path(out_dir: &Path) -> PathBuf {
+    out_dir.join("lora-adapters.safetensors")
+}
+
+/// Appendix E: a LoRA classifier rebuilt from its base and its adapters alone: the backbone
+/// from `init`, the 2-class head drawn with `context.seed` as in the run, then the adapters
+/// from `adapters` (the small file a LoRA run writes).
+pub fn classifier_from_adapters(
+    init: &Init,
+    adapters: &Path,
+    meta: ClassifierMeta,
+    context: &RunContext,
+) -> Result<Classifier> {
+    let lora = meta.lora.context("the classifier description has no LoRA settings")?;
+    let loaded = load_backbone(init, context)?;
+    let (vs, mut model) = (loaded.vs, loaded.model);
+    seed_everything(context.seed);
+    replace_head(&vs, &mut model, meta.num_classes);
+    apply_lora(&vs, &mut model, lora)?;
+    crate::weights::load_partial_state(&vs, adapters)?;
     Ok(Classifier { vs, model, meta })
 }
 

@@ -1,10 +1,10 @@
 //! Section 6.2-6.4: the spam data from the data set to the three loaders.
 
+use super::{ClassificationDataset, ClassificationLoader};
+use crate::data::{DataLocator, SMS_SPAM_COLLECTION};
+use crate::spam::{self, Message};
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::classifier::{ClassificationDataset, ClassificationLoader};
-use shared::data::{DataLocator, SMS_SPAM_COLLECTION};
-use shared::spam::{self, Message};
 
 /// The book's balanced splits (1,045 / 149 / 300 messages).
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ pub fn loaders(
 
 impl Loaders {
     pub fn sizes(&self) -> LoaderSizes {
-        use shared::train::BatchSource;
+        use crate::train::BatchSource;
         LoaderSizes {
             max_length: self.max_length,
             train_batches: self.train.batch_count(),
