@@ -109,10 +109,11 @@ fn a_small_random_model_learns_to_tell_spam_from_ham() {
     for file in ["train.csv", "validation.csv", "test.csv", "metrics.json", "loss-plot.png", "accuracy-plot.png"] {
         assert!(context.out_dir.join(file).is_file(), "{file} was not written");
     }
-    // The checkpoint reads back with the same accuracies.
+    // The checkpoint reads back with the same accuracies (the training split's depends on
+    // which 5 messages the shuffled, drop_last loader leaves out).
     let classifier = finetune::load_classifier(&report.checkpoint, Device::Cpu).unwrap();
     let again = finetune::evaluate(&classifier, &context).unwrap();
-    assert_eq!(again, report.accuracies);
+    assert_eq!((again.validation, again.test), (report.accuracies.validation, report.accuracies.test));
     let splits = data::prepare(&context.data).unwrap();
     assert_eq!(shared::spam::read_csv(&context.out_dir.join("test.csv")).unwrap(), splits.test);
 }

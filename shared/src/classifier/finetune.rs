@@ -240,8 +240,9 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     plot(&context.out_dir, &report)?;
     std::fs::write(context.out_dir.join("metrics.json"), serde_json::to_string_pretty(&report)?)?;
     say(format!(
-        "Wrote {}, metrics.json, loss-plot.png and accuracy-plot.png in {}",
+        "Wrote {}, metrics.json, loss-plot.png and accuracy-plot.png{} in {}",
         report.checkpoint.display(),
+        if options.lora.is_some() { ", and the adapters alone in lora-adapters.safetensors" } else { "" },
         context.out_dir.display()
     ));
     Ok(report)
