@@ -50,7 +50,7 @@ fn merged_and_unmerged_adapters_give_the_same_logits() {
     tch::no_grad(|| {
         for (name, mut tensor) in vs.variables() {
             if name.ends_with(".lora.B") {
-                let _ = tensor.copy_(&(Tensor::randn(tensor.size(), (Kind::Float, Device::Cpu)) * 0.1));
+                tensor.copy_(&(Tensor::randn(tensor.size(), (Kind::Float, Device::Cpu)) * 0.1));
             }
         }
     });
@@ -84,7 +84,7 @@ fn adapters_save_and_load_on_their_own() {
     let (vs2, mut other) = tiny_model();
     tch::no_grad(|| {
         for (name, mut tensor) in vs2.variables() {
-            let _ = tensor.copy_(&vs.variables()[&name]);
+            tensor.copy_(&vs.variables()[&name]);
         }
     });
     apply_lora(&vs2, &mut other, CONFIG).unwrap();
