@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use appendix_e_lora::{counts, exercises};
 use clap::{Args, Parser, Subcommand};
-use shared::classifier::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport, Init};
+use shared::classifier::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport, InitArgs};
 use shared::classifier::{classify, Trainable};
 use shared::cli::{self, CommonArgs, RunContext};
 use shared::exercise::ExerciseCommand;
@@ -31,18 +31,8 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// Backbone: gpt2 (OpenAI's GPT-2 124M), checkpoint (--checkpoint FILE) or random (seeded)
-    #[arg(long, global = true, default_value = "gpt2", value_parser = ["gpt2", "checkpoint", "random"])]
-    init: String,
-    /// With --init gpt2: which weights (gpt2-small|medium|large|xl, a hub id or a folder)
-    #[arg(long, global = true, default_value = "gpt2-small")]
-    weights: String,
-    /// With --init checkpoint: the language-model checkpoint to start from
-    #[arg(long, global = true, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
-    /// With --init random: a preset or JSON config file
-    #[arg(long, global = true, default_value = "gpt2-small")]
-    config: String,
+    #[command(flatten)]
+    backbone: InitArgs,
     /// LoRA rank
     #[arg(long, global = true, default_value_t = 16)]
     rank: i64,
@@ -59,15 +49,6 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn init(&self) -> Result<Init> {
-        Ok(match (self.init.as_str(), &self.checkpoint) {
-            ("gpt2", _) => Init::Gpt2(self.weights.clone()),
-            ("checkpoint", Some(path)) => Init::Checkpoint(path.clone()),
-            ("checkpoint", None) => bail!("--init checkpoint needs --checkpoint FILE"),
-            _ => Init::Random(self.config.clone()),
-        })
-    }
-
     fn lora(&self) -> LoraConfig {
         LoraConfig { rank: self.rank, alpha: self.alpha }
     }
@@ -76,7 +57,7 @@ impl RunArgs {
         let lora = self.lora();
         lora.validate()?;
         Ok(FinetuneOptions {
-            init: self.init()?,
+            init: self.backbone.init()?,
             lora: Some(lora),
             epochs: self.epochs,
             lr: self.lr,
@@ -146,7 +127,7 @@ fn run(cli: Cli) -> Result<()> {
                         position: shared::classifier::TokenPosition::Last,
                         lora: Some(cli.run.lora()),
                     };
-                    finetune::classifier_from_adapters(&cli.run.init()?, &adapters, meta, &context)?
+                    finetune::classifier_from_adapters(&cli.run.backbone.init()?, &adapters, meta, &context)?
                 }
                 (None, None) => bail!("give --classifier FILE or --adapters FILE"),
             };

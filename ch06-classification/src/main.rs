@@ -4,14 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use ch06_classification::exercises;
 use clap::{Args, Parser, Subcommand};
-use shared::classifier::finetune::{self, FinetuneOptions, Init};
+use shared::classifier::finetune::{self, FinetuneOptions, InitArgs};
 use shared::classifier::{classify, TokenPosition, Trainable};
 use shared::cli::{self, CommonArgs};
 use shared::exercise::ExerciseCommand;
-use shared::spam::LABEL_NAMES;
 
 /// Chapter 6, "Fine-tuning for classification". Without a command: the book's run, which
 /// fine-tunes GPT-2 124M (the last block, the final norm and a new 2-class head) to tell spam
@@ -31,18 +30,8 @@ struct Cli {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Backbone: gpt2 (OpenAI's GPT-2 124M), checkpoint (--checkpoint FILE, e.g. chapter 5's) or random (seeded)
-    #[arg(long, default_value = "gpt2", value_parser = ["gpt2", "checkpoint", "random"])]
-    init: String,
-    /// With --init gpt2: which weights (gpt2-small|medium|large|xl, a hub id or a folder)
-    #[arg(long, default_value = "gpt2-small")]
-    weights: String,
-    /// With --init checkpoint: the language-model checkpoint to start from
-    #[arg(long, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
-    /// With --init random: a preset or JSON config file
-    #[arg(long, default_value = "gpt2-small")]
-    config: String,
+    #[command(flatten)]
+    backbone: InitArgs,
     /// Pad and cut texts to this many tokens [default: the longest training text]
     #[arg(long)]
     max_length: Option<usize>,
@@ -68,12 +57,7 @@ struct RunArgs {
 
 impl RunArgs {
     fn options(&self) -> Result<FinetuneOptions> {
-        let init = match (self.init.as_str(), &self.checkpoint) {
-            ("gpt2", _) => Init::Gpt2(self.weights.clone()),
-            ("checkpoint", Some(path)) => Init::Checkpoint(path.clone()),
-            ("checkpoint", None) => bail!("--init checkpoint needs --checkpoint FILE"),
-            _ => Init::Random(self.config.clone()),
-        };
+        let init = self.backbone.init()?;
         Ok(FinetuneOptions {
             init,
             max_length: self.max_length,
@@ -131,7 +115,7 @@ fn run(cli: Cli) -> Result<()> {
                     classifier.meta.position,
                     context.device,
                 )?;
-                let name = if LABEL_NAMES[label as usize] == "spam" { "spam" } else { "not spam" };
+                let name = if label == 1 { "spam" } else { "not spam" };
                 println!("{name} ({:.1}%): {text}", probability * 100.0);
             }
         }

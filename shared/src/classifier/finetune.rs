@@ -35,6 +35,35 @@ pub enum Init {
     Random(String),
 }
 
+/// The `--init`, `--weights`, `--checkpoint` and `--config` flags that choose an [`Init`],
+/// shared by chapter 6 and appendix E.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InitArgs {
+    /// Backbone: gpt2 (OpenAI's GPT-2 124M), checkpoint (--checkpoint FILE, e.g. chapter 5's) or random (seeded)
+    #[arg(long, global = true, default_value = "gpt2", value_parser = ["gpt2", "checkpoint", "random"])]
+    pub init: String,
+    /// With --init gpt2: which weights (gpt2-small|medium|large|xl, a hub id or a folder)
+    #[arg(long, global = true, default_value = "gpt2-small")]
+    pub weights: String,
+    /// With --init checkpoint: the language-model checkpoint to start from
+    #[arg(long, global = true, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// With --init random: a preset or JSON config file
+    #[arg(long, global = true, default_value = "gpt2-small")]
+    pub config: String,
+}
+
+impl InitArgs {
+    pub fn init(&self) -> Result<Init> {
+        Ok(match (self.init.as_str(), &self.checkpoint) {
+            ("gpt2", _) => Init::Gpt2(self.weights.clone()),
+            ("checkpoint", Some(path)) => Init::Checkpoint(path.clone()),
+            ("checkpoint", None) => anyhow::bail!("--init checkpoint needs --checkpoint FILE"),
+            _ => Init::Random(self.config.clone()),
+        })
+    }
+}
+
 /// The run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
 pub struct FinetuneOptions {
