@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use appendix_e_lora::{counts, exercises};
 use clap::{Args, Parser, Subcommand};
-use shared::classifier::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport, InitArgs};
+use shared::classifier::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport};
 use shared::classifier::{classify, Trainable};
 use shared::cli::{self, CommonArgs, RunContext};
 use shared::exercise::ExerciseCommand;
+use shared::model_source::InitArgs;
 
 use shared::lora::{merge_lora, LoraConfig};
 

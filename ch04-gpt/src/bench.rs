@@ -54,7 +54,7 @@ pub fn run(
         let model = GptModel::new(&vs.root(), cfg)?;
         vs.set_kind(dtype);
         let (plain, plain_s) = timed(device, || generate_text_simple(&model, &prompt, new_tokens, cfg.context_length))?;
-        let (cached, cached_s) = timed(device, || generate_greedy_cached(&model, &prompt, new_tokens))?;
+        let (cached, cached_s) = timed(device, || generate_greedy_cached(&model, &prompt, new_tokens, None))?;
         rows.push(GenerateRow {
             dtype: dtype_name(dtype),
             without_cache_tokens_per_s: new_tokens as f64 / plain_s,

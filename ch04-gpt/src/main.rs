@@ -104,7 +104,7 @@ fn generate(
     let idx = Tensor::from_slice(&prompt_ids).view([1, -1]).to_device(context.device);
     let start = Instant::now();
     let out = if kv_cache {
-        generate_greedy_cached(&model, &idx, max_new_tokens)?
+        generate_greedy_cached(&model, &idx, max_new_tokens, None)?
     } else {
         generate_text_simple(&model, &idx, max_new_tokens, cfg.context_length)?
     };

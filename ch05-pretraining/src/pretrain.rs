@@ -10,7 +10,6 @@ use shared::cli::RunContext;
 use shared::dataset::{DataLoader, GptDataset};
 use shared::device::{device_name, seed_everything};
 use shared::gpt::{GptConfig, GptModel};
-use shared::plot::{Chart, Series, TopAxis, PALETTE};
 use shared::train::{
     calc_loss_loader, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainHistory, TrainProgress,
     TrainSettings, CHECKPOINT_FORMAT,
@@ -233,7 +232,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     };
     std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", report.metrics.display()))?;
-    plot_losses(&report.plot, &report.history, options.epochs)?;
+    report.history.plot_losses(&report.plot, options.epochs)?;
     say(format!("Wrote {}, {} and {}", report.checkpoint.display(), report.metrics.display(), report.plot.display()));
     Ok(report)
 }
@@ -253,34 +252,4 @@ fn read_resume_meta(path: &Path, options: &PretrainOptions) -> Result<Checkpoint
         }
     }
     Ok(meta)
-}
-
-/// Figure 5.12: training and validation loss against epochs (evaluations spread evenly
-/// over the epochs, as the book's `torch.linspace(0, num_epochs, len(train_losses))`), with
-/// the tokens seen on a second axis.
-pub fn plot_losses(path: &Path, history: &TrainHistory, epochs: usize) -> Result<()> {
-    let n = history.evaluations.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let xs: Vec<f64> = (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
-    let train: Vec<f64> = history.evaluations.iter().map(|e| e.train_loss).collect();
-    let val: Vec<f64> = history.evaluations.iter().map(|e| e.val_loss).collect();
-    let tokens = |e: &shared::train::Evaluation| e.tokens_seen as f64;
-    Chart {
-        series: vec![
-            Series { xs: &xs, ys: &train, color: PALETTE[0], label: "Training loss" },
-            Series { xs: &xs, ys: &val, color: PALETTE[1], label: "Validation loss" },
-        ],
-        x_label: "Epochs",
-        y_label: "Loss",
-        top_axis: Some(TopAxis {
-            label: "Tokens seen",
-            from: tokens(&history.evaluations[0]),
-            to: tokens(&history.evaluations[n - 1]),
-        }),
-        width: 800,
-        height: 500,
-    }
-    .write_png(path)
 }

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use ch06_classification::exercises;
 use clap::{Args, Parser, Subcommand};
-use shared::classifier::finetune::{self, FinetuneOptions, InitArgs};
+use shared::classifier::finetune::{self, FinetuneOptions};
 use shared::classifier::{classify, TokenPosition, Trainable};
 use shared::cli::{self, CommonArgs};
 use shared::exercise::ExerciseCommand;
+use shared::model_source::InitArgs;
 
 /// Chapter 6, "Fine-tuning for classification". Without a command: the book's run, which
 /// fine-tunes GPT-2 124M (the last block, the final norm and a new 2-class head) to tell spam

@@ -2,13 +2,14 @@
 //! function, and a short fine-tuning of a small random model on the real data.
 
 use shared::classifier::data;
-use shared::classifier::finetune::{self, FinetuneOptions, Init};
+use shared::classifier::finetune::{self, FinetuneOptions};
 use shared::classifier::{
     calc_accuracy_loader, freeze, replace_head, ClassificationDataset, ClassificationLoader, TokenPosition, Trainable,
 };
 use shared::cli::RunContext;
 use shared::device::global_rng_lock;
 use shared::gpt::{GptConfig, GptModel};
+use shared::model_source::Init;
 use shared::spam::Message;
 use shared::train::BatchSource;
 use tch::{nn, Device, Kind, Tensor};

@@ -65,7 +65,7 @@ fn fine_tune_then_classify_and_evaluate() {
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    fails_with(&["--out-dir", out], "OpenAI's GPT-2 weights are needed for --init gpt2");
+    fails_with(&["--out-dir", out], "OpenAI's GPT-2 weights (gpt2-small) are needed for this --init");
     fails_with(&["--out-dir", out], "--init random");
     fails_with(&["--out-dir", out, "--init", "checkpoint"], "--init checkpoint needs --checkpoint FILE");
     fails_with(&["--out-dir", out, "--init", "random", "--config", "gpt2-huge"], "unknown model preset");

@@ -35,8 +35,25 @@ pub struct DataSet {
     pub url: &'static str,
     /// The member to extract when `url` is a zip archive.
     pub archive_member: Option<&'static str>,
-    /// SHA-256 of the file itself (for archives: of the extracted member).
-    pub sha256: &'static str,
+    /// SHA-256 of the file itself (for archives: of the extracted member); `None` for files
+    /// whose upstream may change (the 52k Alpaca data) and for a user's own URLs.
+    pub sha256: Option<&'static str>,
+}
+
+impl DataSet {
+    /// A file of the user's, downloaded from `url` into the cache under the URL's last path
+    /// segment and not checksummed (`--data URL`).
+    pub fn from_url(url: &str) -> Self {
+        let name = url.split(['?', '#']).next().unwrap_or(url).trim_end_matches('/').rsplit('/').next();
+        let name = name.filter(|n| !n.is_empty() && !n.contains(':')).unwrap_or("download");
+        Self {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            description: "a data file given by URL",
+            url: Box::leak(url.to_string().into_boxed_str()),
+            archive_member: None,
+            sha256: None,
+        }
+    }
 }
 
 /// Edith Wharton's short story, chapter 2's and chapter 5's training text.
@@ -45,7 +62,7 @@ pub const THE_VERDICT: DataSet = DataSet {
     description: "Edith Wharton, \"The Verdict\" (1908): 20,479 characters",
     url: "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt",
     archive_member: None,
-    sha256: "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+    sha256: Some("b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"),
 };
 
 /// The UCI SMS Spam Collection (chapter 6), `label<TAB>text` lines.
@@ -54,7 +71,7 @@ pub const SMS_SPAM_COLLECTION: DataSet = DataSet {
     description: "UCI SMS Spam Collection: 5,574 labelled text messages",
     url: "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
     archive_member: Some("SMSSpamCollection"),
-    sha256: "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266",
+    sha256: Some("edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"),
 };
 
 /// The book's 1,100 Alpaca-style instruction records (chapter 7).
@@ -64,7 +81,17 @@ pub const INSTRUCTION_DATA: DataSet = DataSet {
     url:
         "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
     archive_member: None,
-    sha256: "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+    sha256: Some("7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"),
+};
+
+/// Stanford Alpaca's 52,002 instruction records (exercise 7.3), in the same format as
+/// [`INSTRUCTION_DATA`]. Not pinned to a checksum: the upstream repository owns the file.
+pub const ALPACA_DATA: DataSet = DataSet {
+    name: "alpaca_data.json",
+    description: "Stanford Alpaca: 52,002 instruction/input/output records",
+    url: "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json",
+    archive_member: None,
+    sha256: None,
 };
 
 /// Karpathy's tiny Shakespeare, a larger text for benchmarks and experiments.
@@ -73,11 +100,11 @@ pub const TINY_SHAKESPEARE: DataSet = DataSet {
     description: "1.1 MB of Shakespeare's plays",
     url: "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
     archive_member: None,
-    sha256: "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    sha256: Some("86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
 };
 
 /// Every registered data set.
-pub const ALL: &[DataSet] = &[THE_VERDICT, SMS_SPAM_COLLECTION, INSTRUCTION_DATA, TINY_SHAKESPEARE];
+pub const ALL: &[DataSet] = &[THE_VERDICT, SMS_SPAM_COLLECTION, INSTRUCTION_DATA, ALPACA_DATA, TINY_SHAKESPEARE];
 
 /// The registered data set with this file name.
 pub fn by_name(name: &str) -> Option<&'static DataSet> {
@@ -205,14 +232,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Checks a file against the registry's SHA-256.
+/// Checks a file against the registry's SHA-256 (any file passes for a set without one).
 pub fn verify(set: &DataSet, path: &Path) -> Result<(), DataError> {
+    let Some(expected) = set.sha256 else {
+        return Ok(());
+    };
     let io_error = |source| DataError::Io { path: path.to_path_buf(), source };
     let actual = sha256_hex(File::open(path).map_err(io_error)?).map_err(io_error)?;
-    if actual == set.sha256 {
+    if actual == expected {
         Ok(())
     } else {
-        Err(DataError::ChecksumMismatch { name: set.name, path: path.to_path_buf(), expected: set.sha256, actual })
+        Err(DataError::ChecksumMismatch { name: set.name, path: path.to_path_buf(), expected, actual })
     }
 }
 
@@ -311,23 +341,35 @@ mod tests {
         description: "test",
         url: "http://127.0.0.1:9/unreachable.txt",
         archive_member: None,
-        sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", // "hello"
+        sha256: Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"), // "hello"
     };
 
     #[test]
-    fn registry_has_the_four_data_sets() {
-        assert_eq!(ALL.len(), 4);
+    fn registry_has_the_five_data_sets() {
+        assert_eq!(ALL.len(), 5);
         assert_eq!(by_name("the-verdict.txt"), Some(&THE_VERDICT));
         assert!(by_name("nope").is_none());
         for set in ALL {
-            assert_eq!(set.sha256.len(), 64);
+            assert!(set.sha256.is_none_or(|sha| sha.len() == 64), "{}", set.name);
             assert!(set.url.starts_with("https://"));
         }
+        assert_eq!(ALL.iter().filter(|set| set.sha256.is_none()).count(), 1, "only Alpaca is unpinned");
+    }
+
+    #[test]
+    fn a_url_names_its_cached_file() {
+        let set = DataSet::from_url("https://example.org/data/my-records.json?raw=1");
+        assert_eq!(
+            (set.name, set.url, set.sha256),
+            ("my-records.json", "https://example.org/data/my-records.json?raw=1", None)
+        );
+        assert_eq!(DataSet::from_url("https://example.org/").name, "example.org");
+        assert_eq!(DataSet::from_url("https://").name, "download");
     }
 
     #[test]
     fn sha256_of_known_input() {
-        assert_eq!(sha256_hex(&b"hello"[..]).unwrap(), UNREACHABLE.sha256);
+        assert_eq!(Some(sha256_hex(&b"hello"[..]).unwrap().as_str()), UNREACHABLE.sha256);
     }
 
     #[test]

@@ -54,8 +54,14 @@ fn decode(
 /// Greedy decoding with a key/value cache: the prompt is processed once, then each step
 /// feeds only the newest token. Gives the same tokens as [`generate_text_simple`] with the
 /// model's full context: when the sequence outgrows the context, the cache is refilled from
-/// the last `context_length` tokens, as the uncached loop would crop them.
-pub fn generate_greedy_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<Tensor> {
+/// the last `context_length` tokens, as the uncached loop would crop them. With `eos_id` it
+/// stops, as [`generate`] does, before appending that token to a single sequence.
+pub fn generate_greedy_cached(
+    model: &GptModel,
+    idx: &Tensor,
+    max_new_tokens: i64,
+    eos_id: Option<i64>,
+) -> Result<Tensor> {
     check_prompt(model, idx, max_new_tokens)?;
     let _no_grad = tch::no_grad_guard();
     let (batch, _) = idx.size2()?;
@@ -66,6 +72,9 @@ pub fn generate_greedy_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i6
     let mut sequence = idx.shallow_clone();
     for step in 0..max_new_tokens {
         let idx_next = logits.argmax(-1, true); // (B, 1)
+        if eos_id.is_some_and(|eos| batch == 1 && idx_next.int64_value(&[0, 0]) == eos) {
+            break;
+        }
         tokens.push(idx_next.shallow_clone());
         if step + 1 == max_new_tokens {
             break;
@@ -182,10 +191,20 @@ mod tests {
         let prompt = Tensor::from_slice(&[15496i64, 11, 314, 716, 40, 1101]).view([2, 3]);
         // 3 + 12 tokens: the sequence outgrows the context of 8, so both crop.
         let simple = generate_text_simple(&model, &prompt, 12, cfg.context_length).unwrap();
-        let cached = generate_greedy_cached(&model, &prompt, 12).unwrap();
+        let cached = generate_greedy_cached(&model, &prompt, 12, None).unwrap();
         assert_eq!(simple.size(), [2, 15]);
         assert!(simple.equal(&cached), "{simple:?} vs {cached:?}");
-        assert!(generate_greedy_cached(&model, &prompt, 0).unwrap().equal(&prompt));
+        assert!(generate_greedy_cached(&model, &prompt, 0, None).unwrap().equal(&prompt));
+
+        // An end-of-text stop ends both loops before the same token.
+        let single = prompt.narrow(0, 0, 1);
+        let full = generate_text_simple(&model, &single, 12, cfg.context_length).unwrap();
+        let eos = full.int64_value(&[0, 6]);
+        let greedy_eos = Sampling { eos_id: Some(eos), ..Sampling::GREEDY };
+        let stopped = generate(&model, &single, 12, cfg.context_length, &greedy_eos).unwrap();
+        let first = (3..15).find(|&i| full.int64_value(&[0, i]) == eos).unwrap();
+        assert_eq!(stopped.size(), [1, first]);
+        assert!(generate_greedy_cached(&model, &single, 12, Some(eos)).unwrap().equal(&stopped));
     }
 
     #[test]
@@ -197,7 +216,7 @@ mod tests {
         for (idx, needle) in [(too_long, "context length of 16"), (empty, "no tokens"), (outside, "token id 70000")] {
             for err in [
                 generate_text_simple(&model, &idx, 3, 16).unwrap_err(),
-                generate_greedy_cached(&model, &idx, 3).unwrap_err(),
+                generate_greedy_cached(&model, &idx, 3, None).unwrap_err(),
             ] {
                 let message = err.to_string();
                 assert!(message.starts_with("invalid prompt") && message.contains(needle), "{message}");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tch::{nn::VarStore, Device};
 
+use crate::cli::RunContext;
 use crate::device::seed_everything;
 use crate::gpt::{GptConfig, GptModel};
 use crate::train::{Checkpoint, CheckpointMeta};
@@ -138,4 +139,73 @@ fn checkpoint_config(path: &Path, given: Option<&GptConfig>) -> Result<(GptConfi
     // A state dict without a description takes the given config (its dropout rates, say).
     let config = if meta.is_none() { given.cloned().unwrap_or(config) } else { config };
     Ok((config, meta, description))
+}
+
+/// Where a fine-tuning run's starting model comes from (chapters 6 and 7, appendix E).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Init {
+    /// OpenAI's GPT-2 weights (a book model name, hub id or folder): the book's choice.
+    Gpt2(String),
+    /// A checkpoint of a language model (chapter 5's, say).
+    Checkpoint(PathBuf),
+    /// A new model of this preset or config file, seeded, with the QKV bias of OpenAI's models.
+    Random(String),
+}
+
+impl Init {
+    /// The model on the context's device, every dropout rate set to `drop_rate` when given
+    /// (the fine-tuning chapters use 0). Without OpenAI's weights the error names the other
+    /// starting points.
+    pub fn load(&self, context: &RunContext, drop_rate: Option<f64>) -> Result<LoadedModel> {
+        let source = match self {
+            Self::Gpt2(spec) => ModelSource::Weights(spec.clone()),
+            Self::Checkpoint(path) => ModelSource::checkpoint(path),
+            Self::Random(spec) => {
+                ModelSource::Fresh(GptConfig { qkv_bias: true, ..GptConfig::from_name_or_file(spec)? })
+            }
+        };
+        let loaded = source.load_with_dropout(context.device, context.seed, drop_rate);
+        match (self, loaded) {
+            (Self::Gpt2(spec), Err(err)) => Err(err.context(format!(
+                "OpenAI's GPT-2 weights ({spec}) are needed for this --init; without them, start from a \
+                 checkpoint (--init checkpoint --checkpoint FILE, e.g. chapter 5's) or a randomly initialised \
+                 model (--init random --config NAME|FILE)"
+            ))),
+            (_, loaded) => loaded,
+        }
+    }
+}
+
+/// The `--init`, `--weights`, `--checkpoint` and `--config` flags that choose an [`Init`],
+/// shared by the fine-tuning binaries (a binary may change the `--init` default).
+#[derive(clap::Args, Debug, Clone)]
+pub struct InitArgs {
+    /// Starting model: gpt2 (OpenAI's weights named by --weights), gpt2-small|medium|large|xl (those weights), checkpoint (--checkpoint FILE, e.g. chapter 5's) or random (seeded, --config)
+    #[arg(long, global = true, default_value = "gpt2", value_parser = INIT_CHOICES)]
+    pub init: String,
+    /// With --init gpt2: which weights (gpt2-small|medium|large|xl, a hub id or a folder)
+    #[arg(long, global = true, default_value = "gpt2-small")]
+    pub weights: String,
+    /// With --init checkpoint: the language-model checkpoint to start from
+    #[arg(long, global = true, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// With --init random: a preset or JSON config file
+    #[arg(long, global = true, default_value = "gpt2-small")]
+    pub config: String,
+}
+
+/// The values `--init` takes.
+pub const INIT_CHOICES: [&str; 7] =
+    ["gpt2", "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "checkpoint", "random"];
+
+impl InitArgs {
+    pub fn init(&self) -> Result<Init> {
+        Ok(match (self.init.as_str(), &self.checkpoint) {
+            ("gpt2", _) => Init::Gpt2(self.weights.clone()),
+            ("checkpoint", Some(path)) => Init::Checkpoint(path.clone()),
+            ("checkpoint", None) => anyhow::bail!("--init checkpoint needs --checkpoint FILE"),
+            ("random", _) => Init::Random(self.config.clone()),
+            (preset, _) => Init::Gpt2(preset.to_string()),
+        })
+    }
 }

@@ -56,7 +56,7 @@ fn check_hf_checkpoint(dir: &Path) {
         let n = idx.size()[1];
         for out in [
             generate_text_simple(&model, &idx, 20, weights.config.context_length).unwrap(),
-            generate_greedy_cached(&model, &idx, 20).unwrap(),
+            generate_greedy_cached(&model, &idx, 20, None).unwrap(),
         ] {
             assert_eq!(Vec::<i64>::try_from(out.get(0).narrow(0, n, 20)).unwrap(), greedy, "{name}");
         }

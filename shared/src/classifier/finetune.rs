@@ -19,50 +19,10 @@ use crate::cli::RunContext;
 use crate::device::{device_name, seed_everything};
 use crate::gpt::{GptConfig, GptModel};
 use crate::lora::{apply_lora, lora_state, LoraConfig};
-use crate::model_source::{LoadedModel, ModelSource};
+use crate::model_source::Init;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
 use crate::spam;
 use crate::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
-
-/// Where the classifier's backbone comes from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Init {
-    /// OpenAI's GPT-2 weights (a book model name, hub id or folder): the book's choice.
-    Gpt2(String),
-    /// A checkpoint of a language model (chapter 5's, say).
-    Checkpoint(PathBuf),
-    /// A new model of this preset or config file, seeded.
-    Random(String),
-}
-
-/// The `--init`, `--weights`, `--checkpoint` and `--config` flags that choose an [`Init`],
-/// shared by chapter 6 and appendix E.
-#[derive(clap::Args, Debug, Clone)]
-pub struct InitArgs {
-    /// Backbone: gpt2 (OpenAI's GPT-2 124M), checkpoint (--checkpoint FILE, e.g. chapter 5's) or random (seeded)
-    #[arg(long, global = true, default_value = "gpt2", value_parser = ["gpt2", "checkpoint", "random"])]
-    pub init: String,
-    /// With --init gpt2: which weights (gpt2-small|medium|large|xl, a hub id or a folder)
-    #[arg(long, global = true, default_value = "gpt2-small")]
-    pub weights: String,
-    /// With --init checkpoint: the language-model checkpoint to start from
-    #[arg(long, global = true, value_name = "FILE")]
-    pub checkpoint: Option<PathBuf>,
-    /// With --init random: a preset or JSON config file
-    #[arg(long, global = true, default_value = "gpt2-small")]
-    pub config: String,
-}
-
-impl InitArgs {
-    pub fn init(&self) -> Result<Init> {
-        Ok(match (self.init.as_str(), &self.checkpoint) {
-            ("gpt2", _) => Init::Gpt2(self.weights.clone()),
-            ("checkpoint", Some(path)) => Init::Checkpoint(path.clone()),
-            ("checkpoint", None) => anyhow::bail!("--init checkpoint needs --checkpoint FILE"),
-            _ => Init::Random(self.config.clone()),
-        })
-    }
-}
 
 /// The run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
@@ -147,23 +107,6 @@ pub struct FinetuneReport {
     pub checkpoint: PathBuf,
 }
 
-/// The backbone with the book's fine-tuning dropout of 0.
-fn load_backbone(init: &Init, context: &RunContext) -> Result<LoadedModel> {
-    let source = match init {
-        Init::Gpt2(spec) => ModelSource::Weights(spec.clone()),
-        Init::Checkpoint(path) => ModelSource::checkpoint(path),
-        Init::Random(spec) => ModelSource::Fresh(GptConfig { qkv_bias: true, ..GptConfig::from_name_or_file(spec)? }),
-    };
-    let loaded = source.load_with_dropout(context.device, context.seed, Some(0.0));
-    match (init, loaded) {
-        (Init::Gpt2(_), Err(err)) => Err(err.context(
-            "OpenAI's GPT-2 weights are needed for --init gpt2; without them, fine-tune a chapter 5 checkpoint \
-             (--init checkpoint FILE) or a randomly initialised model (--init random)",
-        )),
-        (_, loaded) => loaded,
-    }
-}
-
 /// Runs the chapter: data, classifier, fine-tuning, accuracies, outputs in the context's
 /// output folder (train/validation/test CSV files, plots, metrics, checkpoint).
 pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneReport> {
@@ -186,7 +129,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         context.out_dir.display()
     ));
 
-    let loaded = load_backbone(&options.init, context)?;
+    let loaded = options.init.load(context, Some(0.0))?;
     let (vs, mut model) = (loaded.vs, loaded.model);
     let context_length = model.cfg.context_length as usize;
     let loaders = data::loaders(&splits, options.max_length, context_length, options.batch_size)?;
@@ -355,7 +298,7 @@ pub fn classifier_from_adapters(
     context: &RunContext,
 ) -> Result<Classifier> {
     let lora = meta.lora.context("the classifier description has no LoRA settings")?;
-    let loaded = load_backbone(init, context)?;
+    let loaded = init.load(context, Some(0.0))?;
     let (vs, mut model) = (loaded.vs, loaded.model);
     seed_everything(context.seed);
     replace_head(&vs, &mut model, meta.num_classes);

@@ -1,6 +1,7 @@
 //! Section 5.2, listing 5.3: `train_model_simple`, with a progress bar, the book's log lines,
 //! and the bookkeeping a checkpoint needs to resume.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -12,6 +13,7 @@ use super::{calc_loss_batch, calc_loss_loader, AdamW, BatchSource};
 use crate::device::seed_everything;
 use crate::generate::generate_text_simple;
 use crate::gpt::GptModel;
+use crate::plot::{Chart, Series, TopAxis, PALETTE};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// The loop's settings (the book's `num_epochs`, `eval_freq`, `eval_iter`, `start_context`).
@@ -74,6 +76,39 @@ pub struct TrainHistory {
     pub train_seconds: f64,
     /// Training tokens per second over the run (evaluations and samples included).
     pub tokens_per_second: f64,
+}
+
+impl TrainHistory {
+    /// Figure 5.12 (and 7.17): training and validation loss against epochs (evaluations
+    /// spread evenly over the epochs, as the book's `torch.linspace(0, num_epochs,
+    /// len(train_losses))`), with the tokens seen on a second axis. Writes nothing when
+    /// there was no evaluation.
+    pub fn plot_losses(&self, path: &Path, epochs: usize) -> Result<()> {
+        let n = self.evaluations.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let xs: Vec<f64> =
+            (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
+        let train: Vec<f64> = self.evaluations.iter().map(|e| e.train_loss).collect();
+        let val: Vec<f64> = self.evaluations.iter().map(|e| e.val_loss).collect();
+        Chart {
+            series: vec![
+                Series { xs: &xs, ys: &train, color: PALETTE[0], label: "Training loss" },
+                Series { xs: &xs, ys: &val, color: PALETTE[1], label: "Validation loss" },
+            ],
+            x_label: "Epochs",
+            y_label: "Loss",
+            top_axis: Some(TopAxis {
+                label: "Tokens seen",
+                from: self.evaluations[0].tokens_seen as f64,
+                to: self.evaluations[n - 1].tokens_seen as f64,
+            }),
+            width: 800,
+            height: 500,
+        }
+        .write_png(path)
+    }
 }
 
 /// Trains `model` for `settings.num_epochs` more epochs from `progress`, evaluating every
