@@ -133,7 +133,7 @@ fn run(cli: Cli) -> Result<()> {
                 (None, None) => bail!("give --classifier FILE or --adapters FILE"),
             };
             if merge {
-                merge_lora(&mut classifier.model);
+                merge_lora(&classifier.vs, &mut classifier.model);
             }
             for text in texts {
                 let meta = &classifier.meta;

@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 torch_dir="$(readlink -f "$root/.libtorch")"
 python="${PYTHON:-$torch_dir/../../../../bin/python}"
 [ -x "$python" ] || { echo "no Python with torch next to $torch_dir; set PYTHON" >&2; exit 1; }
-# The chapter 5-6 scripts tokenize with tiktoken, build Hugging Face checkpoints with
+# The chapter 5-7 scripts tokenize with tiktoken, build Hugging Face checkpoints with
 # transformers and prepare the spam data with pandas; they go into the setup's environment
 # on first use.
 "$python" -c "import tiktoken, transformers, pandas" 2>/dev/null || "$python" -m pip install --quiet tiktoken transformers pandas
@@ -24,6 +24,7 @@ generate gpt_init.py shared/tests/fixtures/gpt124m-init-seed123.json
 generate ch04_gpt.py ch04-gpt/tests/fixtures/pytorch-reference.json
 generate ch05_pretraining.py ch05-pretraining/tests/fixtures/pytorch-reference.json
 generate ch06_classification.py shared/tests/fixtures/spam-reference.json
+generate ch07_instruction.py ch07-instruction/tests/fixtures/pytorch-reference.json
 "$python" -W ignore "$root/scripts/reference/gpt2_fixtures.py" "$root/shared/tests/fixtures" 2>/dev/null
 echo "wrote shared/tests/fixtures/{gpt2-tiny-hf,gpt2-tiny-openai,book-tiny.pth,book-tiny.json}"
 

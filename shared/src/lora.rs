@@ -146,11 +146,13 @@ pub fn apply_lora(vs: &nn::VarStore, model: &mut GptModel, config: LoraConfig) -
     Ok(count)
 }
 
-/// Folds every adapter into its base weight (see [`LinearWithLora::merge`]).
-pub fn merge_lora(model: &mut GptModel) {
+/// Folds every adapter into its base weight (see [`LinearWithLora::merge`]) and drops the
+/// adapters' variables from `vs`, which then saves as a plain model.
+pub fn merge_lora(vs: &nn::VarStore, model: &mut GptModel) {
     for (_, layer) in linear_layers(model) {
         layer.merge();
     }
+    crate::weights::remove_variables(vs, |name| name.contains(".lora."));
 }
 
 /// The adapters' parameters alone (`*.lora.A`, `*.lora.B`), for a small file.

@@ -119,14 +119,7 @@ impl TokenPosition {
 /// must have been built at the root of `vs`. Draws from the global generator (the book
 /// seeds it with 123 first).
 pub fn replace_head(vs: &nn::VarStore, model: &mut GptModel, num_classes: i64) {
-    {
-        let mut variables = vs.variables_.lock().expect("the variable store is not poisoned");
-        for name in ["out_head.weight", "out_head.bias"] {
-            if let Some(old) = variables.named_variables.remove(name) {
-                variables.trainable_variables.retain(|var| var.tensor.data_ptr() != old.data_ptr());
-            }
-        }
-    }
+    crate::weights::remove_variables(vs, |name| name == "out_head.weight" || name == "out_head.bias");
     model.out_head = init::linear(vs.root() / "out_head", model.cfg.emb_dim, num_classes, true).into();
 }
 

@@ -100,6 +100,18 @@ pub fn mask_buffers(cfg: &GptConfig) -> Vec<(String, Tensor)> {
     (0..cfg.n_layers).map(|i| (format!("trf_blocks.{i}.att.mask"), mask.shallow_clone())).collect()
 }
 
+/// Drops every variable of `vs` whose name `remove` picks (a replaced head, merged LoRA
+/// adapters), so that saving `vs` no longer writes it.
+pub fn remove_variables(vs: &VarStore, remove: impl Fn(&str) -> bool) {
+    let mut variables = vs.variables_.lock().expect("the variable store is not poisoned");
+    let names: Vec<String> = variables.named_variables.keys().filter(|name| remove(name)).cloned().collect();
+    for name in names {
+        if let Some(old) = variables.named_variables.remove(&name) {
+            variables.trainable_variables.retain(|var| var.tensor.data_ptr() != old.data_ptr());
+        }
+    }
+}
+
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
     const SHOWN: usize = 8;
     let mut shown: Vec<String> = items.iter().take(SHOWN).map(|i| i.to_string()).collect();

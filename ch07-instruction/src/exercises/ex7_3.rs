@@ -1,0 +1,21 @@
+//! Exercise 7.3: fine-tune on Stanford Alpaca's 52,002 records instead of the book's 1,100,
+//! downloaded from their canonical address (`--data alpaca` on the main run does the same).
+//! The records are longer, so `--allowed-max-length` and `--batch-size` bound the memory.
+
+use shared::cli::RunContext;
+use shared::data::DataLocator;
+use shared::exercise::{Exercise, Report};
+
+use super::{base_options, Comparison, RunSummary};
+use crate::finetune;
+
+pub const EXERCISE: Exercise = Exercise {
+    id: "7.3",
+    summary: "fine-tune on the 52k Stanford Alpaca records (downloaded; mind --allowed-max-length and --batch-size)",
+    run: |context| {
+        let data = DataLocator { explicit: Some("alpaca".into()), ..context.data.clone() };
+        let context = RunContext { data, ..context.clone() };
+        let report = finetune::run(&context, &base_options())?;
+        Report::new(&Comparison { runs: vec![RunSummary::new("Stanford Alpaca", &report, context.out_dir)] })
+    },
+};
