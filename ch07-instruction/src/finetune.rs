@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::cli::RunContext;
 use shared::device::{device_name, seed_everything};
-use shared::lora::{apply_lora, merge_lora, LoraConfig};
+use shared::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
 use shared::model_source::{Init, LoadedModel, ModelSource};
 use shared::train::{
     calc_loss_loader, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainHistory, TrainProgress,
@@ -179,11 +179,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let trainable_parameters = match options.lora {
         Some(lora) => {
             let count = apply_lora(&vs, &mut model, lora)?;
-            say(format!(
-                "Total trainable parameters before: {total_parameters}\nTotal trainable parameters after: 0\n\
-                 Total trainable LoRA parameters: {count} (rank {}, alpha {})",
-                lora.rank, lora.alpha
-            ));
+            say(counts_text(total_parameters, count, lora));
             count
         }
         None => total_parameters,

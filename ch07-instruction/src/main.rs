@@ -110,10 +110,10 @@ struct ModelArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: PathBuf,
     /// Prompt style [default: the one the checkpoint was trained with, else alpaca]
-    #[arg(long = "prompt-template", value_enum)]
+    #[arg(long, value_enum)]
     template: Option<TemplateKind>,
     /// Longest response
-    #[arg(long = "response-tokens", default_value_t = MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = MAX_NEW_TOKENS)]
     max_new_tokens: i64,
 }
 
@@ -162,7 +162,7 @@ enum Command {
         #[arg(long, default_value = judge::DEFAULT_HOST, value_name = "URL")]
         host: String,
         /// The prompt style shown to the judge
-        #[arg(long = "prompt-template", value_enum, default_value = "alpaca")]
+        #[arg(long, value_enum, default_value = "alpaca")]
         template: TemplateKind,
     },
 }

@@ -266,17 +266,22 @@ fn a_small_fine_tune_matches_the_book_code_and_lowers_the_validation_loss() {
     assert_eq!(again, responses[0]);
 }
 
-#[test]
-fn lora_trains_only_the_adapters_and_saves_a_plain_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = FinetuneOptions {
-        init: small_config(dir.path()),
+/// One epoch on the first 40 records, no responses: for comparing settings.
+fn quick_options(dir: &std::path::Path) -> FinetuneOptions {
+    FinetuneOptions {
+        init: small_config(dir),
         limit: Some(40),
         epochs: 1,
         responses: false,
         verbose: false,
         ..FinetuneOptions::default()
-    };
+    }
+}
+
+#[test]
+fn lora_trains_only_the_adapters_and_saves_a_plain_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = quick_options(dir.path());
     let context = test_context(dir.path(), "ex7_4");
     let comparison = {
         let _rng = global_rng_lock();
@@ -298,14 +303,7 @@ fn lora_trains_only_the_adapters_and_saves_a_plain_model() {
 #[test]
 fn the_phi3_and_masked_variants_train_on_their_own_examples() {
     let dir = tempfile::tempdir().unwrap();
-    let base = FinetuneOptions {
-        init: small_config(dir.path()),
-        limit: Some(40),
-        epochs: 1,
-        responses: false,
-        verbose: false,
-        ..FinetuneOptions::default()
-    };
+    let base = quick_options(dir.path());
     let context = test_context(dir.path(), "variants");
     let _rng = global_rng_lock();
     let phi3 = exercises::compare(&context, &base, "Phi-3", |o| o.template = TemplateKind::Phi3).unwrap();
@@ -334,4 +332,30 @@ fn malformed_records_are_reported_with_their_index() {
         records::parse(r#"[{"instruction": "a", "input": "", "output": "b", "id": 4, "model_response": "c"}]"#)
             .unwrap();
     assert_eq!(parsed[0].model_response.as_deref(), Some("c"));
+}
+
+#[test]
+fn data_names_resolve_to_alpaca_a_url_or_the_book_data() {
+    use shared::data::{DataLocator, ALPACA_DATA};
+    let cache = tempfile::tempdir().unwrap();
+    let locator = |explicit: Option<&str>| DataLocator {
+        explicit: explicit.map(Into::into),
+        data_dir: None,
+        cache_dir: cache.path().to_path_buf(),
+        allow_download: false,
+    };
+    // Offline, each names the file it needs and where it comes from.
+    let err = records::locate(&locator(Some("alpaca"))).unwrap_err().to_string();
+    assert!(err.contains("alpaca_data.json") && err.contains(ALPACA_DATA.url), "{err}");
+    let err = records::locate(&locator(Some("https://example.org/data/mine.json"))).unwrap_err().to_string();
+    assert!(err.contains("mine.json") && err.contains("https://example.org/data/mine.json"), "{err}");
+    let err = records::locate(&locator(None)).unwrap_err().to_string();
+    assert!(err.contains("instruction-data.json") && err.contains("LLMS_DATA_DIR"), "{err}");
+    // Alpaca's file is not pinned to a checksum: a copy in the cache is used as it is.
+    let cached = cache.path().join("alpaca_data.json");
+    std::fs::write(&cached, r#"[{"instruction": "a", "input": "", "output": "b"}]"#).unwrap();
+    assert_eq!(records::locate(&locator(Some("alpaca"))).unwrap(), cached);
+    assert_eq!(records::load(&cached).unwrap().len(), 1);
+    // Anything else is a file.
+    assert_eq!(records::locate(&locator(Some(cached.to_str().unwrap()))).unwrap(), cached);
 }

@@ -17,7 +17,7 @@
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
 //! | [`lora`] | E | LoRA adapters on every linear layer, merging, adapter-only state |
-//! | [`model_source`] | 5-7 | `--checkpoint`, `--weights` or a fresh seeded model, for every command that takes a model |
+//! | [`model_source`] | 5-7 | `--checkpoint`, `--weights` or a fresh seeded model, for every command that takes a model; the fine-tuning runs' `--init` |
 //! | [`classifier`] | 6 | padded classification data, the 2-class head, freezing, loss and accuracy, `train_classifier_simple` |
 //! | [`plot`] | 4, 5 | PNG line charts |
 //! | [`spam`] | 6.2 | the SMS Spam Collection: pandas-compatible parsing, numpy-identical balancing and split, CSV files |

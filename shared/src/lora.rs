@@ -146,6 +146,16 @@ pub fn apply_lora(vs: &nn::VarStore, model: &mut GptModel, config: LoraConfig) -
     Ok(count)
 }
 
+/// The book's lines on trainable parameters around [`apply_lora`]: `before` them, none once
+/// frozen, and the adapters' (appendix E, exercise 7.4).
+pub fn counts_text(before: i64, adapters: i64, config: LoraConfig) -> String {
+    format!(
+        "Total trainable parameters before: {before}\nTotal trainable parameters after: 0\n\
+         Total trainable LoRA parameters: {adapters} (rank {}, alpha {})",
+        config.rank, config.alpha
+    )
+}
+
 /// Folds every adapter into its base weight (see [`LinearWithLora::merge`]) and drops the
 /// adapters' variables from `vs`, which then saves as a plain model.
 pub fn merge_lora(vs: &nn::VarStore, model: &mut GptModel) {

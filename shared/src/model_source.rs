@@ -1,6 +1,7 @@
 //! Where a model's weights come from, for every command that takes a model: a checkpoint
 //! of ours or a book `model.pth` (`--checkpoint`), OpenAI's GPT-2 (`--weights`), or a freshly
-//! initialised model of a given config (seeded, as the book's `torch.manual_seed(123)`).
+//! initialised model of a given config (seeded, as the book's `torch.manual_seed(123)`); and
+//! the fine-tuning chapters' starting point ([`Init`], chosen by the `--init` flags).
 
 use std::path::{Path, PathBuf};
 

@@ -18,11 +18,11 @@ use super::{
 use crate::cli::RunContext;
 use crate::device::{device_name, seed_everything};
 use crate::gpt::{GptConfig, GptModel};
-use crate::lora::{apply_lora, lora_state, LoraConfig};
+use crate::lora::{apply_lora, counts_text, lora_state, LoraConfig};
 use crate::model_source::Init;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
 use crate::spam;
-use crate::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+use crate::train::{write_loss_plot, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 
 /// The run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
@@ -143,11 +143,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let trainable_parameters = match options.lora {
         Some(lora) => {
             let count = apply_lora(&vs, &mut model, lora)?;
-            say(format!(
-                "Total trainable parameters before: {total_parameters}\nTotal trainable parameters after: 0\n\
-                 Total trainable LoRA parameters: {count} (rank {}, alpha {})",
-                lora.rank, lora.alpha
-            ));
+            say(counts_text(total_parameters, count, lora));
             count
         }
         None => {
@@ -324,27 +320,11 @@ pub fn evaluate(classifier: &Classifier, context: &RunContext) -> Result<Accurac
 /// Figure 6.16 and 6.17: losses and accuracies against epochs.
 fn plot(out_dir: &Path, report: &FinetuneReport) -> Result<()> {
     let history = &report.history;
-    let epochs = report.options.epochs as f64;
-    let spread = |n: usize| -> Vec<f64> {
-        (0..n).map(|i| if n <= 1 { epochs } else { epochs * i as f64 / (n - 1) as f64 }).collect()
-    };
-    if !history.evaluations.is_empty() {
-        let xs = spread(history.evaluations.len());
+    if let (Some(first), Some(last)) = (history.evaluations.first(), history.evaluations.last()) {
         let train: Vec<f64> = history.evaluations.iter().map(|e| e.train_loss).collect();
         let val: Vec<f64> = history.evaluations.iter().map(|e| e.val_loss).collect();
-        let seen = |i: usize| history.evaluations[i].examples_seen as f64;
-        Chart {
-            series: vec![
-                Series { xs: &xs, ys: &train, color: PALETTE[0], label: "Training loss" },
-                Series { xs: &xs, ys: &val, color: PALETTE[1], label: "Validation loss" },
-            ],
-            x_label: "Epochs",
-            y_label: "Loss",
-            top_axis: Some(TopAxis { label: "Examples seen", from: seen(0), to: seen(history.evaluations.len() - 1) }),
-            width: 800,
-            height: 500,
-        }
-        .write_png(&out_dir.join("loss-plot.png"))?;
+        let seen = TopAxis { label: "Examples seen", from: first.examples_seen as f64, to: last.examples_seen as f64 };
+        write_loss_plot(&out_dir.join("loss-plot.png"), report.options.epochs, &train, &val, seen)?;
     }
     if !history.train_accuracies.is_empty() {
         let xs: Vec<f64> = (1..=history.train_accuracies.len()).map(|e| e as f64).collect();

@@ -79,36 +79,36 @@ pub struct TrainHistory {
 }
 
 impl TrainHistory {
-    /// Figure 5.12 (and 7.17): training and validation loss against epochs (evaluations
-    /// spread evenly over the epochs, as the book's `torch.linspace(0, num_epochs,
-    /// len(train_losses))`), with the tokens seen on a second axis. Writes nothing when
-    /// there was no evaluation.
+    /// Figure 5.12 (and 7.17): the losses against epochs with the tokens seen on a second axis.
     pub fn plot_losses(&self, path: &Path, epochs: usize) -> Result<()> {
-        let n = self.evaluations.len();
-        if n == 0 {
+        let (Some(first), Some(last)) = (self.evaluations.first(), self.evaluations.last()) else {
             return Ok(());
-        }
-        let xs: Vec<f64> =
-            (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
+        };
         let train: Vec<f64> = self.evaluations.iter().map(|e| e.train_loss).collect();
         let val: Vec<f64> = self.evaluations.iter().map(|e| e.val_loss).collect();
-        Chart {
-            series: vec![
-                Series { xs: &xs, ys: &train, color: PALETTE[0], label: "Training loss" },
-                Series { xs: &xs, ys: &val, color: PALETTE[1], label: "Validation loss" },
-            ],
-            x_label: "Epochs",
-            y_label: "Loss",
-            top_axis: Some(TopAxis {
-                label: "Tokens seen",
-                from: self.evaluations[0].tokens_seen as f64,
-                to: self.evaluations[n - 1].tokens_seen as f64,
-            }),
-            width: 800,
-            height: 500,
-        }
-        .write_png(path)
+        let seen = TopAxis { label: "Tokens seen", from: first.tokens_seen as f64, to: last.tokens_seen as f64 };
+        write_loss_plot(path, epochs, &train, &val, seen)
     }
+}
+
+/// Training and validation losses against epochs (the evaluations spread evenly over
+/// `epochs`, as the book's `torch.linspace(0, num_epochs, len(train_losses))`), with what was
+/// seen (tokens, examples) on the top axis: figures 5.12, 6.16 and 7.17.
+pub fn write_loss_plot(path: &Path, epochs: usize, train: &[f64], val: &[f64], seen: TopAxis) -> Result<()> {
+    let n = train.len();
+    let xs: Vec<f64> = (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
+    Chart {
+        series: vec![
+            Series { xs: &xs, ys: train, color: PALETTE[0], label: "Training loss" },
+            Series { xs: &xs, ys: val, color: PALETTE[1], label: "Validation loss" },
+        ],
+        x_label: "Epochs",
+        y_label: "Loss",
+        top_axis: Some(seen),
+        width: 800,
+        height: 500,
+    }
+    .write_png(path)
 }
 
 /// Trains `model` for `settings.num_epochs` more epochs from `progress`, evaluating every

@@ -9,7 +9,8 @@ mod loss;
 pub use adamw::{AdamW, AdamWConfig};
 pub use checkpoint::{Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 pub use loop_::{
-    progress_bar, sample_text, train_model_simple, Evaluation, TrainHistory, TrainProgress, TrainSettings,
+    progress_bar, sample_text, train_model_simple, write_loss_plot, Evaluation, TrainHistory, TrainProgress,
+    TrainSettings,
 };
 pub use loss::{
     calc_loss_batch, calc_loss_loader, cross_entropy, mean_over_batches, perplexity, BatchSource, IGNORE_INDEX,

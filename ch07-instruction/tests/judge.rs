@@ -1,0 +1,97 @@
+//! The Ollama client against a local test server on 127.0.0.1 that speaks the same API:
+//! `POST /api/chat`, replies streamed as JSON lines in chunks, and errors.
+
+mod common;
+
+use std::net::TcpListener;
+
+use ch07_instruction::judge::{parse_score, score_responses, scoring_prompt, OllamaClient};
+use ch07_instruction::records::InstructionRecord;
+use ch07_instruction::template::Alpaca;
+use common::{serve, Reply};
+
+fn answered(output: &str, response: &str) -> InstructionRecord {
+    InstructionRecord {
+        model_response: Some(response.to_string()),
+        ..InstructionRecord::new("Name a planet.", "", output)
+    }
+}
+
+#[test]
+fn scores_are_streamed_joined_and_parsed_and_bad_ones_reported() {
+    let (url, requests) = serve(vec![
+        Reply::Stream(vec!["8", "5"]),
+        Reply::Stream(vec!["Score: ", "good"]),
+        Reply::Stream(vec![" 40\n"]),
+    ]);
+    let records = [answered("Mars.", "Mars."), answered("Venus.", "A planet."), answered("Earth.", "Earth, maybe.")];
+    let client = OllamaClient::new(&url, "llama3");
+    let mut seen = 0;
+    let report = score_responses(&client, &Alpaca, &records, |_| seen += 1).unwrap();
+    assert_eq!(seen, 3);
+    let scores: Vec<Option<i64>> = report.scores.iter().map(|s| s.score).collect();
+    assert_eq!(scores, [Some(85), None, Some(40)]);
+    assert_eq!(report.average, Some(62.5));
+    assert_eq!(report.scores[1].reply, "Score: good");
+    let text = report.to_string();
+    assert!(text.contains("Number of scores: 2 of 3"), "{text}");
+    assert!(text.contains("Could not convert the score of record 1: \"Score: good\""), "{text}");
+    assert!(text.contains("Average score: 62.50"), "{text}");
+
+    // The requests: the book's prompt and options, on /api/chat.
+    let (path, body) = requests.recv().unwrap();
+    assert_eq!(path, "/api/chat");
+    assert_eq!(body["model"], "llama3");
+    assert_eq!(body["messages"][0]["role"], "user");
+    assert_eq!(body["messages"][0]["content"], scoring_prompt(&Alpaca, &records[0]));
+    assert_eq!(body["options"], serde_json::json!({"seed": 123, "temperature": 0, "num_ctx": 2048}));
+    let prompt = scoring_prompt(&Alpaca, &records[0]);
+    assert!(prompt.starts_with("Given the input `Below is an instruction"), "{prompt}");
+    assert!(prompt.ends_with("and correct output `Mars.`, score the model response `Mars.` on a scale from 0 to 100, where 100 is the best score. Respond with the integer number only."), "{prompt}");
+}
+
+#[test]
+fn server_errors_are_clear() {
+    let (url, _requests) = serve(vec![
+        Reply::Status(500, r#"{"error":"the runner crashed"}"#),
+        Reply::Status(404, r#"{"error":"model \"llama3\" not found, try pulling it first"}"#),
+        Reply::StreamError("out of memory"),
+    ]);
+    let client = OllamaClient::new(&url, "llama3");
+    let err = client.chat("hi").unwrap_err().to_string();
+    assert!(err.contains("500") && err.contains("the runner crashed"), "{err}");
+    let err = client.chat("hi").unwrap_err().to_string();
+    assert!(err.contains("404") && err.contains("ollama pull llama3"), "{err}");
+    let err = client.chat("hi").unwrap_err().to_string();
+    assert!(err.contains("reported an error: out of memory"), "{err}");
+}
+
+#[test]
+fn no_server_says_how_to_start_one() {
+    // A port that was just free: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = OllamaClient::new(&format!("http://127.0.0.1:{port}"), "llama3");
+    let err = client.chat("hi").unwrap_err().to_string();
+    for needle in ["no Ollama server answers", "ollama serve", "ollama pull llama3", "--host"] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+}
+
+#[test]
+fn records_without_a_response_are_refused() {
+    let client = OllamaClient::new("http://127.0.0.1:9", "llama3");
+    let records = [answered("Mars.", "Mars."), InstructionRecord::new("a", "", "b")];
+    let err = score_responses(&client, &Alpaca, &records, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("record 1 has no model_response"), "{err}");
+}
+
+#[test]
+fn scores_are_read_as_python_int_reads_them() {
+    assert_eq!(parse_score("85"), Some(85));
+    assert_eq!(parse_score(" 85\n"), Some(85));
+    assert_eq!(parse_score("+7"), Some(7));
+    assert_eq!(parse_score("-3"), Some(-3));
+    for bad in ["85.0", "Score: 85", "", "eighty", "8 5", "+"] {
+        assert_eq!(parse_score(bad), None, "{bad:?}");
+    }
+}
