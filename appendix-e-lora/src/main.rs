@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use appendix_e_lora::{counts, exercises};
 use clap::{Args, Parser, Subcommand};
 use shared::classifier::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport};
@@ -149,9 +149,7 @@ fn run(cli: Cli) -> Result<()> {
 /// The padding length the run used, from the classifier description beside the adapters.
 fn max_length_beside(adapters: &std::path::Path) -> Result<usize> {
     let path = adapters.with_file_name("classifier.classifier.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("cannot read {} (written beside the adapters by the run): {e}", path.display()))?;
-    let meta: ClassifierMeta = serde_json::from_str(&text)?;
+    let meta = ClassifierMeta::read(&path).context("the run writes it beside the adapters")?;
     Ok(meta.max_length)
 }
 

@@ -64,7 +64,21 @@ fn median_ms(device: Device, repeats: usize, f: impl FnMut()) -> f64 {
 /// Times every variant in every dtype, handing each row to `on_row` as soon as it is measured.
 pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&BenchRow)) -> Result<BenchTable> {
     ensure!(config.batch > 0 && config.tokens > 0 && config.repeats > 0, "batch, tokens and repeats must be positive");
+    ensure!(config.emb_dim > 0 && config.heads > 0, "emb-dim and heads must be positive");
     ensure!(config.emb_dim % config.heads == 0, "emb_dim must be divisible by heads");
+    // The book's module materialises (batch, heads, tokens, tokens) float32 scores.
+    let scores = [config.batch, config.heads, config.tokens, config.tokens, 4]
+        .iter()
+        .try_fold(1i64, |acc, &n| acc.checked_mul(n));
+    let available = shared::device::system_memory_bytes().unwrap_or(i64::MAX);
+    ensure!(
+        scores.is_some_and(|bytes| bytes <= available),
+        "batch {} x {} heads x {} x {} tokens of attention scores do not fit in this machine's memory",
+        config.batch,
+        config.heads,
+        config.tokens,
+        config.tokens
+    );
     let mut rows = Vec::new();
     for &dtype in &config.dtypes {
         seed_everything(123);

@@ -57,3 +57,20 @@ fn bad_input_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("divisible"));
 }
+
+#[test]
+fn bench_with_impossible_sizes_is_a_clear_error() {
+    for (flags, needle) in [
+        (&["--heads", "0"][..], "emb-dim and heads must be positive"),
+        (&["--emb-dim", "0"][..], "emb-dim and heads must be positive"),
+        (&["--heads", "5"][..], "emb_dim must be divisible by heads"),
+        (&["--tokens", "4000000000"][..], "do not fit in this machine's memory"),
+    ] {
+        let output = ch03(&[&["--device", "cpu", "bench"][..], flags].concat());
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && message.starts_with("error: ") && message.contains(needle),
+            "{flags:?}: {message}"
+        );
+    }
+}

@@ -6,7 +6,7 @@ use serde::Serialize;
 use shared::generate::{generate, Sampling};
 use shared::gpt::GptModel;
 use shared::tokenizer::Gpt2Tokenizer;
-use shared::train::{calc_loss_loader, perplexity};
+use shared::train::{calc_loss_loader, check_token_ids, perplexity};
 use tch::{Device, Tensor};
 
 use crate::pretrain::loaders;
@@ -60,6 +60,7 @@ pub fn text_losses(
         model.cfg.context_length
     );
     let (train, val) = loaders(text, train_ratio, context_length, 2)?;
+    check_token_ids(model, &[("training", &train), ("validation", &val)])?;
     let device = model.tok_emb.ws.device();
     shared::device::seed_everything(seed);
     let train_loss = calc_loss_loader(model, &train, None, device);
@@ -94,6 +95,7 @@ pub fn file_loss(model: &GptModel, text: &str, context_length: usize) -> Result<
     let dataset = shared::dataset::GptDataset::from_text(text, context_length, context_length)?;
     ensure!(!dataset.is_empty(), "the text is too short for a context of {context_length} tokens");
     let loader = shared::dataset::DataLoader::new(dataset, 2, false, false)?;
+    check_token_ids(model, &[("file's", &loader)])?;
     let loss = calc_loss_loader(model, &loader, None, model.tok_emb.ws.device());
     Ok(FileLoss { loss, perplexity: perplexity(loss), batches: loader.len(), context_length })
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use ch05_pretraining::check_run;
 use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
@@ -76,6 +77,19 @@ enum Command {
         /// Top-k values to try (0 = no top-k filter)
         #[arg(long, value_delimiter = ',', default_values_t = [3, 25, 0])]
         top_ks: Vec<i64>,
+    },
+    /// Compare a main run's metrics.json with the book's PyTorch code run the same way
+    /// (reference/pytorch-main-run.json): every logged loss and sample, and the largest difference
+    CheckRun {
+        /// The run's metrics [default: metrics.json in the output folder]
+        #[arg(value_name = "METRICS_JSON")]
+        metrics: Option<PathBuf>,
+        /// The largest loss difference that counts as the same
+        #[arg(long, default_value_t = 1e-5)]
+        tolerance: f64,
+        /// Print the comparison as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Exercise 5.6: GPT-2 small and a larger GPT-2 on the same prompt
     CompareModels {
@@ -256,6 +270,17 @@ fn run(cli: Cli) -> Result<()> {
                 context.seed,
             )?;
             println!("{sweep}");
+            Ok(())
+        }
+        Some(Command::CheckRun { metrics, tolerance, json }) => {
+            let metrics = metrics.unwrap_or_else(|| context.out_dir.join("metrics.json"));
+            let check = check_run::check_file(&metrics, &check_run::Reference::book(), tolerance)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&check)?);
+            } else {
+                println!("{check}");
+            }
+            anyhow::ensure!(check.passed(), "{} differs from the PyTorch reference", metrics.display());
             Ok(())
         }
         Some(Command::CompareModels { model, base, prompt, max_new_tokens }) => {

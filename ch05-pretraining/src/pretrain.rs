@@ -11,8 +11,8 @@ use shared::dataset::{DataLoader, GptDataset};
 use shared::device::{device_name, seed_everything};
 use shared::gpt::{GptConfig, GptModel};
 use shared::train::{
-    calc_loss_loader, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainHistory, TrainProgress,
-    TrainSettings, CHECKPOINT_FORMAT,
+    calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
+    TrainHistory, TrainProgress, TrainSettings, CHECKPOINT_FORMAT,
 };
 use tch::nn::VarStore;
 
@@ -127,6 +127,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         (None, None) => book_config(),
     };
     config.validate()?;
+    context.create_out_dir()?;
     let context_tokens = config.context_length as usize;
     let (train_loader, val_loader) = loaders(text, options.train_ratio, context_tokens, options.batch_size)?;
     let say = |line: String| {
@@ -148,6 +149,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         seed_everything(context.seed);
         let vs = VarStore::new(device);
         let model = GptModel::new(&vs.root(), &config)?;
+        check_token_ids(&model, &[("training", &train_loader), ("validation", &val_loader)])?;
         seed_everything(context.seed);
         let train_loss = calc_loss_loader(&model, &train_loader, None, device);
         let val_loss = calc_loss_loader(&model, &val_loader, None, device);
@@ -195,17 +197,10 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         epoch_seed,
         verbose: options.verbose,
     };
-    let history =
-        train_model_simple(&model, &mut optimizer, &train_loader, &val_loader, &settings, &mut progress, device)?;
-    say(format!(
-        "Training completed in {:.2} minutes ({:.0} tokens/s)",
-        history.train_seconds / 60.0,
-        history.tokens_per_second
-    ));
-
-    std::fs::create_dir_all(&context.out_dir).with_context(|| format!("creating {}", context.out_dir.display()))?;
+    // After every epoch the checkpoint is replaced (each file written under a temporary name,
+    // then renamed), so a run killed midway can resume from its last complete epoch.
     let checkpoint = Checkpoint::at(&context.out_dir.join("checkpoint"));
-    let meta = CheckpointMeta {
+    let meta = |progress: &TrainProgress, optimizer: &AdamW| CheckpointMeta {
         format: CHECKPOINT_FORMAT,
         config: config.clone(),
         epoch: progress.epoch,
@@ -215,7 +210,26 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         seed: context.seed,
         epoch_seed,
     };
-    checkpoint.save(&vs, Some(&optimizer), &meta)?;
+    let mut save =
+        |progress: &TrainProgress, optimizer: &AdamW| checkpoint.save(&vs, Some(optimizer), &meta(progress, optimizer));
+    let history = train_model_simple(
+        &model,
+        &mut optimizer,
+        &train_loader,
+        &val_loader,
+        &settings,
+        &mut progress,
+        device,
+        &mut save,
+    )?;
+    say(format!(
+        "Training completed in {:.2} minutes ({:.0} tokens/s)",
+        history.train_seconds / 60.0,
+        history.tokens_per_second
+    ));
+    if options.epochs == 0 {
+        checkpoint.save(&vs, Some(&optimizer), &meta(&progress, &optimizer))?;
+    }
     let report = PretrainReport {
         config,
         device: device_name(device),

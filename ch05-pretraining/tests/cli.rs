@@ -156,6 +156,34 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["generate", "--checkpoint", corrupt.to_str().unwrap()], "not a valid safetensors file");
     let output = ch05(&["--bogus-flag"]);
     assert!(!output.status.success() && stderr(&output).contains("--bogus-flag"));
+    // A huge --max-new-tokens is refused with the limit, not an allocation failure.
+    fails_with(
+        &["generate", "--weights", &weights, "--max-new-tokens", &i64::MAX.to_string()],
+        "max_new_tokens must be between 0 and 2097152",
+    );
+    // A vocabulary smaller than GPT-2's cannot read The Verdict's token ids: training and
+    // evaluation say so before the first forward pass.
+    let small = dir.path().join("small-vocab.json");
+    shared::gpt::GptConfig { vocab_size: 1000, context_length: 32, ..shared::gpt::GptConfig::tiny() }
+        .save(&small)
+        .unwrap();
+    let small = small.to_str().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    fails_with(&["--out-dir", out, "train", "--config", small], "outside the model's vocabulary of 1000 ids");
+    fails_with(
+        &["--out-dir", out, "train", "--config", small, "--no-initial-losses"],
+        "outside the model's vocabulary of 1000 ids",
+    );
+    fails_with(&["eval", "--config", small, "--context-length", "32"], "outside the model's vocabulary of 1000 ids");
+    // Sizes that cannot fit are refused with the number.
+    let huge = dir.path().join("huge.json");
+    std::fs::write(
+        &huge,
+        r#"{"vocab_size": 50257, "context_length": 4000000, "emb_dim": 32, "n_heads": 4, "n_layers": 2, "drop_rate": 0.1, "qkv_bias": false}"#,
+    )
+    .unwrap();
+    fails_with(&["generate", "--config", huge.to_str().unwrap()], "context_length is 4000000, more than the largest");
 }
 
 #[test]
@@ -204,4 +232,36 @@ fn resuming_with_another_config_is_refused() {
     // The checkpoint generates, with its own config.
     let output = ch05(&["generate", "--checkpoint", resume, "--max-new-tokens", "2"]);
     assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn check_run_compares_metrics_with_the_pytorch_reference() {
+    let reference: serde_json::Value = serde_json::from_str(ch05_pretraining::check_run::REFERENCE).unwrap();
+    // A metrics.json with the reference's numbers, in the layout the run writes.
+    let metrics = serde_json::json!({
+        "config": reference["config"],
+        "initial_train_loss": reference["initial_train_loss"],
+        "initial_val_loss": reference["initial_val_loss"],
+        "history": {"evaluations": reference["evaluations"], "samples": reference["samples"]},
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.json");
+    std::fs::write(&path, metrics.to_string()).unwrap();
+    let output = ch05(&["check-run", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("Losses: 38 of 38 within 1e-5") && stdout.contains("Samples: 10 of 10 identical"),
+        "{stdout}"
+    );
+    // The default is metrics.json in the output folder; a loss that moved fails the check.
+    let mut moved = metrics.clone();
+    moved["history"]["evaluations"][17]["train_loss"] = serde_json::json!(0.5);
+    std::fs::write(&path, moved.to_string()).unwrap();
+    let output = ch05(&["--out-dir", dir.path().to_str().unwrap(), "check-run"]);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(stdout.contains("37 of 38") && stdout.contains("training loss at step 85"), "{stdout}");
+    assert!(stderr(&output).contains("differs from the PyTorch reference"));
+    fails_with(&["check-run", "/no/such/metrics.json"], "cannot read /no/such/metrics.json");
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use ch06_classification::exercises;
 use clap::{Args, Parser, Subcommand};
+use shared::classifier::data::Padding;
 use shared::classifier::finetune::{self, FinetuneOptions};
 use shared::classifier::{classify, TokenPosition, Trainable};
 use shared::cli::{self, CommonArgs};
@@ -17,7 +18,8 @@ use shared::model_source::InitArgs;
 /// fine-tunes GPT-2 124M (the last block, the final norm and a new 2-class head) to tell spam
 /// from ham on the balanced SMS Spam Collection, and writes the splits, plots, metrics and
 /// the classifier to the output folder. The run's flags are also the exercises' settings:
-/// --max-length 1024 (6.1), --trainable all (6.2), --position first (6.3).
+/// --max-length context (6.1), --trainable all (6.2), --position first (6.3); `exercise 6.N`
+/// runs the main setting and the exercise's from these flags (--init, --config, --limit, ...).
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -33,9 +35,12 @@ struct Cli {
 struct RunArgs {
     #[command(flatten)]
     backbone: InitArgs,
-    /// Pad and cut texts to this many tokens [default: the longest training text]
-    #[arg(long)]
-    max_length: Option<usize>,
+    /// Pad and cut texts to: longest (the longest training text, as the book), context (the model's context, exercise 6.1) or a number of tokens
+    #[arg(long, default_value = "longest", value_name = "longest|context|N")]
+    max_length: Padding,
+    /// Use only the first N messages of each split (a quick experiment)
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Which parameters to train
     #[arg(long, value_enum, default_value = "last-block")]
     trainable: Trainable,
@@ -61,7 +66,8 @@ impl RunArgs {
         let init = self.backbone.init()?;
         Ok(FinetuneOptions {
             init,
-            max_length: self.max_length,
+            padding: self.max_length,
+            limit: self.limit,
             trainable: self.trainable,
             position: self.position,
             epochs: self.epochs,
@@ -105,7 +111,13 @@ fn run(cli: Cli) -> Result<()> {
         None => {
             finetune::run(&context, &cli.run.options()?)?;
         }
-        Some(Command::Exercises(command)) => command.run(exercises::ALL, &context)?,
+        Some(Command::Exercises(command)) => {
+            if let ExerciseCommand::Exercise { json, .. } = command {
+                // With --json, stdout carries the result alone.
+                exercises::BASE_OPTIONS.set(FinetuneOptions { verbose: !json, ..cli.run.options()? });
+            }
+            command.run(exercises::ALL, &context)?
+        }
         Some(Command::Classify { checkpoint, texts }) => {
             let classifier = finetune::load_classifier(&checkpoint, context.device)?;
             for text in texts {

@@ -66,19 +66,28 @@ fn accuracy_counts_correct_predictions_at_the_chosen_position() {
     let loader =
         ClassificationLoader::new(ClassificationDataset::new(&messages, None).unwrap(), 4, false, false).unwrap();
     for position in [TokenPosition::Last, TokenPosition::First] {
-        let accuracy = calc_accuracy_loader(&model, &loader, None, position, Device::Cpu);
-        // The same count by hand.
-        let mut correct = 0;
+        // The same count by hand, batch by batch.
+        let mut correct = Vec::new();
         for batch in loader.batches() {
             let logits =
                 model.forward_t(&batch.inputs, false).select(1, if position == TokenPosition::Last { -1 } else { 0 });
-            correct += logits.argmax(-1, false).eq_tensor(&batch.targets).sum(Kind::Int64).int64_value(&[]);
+            correct.push(logits.argmax(-1, false).eq_tensor(&batch.targets).sum(Kind::Int64).int64_value(&[]));
         }
-        assert_eq!(accuracy, correct as f64 / 6.0);
+        let accuracy = calc_accuracy_loader(&model, &loader, None, position, Device::Cpu);
+        assert_eq!(accuracy, correct.iter().sum::<i64>() as f64 / 6.0);
+        // The first batch alone: its 4 examples only.
+        let first = calc_accuracy_loader(&model, &loader, Some(1), position, Device::Cpu);
+        assert_eq!(first, correct[0] as f64 / 4.0);
     }
-    // The first batch alone.
-    let first = calc_accuracy_loader(&model, &loader, Some(1), TokenPosition::Last, Device::Cpu);
-    assert!((0.0..=1.0).contains(&first));
+    // Labels the model cannot predict all at once: flipping them changes the count.
+    let flipped: Vec<Message> = messages.iter().map(|m| message(1 - m.label, &m.text)).collect();
+    let flipped =
+        ClassificationLoader::new(ClassificationDataset::new(&flipped, None).unwrap(), 4, false, false).unwrap();
+    let (a, b) = (
+        calc_accuracy_loader(&model, &loader, None, TokenPosition::Last, Device::Cpu),
+        calc_accuracy_loader(&model, &flipped, None, TokenPosition::Last, Device::Cpu),
+    );
+    assert_eq!(a + b, 1.0, "with two classes, every example is right under exactly one labelling");
 }
 
 #[test]

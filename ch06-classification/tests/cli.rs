@@ -74,3 +74,43 @@ fn bad_input_is_a_clear_error() {
     let output = ch06(&["--init", "bogus"]);
     assert!(!output.status.success() && stderr(&output).contains("bogus"));
 }
+
+/// Exercises 6.1-6.3 start from the run's flags: on a small random model with 40 messages per
+/// split they run in seconds, and each changes only its own setting.
+#[test]
+fn exercises_take_the_run_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.json");
+    let small = shared::gpt::GptConfig {
+        context_length: 96,
+        emb_dim: 32,
+        n_heads: 4,
+        n_layers: 1,
+        ..shared::gpt::GptConfig::gpt2_small()
+    };
+    small.save(&config).unwrap();
+    let config = config.to_str().unwrap();
+    let metrics = |out: &std::path::Path, run: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(run).join("metrics.json")).unwrap()).unwrap()
+    };
+    for (id, field, main, variant) in [
+        ("6.1", "/loaders/max_length", serde_json::json!(87), serde_json::json!(96)),
+        ("6.2", "/options/trainable", serde_json::json!("LastBlock"), serde_json::json!("All")),
+        ("6.3", "/options/position", serde_json::json!("Last"), serde_json::json!("First")),
+    ] {
+        let out = dir.path().join(id);
+        let flags = ["--init", "random", "--config", config, "--limit", "40", "--epochs", "1"];
+        let output = ch06(&[&["--out-dir", out.to_str().unwrap()][..], &flags, &["exercise", id, "--json"]].concat());
+        assert!(output.status.success(), "{id}: {}", stderr(&output));
+        let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(result["main"]["test"].is_number() && result["changed"]["test"].is_number(), "{result}");
+        let (main_run, variant_run) = (metrics(&out, "main"), metrics(&out, "variant"));
+        assert_eq!((main_run.pointer(field), variant_run.pointer(field)), (Some(&main), Some(&variant)), "{id}");
+        for run in [&main_run, &variant_run] {
+            assert_eq!(run["options"]["limit"], 40);
+            assert_eq!(run["options"]["init"]["Random"], config);
+            assert_eq!(run["loaders"]["test_batches"], 5, "40 test messages in batches of 8");
+            assert_eq!(run["accuracies"]["test"], result[if run == &main_run { "main" } else { "changed" }]["test"]);
+        }
+    }
+}

@@ -137,6 +137,11 @@ impl BatchSource for InstructionLoader {
         batch_count(self.dataset.len(), self.batch_size, self.drop_last)
     }
 
+    /// Every batch is padded with at least one end-of-text token.
+    fn max_token_id(&self) -> Option<i64> {
+        (0..self.dataset.len()).flat_map(|i| self.dataset.get(i).tokens.iter().copied()).chain([PAD_TOKEN_ID]).max()
+    }
+
     fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
         let mut order = EpochOrder::start(self.dataset.len(), self.shuffle);
         Box::new((0..self.batch_count()).map(move |i| {

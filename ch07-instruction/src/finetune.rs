@@ -12,8 +12,8 @@ use shared::device::{device_name, seed_everything};
 use shared::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
 use shared::model_source::{Init, LoadedModel, ModelSource};
 use shared::train::{
-    calc_loss_loader, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainHistory, TrainProgress,
-    TrainSettings, CHECKPOINT_FORMAT,
+    calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
+    TrainHistory, TrainProgress, TrainSettings, CHECKPOINT_FORMAT,
 };
 
 use crate::collate::{CollateOptions, InstructionDataset, InstructionLoader, TokenStats};
@@ -136,7 +136,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         sizes.validation,
         options.batch_size
     );
-    std::fs::create_dir_all(&context.out_dir).with_context(|| format!("creating {}", context.out_dir.display()))?;
+    context.create_out_dir()?;
     splits.save(&context.out_dir)?;
     say(format!(
         "{} records from {}: training {}, test {}, validation {} (JSON files in {})",
@@ -186,6 +186,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     };
 
     // Section 7.5: the model's answer before fine-tuning.
+    check_token_ids(&model, &[("training", &train_loader), ("validation", &val_loader)])?;
     let device = context.device;
     seed_everything(context.seed);
     let response_before = respond(&model, template, &splits.validation[0], 35, device)?;
@@ -209,8 +210,16 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         verbose: options.verbose,
     };
     let mut progress = TrainProgress::default();
-    let history =
-        train_model_simple(&model, &mut optimizer, &train_loader, &val_loader, &settings, &mut progress, device)?;
+    let history = train_model_simple(
+        &model,
+        &mut optimizer,
+        &train_loader,
+        &val_loader,
+        &settings,
+        &mut progress,
+        device,
+        &mut |_, _| Ok(()),
+    )?;
     let seconds_per_epoch = history.train_seconds / options.epochs.max(1) as f64;
     say(format!("Training completed in {:.2} minutes.", history.train_seconds / 60.0));
     let plot = context.out_dir.join("loss-plot.png");

@@ -184,8 +184,9 @@ fn run(cli: Cli) -> Result<()> {
             finetune::run(&context, &cli.run.options()?)?;
         }
         Some(Command::Exercises(command)) => {
-            if matches!(command, ExerciseCommand::Exercise { .. }) {
-                exercises::set_base_options(cli.run.options()?);
+            if let ExerciseCommand::Exercise { json, .. } = command {
+                // With --json, stdout carries the result alone.
+                exercises::BASE_OPTIONS.set(FinetuneOptions { verbose: !json, ..cli.run.options()? });
             }
             command.run(exercises::ALL, &context)?
         }
@@ -202,6 +203,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) => records::load(&path)?,
                 None => Splits::new(records::load(&records::locate(&context.data)?)?).test,
             };
+            context.create_out_dir()?;
             let answered = respond_all(
                 &loaded.loaded.model,
                 loaded.template.template(),
@@ -210,7 +212,6 @@ fn run(cli: Cli) -> Result<()> {
                 context.device,
                 true,
             )?;
-            std::fs::create_dir_all(&context.out_dir)?;
             let path = context.out_dir.join(RESPONSES_FILE);
             records::save(&path, &answered)?;
             println!("Wrote {} responses to {}", answered.len(), path.display());
@@ -255,6 +256,7 @@ fn evaluate(
     context: &RunContext,
 ) -> Result<()> {
     let records = records::load(responses)?;
+    context.create_out_dir()?;
     let client = OllamaClient::new(host, model);
     let bar = shared::train::progress_bar(true, records.len() as u64);
     bar.set_message(format!("scoring with {model}"));
@@ -264,7 +266,6 @@ fn evaluate(
         bar.inc(1);
     });
     bar.finish_and_clear();
-    std::fs::create_dir_all(&context.out_dir)?;
     let path = context.out_dir.join("scores.json");
     let report = match result {
         Ok(report) => report,

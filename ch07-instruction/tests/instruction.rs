@@ -341,6 +341,7 @@ fn data_names_resolve_to_alpaca_a_url_or_the_book_data() {
     let locator = |explicit: Option<&str>| DataLocator {
         explicit: explicit.map(Into::into),
         data_dir: None,
+        bundled_dir: None,
         cache_dir: cache.path().to_path_buf(),
         allow_download: false,
     };
@@ -351,6 +352,9 @@ fn data_names_resolve_to_alpaca_a_url_or_the_book_data() {
     assert!(err.contains("mine.json") && err.contains("https://example.org/data/mine.json"), "{err}");
     let err = records::locate(&locator(None)).unwrap_err().to_string();
     assert!(err.contains("instruction-data.json") && err.contains("LLMS_DATA_DIR"), "{err}");
+    // With the project's bundled copies, the book's data needs no network.
+    let bundled = DataLocator { bundled_dir: Some(shared::data::bundled_dir()), ..locator(None) };
+    assert_eq!(records::locate(&bundled).unwrap(), shared::data::bundled_dir().join("instruction-data.json"));
     // Alpaca's file is not pinned to a checksum: a copy in the cache is used as it is.
     let cached = cache.path().join("alpaca_data.json");
     std::fs::write(&cached, r#"[{"instruction": "a", "input": "", "output": "b"}]"#).unwrap();

@@ -19,16 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpt_init import GPTModel  # noqa: E402
-from shared import gpt2_tokenizer  # noqa: E402
+from shared import data_file, gpt2_tokenizer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def verdict_text():
-    for folder in [os.environ.get("LLMS_DATA_DIR"), ROOT / "data", ROOT.parent / "shared" / "data"]:
-        if folder and (Path(folder) / "the-verdict.txt").exists():
-            return (Path(folder) / "the-verdict.txt").read_text(encoding="utf-8")
-    raise SystemExit("the-verdict.txt not found: set LLMS_DATA_DIR")
+    return data_file("the-verdict.txt").read_text(encoding="utf-8")
 
 
 class GPTDatasetV1(torch.utils.data.Dataset):
@@ -227,7 +223,22 @@ def full():
     cfg = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
            "drop_rate": 0.1, "qkv_bias": False}
     log = pretraining_run(cfg, verdict_text(), 2, 10, 5, 5, "Every effort moves you")
+    log["config"] = cfg
+    log["torch"] = torch.__version__
+    log["threads"] = torch.get_num_threads()
+    log["machine"] = machine()
     print(json.dumps(log, indent=1))
+
+
+def machine():
+    """The CPU the reference ran on (its model name, as /proc/cpuinfo gives it) and the OS."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
 
 
 if __name__ == "__main__":

@@ -3,19 +3,17 @@ with pandas and numpy, summarised as JSON. Run through scripts/reference/generat
 """
 import hashlib
 import json
-import os
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from shared import data_file  # noqa: E402
 
 
 def collection_path():
-    for folder in [os.environ.get("LLMS_DATA_DIR"), ROOT / "data", ROOT.parent / "shared" / "data"]:
-        if folder and (Path(folder) / "SMSSpamCollection").exists():
-            return Path(folder) / "SMSSpamCollection"
-    raise SystemExit("SMSSpamCollection not found: set LLMS_DATA_DIR")
+    return data_file("SMSSpamCollection")
 
 
 def create_balanced_dataset(df):

@@ -4,7 +4,6 @@ with a tiny randomly initialised model in place of GPT-2 medium. Printed as JSON
 through scripts/reference/generate.sh.
 """
 import json
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -16,16 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ch05_pretraining import calc_loss_loader, generate, text_to_token_ids, token_ids_to_text  # noqa: E402
 from ch05_pretraining import train_model_simple  # noqa: E402
 from gpt_init import GPTModel  # noqa: E402
-from shared import gpt2_tokenizer  # noqa: E402
+from shared import data_file, gpt2_tokenizer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def instruction_data():
-    for folder in [os.environ.get("LLMS_DATA_DIR"), ROOT / "data", ROOT.parent / "shared" / "data"]:
-        if folder and (Path(folder) / "instruction-data.json").exists():
-            return json.loads((Path(folder) / "instruction-data.json").read_text(encoding="utf-8"))
-    raise SystemExit("instruction-data.json not found: set LLMS_DATA_DIR")
+    return json.loads(data_file("instruction-data.json").read_text(encoding="utf-8"))
 
 
 def format_input(entry):

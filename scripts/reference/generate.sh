@@ -11,7 +11,7 @@ python="${PYTHON:-$torch_dir/../../../../bin/python}"
 # transformers and prepare the spam data with pandas; they go into the setup's environment
 # on first use.
 "$python" -c "import tiktoken, transformers, pandas" 2>/dev/null || "$python" -m pip install --quiet tiktoken transformers pandas
-export LLMS_DATA_DIR="${LLMS_DATA_DIR:-$root/../shared/data}"
+
 generate() { # script, output
     mkdir -p "$(dirname "$root/$2")"
     "$python" -W ignore "$root/scripts/reference/$1" > "$root/$2.tmp" && mv "$root/$2.tmp" "$root/$2"
@@ -25,11 +25,13 @@ generate ch04_gpt.py ch04-gpt/tests/fixtures/pytorch-reference.json
 generate ch05_pretraining.py ch05-pretraining/tests/fixtures/pytorch-reference.json
 generate ch06_classification.py shared/tests/fixtures/spam-reference.json
 generate ch07_instruction.py ch07-instruction/tests/fixtures/pytorch-reference.json
+"$python" -W ignore "$root/scripts/reference/load_checkpoint.py" --reference > "$root/shared/tests/fixtures/book-state-dict.json"
+echo "wrote shared/tests/fixtures/book-state-dict.json"
 "$python" -W ignore "$root/scripts/reference/gpt2_fixtures.py" "$root/shared/tests/fixtures" 2>/dev/null
 echo "wrote shared/tests/fixtures/{gpt2-tiny-hf,gpt2-tiny-openai,book-tiny.pth,book-tiny.json}"
 
-# Cross-check against the independent reference values when they are beside the project.
-parity="$root/../shared/fixtures/pytorch-parity/ch03-attention.json"
+# Cross-check against the independent reference values (committed copies).
+parity="$root/ch03-attention/tests/fixtures/independent/ch03-attention.json"
 if [ -f "$parity" ]; then
     "$python" - "$parity" "$root/ch03-attention/tests/fixtures/pytorch-reference.json" <<'PY'
 import json, sys
@@ -40,10 +42,10 @@ def flat(x): return [v for item in x for v in flat(item)] if isinstance(x, list)
 for theirs, mine in pairs.items():
     worst = max(abs(a - b) for a, b in zip(flat(independent[theirs]), flat(ours[mine])))
     assert worst <= 5e-5, f"{mine} differs from {theirs} by {worst}"
-print("ch03 reference agrees with ../shared/fixtures/pytorch-parity to 4 decimals")
+print("ch03 reference agrees with the independent reference (tests/fixtures/independent) to 4 decimals")
 PY
 fi
-parity="$root/../shared/fixtures/pytorch-parity/gpt124m-init-seed123.json"
+parity="$root/shared/tests/fixtures/independent/gpt124m-init-seed123.json"
 if [ -f "$parity" ]; then
     "$python" - "$parity" "$root/shared/tests/fixtures/gpt124m-init-seed123.json" <<'PY'
 import json, sys
@@ -53,6 +55,6 @@ for key, theirs in independent.items():
     assert mine["shape"] == theirs["shape"], key
     assert all(abs(a - b) <= 5e-9 for a, b in zip(mine["first5"], theirs["first5"])), key
     assert abs(mine["sum"] - theirs["sum"]) <= 1e-6 * max(1.0, abs(theirs["sum"])), key
-print("GPT-124M init reference agrees with ../shared/fixtures/pytorch-parity")
+print("GPT-124M init reference agrees with the independent reference (tests/fixtures/independent)")
 PY
 fi

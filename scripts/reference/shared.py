@@ -37,6 +37,19 @@ if __name__ == "__main__":
     main()
 
 
+def data_file(name):
+    """A data set as the Rust code resolves it: $LLMS_DATA_DIR, then the bundled copies in
+    datasets/, then the download cache data/."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for folder in [os.environ.get("LLMS_DATA_DIR"), root / "datasets", root / "data"]:
+        if folder and (Path(folder) / name).exists():
+            return Path(folder) / name
+    raise SystemExit(f"{name} not found in $LLMS_DATA_DIR, datasets/ or data/")
+
+
 def gpt2_tokenizer():
     """tiktoken's "gpt2" encoding built from the rank file that tiktoken-rs bundles (the same
     ranks as OpenAI's vocab.bpe), so no download is needed."""

@@ -1,9 +1,9 @@
 //! The flags every binary takes, and the run context they resolve to.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tch::Device;
 
 use crate::data::DataLocator;
@@ -59,6 +59,17 @@ impl RunContext {
             out_dir: std::env::temp_dir().join("llms-from-scratch-tests"),
             data: DataLocator::from_env(None),
         }
+    }
+
+    /// Creates the output folder and checks that files can be written into it, so that a
+    /// bad `--out-dir` fails before any training, with the folder named.
+    pub fn create_out_dir(&self) -> Result<&Path> {
+        let dir = &self.out_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the output folder {} (--out-dir)", dir.display()))?;
+        tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write into the output folder {} (--out-dir)", dir.display()))?;
+        Ok(dir)
     }
 
     /// Seeds the global generator with this run's seed.

@@ -4,11 +4,13 @@
 //! A data set is looked up, in order, in:
 //! 1. an explicit file (`--data FILE`), used as given (it may be any text of the user's);
 //! 2. `$LLMS_DATA_DIR/<name>`;
-//! 3. the cache `data/<name>` at the workspace root;
-//! 4. a download from the canonical URL into that cache: to a temporary file that is
+//! 3. the copies bundled with the project, `datasets/<name>` at the workspace root (the
+//!    book's small data sets, so a fresh offline clone runs every command and test);
+//! 4. the cache `data/<name>` at the workspace root;
+//! 5. a download from the canonical URL into that cache: to a temporary file that is
 //!    renamed into place only once its SHA-256 matches, so no partial file is ever left.
 //!
-//! Files found in 2 or 3 are checked against the registry's SHA-256 too: a mismatch is an
+//! Files found in 2-4 are checked against the registry's SHA-256 too: a mismatch is an
 //! error, never silently used. When every source fails the error names the file, the URL
 //! and `LLMS_DATA_DIR`.
 
@@ -138,6 +140,8 @@ pub struct DataLocator {
     pub explicit: Option<PathBuf>,
     /// `$LLMS_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
+    /// The project's bundled copies (`datasets/` at the workspace root).
+    pub bundled_dir: Option<PathBuf>,
     /// The download cache (`data/` at the workspace root).
     pub cache_dir: PathBuf,
     /// Whether step 4 may go to the network.
@@ -145,11 +149,13 @@ pub struct DataLocator {
 }
 
 impl DataLocator {
-    /// The standard order: `explicit`, then `$LLMS_DATA_DIR`, the cache, the download.
+    /// The standard order: `explicit`, then `$LLMS_DATA_DIR`, the bundled copies, the cache,
+    /// the download.
     pub fn from_env(explicit: Option<PathBuf>) -> Self {
         Self {
             explicit,
             data_dir: std::env::var_os(DATA_DIR_VAR).filter(|v| !v.is_empty()).map(|v| resolve_data_dir(v.into())),
+            bundled_dir: Some(bundled_dir()),
             cache_dir: default_cache_dir(),
             allow_download: true,
         }
@@ -176,6 +182,14 @@ impl DataLocator {
                 searched.push(format!("{DATA_DIR_VAR} ({})", dir.display()));
             }
             None => searched.push(format!("{DATA_DIR_VAR} (not set)")),
+        }
+        if let Some(dir) = &self.bundled_dir {
+            let path = dir.join(set.name);
+            if path.is_file() {
+                verify(set, &path)?;
+                return Ok(path);
+            }
+            searched.push(format!("the bundled data sets {}", dir.display()));
         }
         let cached = self.cache_dir.join(set.name);
         if cached.is_file() {
@@ -214,6 +228,12 @@ fn resolve_data_dir(dir: PathBuf) -> PathBuf {
     } else {
         crate::workspace_root().join(dir)
     }
+}
+
+/// `datasets/` at the workspace root: the book's small data sets, committed with the project
+/// (their sources, licences and checksums are in `datasets/README.md`).
+pub fn bundled_dir() -> PathBuf {
+    crate::workspace_root().join("datasets")
 }
 
 /// `data/` at the workspace root.
@@ -330,6 +350,7 @@ mod tests {
         DataLocator {
             explicit: None,
             data_dir: data_dir.map(Path::to_path_buf),
+            bundled_dir: None,
             cache_dir: cache.to_path_buf(),
             allow_download: true,
         }
@@ -397,6 +418,43 @@ mod tests {
         fs::write(data_dir.path().join(UNREACHABLE.name), "hello").unwrap();
         assert_eq!(locator.locate(&UNREACHABLE).unwrap(), data_dir.path().join(UNREACHABLE.name));
         assert_eq!(locator.read_to_string(&UNREACHABLE).unwrap(), "hello");
+    }
+
+    #[test]
+    fn bundled_copies_come_after_the_data_dir_and_before_the_cache() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let bundled = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let mut locator = offline_locator(None, cache.path());
+        locator.bundled_dir = Some(bundled.path().to_path_buf());
+        fs::write(cache.path().join(UNREACHABLE.name), "hello").unwrap();
+        fs::write(bundled.path().join(UNREACHABLE.name), "hello").unwrap();
+        assert_eq!(locator.locate(&UNREACHABLE).unwrap(), bundled.path().join(UNREACHABLE.name));
+        locator.data_dir = Some(data_dir.path().to_path_buf());
+        fs::write(data_dir.path().join(UNREACHABLE.name), "hello").unwrap();
+        assert_eq!(locator.locate(&UNREACHABLE).unwrap(), data_dir.path().join(UNREACHABLE.name));
+        // A bundled copy that was edited is refused like any other.
+        fs::write(bundled.path().join(UNREACHABLE.name), "hellO").unwrap();
+        locator.data_dir = None;
+        assert!(matches!(locator.locate(&UNREACHABLE), Err(DataError::ChecksumMismatch { .. })));
+    }
+
+    #[test]
+    fn every_pinned_data_set_is_bundled_with_the_project() {
+        let locator = DataLocator {
+            explicit: None,
+            data_dir: None,
+            bundled_dir: Some(bundled_dir()),
+            cache_dir: tempfile::tempdir().unwrap().path().join("absent"),
+            allow_download: false,
+        };
+        for set in ALL.iter().filter(|set| set.sha256.is_some()) {
+            assert_eq!(locator.locate(set).unwrap(), bundled_dir().join(set.name), "{}", set.name);
+        }
+        let readme = fs::read_to_string(bundled_dir().join("README.md")).unwrap();
+        for set in ALL.iter().filter(|set| set.sha256.is_some()) {
+            assert!(readme.contains(set.sha256.unwrap()), "datasets/README.md lacks the checksum of {}", set.name);
+        }
     }
 
     #[test]

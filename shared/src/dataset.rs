@@ -44,6 +44,11 @@ impl GptDataset {
         self.max_length
     }
 
+    /// The largest token id of the text (`None` when it has none).
+    pub fn max_token_id(&self) -> Option<i64> {
+        self.token_ids.iter().copied().max()
+    }
+
     /// Sample `index`: (input ids, target ids), each `max_length` long.
     pub fn get(&self, index: usize) -> (&[i64], &[i64]) {
         let start = self.starts[index];

@@ -86,6 +86,14 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
+/// The machine's memory in bytes (Linux's `MemTotal`), when it can be read.
+pub fn system_memory_bytes() -> Option<i64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Seeds LibTorch's global generators (CPU and CUDA) like `torch.manual_seed(seed)`.
 pub fn seed_everything(seed: u64) {
     tch::manual_seed(seed as i64);

@@ -32,6 +32,27 @@ impl Report {
     }
 }
 
+/// The run flags a binary hands to its exercises, for chapters whose exercises are the main
+/// run with one setting changed (6 and 7): `exercise 6.2 --init random --config FILE` then
+/// starts from a small model instead of GPT-2. Unset, the exercises use the book's settings.
+pub struct RunFlags<T>(std::sync::OnceLock<T>);
+
+impl<T: Clone + Default> RunFlags<T> {
+    pub const fn new() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+
+    /// Sets the flags (the first call wins).
+    pub fn set(&self, options: T) {
+        let _ = self.0.set(options);
+    }
+
+    /// The flags given, or the defaults (the book's settings).
+    pub fn get(&self) -> T {
+        self.0.get().cloned().unwrap_or_default()
+    }
+}
+
 /// The entry with this id, or an error that lists the known ids.
 pub fn find<'a>(exercises: &'a [Exercise], id: &str) -> Result<&'a Exercise> {
     match exercises.iter().find(|exercise| exercise.id == id) {

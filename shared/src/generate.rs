@@ -9,8 +9,14 @@ use tch::{Kind, Tensor};
 
 use crate::gpt::GptModel;
 
+/// The most tokens one call may generate (about 2,000 times GPT-2's context).
+pub const MAX_NEW_TOKENS: i64 = 1 << 21;
+
 fn check_prompt(model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<()> {
-    ensure!(max_new_tokens >= 0, "max_new_tokens must not be negative");
+    ensure!(
+        (0..=MAX_NEW_TOKENS).contains(&max_new_tokens),
+        "max_new_tokens must be between 0 and {MAX_NEW_TOKENS}, got {max_new_tokens}"
+    );
     model.check_tokens(idx).map_err(|err| anyhow::anyhow!("invalid prompt: {err}"))
 }
 
@@ -67,7 +73,7 @@ pub fn generate_greedy_cached(
     let (batch, _) = idx.size2()?;
     let context = model.cfg.context_length;
     let mut cache = model.new_cache(batch);
-    let mut tokens: Vec<Tensor> = Vec::with_capacity(max_new_tokens as usize);
+    let mut tokens: Vec<Tensor> = Vec::new();
     let mut logits = model.forward_cached(idx, &mut cache).select(1, -1);
     let mut sequence = idx.shallow_clone();
     for step in 0..max_new_tokens {

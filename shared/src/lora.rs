@@ -24,7 +24,7 @@ pub struct LoraConfig {
 
 impl LoraConfig {
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.rank > 0, "the LoRA rank must be at least 1, got {}", self.rank);
+        ensure!((1..=1 << 16).contains(&self.rank), "the LoRA rank must be between 1 and 65536, got {}", self.rank);
         ensure!(self.alpha.is_finite() && self.alpha > 0.0, "the LoRA alpha must be positive, got {}", self.alpha);
         Ok(())
     }

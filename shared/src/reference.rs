@@ -24,15 +24,6 @@ pub fn assert_close(name: &str, ours: impl Serialize, expected: &Value, tol: f64
     }
 }
 
-/// The Python of the setup's virtual environment (the one whose torch `.libtorch` points
-/// at), for tests that run the book's PyTorch code; `None` where LibTorch came from elsewhere.
-pub fn setup_python() -> Option<std::path::PathBuf> {
-    let torch = std::fs::canonicalize(crate::workspace_root().join(".libtorch")).ok()?;
-    let venv = torch.ancestors().nth(4)?; // venv/lib/pythonX.Y/site-packages/torch
-    let python = venv.join("bin").join("python");
-    python.is_file().then_some(python)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The GPT model against PyTorch: `manual_seed(123)` then GPT-2 small (context 1,024) gives
 //! the book's initial weights (tests/fixtures/gpt124m-init-seed123.json, written by
-//! scripts/reference/generate.sh and checked there against ../shared/fixtures), and counting
+//! scripts/reference/generate.sh, and the independent tests/fixtures/independent copy), and counting
 //! parameters from a config agrees with counting a built model.
 
 use serde_json::Value;
@@ -17,11 +17,9 @@ fn build(cfg: &GptConfig) -> (nn::VarStore, GptModel) {
 #[test]
 fn seed_123_gives_the_pytorch_initial_weights() {
     let ours: Value = serde_json::from_str(include_str!("fixtures/gpt124m-init-seed123.json")).unwrap();
-    // The independent reference beside the project, when it is there (CI has it).
-    let independent_path =
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/pytorch-parity/gpt124m-init-seed123.json");
-    let independent: Option<Value> =
-        std::fs::read_to_string(independent_path).ok().map(|text| serde_json::from_str(&text).unwrap());
+    // The independent reference, a committed copy (tests/fixtures/independent/README.md).
+    let independent: Value =
+        serde_json::from_str(include_str!("fixtures/independent/gpt124m-init-seed123.json")).unwrap();
     let (vs, _model) = {
         let _rng = global_rng_lock();
         seed_everything(123);
@@ -34,7 +32,7 @@ fn seed_123_gives_the_pytorch_initial_weights() {
         .unwrap()
         .iter()
         .map(|(name, value)| (name, value, true))
-        .chain(independent.iter().flat_map(|v| v.as_object().unwrap().iter().map(|(name, value)| (name, value, false))))
+        .chain(independent.as_object().unwrap().iter().map(|(name, value)| (name, value, false)))
         .filter(|(key, _, _)| *key != "torch")
     {
         let tensor = &variables[name.as_str()];
@@ -54,7 +52,7 @@ fn seed_123_gives_the_pytorch_initial_weights() {
         assert!((sum - want_sum).abs() <= 1e-6 * want_sum.abs().max(1.0), "{name}: sum {sum} vs {want_sum}");
         checked += 1;
     }
-    assert_eq!(checked, 8 + independent.map_or(0, |v| v.as_object().unwrap().len()));
+    assert_eq!(checked, 8 + independent.as_object().unwrap().len());
 }
 
 #[test]

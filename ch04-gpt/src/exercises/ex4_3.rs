@@ -9,7 +9,7 @@ use serde::Serialize;
 use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::gpt::{GptConfig, GptModel};
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "4.3",
@@ -26,7 +26,12 @@ pub struct DropoutPlacement {
     pub attention_rates: Vec<f64>,
     /// The rate each block uses before its shortcut additions.
     pub shortcut_rates: Vec<f64>,
-    /// Largest |train - eval| logit difference on one batch.
+    /// Largest |train - eval| difference of the first block's attention module alone.
+    pub attention_effect: f64,
+    /// Largest |train - eval| difference of the first block (attention, feed-forward and
+    /// both shortcuts) on the same input.
+    pub block_effect: f64,
+    /// Largest |train - eval| logit difference of the whole model on one batch.
     pub train_eval_difference: f64,
 }
 
@@ -54,19 +59,27 @@ pub fn run(seed: u64) -> Result<Ex4_3> {
         ("none (drop_rate = 0)", base.clone()),
     ];
     let idx = Tensor::from_slice(&[6109i64, 3626, 6100, 345]).view([1, 4]);
+    let largest_change =
+        |run: &dyn Fn(bool) -> Tensor| tch::no_grad(|| (run(true) - run(false)).abs().max()).double_value(&[]);
     let placements = settings
         .into_iter()
         .map(|(setting, cfg)| -> Result<DropoutPlacement> {
             seed_everything(seed);
             let vs = nn::VarStore::new(Device::Cpu);
             let model = GptModel::new(&vs.root(), &cfg)?;
-            let difference = tch::no_grad(|| (model.forward_t(&idx, true) - model.forward_t(&idx, false)).abs().max());
+            // Where a rate acts shows in which parts train and eval mode differ: attention
+            // dropout changes the attention module, shortcut dropout only the block around
+            // it, embedding dropout neither (only the whole model).
+            let x = Tensor::randn([1, 4, cfg.emb_dim], (Kind::Float, Device::Cpu)); // (B, T, E)
+            let block = &model.trf_blocks[0];
             Ok(DropoutPlacement {
                 setting: setting.to_string(),
                 embedding_rate: cfg.emb_dropout(),
                 attention_rates: model.trf_blocks.iter().map(|b| b.att.dropout).collect(),
                 shortcut_rates: model.trf_blocks.iter().map(|b| b.drop_shortcut).collect(),
-                train_eval_difference: difference.double_value(&[]),
+                attention_effect: largest_change(&|train| block.att.forward_t(&x, train)),
+                block_effect: largest_change(&|train| block.forward_t(&x, train)),
+                train_eval_difference: largest_change(&|train| model.forward_t(&idx, train)),
             })
         })
         .collect::<Result<_>>()?;
@@ -77,17 +90,19 @@ impl fmt::Display for Ex4_3 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<28} {:>9} {:>14} {:>14} {:>16}",
-            "setting", "embedding", "attention", "shortcut", "max |train-eval|"
+            "{:<28} {:>9} {:>10} {:>10} {:>12} {:>12} {:>12}",
+            "setting", "embedding", "attention", "shortcut", "attn change", "block change", "model change"
         )?;
         for (i, p) in self.placements.iter().enumerate() {
             write!(
                 f,
-                "{:<28} {:>9} {:>14} {:>14} {:>16.6}",
+                "{:<28} {:>9} {:>10} {:>10} {:>12.6} {:>12.6} {:>12.6}",
                 p.setting,
                 p.embedding_rate,
-                format!("{:?}", p.attention_rates),
-                format!("{:?}", p.shortcut_rates),
+                format!("{:?}", p.attention_rates[0]),
+                format!("{:?}", p.shortcut_rates[0]),
+                p.attention_effect,
+                p.block_effect,
                 p.train_eval_difference
             )?;
             if i + 1 < self.placements.len() {

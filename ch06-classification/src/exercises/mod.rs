@@ -1,4 +1,6 @@
 //! Chapter 6's exercises: each is the main run with other flags, compared with the main run.
+//! They start from the command line's run flags (`--init`, `--config`, `--limit`, ...), so
+//! `--init random --config FILE --limit 200 exercise 6.2` is a quick experiment.
 
 pub mod ex6_1;
 pub mod ex6_2;
@@ -9,12 +11,15 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::Exercise;
+use shared::exercise::{Exercise, RunFlags};
 
 use shared::classifier::finetune::{self, Accuracies, FinetuneOptions};
 
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] = &[ex6_1::EXERCISE, ex6_2::EXERCISE, ex6_3::EXERCISE];
+
+/// The settings the exercises start from: the binary passes its run flags.
+pub static BASE_OPTIONS: RunFlags<FinetuneOptions> = RunFlags::new();
 
 /// The main setting and one variant, fine-tuned in turn (outputs in `main/` and `variant/`
 /// under the output folder).
@@ -28,7 +33,7 @@ pub struct Comparison {
 }
 
 pub fn compare(context: &RunContext, variant: &str, change: impl FnOnce(&mut FinetuneOptions)) -> Result<Comparison> {
-    let main_options = FinetuneOptions::default();
+    let main_options = BASE_OPTIONS.get();
     let mut changed_options = main_options.clone();
     change(&mut changed_options);
     let in_dir = |name: &str| RunContext { out_dir: context.out_dir.join(name), ..context.clone() };

@@ -10,12 +10,11 @@ pub mod ex7_4;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::Exercise;
+use shared::exercise::{Exercise, RunFlags};
 
 use crate::collate::TokenStats;
 use crate::finetune::{self, FinetuneOptions, FinetuneReport};
@@ -23,16 +22,11 @@ use crate::finetune::{self, FinetuneOptions, FinetuneReport};
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] = &[ex7_1::EXERCISE, ex7_2::EXERCISE, ex7_3::EXERCISE, ex7_4::EXERCISE];
 
-static BASE_OPTIONS: OnceLock<FinetuneOptions> = OnceLock::new();
-
-/// Sets the settings the exercises start from (the binary passes its run flags); without
-/// it they start from the book's.
-pub fn set_base_options(options: FinetuneOptions) {
-    let _ = BASE_OPTIONS.set(options);
-}
+/// The settings the exercises start from: the binary passes its run flags.
+pub static BASE_OPTIONS: RunFlags<FinetuneOptions> = RunFlags::new();
 
 pub fn base_options() -> FinetuneOptions {
-    BASE_OPTIONS.get().cloned().unwrap_or_default()
+    BASE_OPTIONS.get()
 }
 
 /// What one fine-tuning run came to.

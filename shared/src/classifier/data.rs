@@ -27,8 +27,46 @@ pub fn prepare(data: &DataLocator) -> Result<Splits> {
     Ok(Splits { train, validation, test, malformed: parsed.malformed })
 }
 
-/// The three loaders: batches of 8, the training loader shuffled with `drop_last`; texts
-/// padded (or cut) to `max_length`, by default the longest training text.
+/// How long every text is made by padding or cutting (section 6.3): the longest training
+/// text (the book), the model's whole context (exercise 6.1), or a number of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum Padding {
+    #[default]
+    Longest,
+    Context,
+    Tokens(usize),
+}
+
+impl std::str::FromStr for Padding {
+    type Err = String;
+
+    /// `longest`, `context` or a number of tokens (at least 1).
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "longest" => Ok(Self::Longest),
+            "context" => Ok(Self::Context),
+            _ => match text.parse::<usize>() {
+                Ok(0) | Err(_) => {
+                    Err(format!("expected longest, context or a number of tokens (1 or more), got '{text}'"))
+                }
+                Ok(n) => Ok(Self::Tokens(n)),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Padding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Longest => write!(f, "the longest training text"),
+            Self::Context => write!(f, "the model's context"),
+            Self::Tokens(n) => write!(f, "{n} tokens"),
+        }
+    }
+}
+
+/// The three loaders: batches of `batch_size`, the training loader shuffled with
+/// `drop_last`; texts padded (or cut) as `padding` says.
 pub struct Loaders {
     pub train: ClassificationLoader,
     pub validation: ClassificationLoader,
@@ -44,12 +82,12 @@ pub struct LoaderSizes {
     pub test_batches: usize,
 }
 
-pub fn loaders(
-    splits: &Splits,
-    max_length: Option<usize>,
-    context_length: usize,
-    batch_size: usize,
-) -> Result<Loaders> {
+pub fn loaders(splits: &Splits, padding: Padding, context_length: usize, batch_size: usize) -> Result<Loaders> {
+    let max_length = match padding {
+        Padding::Longest => None,
+        Padding::Context => Some(context_length),
+        Padding::Tokens(n) => Some(n),
+    };
     let train = ClassificationDataset::new(&splits.train, max_length)?;
     let max_length = train.max_length;
     ensure!(
@@ -75,7 +113,24 @@ pub fn loaders(
     })
 }
 
+impl Splits {
+    /// At most the first `limit` messages of each split (a quick experiment).
+    pub fn truncate(&mut self, limit: usize) {
+        for split in [&mut self.train, &mut self.validation, &mut self.test] {
+            split.truncate(limit);
+        }
+    }
+}
+
 impl Loaders {
+    /// Every token id of the three splits is inside `model`'s vocabulary.
+    pub fn check_token_ids(&self, model: &crate::gpt::GptModel) -> Result<()> {
+        crate::train::check_token_ids(
+            model,
+            &[("training", &self.train), ("validation", &self.validation), ("test", &self.test)],
+        )
+    }
+
     pub fn sizes(&self) -> LoaderSizes {
         use crate::train::BatchSource;
         LoaderSizes {

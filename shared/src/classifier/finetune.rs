@@ -5,19 +5,19 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use super::data::{self, LoaderSizes, Splits};
+use super::data::{self, LoaderSizes, Padding, Splits};
 use super::{
     calc_accuracy_loader, freeze, replace_head, train_classifier_simple, ClassifierHistory, ClassifierSettings,
     TokenPosition, Trainable,
 };
 use crate::cli::RunContext;
 use crate::device::{device_name, seed_everything};
-use crate::gpt::{GptConfig, GptModel};
+use crate::gpt::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use crate::lora::{apply_lora, counts_text, lora_state, LoraConfig};
 use crate::model_source::Init;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
@@ -28,8 +28,10 @@ use crate::train::{write_loss_plot, AdamW, AdamWConfig, Checkpoint, CheckpointMe
 #[derive(Debug, Clone, Serialize)]
 pub struct FinetuneOptions {
     pub init: Init,
-    /// Pad (and cut) every text to this many tokens; by default the longest training text.
-    pub max_length: Option<usize>,
+    /// How long texts are padded (and cut).
+    pub padding: Padding,
+    /// Use at most this many messages of each split (a quick experiment).
+    pub limit: Option<usize>,
     pub trainable: Trainable,
     /// Appendix E: train LoRA adapters (on every linear layer) instead of `trainable`.
     pub lora: Option<LoraConfig>,
@@ -47,7 +49,8 @@ impl Default for FinetuneOptions {
     fn default() -> Self {
         Self {
             init: Init::Gpt2("gpt2-small".into()),
-            max_length: None,
+            padding: Padding::Longest,
+            limit: None,
             trainable: Trainable::LastBlock,
             lora: None,
             position: TokenPosition::Last,
@@ -72,6 +75,36 @@ pub struct ClassifierMeta {
     #[serde(default)]
     pub lora: Option<LoraConfig>,
 }
+
+impl ClassifierMeta {
+    /// Reads and checks a classifier description (`NAME.classifier.json`).
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{} is not a valid classifier description", path.display()))
+    }
+
+    /// Parses and checks the JSON of a classifier description.
+    pub fn parse(text: &str) -> Result<Self> {
+        let meta: Self = serde_json::from_str(text)?;
+        ensure!(
+            (2..=MAX_CLASSES).contains(&meta.num_classes),
+            "num_classes must be between 2 and {MAX_CLASSES}, got {}",
+            meta.num_classes
+        );
+        ensure!(
+            (1..=MAX_CONTEXT_LENGTH as usize).contains(&meta.max_length),
+            "max_length must be between 1 and {MAX_CONTEXT_LENGTH} tokens, got {}",
+            meta.max_length
+        );
+        if let Some(lora) = meta.lora {
+            lora.validate()?;
+        }
+        Ok(meta)
+    }
+}
+
+/// The most classes a classifier head may have.
+pub const MAX_CLASSES: i64 = 1 << 16;
 
 /// Accuracies on the three splits.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -115,9 +148,12 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
             println!("{line}");
         }
     };
-    let splits = data::prepare(&context.data)?;
+    let mut splits = data::prepare(&context.data)?;
     report_malformed(&splits);
-    std::fs::create_dir_all(&context.out_dir).with_context(|| format!("creating {}", context.out_dir.display()))?;
+    if let Some(limit) = options.limit {
+        splits.truncate(limit);
+    }
+    context.create_out_dir()?;
     for (name, part) in [("train", &splits.train), ("validation", &splits.validation), ("test", &splits.test)] {
         spam::write_csv(&context.out_dir.join(format!("{name}.csv")), part)?;
     }
@@ -132,7 +168,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let loaded = options.init.load(context, Some(0.0))?;
     let (vs, mut model) = (loaded.vs, loaded.model);
     let context_length = model.cfg.context_length as usize;
-    let loaders = data::loaders(&splits, options.max_length, context_length, options.batch_size)?;
+    let loaders = data::loaders(&splits, options.padding, context_length, options.batch_size)?;
     say(format!("Texts padded to {} tokens; model: {}", loaders.max_length, loaded.description));
 
     // Section 6.5: the 2-class head (seed 123 first, as the book) and the frozen backbone;
@@ -156,6 +192,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     };
 
     // Section 6.6: accuracies before fine-tuning, on 10 batches.
+    loaders.check_token_ids(&model)?;
     seed_everything(context.seed);
     let device = context.device;
     let position = options.position;
@@ -259,15 +296,13 @@ pub struct Classifier {
 pub fn load_classifier(path: &Path, device: tch::Device) -> Result<Classifier> {
     let checkpoint = Checkpoint::at(path);
     let meta_path = classifier_meta_path(&checkpoint);
-    let text = std::fs::read_to_string(&meta_path).with_context(|| {
-        format!(
-            "{} is missing: is {} a classifier checkpoint written by this chapter?",
-            meta_path.display(),
-            path.display()
-        )
-    })?;
-    let meta: ClassifierMeta = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a classifier description", meta_path.display()))?;
+    ensure!(
+        meta_path.is_file(),
+        "{} is missing: is {} a classifier checkpoint written by this chapter?",
+        meta_path.display(),
+        path.display()
+    );
+    let meta = ClassifierMeta::read(&meta_path)?;
     let config = checkpoint.read_meta()?.config;
     let vs = VarStore::new(device);
     let mut model = GptModel::new(&vs.root(), &config)?;
@@ -307,9 +342,14 @@ pub fn classifier_from_adapters(
 pub fn evaluate(classifier: &Classifier, context: &RunContext) -> Result<Accuracies> {
     let splits = data::prepare(&context.data)?;
     report_malformed(&splits);
-    let loaders =
-        data::loaders(&splits, Some(classifier.meta.max_length), classifier.model.cfg.context_length as usize, 8)?;
+    let loaders = data::loaders(
+        &splits,
+        Padding::Tokens(classifier.meta.max_length),
+        classifier.model.cfg.context_length as usize,
+        8,
+    )?;
     let (model, position, device) = (&classifier.model, classifier.meta.position, context.device);
+    loaders.check_token_ids(model)?;
     Ok(Accuracies {
         train: calc_accuracy_loader(model, &loaders.train, None, position, device),
         validation: calc_accuracy_loader(model, &loaders.validation, None, position, device),

@@ -88,6 +88,10 @@ impl BatchSource for ClassificationLoader {
         batch_count(self.dataset.len(), self.batch_size, self.drop_last)
     }
 
+    fn max_token_id(&self) -> Option<i64> {
+        self.dataset.inputs.iter().flatten().copied().max()
+    }
+
     fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
         let mut order = EpochOrder::start(self.dataset.len(), self.shuffle);
         Box::new((0..self.batch_count()).map(move |i| {
@@ -250,6 +254,7 @@ pub fn train_classifier_simple(
 ) -> Result<ClassifierHistory> {
     ensure!(settings.eval_freq > 0, "the evaluation frequency must be at least 1 step");
     ensure!(train_loader.batch_count() > 0, "the training data has no complete batch");
+    crate::train::check_token_ids(model, &[("training", train_loader), ("validation", val_loader)])?;
     let bar = crate::train::progress_bar(settings.verbose, (settings.num_epochs * train_loader.batch_count()) as u64);
     let say = |line: String| {
         if settings.verbose {
@@ -319,7 +324,9 @@ pub fn classify(
     let max_length = max_length.min(model.cfg.context_length as usize);
     ids.truncate(max_length);
     ids.resize(max_length, END_OF_TEXT_ID as i64);
-    let inputs = Tensor::from_slice(&ids).view([1, -1]).to_device(device);
+    let inputs = Tensor::from_slice(&ids).view([1, -1]);
+    model.check_tokens(&inputs)?;
+    let inputs = inputs.to_device(device);
     let probabilities = tch::no_grad(|| class_logits(model, &inputs, position, false).softmax(-1, Kind::Float));
     let label = probabilities.argmax(-1, false).int64_value(&[0]);
     Ok((label, probabilities.double_value(&[0, label])))

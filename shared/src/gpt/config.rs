@@ -27,6 +27,16 @@ pub struct GptConfig {
     pub drop_rate_shortcut: Option<f64>,
 }
 
+/// The largest sizes a config may ask for. They are far above any GPT-2 (vocabulary 50,257,
+/// context 1,024, width 1,600, 48 layers) and keep every size computation inside `i64`.
+pub const MAX_VOCAB_SIZE: i64 = 1 << 24;
+pub const MAX_CONTEXT_LENGTH: i64 = 1 << 17;
+pub const MAX_EMB_DIM: i64 = 1 << 16;
+pub const MAX_LAYERS: i64 = 1 << 10;
+/// The largest model a config may describe, parameters (float32) and causal masks together:
+/// 256 GiB. Whether it fits the memory at hand is checked when the model is built.
+pub const MAX_MODEL_BYTES: i64 = 1 << 38;
+
 /// The preset names accepted by [`GptConfig::preset`].
 pub const PRESETS: [&str; 4] = ["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"];
 
@@ -82,14 +92,15 @@ impl GptConfig {
 
     /// Rejects configurations that cannot build a model, with the reason.
     pub fn validate(&self) -> Result<()> {
-        for (name, value) in [
-            ("vocab_size", self.vocab_size),
-            ("context_length", self.context_length),
-            ("emb_dim", self.emb_dim),
-            ("n_heads", self.n_heads),
-            ("n_layers", self.n_layers),
+        for (name, value, max) in [
+            ("vocab_size", self.vocab_size, MAX_VOCAB_SIZE),
+            ("context_length", self.context_length, MAX_CONTEXT_LENGTH),
+            ("emb_dim", self.emb_dim, MAX_EMB_DIM),
+            ("n_heads", self.n_heads, MAX_EMB_DIM),
+            ("n_layers", self.n_layers, MAX_LAYERS),
         ] {
             ensure!(value > 0, "invalid model config: {name} must be positive, got {value}");
+            ensure!(value <= max, "invalid model config: {name} is {value}, more than the largest supported, {max}");
         }
         ensure!(
             self.emb_dim % self.n_heads == 0,
@@ -105,7 +116,21 @@ impl GptConfig {
         ] {
             ensure!((0.0..1.0).contains(&rate), "invalid model config: {name} must be in [0, 1), got {rate}");
         }
+        let bytes = self.memory_bytes();
+        ensure!(
+            bytes <= MAX_MODEL_BYTES,
+            "invalid model config: its parameters and masks take {:.1} GB, more than the largest supported, {:.1} GB",
+            bytes as f64 / 1e9,
+            MAX_MODEL_BYTES as f64 / 1e9
+        );
         Ok(())
+    }
+
+    /// Bytes a model built from this config holds: float32 parameters plus each block's
+    /// `context_length`² boolean causal mask. Exact within the size limits above.
+    pub fn memory_bytes(&self) -> i64 {
+        let parameters = super::ParameterCounts::from_config(self).total();
+        4 * parameters + self.n_layers * self.context_length * self.context_length
     }
 
     /// A preset name or the path of a JSON file holding a config.

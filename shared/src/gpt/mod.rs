@@ -11,7 +11,7 @@ mod count;
 mod layers;
 mod model;
 
-pub use config::{GptConfig, PRESETS};
+pub use config::{GptConfig, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_LAYERS, MAX_MODEL_BYTES, MAX_VOCAB_SIZE, PRESETS};
 pub use count::ParameterCounts;
 pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};
 pub use model::{GptModel, KvCache};

@@ -1,7 +1,7 @@
 //! Section 4.6, listing 4.7: the GPT model.
 
 use anyhow::{ensure, Result};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use super::{GptConfig, LayerNorm, TransformerBlock};
 use crate::attention::LayerKvCache;
@@ -31,6 +31,15 @@ impl GptModel {
     /// Validates `cfg`, then creates the parameters under `path` in the book's order.
     pub fn new(path: &nn::Path, cfg: &GptConfig) -> Result<Self> {
         cfg.validate()?;
+        if let (Device::Cpu, Some(available)) = (path.device(), crate::device::system_memory_bytes()) {
+            let needed = cfg.memory_bytes();
+            ensure!(
+                needed <= available,
+                "this model needs {:.1} GB for its parameters and masks, more than this machine's {:.1} GB of memory",
+                needed as f64 / 1e9,
+                available as f64 / 1e9
+            );
+        }
         let tok_emb = init::embedding(path / "tok_emb", cfg.vocab_size, cfg.emb_dim);
         let pos_emb = init::embedding(path / "pos_emb", cfg.context_length, cfg.emb_dim);
         let trf_blocks = (0..cfg.n_layers)
@@ -114,7 +123,6 @@ impl nn::ModuleT for GptModel {
 mod tests {
     use super::*;
     use crate::device::global_rng_lock;
-    use tch::Device;
 
     /// Builds a model while holding the generator lock (building draws random numbers).
     fn tiny(cfg: &GptConfig) -> (nn::VarStore, GptModel) {

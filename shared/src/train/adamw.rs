@@ -159,8 +159,14 @@ impl AdamW {
                     param.size()
                 );
             }
+            ensure!(
+                step.numel() == 1 && step.kind() != Kind::Bool,
+                "the optimizer step count of '{name}' has the shape {:?}, expected one number",
+                step.size()
+            );
+            let step = step.to_kind(Kind::Int64).view([-1]).int64_value(&[0]);
+            ensure!(step >= 0, "the optimizer step count of '{name}' is negative ({step})");
             let place = |t: Tensor| t.to_device(param.device()).to_kind(param.kind());
-            let step = step.to_kind(Kind::Int64).int64_value(&[]);
             state.insert(name, ParamState { step, exp_avg: place(exp_avg), exp_avg_sq: place(exp_avg_sq) });
         }
         self.state = state;
@@ -191,5 +197,27 @@ mod tests {
         let expected: [f32; 3] = [0.972_420_8, -1.991_862_2, 0.489_916_47]; // PyTorch's values, as f32
         assert_eq!(got, expected);
         assert_eq!(opt.steps(), 3);
+    }
+
+    #[test]
+    fn a_state_with_a_step_that_is_not_one_number_is_refused() {
+        let vs = VarStore::new(Device::Cpu);
+        let _p = vs.root().var_copy("p", &Tensor::from_slice(&[1.0f32, -2.0, 0.5]));
+        let mut opt = AdamW::new(&vs, AdamWConfig::default()).unwrap();
+        let state = |step: Tensor| {
+            vec![
+                ("exp_avg.p".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu))),
+                ("exp_avg_sq.p".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu))),
+                ("step.p".to_string(), step),
+            ]
+        };
+        let err = opt.load_state_tensors(state(Tensor::from_slice(&[1i64, 2]))).unwrap_err().to_string();
+        assert!(err.contains("step count of 'p' has the shape [2], expected one number"), "{err}");
+        let err = opt.load_state_tensors(state(Tensor::zeros([0], (Kind::Int64, Device::Cpu)))).unwrap_err();
+        assert!(err.to_string().contains("expected one number"), "{err}");
+        let err = opt.load_state_tensors(state(Tensor::from(-4i64))).unwrap_err().to_string();
+        assert!(err.contains("is negative (-4)"), "{err}");
+        opt.load_state_tensors(state(Tensor::from_slice(&[7i64]))).unwrap();
+        assert_eq!(opt.steps(), 7);
     }
 }

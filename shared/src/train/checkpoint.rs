@@ -61,8 +61,10 @@ impl Checkpoint {
         }
     }
 
-    /// Writes the model, the optimizer state when given, and `meta`. Each file goes to a
-    /// temporary name first, so an interrupted save leaves the previous checkpoint intact.
+    /// Writes the model, the optimizer state when given, and `meta`. Every file is written in
+    /// full under a temporary name (`NAME.*.partial`) first and only then renamed over the
+    /// old one, the metadata last: a save that is interrupted (killed, out of disk space)
+    /// leaves the previous checkpoint in place, and a failed write names its file.
     pub fn save(&self, vs: &VarStore, optimizer: Option<&AdamW>, meta: &CheckpointMeta) -> Result<()> {
         if let Some(dir) = self.meta.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -70,16 +72,20 @@ impl Checkpoint {
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         named.extend(weights::mask_buffers(&meta.config));
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        write_safetensors(&self.model, &named)?;
-        match optimizer {
-            Some(optimizer) => write_safetensors(&self.optimizer, &optimizer.state_tensors())?,
-            None => {
-                let _ = std::fs::remove_file(&self.optimizer);
-            }
+        let mut written = vec![write_safetensors(&self.model, &named)?];
+        if let Some(optimizer) = optimizer {
+            written.push(write_safetensors(&self.optimizer, &optimizer.state_tensors())?);
         }
-        write_atomically(&self.meta, |path| {
+        written.push(write_partial(&self.meta, |path| {
             std::fs::write(path, serde_json::to_string_pretty(meta)?).map_err(Into::into)
-        })
+        })?);
+        if optimizer.is_none() {
+            let _ = std::fs::remove_file(&self.optimizer);
+        }
+        for (partial, path) in written {
+            std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Reads and checks the JSON part.
@@ -118,14 +124,19 @@ impl Checkpoint {
     }
 }
 
-fn write_safetensors(path: &Path, named: &[(String, Tensor)]) -> Result<()> {
+/// Writes `named` to `path`'s temporary name; returns (temporary, final) paths.
+fn write_safetensors(path: &Path, named: &[(String, Tensor)]) -> Result<(PathBuf, PathBuf)> {
     let cpu: Vec<(String, Tensor)> =
         named.iter().map(|(name, t)| (name.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
-    write_atomically(path, |tmp| Tensor::write_safetensors(&cpu, tmp).map_err(Into::into))
+    write_partial(path, |tmp| Tensor::write_safetensors(&cpu, tmp).map_err(Into::into))
 }
 
-fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+/// Runs `write` on `PATH.partial` (removed again when the write fails).
+fn write_partial(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<(PathBuf, PathBuf)> {
     let tmp = PathBuf::from(format!("{}.partial", path.display()));
-    write(&tmp).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    if let Err(err) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err.context(format!("writing {}", path.display())));
+    }
+    Ok((tmp, path.to_path_buf()))
 }

@@ -113,7 +113,10 @@ pub fn write_loss_plot(path: &Path, epochs: usize, train: &[f64], val: &[f64], s
 
 /// Trains `model` for `settings.num_epochs` more epochs from `progress`, evaluating every
 /// `eval_freq` steps on `eval_iter` batches of each loader, as the book's listing 5.3 does.
-/// `progress` is updated, so a checkpoint taken afterwards can resume the run.
+/// `progress` is updated, so a checkpoint taken afterwards can resume the run; `on_epoch_end`
+/// runs after every epoch (and its sample) with the progress so far and the optimizer, e.g.
+/// to save such a checkpoint, so that a run killed midway loses at most one epoch.
+#[allow(clippy::too_many_arguments)]
 pub fn train_model_simple(
     model: &GptModel,
     optimizer: &mut AdamW,
@@ -122,9 +125,11 @@ pub fn train_model_simple(
     settings: &TrainSettings,
     progress: &mut TrainProgress,
     device: Device,
+    on_epoch_end: &mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
 ) -> Result<TrainHistory> {
     anyhow::ensure!(settings.eval_freq > 0, "the evaluation frequency must be at least 1 step");
     anyhow::ensure!(train_loader.batch_count() > 0, "the training data has no complete batch");
+    super::check_token_ids(model, &[("training", train_loader), ("validation", val_loader)])?;
     let bar = progress_bar(settings.verbose, (settings.num_epochs * train_loader.batch_count()) as u64);
     let say = |line: &str| {
         if settings.verbose {
@@ -172,6 +177,7 @@ pub fn train_model_simple(
             say(&sample);
             history.samples.push(sample);
         }
+        bar.suspend(|| on_epoch_end(progress, optimizer))?;
     }
     bar.finish_and_clear();
     history.train_seconds = start.elapsed().as_secs_f64();

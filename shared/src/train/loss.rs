@@ -1,6 +1,7 @@
 //! Section 5.1.2-5.1.3: the cross-entropy loss of next-token prediction, perplexity, and the
 //! average loss over the batches of a loader (`calc_loss_batch`, `calc_loss_loader`).
 
+use anyhow::{bail, Result};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::dataset::{Batch, DataLoader};
@@ -33,11 +34,34 @@ pub trait BatchSource {
     fn batch_count(&self) -> usize;
     /// One pass; starting it may draw from the global generator, as PyTorch does.
     fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_>;
+    /// The largest token id any batch's inputs can hold (`None` without data), for
+    /// [`check_token_ids`].
+    fn max_token_id(&self) -> Option<i64>;
+}
+
+/// Checks, before any forward pass, that every token id the loaders can yield is inside the
+/// model's vocabulary (a config with `vocab_size` below GPT-2's 50,257 cannot read GPT-2
+/// tokens); `loaders` are named for the message.
+pub fn check_token_ids(model: &GptModel, loaders: &[(&str, &dyn BatchSource)]) -> Result<()> {
+    let vocab_size = model.cfg.vocab_size;
+    for (name, loader) in loaders {
+        if let Some(max) = loader.max_token_id().filter(|&max| max >= vocab_size) {
+            bail!(
+                "the {name} data holds token id {max}, outside the model's vocabulary of {vocab_size} ids \
+                 (GPT-2's tokenizer needs vocab_size 50257)"
+            );
+        }
+    }
+    Ok(())
 }
 
 impl BatchSource for DataLoader {
     fn batch_count(&self) -> usize {
         self.len()
+    }
+
+    fn max_token_id(&self) -> Option<i64> {
+        self.dataset().max_token_id()
     }
 
     fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {

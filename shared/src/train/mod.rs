@@ -13,5 +13,6 @@ pub use loop_::{
     TrainSettings,
 };
 pub use loss::{
-    calc_loss_batch, calc_loss_loader, cross_entropy, mean_over_batches, perplexity, BatchSource, IGNORE_INDEX,
+    calc_loss_batch, calc_loss_loader, check_token_ids, cross_entropy, mean_over_batches, perplexity, BatchSource,
+    IGNORE_INDEX,
 };

@@ -168,10 +168,15 @@ impl Gpt2Weights {
                         targets.fill("out_head.weight", &tensor, name)?;
                     }
                 }
-                Mapping::Transposed(target) => targets.fill(&target, &file.read(name)?.t_(), name)?,
+                Mapping::Transposed(target) => {
+                    let mut tensor = file.read(name)?;
+                    expect_rank(&tensor, 2, name)?;
+                    targets.fill(&target, &tensor.t_(), name)?
+                }
                 Mapping::QkvWeight(block) | Mapping::QkvBias(block) => {
                     let mut tensor = file.read(name)?;
                     let is_weight = matches!(mapping, Mapping::QkvWeight(_));
+                    expect_rank(&tensor, if is_weight { 2 } else { 1 }, name)?;
                     if is_weight {
                         tensor = tensor.t_(); // [3E, E]: query rows, then key rows, then value rows
                     }
@@ -189,6 +194,12 @@ impl Gpt2Weights {
         }
         targets.finish(&self.weights_path)
     }
+}
+
+/// A Conv1D weight must be a matrix and a bias a vector before it is transposed or split.
+fn expect_rank(tensor: &tch::Tensor, rank: usize, name: &str) -> Result<()> {
+    ensure!(tensor.dim() == rank, "tensor {name} has the shape {:?}, expected {rank} dimensions", tensor.size());
+    Ok(())
 }
 
 /// Where one tensor of the Hugging Face file goes.

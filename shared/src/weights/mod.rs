@@ -12,7 +12,7 @@ mod torch_pickle;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use tch::{nn::VarStore, Tensor};
 
 pub use self::gpt2::{Gpt2Weights, GPT2_HUB_IDS};
@@ -184,9 +184,13 @@ pub fn state_dict_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>> {
 /// sizes are read from the shapes; the number of heads, which no shape shows, comes from
 /// `n_heads` or else from the GPT-2 preset of the same width; dropout is the book's 0.1.
 pub fn infer_config(shapes: &BTreeMap<String, Vec<i64>>, n_heads: Option<i64>) -> Result<GptConfig> {
-    let shape = |name: &str| shapes.get(name).with_context(|| format!("the state dict has no {name}"));
-    let tok = shape("tok_emb.weight")?;
-    let pos = shape("pos_emb.weight")?;
+    let matrix = |name: &str| -> Result<&Vec<i64>> {
+        let shape = shapes.get(name).with_context(|| format!("the state dict has no {name}"))?;
+        ensure!(shape.len() == 2, "{name} has the shape {shape:?}; an embedding is a matrix");
+        Ok(shape)
+    };
+    let tok = matrix("tok_emb.weight")?;
+    let pos = matrix("pos_emb.weight")?;
     let (vocab_size, emb_dim) = (tok[0], tok[1]);
     let n_layers = (0..).take_while(|i| shapes.contains_key(&format!("trf_blocks.{i}.norm1.scale"))).count() as i64;
     let n_heads = match n_heads {

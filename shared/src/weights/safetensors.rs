@@ -19,7 +19,35 @@ pub struct TensorInfo {
     pub data_offsets: (u64, u64),
 }
 
+impl TensorInfo {
+    /// The LibTorch type of the stored `dtype`.
+    pub fn kind(&self) -> Result<Kind> {
+        Ok(match self.dtype.as_str() {
+            "F32" => Kind::Float,
+            "F16" => Kind::Half,
+            "BF16" => Kind::BFloat16,
+            "F64" => Kind::Double,
+            "I64" => Kind::Int64,
+            "I32" => Kind::Int,
+            "U8" => Kind::Uint8,
+            "BOOL" => Kind::Bool,
+            other => bail!("the dtype {other} is not supported"),
+        })
+    }
+
+    /// The bytes the shape and dtype call for; an error for negative sizes or a product that
+    /// overflows.
+    pub fn byte_size(&self) -> Result<u64> {
+        let element = self.kind()?.elt_size_in_bytes() as u64;
+        self.shape
+            .iter()
+            .try_fold(element, |acc, &n| u64::try_from(n).ok().and_then(|n| acc.checked_mul(n)))
+            .with_context(|| format!("the shape {:?} is not a valid size", self.shape))
+    }
+}
+
 /// An open safetensors file: its tensor directory, read lazily.
+#[derive(Debug)]
 pub struct SafeTensorsFile {
     path: PathBuf,
     file: File,
@@ -45,7 +73,19 @@ impl SafeTensorsFile {
         for (name, value) in entries {
             let info: TensorInfo = serde_json::from_value(value).with_context(bad)?;
             let (begin, end) = info.data_offsets;
-            ensure!(begin <= end && data_start + end <= file_len, "{}: tensor {name} lies outside the file", bad());
+            ensure!(
+                begin <= end && data_start.checked_add(end).is_some_and(|end| end <= file_len),
+                "{}: tensor {name} lies outside the file",
+                bad()
+            );
+            let bytes = info.byte_size().with_context(|| format!("{}: tensor {name}", bad()))?;
+            ensure!(
+                bytes == end - begin,
+                "{}: tensor {name} has {} bytes for the shape {:?}",
+                bad(),
+                end - begin,
+                info.shape
+            );
             tensors.insert(name, info);
         }
         Ok(Self { path: path.to_path_buf(), file, data_start, tensors })
@@ -54,27 +94,9 @@ impl SafeTensorsFile {
     /// Reads one tensor into memory (on the CPU, in its stored dtype).
     pub fn read(&mut self, name: &str) -> Result<Tensor> {
         let info = self.tensors.get(name).with_context(|| format!("{} has no tensor {name}", self.path.display()))?;
-        let kind = match info.dtype.as_str() {
-            "F32" => Kind::Float,
-            "F16" => Kind::Half,
-            "BF16" => Kind::BFloat16,
-            "F64" => Kind::Double,
-            "I64" => Kind::Int64,
-            "I32" => Kind::Int,
-            "U8" => Kind::Uint8,
-            "BOOL" => Kind::Bool,
-            other => bail!("{}: tensor {name} has the unsupported dtype {other}", self.path.display()),
-        };
+        let kind = info.kind()?; // checked by `open`, as the size is
         let (begin, end) = info.data_offsets;
-        let numel: i64 = info.shape.iter().product();
-        ensure!(
-            (end - begin) as usize == numel as usize * kind.elt_size_in_bytes(),
-            "{}: tensor {name} has {} bytes for shape {:?}",
-            self.path.display(),
-            end - begin,
-            info.shape
-        );
-        let mut bytes = vec![0u8; (end - begin) as usize];
+        let mut bytes = vec![0u8; usize::try_from(end - begin)?];
         self.file.seek(SeekFrom::Start(self.data_start + begin))?;
         self.file.read_exact(&mut bytes).with_context(|| format!("reading {name} from {}", self.path.display()))?;
         Ok(Tensor::f_from_data_size(&bytes, &info.shape, kind)?)

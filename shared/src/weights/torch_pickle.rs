@@ -43,7 +43,34 @@ enum Value {
     Mark,
 }
 
+/// How deeply containers may nest (a state dict needs 4 levels) and how many values the
+/// machine may create in all (memo lookups copy values): a malformed or hostile pickle is
+/// refused instead of exhausting the stack or the memory.
+const MAX_DEPTH: usize = 64;
+const MAX_VALUES: usize = 1 << 22;
+/// The largest `data.pkl` read (GPT-2 XL's is about 100 KB).
+const MAX_PICKLE_BYTES: u64 = 1 << 26;
+
 impl Value {
+    /// The number of values in this one (itself included).
+    fn count(&self) -> usize {
+        1 + self.children().into_iter().map(Value::count).sum::<usize>()
+    }
+
+    /// Whether containers nest more than `limit` levels deep.
+    fn deeper_than(&self, limit: usize) -> bool {
+        let children = self.children();
+        !children.is_empty() && (limit == 0 || children.iter().any(|child| child.deeper_than(limit - 1)))
+    }
+
+    fn children(&self) -> Vec<&Value> {
+        match self {
+            Value::Tuple(items) | Value::List(items) => items.iter().collect(),
+            Value::Dict(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn int(&self) -> Result<i64> {
         match self {
             Value::Int(i) => Ok(*i),
@@ -83,7 +110,8 @@ pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
         .context("the archive has no data.pkl")?;
     let prefix = pkl_name.strip_suffix("data.pkl").unwrap_or_default().to_string();
     let mut pickle = Vec::new();
-    zip.by_name(&pkl_name)?.read_to_end(&mut pickle)?;
+    zip.by_name(&pkl_name)?.take(MAX_PICKLE_BYTES + 1).read_to_end(&mut pickle)?;
+    ensure!(pickle.len() as u64 <= MAX_PICKLE_BYTES, "data.pkl is larger than {MAX_PICKLE_BYTES} bytes");
     let root = Machine::default().run(&pickle)?;
     let Value::Dict(entries) = root else { bail!("the pickle holds no dictionary of tensors") };
     let mut storages: HashMap<String, Tensor> = HashMap::new();
@@ -102,20 +130,45 @@ pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
             storages.insert(key.clone(), Tensor::f_from_data_size(&bytes, &[numel], kind)?);
         }
         let storage = &storages[&key];
-        let needed = offset + size.iter().zip(&stride).map(|(s, st)| (s - 1).max(0) * st).sum::<i64>() + 1;
-        ensure!(size.contains(&0) || needed <= storage.size()[0], "tensor {name} reaches past its storage");
-        tensors.push((name, storage.as_strided(&size, &stride, offset).contiguous()));
+        check_view(&name, offset, &size, &stride, storage.size()[0])?;
+        tensors.push((name, storage.f_as_strided(&size, &stride, offset)?.contiguous()));
     }
     Ok(tensors)
+}
+
+/// Checks that a `_rebuild_tensor_v2` view (`offset`, `size`, `stride`) lies inside a storage
+/// of `storage_len` elements, with arithmetic that cannot overflow.
+fn check_view(name: &str, offset: i64, size: &[i64], stride: &[i64], storage_len: i64) -> Result<()> {
+    ensure!(size.len() == stride.len(), "tensor {name} has {} sizes but {} strides", size.len(), stride.len());
+    ensure!(offset >= 0, "tensor {name} has the negative storage offset {offset}");
+    ensure!(size.iter().chain(stride).all(|&n| n >= 0), "tensor {name} has a negative size or stride");
+    if size.contains(&0) {
+        return Ok(());
+    }
+    // The last element's index: offset + sum((size - 1) * stride).
+    let last = size.iter().zip(stride).try_fold(offset, |acc, (&n, &st)| (n - 1).checked_mul(st)?.checked_add(acc));
+    ensure!(last.is_some_and(|last| last < storage_len), "tensor {name} reaches past its storage");
+    Ok(())
 }
 
 #[derive(Default)]
 struct Machine {
     stack: Vec<Value>,
     memo: HashMap<u32, Value>,
+    /// Values created so far (see [`MAX_VALUES`]).
+    created: usize,
 }
 
 impl Machine {
+    /// Pushes `value`, counting `values` against the budget and refusing deep nesting.
+    fn push_counted(&mut self, value: Value, values: usize) -> Result<()> {
+        self.created += values;
+        ensure!(self.created <= MAX_VALUES, "malformed pickle: more than {MAX_VALUES} values");
+        ensure!(!value.deeper_than(MAX_DEPTH), "malformed pickle: containers nested more than {MAX_DEPTH} deep");
+        self.stack.push(value);
+        Ok(())
+    }
+
     fn pop(&mut self) -> Result<Value> {
         self.stack.pop().context("malformed pickle: the stack is empty")
     }
@@ -125,6 +178,26 @@ impl Machine {
         let items = self.stack.split_off(mark + 1);
         self.stack.pop();
         Ok(items)
+    }
+
+    /// SETITEM(S) and APPEND(S): key/value pairs into the dictionary on top of the stack,
+    /// or items into the list there (anything else leaves the top as it is).
+    fn add_to_top(&mut self, items: Vec<Value>) -> Result<()> {
+        ensure!(
+            !items.iter().any(|item| item.deeper_than(MAX_DEPTH - 1)),
+            "malformed pickle: containers nested more than {MAX_DEPTH} deep"
+        );
+        match self.top_mut()? {
+            Value::Dict(entries) => {
+                let mut items = items.into_iter();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    entries.push((k, v));
+                }
+            }
+            Value::List(list) => list.extend(items),
+            _ => {}
+        }
+        Ok(())
     }
 
     fn top_mut(&mut self) -> Result<&mut Value> {
@@ -151,13 +224,13 @@ impl Machine {
                 b'(' => self.stack.push(Value::Mark),
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
+                    self.push_counted(Value::Tuple(items), 1)?;
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
                     ensure!(self.stack.len() >= n, "malformed pickle: short tuple");
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(items));
+                    self.push_counted(Value::Tuple(items), 1)?;
                 }
                 b'q' => {
                     let key = r.u8()? as u32;
@@ -169,7 +242,11 @@ impl Machine {
                 }
                 b'h' | b'j' => {
                     let key = if op == b'h' { r.u8()? as u32 } else { r.u32()? };
-                    self.stack.push(self.memo.get(&key).cloned().context("malformed pickle: unknown memo entry")?);
+                    let value = self.memo.get(&key).context("malformed pickle: unknown memo entry")?;
+                    let values = value.count();
+                    ensure!(self.created + values <= MAX_VALUES, "malformed pickle: more than {MAX_VALUES} values");
+                    let value = value.clone();
+                    self.push_counted(value, values)?;
                 }
                 b'X' => {
                     let len = r.u32()? as usize;
@@ -204,7 +281,8 @@ impl Machine {
                 b'R' | 0x81 => {
                     let args = self.pop()?;
                     let callable = self.pop()?;
-                    self.stack.push(reduce(callable, args)?);
+                    let value = reduce(callable, args)?;
+                    self.push_counted(value, 1)?;
                 }
                 b'b' => {
                     self.pop()?; // BUILD: the state (e.g. an OrderedDict's `_metadata`) is not needed
@@ -212,30 +290,19 @@ impl Machine {
                 b's' => {
                     let value = self.pop()?;
                     let key = self.pop()?;
-                    if let Value::Dict(entries) = self.top_mut()? {
-                        entries.push((key, value));
-                    }
+                    self.add_to_top(vec![key, value])?;
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
-                    if let Value::Dict(entries) = self.top_mut()? {
-                        let mut items = items.into_iter();
-                        while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                            entries.push((k, v));
-                        }
-                    }
+                    self.add_to_top(items)?;
                 }
                 b'a' => {
                     let value = self.pop()?;
-                    if let Value::List(items) = self.top_mut()? {
-                        items.push(value);
-                    }
+                    self.add_to_top(vec![value])?;
                 }
                 b'e' => {
                     let values = self.pop_mark()?;
-                    if let Value::List(items) = self.top_mut()? {
-                        items.extend(values);
-                    }
+                    self.add_to_top(values)?;
                 }
                 other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", r.pos - 1),
             }
