@@ -13,6 +13,7 @@ README), with the full last-position logits added. Needs transformers in the set
 (generate.sh installs it). Run through scripts/reference/generate.sh.
 """
 import json
+from collections import OrderedDict
 import sys
 from pathlib import Path
 
@@ -111,6 +112,12 @@ def main():
         logits = book(x)
     (OUT / "book-tiny.json").write_text(json.dumps({"config": cfg, "text": text, "ids": ids,
                                                     "logits": logits[0].tolist()}, indent=1))
+
+    # The seed of the torch.save fuzz test (shared/tests/fuzz_loaders.rs): a small archive
+    # with a transposed (strided) tensor.
+    torch.manual_seed(0)
+    torch.save(OrderedDict([("tok_emb.weight", torch.randn(4, 3)), ("norm.scale", torch.ones(3)),
+                            ("head.weight", torch.randn(3, 4).t())]), OUT / "tiny-state-dict.pth")
 
 
 if __name__ == "__main__":

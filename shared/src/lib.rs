@@ -25,6 +25,7 @@
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
+//! | [`fuzz`] | all | mutation testing of the loaders (tests) |
 //! | [`cli`] | all | the flags every binary takes (`--device`, `--seed`, `--out-dir`, `--data`) |
 
 pub mod attention;
@@ -34,6 +35,7 @@ pub mod data;
 pub mod dataset;
 pub mod device;
 pub mod exercise;
+pub mod fuzz;
 pub mod generate;
 pub mod gpt;
 pub mod init;
