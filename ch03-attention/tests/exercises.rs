@@ -43,7 +43,7 @@ fn exercise_3_3_has_gpt2_small_attention_parameters() {
 #[test]
 fn every_exercise_is_listed_in_the_readme_and_runs_as_json() {
     let _rng = global_rng_lock();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let context = RunContext::for_tests();
     let missing = shared::exercise::missing_readme_rows(exercises::ALL, &readme);
     assert!(missing.is_empty(), "README.md lacks the rows {missing:?}");

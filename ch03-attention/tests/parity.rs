@@ -81,7 +81,7 @@ fn book_printed_values() {
 #[test]
 fn matches_the_independent_parity_fixture() {
     let text = include_str!("fixtures/independent/ch03-attention.json");
-    let independent: Value = serde_json::from_str(&text).unwrap();
+    let independent: Value = serde_json::from_str(text).unwrap();
     let w = walkthrough();
     let pairs = [
         ("inputs", serde_json::to_value(ch03_attention::INPUTS).unwrap()),

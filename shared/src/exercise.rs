@@ -53,6 +53,12 @@ impl<T: Clone + Default> RunFlags<T> {
     }
 }
 
+impl<T: Clone + Default> Default for RunFlags<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The entry with this id, or an error that lists the known ids.
 pub fn find<'a>(exercises: &'a [Exercise], id: &str) -> Result<&'a Exercise> {
     match exercises.iter().find(|exercise| exercise.id == id) {

@@ -23,7 +23,7 @@ fn small_vocab_model() -> (nn::VarStore, GptModel) {
 
 const TEXT: &str = "Every effort moves you toward the finish line, one step at a time, until the very end.";
 
-/// 1. A model whose vocabulary is smaller than GPT-2's cannot read GPT-2 token ids: training,
+/// Case 1 of the issue: A model whose vocabulary is smaller than GPT-2's cannot read GPT-2 token ids: training,
 /// evaluation and classification all say so before any forward pass.
 #[test]
 fn token_ids_outside_the_vocabulary_are_refused_on_every_path() {
@@ -64,7 +64,7 @@ fn token_ids_outside_the_vocabulary_are_refused_on_every_path() {
     assert!(err.contains("outside the vocabulary"), "{err}");
 }
 
-/// 2. Sizes that cannot fit are refused with the number, in our configs and in Hugging Face's.
+/// Case 2 of the issue: Sizes that cannot fit are refused with the number, in our configs and in Hugging Face's.
 #[test]
 fn configs_with_sizes_that_cannot_fit_are_refused() {
     for (field, config) in [
@@ -113,7 +113,7 @@ fn a_model_larger_than_the_memory_is_refused_before_allocating() {
     assert!(vs.variables().is_empty(), "nothing was allocated");
 }
 
-/// 3. Weight files whose tensors have the wrong number of dimensions.
+/// Case 3 of the issue: Weight files whose tensors have the wrong number of dimensions.
 #[test]
 fn weights_of_the_wrong_rank_are_refused() {
     let shapes = [("tok_emb.weight".to_string(), vec![50257]), ("pos_emb.weight".to_string(), vec![64, 32])];
@@ -154,7 +154,7 @@ fn weights_of_the_wrong_rank_are_refused() {
     }
 }
 
-/// 4. Classifier descriptions with impossible numbers.
+/// Case 4 of the issue: Classifier descriptions with impossible numbers.
 #[test]
 fn classifier_descriptions_with_impossible_numbers_are_refused() {
     let meta = |num_classes: i64, max_length: i64| {
@@ -177,7 +177,7 @@ fn classifier_descriptions_with_impossible_numbers_are_refused() {
     }
 }
 
-/// 6. safetensors headers whose offsets or shapes overflow.
+/// Case 6: safetensors headers whose offsets or shapes overflow.
 #[test]
 fn safetensors_headers_that_overflow_are_refused() {
     let dir = tempfile::tempdir().unwrap();
