@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use ch05_pretraining::exercises::{self, ex5_1, ex5_2, ex5_3, ex5_4, ex5_5, ex5_6};
-use ch05_pretraining::pretrain::{self, PretrainOptions};
+use ch05_pretraining::pretrain;
 use serde_json::Value;
 use shared::cli::RunContext;
 use shared::data::THE_VERDICT;
@@ -91,19 +91,7 @@ fn exercise_5_4_resuming_equals_an_uninterrupted_run() {
     assert!(check.optimizer_identical, "optimizer state differs after resuming");
     // The negative control: the same resume with the second epoch shuffled from another seed
     // parts ways with the uninterrupted run, and the comparison sees it.
-    let other_seed = PretrainOptions {
-        config: Some(config),
-        epochs: 1,
-        batch_size: 4,
-        eval_freq: 10,
-        eval_iter: 2,
-        start_context: String::new(),
-        epoch_seed: Some(context.seed + 1),
-        resume: Some(out.path().join("first-epoch/checkpoint")),
-        initial_losses: false,
-        verbose: false,
-        ..PretrainOptions::default()
-    };
+    let other_seed = ex5_4::check_options(&config, 1, context.seed + 1, Some(&out.path().join("first-epoch")));
     let context = RunContext { out_dir: out.path().join("other-seed"), ..context };
     {
         let _rng = global_rng_lock();

@@ -11,15 +11,16 @@ use serde_json::Value;
 use shared::gpt::GptConfig;
 use shared::train::Checkpoint;
 
-const EPOCHS: usize = 6;
+const EPOCHS: usize = 4;
 
-fn train_command(config: &Path, out_dir: &Path, extra: &[&str]) -> Command {
+/// The run under test: a small model on the first 4,000 characters of The Verdict
+/// (`text`), 7 batches of 4 x 32 tokens per epoch, so that an epoch takes a moment.
+fn train_command(text: &Path, out_dir: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ch05-pretraining"));
     command
-        .args(["--device", "cpu", "train", "--no-initial-losses", "--epoch-seed", "7"])
-        .args(["--batch-size", "4", "--eval-freq", "10", "--eval-iter", "2"])
-        .arg("--config")
-        .arg(config)
+        .args(["--device", "cpu", "--data"])
+        .arg(text)
+        .args(["train", "--batch-size", "4", "--eval-freq", "3", "--eval-iter", "1"])
         .arg("--out-dir")
         .arg(out_dir)
         .args(extra);
@@ -47,18 +48,19 @@ fn a_run_killed_midway_resumes_to_the_uninterrupted_result() {
     GptConfig { context_length: 32, emb_dim: 32, n_heads: 4, n_layers: 2, ..GptConfig::gpt2_small() }
         .save(&config)
         .unwrap();
+    let text = dir.path().join("verdict-start.txt");
+    let verdict = std::fs::read_to_string(shared::data::bundled_dir().join("the-verdict.txt")).unwrap();
+    std::fs::write(&text, verdict.chars().take(4000).collect::<String>()).unwrap();
     let epochs = EPOCHS.to_string();
+    let fresh = ["--epochs", &epochs, "--no-initial-losses", "--epoch-seed", "7", "--config"];
+    let fresh = [&fresh[..], &[config.to_str().unwrap()]].concat();
 
     let whole = dir.path().join("whole");
-    succeeded(train_command(&config, &whole, &["--epochs", &epochs]).output().unwrap());
+    succeeded(train_command(&text, &whole, &fresh).output().unwrap());
 
     // The same run, killed with SIGKILL while it trains the epoch after its second checkpoint.
     let killed = dir.path().join("killed");
-    let mut child = train_command(&config, &killed, &["--epochs", &epochs])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = train_command(&text, &killed, &fresh).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     while saved_epoch(&killed).is_none_or(|epoch| epoch < 2) {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
@@ -83,15 +85,7 @@ fn a_run_killed_midway_resumes_to_the_uninterrupted_result() {
     let resumed = dir.path().join("resumed");
     let remaining = (EPOCHS - meta.epoch).to_string();
     let resume = checkpoint.model.to_string_lossy().into_owned();
-    succeeded(
-        Command::new(env!("CARGO_BIN_EXE_ch05-pretraining"))
-            .args(["--device", "cpu", "train", "--batch-size", "4", "--eval-freq", "10", "--eval-iter", "2"])
-            .args(["--epochs", &remaining, "--resume", &resume])
-            .arg("--out-dir")
-            .arg(&resumed)
-            .output()
-            .unwrap(),
-    );
+    succeeded(train_command(&text, &resumed, &["--epochs", &remaining, "--resume", &resume]).output().unwrap());
     let (whole_metrics, resumed_metrics) = (metrics(&whole), metrics(&resumed));
     let after_kill: Vec<&Value> = whole_metrics["history"]["evaluations"]
         .as_array()

@@ -23,20 +23,27 @@ fn fails_with(args: &[&str], needle: &str) {
     assert!(message.contains("error: ") && message.contains(needle), "{args:?}: {message}");
 }
 
-#[test]
-fn fine_tune_then_classify_and_evaluate() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("small.json");
-    let small = shared::gpt::GptConfig {
-        context_length: 128,
+/// A small model's config (1 layer of width 32) with `context_length`, saved in `dir`.
+fn small_config(dir: &std::path::Path, context_length: i64) -> String {
+    let path = dir.join("small.json");
+    shared::gpt::GptConfig {
+        context_length,
         emb_dim: 32,
         n_heads: 4,
         n_layers: 1,
         ..shared::gpt::GptConfig::gpt2_small()
-    };
-    small.save(&config).unwrap();
+    }
+    .save(&path)
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn fine_tune_then_classify_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path(), 128);
     let out = dir.path().join("run");
-    let (out, config) = (out.to_str().unwrap(), config.to_str().unwrap());
+    let (out, config) = (out.to_str().unwrap(), config.as_str());
     let output =
         ch06(&["--out-dir", out, "--init", "random", "--config", config, "--trainable", "all", "--epochs", "1"]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -80,16 +87,8 @@ fn bad_input_is_a_clear_error() {
 #[test]
 fn exercises_take_the_run_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("small.json");
-    let small = shared::gpt::GptConfig {
-        context_length: 96,
-        emb_dim: 32,
-        n_heads: 4,
-        n_layers: 1,
-        ..shared::gpt::GptConfig::gpt2_small()
-    };
-    small.save(&config).unwrap();
-    let config = config.to_str().unwrap();
+    let config = small_config(dir.path(), 96);
+    let config = config.as_str();
     let metrics = |out: &std::path::Path, run: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(out.join(run).join("metrics.json")).unwrap()).unwrap()
     };

@@ -49,19 +49,7 @@ pub struct Ex5_4 {
 /// Trains `config` for 2 epochs in one run and for 1 + 1 epochs with a checkpoint in
 /// between (outputs under `out_dir`), then compares the final checkpoints tensor by tensor.
 pub fn resume_check(context: &RunContext, text: &str, config: &GptConfig, out_dir: &Path) -> Result<ResumeCheck> {
-    let options = |epochs, resume: Option<&Path>| PretrainOptions {
-        config: Some(config.clone()),
-        epochs,
-        batch_size: 4,
-        eval_freq: 10,
-        eval_iter: 2,
-        start_context: String::new(),
-        epoch_seed: Some(context.seed),
-        resume: resume.map(|dir| dir.join("checkpoint")),
-        initial_losses: false,
-        verbose: false,
-        ..PretrainOptions::default()
-    };
+    let options = |epochs, resume: Option<&Path>| check_options(config, epochs, context.seed, resume);
     let in_dir = |name: &str| RunContext { out_dir: out_dir.join(name), ..context.clone() };
     let whole = pretrain::run(&in_dir("two-epochs"), text, &options(2, None))?;
     pretrain::run(&in_dir("first-epoch"), text, &options(1, None))?;
@@ -75,6 +63,24 @@ pub fn resume_check(context: &RunContext, text: &str, config: &GptConfig, out_di
         optimizer_identical: same_tensors(&a.optimizer, &b.optimizer)?,
         final_evaluation: resumed.history.evaluations.last().cloned(),
     })
+}
+
+/// The check's quiet, short runs: `epochs` epochs of `config`, every epoch seeded with
+/// `epoch_seed + epoch`, resuming the checkpoint in `resume` (a run's output folder) if given.
+pub fn check_options(config: &GptConfig, epochs: usize, epoch_seed: u64, resume: Option<&Path>) -> PretrainOptions {
+    PretrainOptions {
+        config: Some(config.clone()),
+        epochs,
+        batch_size: 4,
+        eval_freq: 10,
+        eval_iter: 2,
+        start_context: String::new(),
+        epoch_seed: Some(epoch_seed),
+        resume: resume.map(|dir| dir.join("checkpoint")),
+        initial_losses: false,
+        verbose: false,
+        ..PretrainOptions::default()
+    }
 }
 
 /// Whether two safetensors files hold the same names with bit-identical values.

@@ -369,3 +369,46 @@ impl<'a> Reader<'a> {
         Ok(line)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_outside_their_storage_are_refused() {
+        check_view("ok", 2, &[2, 3], &[3, 1], 8).unwrap();
+        check_view("empty", 0, &[0, 5], &[5, 1], 0).unwrap();
+        for (offset, size, stride, needle) in [
+            (0, &[2, 3][..], &[3][..], "has 2 sizes but 1 strides"),
+            (-1, &[2], &[1], "negative storage offset -1"),
+            (0, &[-2], &[1], "negative size or stride"),
+            (0, &[2], &[-1], "negative size or stride"),
+            (3, &[2, 3], &[3, 1], "reaches past its storage"),
+            (0, &[i64::MAX, 2], &[i64::MAX, 1], "reaches past its storage"),
+            (i64::MAX, &[2], &[1], "reaches past its storage"),
+        ] {
+            let err = check_view("w", offset, size, stride, 8).unwrap_err().to_string();
+            assert!(err.contains(needle), "{offset} {size:?} {stride:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_or_exploding_pickles_are_refused() {
+        // PROTO 2, an empty tuple wrapped in 100 one-element tuples, STOP.
+        let mut deep = vec![0x80, 2, b')'];
+        deep.extend([0x85; 100]);
+        deep.push(b'.');
+        let err = Machine::default().run(&deep).unwrap_err().to_string();
+        assert!(err.contains("nested more than 64 deep"), "{err}");
+        // A list of 4,096 items memoised, then pushed back 2,000 times: 8 million copies.
+        let mut wide = vec![0x80, 2, b']', b'('];
+        wide.extend([b'N'; 4096]);
+        wide.extend([b'e', b'q', 0]);
+        for _ in 0..2000 {
+            wide.extend([b'h', 0]);
+        }
+        wide.push(b'.');
+        let err = Machine::default().run(&wide).unwrap_err().to_string();
+        assert!(err.contains("more than 4194304 values"), "{err}");
+    }
+}
