@@ -107,3 +107,37 @@ fn bad_checkpoints_are_clear_errors() {
     let err = weights_only.load_model(&other).unwrap_err().to_string();
     assert!(err.contains("shape mismatch: final_norm.scale: [32] in the file, [64] in the model"), "{err}");
 }
+
+/// A disk that fills up during a save: the error names the file, and the previous
+/// checkpoint is still there, complete. `/dev/full` answers every write with ENOSPC; the
+/// save's temporary file is made a link to it.
+#[test]
+fn a_full_disk_during_a_save_names_the_file_and_keeps_the_last_checkpoint() {
+    let cfg = tiny();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = {
+        let _rng = global_rng_lock();
+        seed_everything(123);
+        GptModel::new(&vs.root(), &cfg).unwrap()
+    };
+    let mut optimizer = AdamW::new(&vs, AdamWConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = Checkpoint::at(&dir.path().join("checkpoint"));
+    checkpoint.save(&vs, Some(&optimizer), &meta(&cfg, 1)).unwrap();
+    let saved_model = std::fs::read(&checkpoint.model).unwrap();
+
+    {
+        let _rng = global_rng_lock();
+        train_steps(&model, &mut optimizer, 2);
+    }
+    for file in [&checkpoint.model, &checkpoint.optimizer, &checkpoint.meta] {
+        let partial = std::path::PathBuf::from(format!("{}.partial", file.display()));
+        std::os::unix::fs::symlink("/dev/full", &partial).unwrap();
+        let err = format!("{:#}", checkpoint.save(&vs, Some(&optimizer), &meta(&cfg, 3)).unwrap_err());
+        assert!(err.contains(&format!("writing {}", file.display())), "{err}");
+        assert!(!partial.exists(), "the temporary file is removed");
+        // The last complete checkpoint is untouched.
+        assert_eq!(checkpoint.read_meta().unwrap(), meta(&cfg, 1));
+        assert_eq!(std::fs::read(&checkpoint.model).unwrap(), saved_model);
+    }
+}
