@@ -136,15 +136,15 @@ fn check(run: &RunMetrics, reference: &Reference, tolerance: f64) -> Result<RunC
         .max_by(|a, b| a.difference.total_cmp(&b.difference))
         .cloned()
         .expect("the initial losses are always compared");
-    let samples = run.history.samples.iter().zip(&reference.samples);
-    let first_different_sample =
-        samples.clone().enumerate().find(|(_, (a, b))| a != b).map(|(i, (a, b))| (i + 1, a.clone(), b.clone()));
     ensure!(
         run.history.samples.len() == reference.samples.len(),
         "the run printed {} samples, the reference {}",
         run.history.samples.len(),
         reference.samples.len()
     );
+    let samples = run.history.samples.iter().zip(&reference.samples);
+    let first_different_sample =
+        samples.clone().enumerate().find(|(_, (a, b))| a != b).map(|(i, (a, b))| (i + 1, a.clone(), b.clone()));
     Ok(RunCheck {
         losses_compared: differences.len(),
         losses_within_tolerance: differences.iter().filter(|d| d.difference <= tolerance).count(),

@@ -1,6 +1,6 @@
 //! The flags every binary takes, and the run context they resolve to.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -63,13 +63,13 @@ impl RunContext {
 
     /// Creates the output folder and checks that files can be written into it, so that a
     /// bad `--out-dir` fails before any training, with the folder named.
-    pub fn create_out_dir(&self) -> Result<&Path> {
+    pub fn create_out_dir(&self) -> Result<()> {
         let dir = &self.out_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the output folder {} (--out-dir)", dir.display()))?;
         tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write into the output folder {} (--out-dir)", dir.display()))?;
-        Ok(dir)
+        Ok(())
     }
 
     /// Seeds the global generator with this run's seed.

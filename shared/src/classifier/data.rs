@@ -29,9 +29,8 @@ pub fn prepare(data: &DataLocator) -> Result<Splits> {
 
 /// How long every text is made by padding or cutting (section 6.3): the longest training
 /// text (the book), the model's whole context (exercise 6.1), or a number of tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Padding {
-    #[default]
     Longest,
     Context,
     Tokens(usize),
@@ -51,16 +50,6 @@ impl std::str::FromStr for Padding {
                 }
                 Ok(n) => Ok(Self::Tokens(n)),
             },
-        }
-    }
-}
-
-impl std::fmt::Display for Padding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Longest => write!(f, "the longest training text"),
-            Self::Context => write!(f, "the model's context"),
-            Self::Tokens(n) => write!(f, "{n} tokens"),
         }
     }
 }
