@@ -6,8 +6,8 @@
 //! cargo run -p ch02-tokenization -- exercise 2.1    # one exercise (list: `list`)
 //! ```
 
-pub mod bpe;
+pub use shared::tokenizer::bpe;
 pub mod bpe_train;
 pub mod exercises;
-pub mod simple_tokenizer;
+pub use shared::tokenizer::word as simple_tokenizer;
 pub mod walkthrough;

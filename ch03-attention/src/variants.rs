@@ -57,9 +57,7 @@ impl AttentionVariants {
     /// A randomly initialised book module with `d_in = d_out = d` and its stacked copy.
     pub fn new(path: &nn::Path, d: i64, context_length: i64, num_heads: i64) -> Result<Self> {
         let module = MultiHeadAttention::new(path / "mha", d, d, context_length, 0.0, num_heads, false)?;
-        let stacked = tch::no_grad(|| {
-            Tensor::cat(&[&module.w_query.linear.ws, &module.w_key.linear.ws, &module.w_value.linear.ws], 0)
-        });
+        let stacked = tch::no_grad(|| Tensor::cat(&[module.w_query.ws(), module.w_key.ws(), module.w_value.ws()], 0));
         let w_qkv = path.var_copy("W_qkv", &stacked);
         Ok(Self { module, w_qkv, mask: causal_mask(context_length, path.device()) })
     }
@@ -80,9 +78,9 @@ impl AttentionVariants {
         let heads: Vec<Tensor> = (0..m.num_heads)
             .map(|h| {
                 let rows = |w: &Tensor| w.narrow(0, h * m.head_dim, m.head_dim);
-                let queries = x.linear::<Tensor>(&rows(&m.w_query.linear.ws), None); // (B, T, hd)
-                let keys = x.linear::<Tensor>(&rows(&m.w_key.linear.ws), None);
-                let values = x.linear::<Tensor>(&rows(&m.w_value.linear.ws), None);
+                let queries = x.linear::<Tensor>(&rows(m.w_query.ws()), None); // (B, T, hd)
+                let keys = x.linear::<Tensor>(&rows(m.w_key.ws()), None);
+                let values = x.linear::<Tensor>(&rows(m.w_value.ws()), None);
                 let scores = queries.matmul(&keys.transpose(1, 2)); // (B, T, T)
                 masked_attention_weights(&scores, &self.mask, m.head_dim).matmul(&values)
             })
@@ -128,9 +126,8 @@ impl AttentionVariants {
     /// Every trainable tensor any variant reads.
     pub fn parameters(&self) -> Vec<&Tensor> {
         let m = &self.module;
-        let mut params =
-            vec![&m.w_query.linear.ws, &m.w_key.linear.ws, &m.w_value.linear.ws, &m.out_proj.linear.ws, &self.w_qkv];
-        params.extend(m.out_proj.linear.bs.as_ref());
+        let mut params = vec![m.w_query.ws(), m.w_key.ws(), m.w_value.ws(), m.out_proj.ws(), &self.w_qkv];
+        params.extend(m.out_proj.bias.as_ref());
         params
     }
 }

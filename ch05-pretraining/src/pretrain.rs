@@ -255,13 +255,15 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
 fn read_resume_meta(path: &Path, options: &PretrainOptions) -> Result<CheckpointMeta> {
     let meta = Checkpoint::at(path).read_meta()?;
     if let Some(config) = &options.config {
-        if *config != meta.config {
+        let differences = config.differences(&meta.config);
+        if !differences.is_empty() {
             bail!(
-                "checkpoint {} was trained with the model config {}, but the flags ask for {}; \
+                "checkpoint {} was trained with the model config {}, but the flags ask for {} (differing: {}); \
                  leave out --config/--context-length to resume with the checkpoint's",
                 path.display(),
                 serde_json::to_string(&meta.config)?,
-                serde_json::to_string(config)?
+                serde_json::to_string(config)?,
+                differences.join(", ")
             );
         }
     }

@@ -1,17 +1,23 @@
-//! Causal multi-head attention (book section 3.6, listing 3.5), used by the GPT model.
+//! Causal multi-head attention (book section 3.6, listing 3.5), used by the GPT model, with
+//! the options chapter 21 studies: grouped-query attention (fewer key/value heads), rotary
+//! positions, and other masks (a sliding window with attention sinks, a bidirectional prefix).
 //!
 //! Parameter names follow the book's `state_dict`: `W_query.weight`, `W_key.weight`,
 //! `W_value.weight` (with `.bias` when `qkv_bias`), `out_proj.weight`, `out_proj.bias`.
 //! Two kernels compute the same function: [`AttentionKernel::Explicit`] is the book's code
-//! (materialised scores, a causal mask, softmax, dropout) and reproduces PyTorch's numbers,
-//! dropout included; [`AttentionKernel::Sdpa`] calls LibTorch's fused
-//! `scaled_dot_product_attention` with `is_causal`, which is faster and uses less memory.
+//! (materialised scores, a mask, softmax, dropout) and reproduces PyTorch's numbers, dropout
+//! included; [`AttentionKernel::Sdpa`] calls LibTorch's fused `scaled_dot_product_attention`,
+//! which is faster and uses less memory. Which keys a query sees is decided by the absolute
+//! positions of both ([`AttentionMask::blocked`]), so the same code serves a full sequence,
+//! a key/value cache, and a rolling cache whose slots hold positions in any order.
 
 use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::gpt::Linear;
 use crate::init;
-use crate::lora::LinearWithLora;
+use crate::positions::Rope;
 
 /// How attention weights are computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,8 +25,40 @@ pub enum AttentionKernel {
     /// The book's code: scores, mask, softmax, dropout, weighted sum.
     #[default]
     Explicit,
-    /// LibTorch's fused `scaled_dot_product_attention(is_causal=True)`.
+    /// LibTorch's fused `scaled_dot_product_attention`.
     Sdpa,
+}
+
+/// Which earlier positions a query may attend to (`GptConfig::attention_mask`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionMask {
+    /// Every position up to and including its own: the book's mask.
+    #[default]
+    Causal,
+    /// Only the last `W` positions (its own included), plus the model's `sink_tokens` first
+    /// positions (StreamingLLM's attention sinks).
+    SlidingWindow(i64),
+    /// Bidirectional over the first `P` positions (a prefix LM), causal after them.
+    Prefix(i64),
+}
+
+impl AttentionMask {
+    /// `true` where query position `q` (rows, `(Q,)`) may not see key position `k` (columns,
+    /// `(K,)`); key positions below 0 mark empty cache slots and are never seen.
+    pub fn blocked(&self, q: &Tensor, k: &Tensor, sink_tokens: i64) -> Tensor {
+        let (q, k) = (q.unsqueeze(1), k.unsqueeze(0));
+        let future = k.gt_tensor(&q);
+        let blocked = match *self {
+            Self::Causal => future,
+            Self::SlidingWindow(window) => {
+                let too_old = (&q - &k).ge(window).logical_and(&k.ge(sink_tokens));
+                future.logical_or(&too_old)
+            }
+            Self::Prefix(prefix) => future.logical_and(&k.ge(prefix)),
+        };
+        blocked.logical_or(&k.lt(0))
+    }
 }
 
 /// The upper-triangular boolean mask (`true` above the diagonal: future positions).
@@ -35,28 +73,58 @@ pub fn masked_attention_weights(scores: &Tensor, mask: &Tensor, head_dim: i64) -
     let size = scores.size();
     let (queries, keys) = (size[size.len() - 2], size[size.len() - 1]);
     // query i sits at position keys - queries + i and sees keys 0..=that position
-    let mask = mask.narrow(0, keys - queries, queries).narrow(1, 0, keys);
-    (scores.masked_fill(&mask, f64::NEG_INFINITY) / (head_dim as f64).sqrt()).softmax(-1, None::<Kind>)
+    softmax_unblocked(scores, &mask.narrow(0, keys - queries, queries).narrow(1, 0, keys), head_dim)
+}
+
+/// Softmax of `scores / sqrt(head_dim)` over the keys `blocked` does not hide.
+fn softmax_unblocked(scores: &Tensor, blocked: &Tensor, head_dim: i64) -> Tensor {
+    (scores.masked_fill(blocked, f64::NEG_INFINITY) / (head_dim as f64).sqrt()).softmax(-1, None::<Kind>)
+}
+
+/// The options beyond listing 3.5 that a GPT config can set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionOptions {
+    /// Key/value heads; `num_heads / num_kv_heads` query heads share each (grouped-query
+    /// attention; 1 is multi-query attention).
+    pub num_kv_heads: i64,
+    pub mask: AttentionMask,
+    pub sink_tokens: i64,
+    /// `Some(theta)`: rotary positions with this base.
+    pub rope_theta: Option<f64>,
 }
 
 /// Listing 3.5: multi-head attention with one projection per role, split into heads.
 #[derive(Debug)]
 pub struct MultiHeadAttention {
-    pub w_query: LinearWithLora,
-    pub w_key: LinearWithLora,
-    pub w_value: LinearWithLora,
-    pub out_proj: LinearWithLora,
+    pub w_query: Linear,
+    pub w_key: Linear,
+    pub w_value: Linear,
+    pub out_proj: Linear,
     pub d_out: i64,
     pub num_heads: i64,
+    pub num_kv_heads: i64,
     pub head_dim: i64,
     pub dropout: f64,
     pub context_length: i64,
     pub kernel: AttentionKernel,
-    mask: Tensor,
+    pub mask: AttentionMask,
+    pub sink_tokens: i64,
+    pub rope: Option<Rope>,
+}
+
+/// Where the `T` new tokens of a call sit and which cached keys they read.
+pub enum CacheAccess<'a> {
+    /// No cache: the tokens sit at `positions` and see each other only.
+    None,
+    /// Keys of positions `0..start` are in slots `0..start`; the new ones are written after.
+    Append { cache: &'a mut LayerKvCache, start: i64 },
+    /// Slot `s` holds the key of position `slot_positions[s]` (-1: empty); the new keys named
+    /// by `keep` (indices into the new tokens) are written into the slots `into`.
+    Rolling { cache: &'a mut LayerKvCache, slot_positions: &'a Tensor, keep: &'a Tensor, into: &'a Tensor },
 }
 
 impl MultiHeadAttention {
-    /// Creates the parameters in PyTorch's order (query, key, value, output projection).
+    /// Listing 3.5's module; parameters in PyTorch's order (query, key, value, output projection).
     pub fn new(
         path: nn::Path,
         d_in: i64,
@@ -66,22 +134,50 @@ impl MultiHeadAttention {
         num_heads: i64,
         qkv_bias: bool,
     ) -> Result<Self> {
+        let options =
+            AttentionOptions { num_kv_heads: num_heads, mask: AttentionMask::Causal, sink_tokens: 0, rope_theta: None };
+        Self::with_options(path, d_in, d_out, context_length, dropout, num_heads, qkv_bias, options)
+    }
+
+    /// [`MultiHeadAttention::new`] with chapter 21's options: the key and value projections
+    /// have `num_kv_heads * head_dim` outputs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_options(
+        path: nn::Path,
+        d_in: i64,
+        d_out: i64,
+        context_length: i64,
+        dropout: f64,
+        num_heads: i64,
+        qkv_bias: bool,
+        options: AttentionOptions,
+    ) -> Result<Self> {
         ensure!(d_in > 0 && d_out > 0 && context_length > 0 && num_heads > 0, "attention sizes must be positive");
         ensure!(d_out % num_heads == 0, "d_out ({d_out}) must be divisible by num_heads ({num_heads})");
         ensure!((0.0..1.0).contains(&dropout), "dropout must be in [0, 1), got {dropout}");
+        let kv_heads = options.num_kv_heads;
+        ensure!(
+            kv_heads > 0 && num_heads % kv_heads == 0,
+            "num_heads ({num_heads}) must be a multiple of num_kv_heads ({kv_heads})"
+        );
+        let head_dim = d_out / num_heads;
+        ensure!(options.rope_theta.is_none() || head_dim % 2 == 0, "RoPE needs an even head size, got {head_dim}");
         let device = path.device();
         Ok(Self {
             w_query: init::linear(&path / "W_query", d_in, d_out, qkv_bias).into(),
-            w_key: init::linear(&path / "W_key", d_in, d_out, qkv_bias).into(),
-            w_value: init::linear(&path / "W_value", d_in, d_out, qkv_bias).into(),
+            w_key: init::linear(&path / "W_key", d_in, kv_heads * head_dim, qkv_bias).into(),
+            w_value: init::linear(&path / "W_value", d_in, kv_heads * head_dim, qkv_bias).into(),
             out_proj: init::linear(&path / "out_proj", d_out, d_out, true).into(),
             d_out,
             num_heads,
-            head_dim: d_out / num_heads,
+            num_kv_heads: kv_heads,
+            head_dim,
             dropout,
             context_length,
             kernel: AttentionKernel::default(),
-            mask: causal_mask(context_length, device),
+            mask: options.mask,
+            sink_tokens: options.sink_tokens,
+            rope: options.rope_theta.map(|theta| Rope::new(head_dim, theta, device)),
         })
     }
 
@@ -91,58 +187,128 @@ impl MultiHeadAttention {
         self
     }
 
-    /// `(B, T, d_out)` -> `(B, num_heads, T, head_dim)`
-    fn split_heads(&self, x: &Tensor) -> Tensor {
+    /// `(B, T, heads * head_dim)` -> `(B, heads, T, head_dim)`
+    fn split_heads(&self, x: &Tensor, heads: i64) -> Tensor {
         let (b, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
-        x.view([b, t, self.num_heads, self.head_dim]).transpose(1, 2)
+        x.view([b, t, heads, self.head_dim]).transpose(1, 2)
     }
 
-    /// Attends over `x` of shape `(B, T, d_in)`; dropout on the attention weights only when
-    /// `train`. Panics if `T` exceeds the context length (a programmer error: the GPT model
-    /// checks user input before it gets here).
+    /// Attends over `x` of shape `(B, T, d_in)` at positions `0..T`; dropout on the attention
+    /// weights only when `train`. Panics if `T` exceeds the context length (a programmer
+    /// error: the GPT model checks user input before it gets here).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let (b, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
+        let (_, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
         assert!(t <= self.context_length, "{t} tokens exceed the context length {}", self.context_length);
-        let queries = self.split_heads(&x.apply(&self.w_query)); // (B, nh, T, hd)
-        let keys = self.split_heads(&x.apply(&self.w_key));
-        let values = self.split_heads(&x.apply(&self.w_value));
-        let context = match self.kernel {
-            AttentionKernel::Explicit => {
-                let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, T, T)
-                let weights = masked_attention_weights(&scores, &self.mask, self.head_dim).dropout(self.dropout, train);
-                weights.matmul(&values) // (B, nh, T, hd)
+        let positions = Tensor::arange(t, (Kind::Int64, x.device()));
+        self.forward_at(x, &positions, CacheAccess::None, train, false).0
+    }
+
+    /// The general form of every forward pass: `x` `(B, T, d_in)` holds the tokens at
+    /// `positions` `(T,)`; earlier keys and values come from (and the new ones go to) the
+    /// cache that `cache` names. Returns the output `(B, T, d_out)` and, when `weights`, the
+    /// attention weights `(B, num_heads, T, keys)` the output was computed with (then always
+    /// by the explicit kernel).
+    pub fn forward_at(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        cache: CacheAccess,
+        train: bool,
+        weights: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let (b, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
+        let mut queries = self.split_heads(&x.apply(&self.w_query), self.num_heads); // (B, nh, T, hd)
+        let mut keys = self.split_heads(&x.apply(&self.w_key), self.num_kv_heads); // (B, nkv, T, hd)
+        let values = self.split_heads(&x.apply(&self.w_value), self.num_kv_heads);
+        if let Some(rope) = &self.rope {
+            queries = rope.rotate(&queries, positions);
+            keys = rope.rotate(&keys, positions);
+        }
+        let (keys, values, key_positions) = match cache {
+            CacheAccess::None => (keys, values, positions.shallow_clone()),
+            CacheAccess::Append { cache, start } => {
+                let end = start + t;
+                assert!(end <= cache.keys.size()[2], "{end} positions exceed the cache");
+                cache.keys.narrow(2, start, t).copy_(&keys);
+                cache.values.narrow(2, start, t).copy_(&values);
+                let key_positions = Tensor::arange(end, (Kind::Int64, x.device()));
+                (cache.keys.narrow(2, 0, end), cache.values.narrow(2, 0, end), key_positions)
             }
-            AttentionKernel::Sdpa => {
-                let dropout = if train { self.dropout } else { 0.0 };
-                Tensor::scaled_dot_product_attention(
-                    &queries,
-                    &keys,
-                    &values,
-                    None::<Tensor>,
-                    dropout,
-                    true,
-                    None,
-                    false,
-                )
+            CacheAccess::Rolling { cache, slot_positions, keep, into } => {
+                let all_keys = Tensor::cat(&[&cache.keys, &keys], 2);
+                let all_values = Tensor::cat(&[&cache.values, &values], 2);
+                let _ = cache.keys.index_copy_(2, into, &keys.index_select(2, keep));
+                let _ = cache.values.index_copy_(2, into, &values.index_select(2, keep));
+                (all_keys, all_values, Tensor::cat(&[slot_positions, positions], 0))
             }
         };
+        // Grouped-query attention: each key/value head serves `groups` query heads.
+        let groups = self.num_heads / self.num_kv_heads;
+        let (keys, values) = if groups == 1 {
+            (keys, values)
+        } else {
+            (keys.repeat_interleave_self_int(groups, 1, None), values.repeat_interleave_self_int(groups, 1, None))
+        };
+        let (context, attention) = self.attend(&queries, &keys, &values, positions, &key_positions, train, weights);
         let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]); // (B, T, d_out)
-        context.apply(&self.out_proj)
+        (context.apply(&self.out_proj), attention)
+    }
+
+    /// Section 3.5's weighted sum: `(B, nh, Q, hd)` queries at `q_positions` over keys and
+    /// values `(B, nh, K, hd)` at `k_positions`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        queries: &Tensor,
+        keys: &Tensor,
+        values: &Tensor,
+        q_positions: &Tensor,
+        k_positions: &Tensor,
+        train: bool,
+        want_weights: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let blocked = self.mask.blocked(q_positions, k_positions, self.sink_tokens); // (Q, K)
+        if self.kernel == AttentionKernel::Sdpa && !want_weights {
+            let dropout = if train { self.dropout } else { 0.0 };
+            // The causal mask of a full sequence is the fused kernel's own `is_causal`.
+            let own_causal = self.mask == AttentionMask::Causal && q_positions.size() == k_positions.size();
+            let mask = (!own_causal).then(|| blocked.logical_not());
+            let context =
+                Tensor::scaled_dot_product_attention(queries, keys, values, mask, dropout, own_causal, None, false);
+            return (context, None);
+        }
+        let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, Q, K)
+        let weights = softmax_unblocked(&scores, &blocked, self.head_dim);
+        let context = weights.dropout(self.dropout, train).matmul(values); // (B, nh, Q, hd)
+        (context, want_weights.then_some(weights))
     }
 }
 
-/// One layer's keys and values for cached generation: preallocated `(B, nh, context, hd)`
-/// tensors that new tokens are written into, never re-concatenated.
+/// One layer's keys and values for cached generation: preallocated
+/// `(B, num_kv_heads, slots, head_dim)` tensors that new tokens are written into, never
+/// re-concatenated.
 #[derive(Debug)]
 pub struct LayerKvCache {
     pub keys: Tensor,
     pub values: Tensor,
 }
 
+impl LayerKvCache {
+    /// A copy that shares nothing with this one.
+    pub fn deep_clone(&self) -> Self {
+        Self { keys: self.keys.copy(), values: self.values.copy() }
+    }
+}
+
 impl MultiHeadAttention {
-    /// An empty cache for `batch` sequences on `device`, in `kind`.
+    /// An empty cache of the context length for `batch` sequences on `device`, in `kind`.
     pub fn new_cache(&self, batch: i64, kind: Kind, device: Device) -> LayerKvCache {
-        let shape = [batch, self.num_heads, self.context_length, self.head_dim];
+        self.new_cache_of(batch, self.context_length, kind, device)
+    }
+
+    /// An empty cache of `slots` positions.
+    pub fn new_cache_of(&self, batch: i64, slots: i64, kind: Kind, device: Device) -> LayerKvCache {
+        let shape = [batch, self.num_kv_heads, slots, self.head_dim];
         LayerKvCache { keys: Tensor::zeros(shape, (kind, device)), values: Tensor::zeros(shape, (kind, device)) }
     }
 
@@ -150,18 +316,11 @@ impl MultiHeadAttention {
     /// with the keys and values of positions `0..start` taken from `cache` and those of the
     /// new tokens written into it. Evaluation mode (no dropout). Panics past the context.
     pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerKvCache, start: i64) -> Tensor {
-        let (b, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
+        let (_, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
         let end = start + t;
         assert!(end <= self.context_length, "{end} positions exceed the context length {}", self.context_length);
-        let queries = self.split_heads(&x.apply(&self.w_query)); // (B, nh, T, hd)
-        cache.keys.narrow(2, start, t).copy_(&self.split_heads(&x.apply(&self.w_key)));
-        cache.values.narrow(2, start, t).copy_(&self.split_heads(&x.apply(&self.w_value)));
-        let keys = cache.keys.narrow(2, 0, end); // (B, nh, end, hd)
-        let values = cache.values.narrow(2, 0, end);
-        let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, T, end)
-        let weights = masked_attention_weights(&scores, &self.mask, self.head_dim);
-        let context = weights.matmul(&values).transpose(1, 2).contiguous().view([b, t, self.d_out]);
-        context.apply(&self.out_proj)
+        let positions = Tensor::arange_start(start, end, (Kind::Int64, x.device()));
+        self.forward_at(x, &positions, CacheAccess::Append { cache, start }, false, false).0
     }
 }
 
@@ -225,6 +384,51 @@ mod tests {
             parts.push(mha.forward_cached(&x.narrow(1, position, 1), &mut cache, position));
         }
         assert!(Tensor::cat(&parts, 1).allclose(&full, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn rotary_attention_sees_only_relative_positions() {
+        let _rng = global_rng_lock();
+        seed_everything(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let options = AttentionOptions {
+            num_kv_heads: 1,
+            mask: AttentionMask::Causal,
+            sink_tokens: 0,
+            rope_theta: Some(10_000.0),
+        };
+        let mha = MultiHeadAttention::with_options(vs.root(), 8, 8, 64, 0.0, 2, false, options).unwrap();
+        let x = Tensor::randn([1, 5, 8], (Kind::Float, Device::Cpu));
+        let at = |offset: i64| {
+            let positions = Tensor::arange_start(offset, offset + 5, (Kind::Int64, Device::Cpu));
+            mha.forward_at(&x, &positions, CacheAccess::None, false, false).0
+        };
+        assert!(at(0).allclose(&at(37), 1e-5, 1e-5, false), "every position shifted by 37");
+        let sdpa = MultiHeadAttention::with_options(vs.root() / "b", 8, 8, 64, 0.0, 2, false, options).unwrap();
+        let explicit = sdpa.forward_t(&x, false);
+        assert!(sdpa.with_kernel(AttentionKernel::Sdpa).forward_t(&x, false).allclose(&explicit, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn masks_block_by_position() {
+        let positions = Tensor::arange(6, (Kind::Int64, Device::Cpu));
+        let seen = |mask: AttentionMask, sinks| {
+            let blocked = mask.blocked(&positions, &positions, sinks).logical_not();
+            Vec::<bool>::try_from(blocked.get(5)).unwrap()
+        };
+        assert_eq!(seen(AttentionMask::Causal, 0), [true; 6]);
+        assert_eq!(seen(AttentionMask::SlidingWindow(2), 0), [false, false, false, false, true, true]);
+        assert_eq!(seen(AttentionMask::SlidingWindow(2), 1), [true, false, false, false, true, true]);
+        let row0 = mask_row(AttentionMask::Prefix(3), &positions);
+        assert_eq!(row0, [true, true, true, false, false, false]);
+        // Empty cache slots (position -1) are never seen.
+        let keys = Tensor::from_slice(&[-1i64, 0, 1]);
+        let blocked = AttentionMask::Causal.blocked(&Tensor::from_slice(&[1i64]), &keys, 0);
+        assert_eq!(Vec::<bool>::try_from(blocked.get(0)).unwrap(), [true, false, false]);
+    }
+
+    fn mask_row(mask: AttentionMask, positions: &Tensor) -> Vec<bool> {
+        Vec::<bool>::try_from(mask.blocked(positions, positions, 0).logical_not().get(0)).unwrap()
     }
 
     #[test]

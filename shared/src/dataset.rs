@@ -4,7 +4,7 @@
 use anyhow::{bail, ensure, Result};
 use tch::Tensor;
 
-use crate::tokenizer::{Gpt2Tokenizer, TokenId};
+use crate::tokenizer::{Gpt2Tokenizer, TokenId, Tokenizer};
 use crate::torch_rng;
 
 /// Listing 2.5: every window of `max_length` tokens whose start advances by `stride`,
@@ -30,6 +30,11 @@ impl GptDataset {
     /// Tokenizes `text` with GPT-2's BPE (`<|endoftext|>` allowed), then windows it.
     pub fn from_text(text: &str, max_length: usize, stride: usize) -> Result<Self> {
         Self::new(&Gpt2Tokenizer::new().encode(text), max_length, stride)
+    }
+
+    /// Tokenizes `text` with any tokenizer, then windows it.
+    pub fn from_text_with(text: &str, tokenizer: &dyn Tokenizer, max_length: usize, stride: usize) -> Result<Self> {
+        Self::new(&tokenizer.encode(text)?, max_length, stride)
     }
 
     pub fn len(&self) -> usize {
@@ -226,9 +231,15 @@ impl Iterator for Batches<'_> {
 
 impl ExactSizeIterator for Batches<'_> {}
 
-/// Listing 2.6: tokenizes `text` and returns a loader of next-token batches.
+/// Listing 2.6: tokenizes `text` with GPT-2's tokenizer and returns a loader of next-token
+/// batches.
 pub fn create_dataloader_v1(text: &str, config: LoaderConfig) -> Result<DataLoader> {
-    let dataset = GptDataset::from_text(text, config.max_length, config.stride)?;
+    create_dataloader(text, &Gpt2Tokenizer::new(), config)
+}
+
+/// [`create_dataloader_v1`] with any tokenizer.
+pub fn create_dataloader(text: &str, tokenizer: &dyn Tokenizer, config: LoaderConfig) -> Result<DataLoader> {
+    let dataset = GptDataset::from_text_with(text, tokenizer, config.max_length, config.stride)?;
     if dataset.is_empty() {
         bail!(
             "the text is too short for max_length {}: it needs more than {} tokens",

@@ -1,13 +1,16 @@
 //! Text generation: greedy decoding by re-running the model on the cropped context
-//! (section 4.7, listing 4.8, `generate_text_simple`), the same decoding with a preallocated
-//! key/value cache (the book's KV-cache bonus material), and section 5.3's decoding with
-//! temperature scaling, top-k filtering and an end-of-text stop (listing 5.4, `generate`).
+//! (section 4.7, listing 4.8, `generate_text_simple`), section 5.3's decoding with
+//! temperature scaling, top-k filtering and an end-of-text stop (listing 5.4, `generate`),
+//! and the same decoding over a key/value cache (the book's KV-cache bonus material) with a
+//! step-wise [`Decoder`] and a chain of logits processors ([`Sampler`]: repetition penalty,
+//! bias hooks, top-k, temperature, top-p), after Hugging Face's `generation/logits_process.py`.
 
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::gpt::GptModel;
+use crate::attention::AttentionMask;
+use crate::gpt::{GptModel, KvCache};
 
 /// The most tokens one call may generate (about 2,000 times GPT-2's context).
 pub const MAX_NEW_TOKENS: i64 = 1 << 21;
@@ -59,44 +62,153 @@ fn decode(
 
 /// Greedy decoding with a key/value cache: the prompt is processed once, then each step
 /// feeds only the newest token. Gives the same tokens as [`generate_text_simple`] with the
-/// model's full context: when the sequence outgrows the context, the cache is refilled from
-/// the last `context_length` tokens, as the uncached loop would crop them. With `eos_id` it
-/// stops, as [`generate`] does, before appending that token to a single sequence.
+/// model's full context (see [`Decoder`]). With `eos_id` it stops, as [`generate`] does,
+/// before appending that token to a single sequence.
 pub fn generate_greedy_cached(
     model: &GptModel,
     idx: &Tensor,
     max_new_tokens: i64,
     eos_id: Option<i64>,
 ) -> Result<Tensor> {
+    let mut sampler = Sampler::new(&Sampling { eos_id, ..Sampling::GREEDY })?;
+    generate_cached(model, idx, max_new_tokens, &mut sampler)
+}
+
+/// [`generate`] over a key/value cache with any [`Sampler`]: appends up to `max_new_tokens`
+/// tokens to `idx` `(B, T)`, stopping before a single sequence's end-of-text token. The model
+/// sees what [`generate`] with its full context would feed it, so greedy decoding gives the
+/// same tokens.
+pub fn generate_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i64, sampler: &mut Sampler) -> Result<Tensor> {
     check_prompt(model, idx, max_new_tokens)?;
-    let _no_grad = tch::no_grad_guard();
-    let (batch, _) = idx.size2()?;
-    let context = model.cfg.context_length;
-    let mut cache = model.new_cache(batch);
-    let mut tokens: Vec<Tensor> = Vec::new();
-    let mut logits = model.forward_cached(idx, &mut cache).select(1, -1);
-    let mut sequence = idx.shallow_clone();
+    let batch = idx.size()[0];
+    let mut decoder = Decoder::new(model, batch);
+    let mut logits = decoder.prefill(idx)?;
+    let mut new_tokens: Vec<Tensor> = Vec::new();
     for step in 0..max_new_tokens {
-        let idx_next = logits.argmax(-1, true); // (B, 1)
-        if eos_id.is_some_and(|eos| batch == 1 && idx_next.int64_value(&[0, 0]) == eos) {
+        let idx_next = sampler.next_token(&logits, decoder.tokens()); // (B, 1)
+        if sampler.eos_id().is_some_and(|eos| batch == 1 && idx_next.int64_value(&[0, 0]) == eos) {
             break;
         }
-        tokens.push(idx_next.shallow_clone());
-        if step + 1 == max_new_tokens {
-            break;
-        }
-        if cache.len < context {
-            logits = model.forward_cached(&idx_next, &mut cache).select(1, -1);
-        } else {
-            // The cache is full: start again from the last `context` tokens.
-            sequence = Tensor::cat(&[&sequence, &Tensor::cat(&tokens, 1)], 1);
-            tokens.clear();
-            let total = sequence.size()[1];
-            cache = model.new_cache(batch);
-            logits = model.forward_cached(&sequence.narrow(1, total - context, context), &mut cache).select(1, -1);
+        new_tokens.push(idx_next.shallow_clone());
+        if step + 1 < max_new_tokens {
+            logits = decoder.step(&idx_next)?;
         }
     }
-    Ok(if tokens.is_empty() { sequence } else { Tensor::cat(&[&sequence, &Tensor::cat(&tokens, 1)], 1) })
+    new_tokens.insert(0, idx.to_device(decoder.tokens().device()));
+    Ok(Tensor::cat(&new_tokens, 1))
+}
+
+/// Step-wise decoding over a key/value cache: [`Decoder::prefill`] a prompt, then
+/// [`Decoder::step`] one token at a time (or [`Decoder::extend`] by several, to verify a
+/// draft); [`Decoder::truncate`] goes back to a shorter sequence (rejected draft tokens) and
+/// `clone` forks it (beam search).
+///
+/// Every call gives the logits the uncached model gives for the same tokens cropped to its
+/// context: once the sequence outgrows the context, the cache is refilled from the last
+/// `context_length` tokens each step, as the uncached loop crops them; and while a prefix-LM
+/// model's sequence is inside its bidirectional prefix, the cache is refilled too, since
+/// earlier prefix positions then see the new tokens.
+#[derive(Debug)]
+pub struct Decoder<'m> {
+    model: &'m GptModel,
+    cache: KvCache,
+    /// Every token fed so far, `(B, len)`.
+    tokens: Tensor,
+    /// The index in `tokens` of the cache's position 0.
+    offset: i64,
+}
+
+impl Clone for Decoder<'_> {
+    fn clone(&self) -> Self {
+        Self { model: self.model, cache: self.cache.deep_clone(), tokens: self.tokens.copy(), offset: self.offset }
+    }
+}
+
+impl<'m> Decoder<'m> {
+    /// An empty decoder for `batch` sequences.
+    pub fn new(model: &'m GptModel, batch: i64) -> Self {
+        let device = model.tok_emb.ws.device();
+        Self {
+            model,
+            cache: model.new_cache(batch),
+            tokens: Tensor::zeros([batch, 0], (Kind::Int64, device)),
+            offset: 0,
+        }
+    }
+
+    /// Tokens fed so far.
+    pub fn len(&self) -> i64 {
+        self.tokens.size()[1]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every token fed so far, `(B, len)`.
+    pub fn tokens(&self) -> &Tensor {
+        &self.tokens
+    }
+
+    /// The cache (its size, say).
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// Starts again from `prompt` `(B, T)`; returns the logits `(B, V)` of its last position.
+    pub fn prefill(&mut self, prompt: &Tensor) -> Result<Tensor> {
+        self.truncate(0)?;
+        Ok(self.extend(prompt)?.select(1, -1))
+    }
+
+    /// Feeds one token per sequence, `(B, 1)`; returns the next logits `(B, V)`.
+    pub fn step(&mut self, token: &Tensor) -> Result<Tensor> {
+        Ok(self.extend(token)?.select(1, -1))
+    }
+
+    /// Feeds `idx` `(B, T)` after the tokens so far; returns the logits `(B, T, V)` at each
+    /// of its positions.
+    pub fn extend(&mut self, idx: &Tensor) -> Result<Tensor> {
+        self.model.check_tokens(idx)?;
+        let (batch, new) = idx.size2()?;
+        ensure!(batch == self.tokens.size()[0], "the decoder holds {} sequences, got {batch}", self.tokens.size()[0]);
+        let _no_grad = tch::no_grad_guard();
+        let idx = idx.to_device(self.tokens.device());
+        self.tokens = Tensor::cat(&[&self.tokens, &idx], 1);
+        let (total, context) = (self.len(), self.model.cfg.context_length);
+        let inside_prefix = matches!(self.model.cfg.attention_mask,
+            AttentionMask::Prefix(prefix) if self.cache.len > 0 && self.cache.len < prefix);
+        if total - self.offset <= context && !inside_prefix {
+            return Ok(self.model.forward_cached(&idx, &mut self.cache));
+        }
+        let logits = self.refill(total)?;
+        Ok(logits.narrow(1, logits.size()[1] - new, new))
+    }
+
+    /// Forgets every token from `len` on. The cache is cut back where it still holds what
+    /// the remaining tokens need, and refilled from them otherwise.
+    pub fn truncate(&mut self, len: i64) -> Result<()> {
+        ensure!((0..=self.len()).contains(&len), "cannot truncate {} tokens to {len}", self.len());
+        let _no_grad = tch::no_grad_guard();
+        self.tokens = self.tokens.narrow(1, 0, len);
+        let start = (len - self.model.cfg.context_length).max(0);
+        if !(start == self.offset && self.cache.truncate(len - self.offset)) {
+            let _ = self.refill(len)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the cache from the last `context_length` of the first `len` tokens; returns
+    /// their logits.
+    fn refill(&mut self, len: i64) -> Result<Tensor> {
+        let start = (len - self.model.cfg.context_length).max(0);
+        self.cache = self.model.new_cache(self.tokens.size()[0]);
+        self.offset = start;
+        if len == start {
+            return Ok(Tensor::zeros([0], (Kind::Float, self.tokens.device())));
+        }
+        Ok(self.model.forward_cached(&self.tokens.narrow(1, start, len - start), &mut self.cache))
+    }
 }
 
 /// Section 5.3's decoding settings. `temperature` 0 means greedy (argmax); above 0 the
@@ -149,14 +261,150 @@ pub fn temperature_probabilities(logits: &Tensor, temperature: f64) -> Tensor {
 
 /// The next token `(B, 1)` for the last-position logits `(B, V)`.
 pub fn next_token(logits: &Tensor, sampling: &Sampling) -> Tensor {
-    let logits = match sampling.top_k {
-        Some(k) => top_k_filter(logits, k),
-        None => logits.shallow_clone(),
-    };
-    if sampling.temperature > 0.0 {
-        temperature_probabilities(&logits, sampling.temperature).multinomial(1, false)
-    } else {
-        logits.argmax(-1, true)
+    let mut sampler = Sampler { sampling: *sampling, top_p: None, repetition_penalty: None, hooks: Vec::new() };
+    sampler.next_token(logits, &Tensor::zeros([logits.size()[0], 0], (Kind::Int64, logits.device())))
+}
+
+/// One link of a [`Sampler`]'s chain: turns the logits `(B, V)` of the next position, given
+/// every token so far `(B, L)`, into new logits.
+pub trait LogitsProcessor {
+    fn process(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor;
+}
+
+/// The CTRL paper's repetition penalty (Keskar et al. 2019, as Hugging Face's
+/// `RepetitionPenaltyLogitsProcessor`): the logit of every token already in the sequence is
+/// divided by the penalty when positive and multiplied by it when negative.
+#[derive(Debug, Clone, Copy)]
+pub struct RepetitionPenalty(pub f64);
+
+impl LogitsProcessor for RepetitionPenalty {
+    fn process(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
+        if tokens.size()[1] == 0 {
+            return logits.shallow_clone();
+        }
+        let seen = logits.gather(1, tokens, false);
+        let penalised = seen.where_self(&seen.lt(0.0), &(&seen / self.0)).where_self(&seen.ge(0.0), &(&seen * self.0));
+        logits.scatter(1, tokens, &penalised)
+    }
+}
+
+/// Section 5.3.2's top-k filter ([`top_k_filter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TopK(pub i64);
+
+impl LogitsProcessor for TopK {
+    fn process(&mut self, logits: &Tensor, _tokens: &Tensor) -> Tensor {
+        top_k_filter(logits, self.0)
+    }
+}
+
+/// Section 5.3.1's temperature scaling: `logits / temperature`.
+#[derive(Debug, Clone, Copy)]
+pub struct Temperature(pub f64);
+
+impl LogitsProcessor for Temperature {
+    fn process(&mut self, logits: &Tensor, _tokens: &Tensor) -> Tensor {
+        logits / self.0
+    }
+}
+
+/// Nucleus sampling (Holtzman et al. 2019, as Hugging Face's `TopPLogitsWarper`): keeps the
+/// most likely tokens whose probabilities add up to at least `p`, at least one.
+#[derive(Debug, Clone, Copy)]
+pub struct TopP(pub f64);
+
+impl LogitsProcessor for TopP {
+    fn process(&mut self, logits: &Tensor, _tokens: &Tensor) -> Tensor {
+        let (sorted, indices) = logits.sort(-1, false); // ascending
+        let cumulative = sorted.softmax(-1, Kind::Float).cumsum(-1, Kind::Float);
+        let remove = cumulative.le(1.0 - self.0);
+        let _ = remove.narrow(-1, remove.size()[1] - 1, 1).fill_(0); // keep the most likely token
+        let remove = remove.scatter(1, &indices, &remove);
+        logits.masked_fill(&remove, f64::NEG_INFINITY)
+    }
+}
+
+/// A hook that adds `bias(tokens)` (`(B, V)` or `(V,)`) to the logits each step, e.g. a
+/// watermark's green-list bonus.
+pub struct LogitBias<F: FnMut(&Tensor) -> Tensor>(pub F);
+
+impl<F: FnMut(&Tensor) -> Tensor> LogitsProcessor for LogitBias<F> {
+    fn process(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
+        logits + (self.0)(tokens)
+    }
+}
+
+/// Chooses next tokens: the book's settings ([`Sampling`]) plus nucleus sampling, a
+/// repetition penalty and hooks, applied in Hugging Face's order: repetition penalty, hooks,
+/// top-k, temperature, top-p; then argmax (temperature 0) or a draw from the softmax
+/// (`torch.multinomial`, from the global generator: seed it to repeat a run).
+pub struct Sampler {
+    pub sampling: Sampling,
+    pub top_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub hooks: Vec<Box<dyn LogitsProcessor>>,
+}
+
+impl Sampler {
+    pub fn new(sampling: &Sampling) -> Result<Self> {
+        sampling.validate()?;
+        Ok(Self { sampling: *sampling, top_p: None, repetition_penalty: None, hooks: Vec::new() })
+    }
+
+    /// Nucleus sampling with mass `p` in (0, 1].
+    pub fn with_top_p(mut self, p: f64) -> Result<Self> {
+        ensure!(p > 0.0 && p <= 1.0, "top-p must be in (0, 1], got {p}");
+        self.top_p = Some(p);
+        Ok(self)
+    }
+
+    /// The CTRL repetition penalty (1 changes nothing; above 1 discourages repeats).
+    pub fn with_repetition_penalty(mut self, penalty: f64) -> Result<Self> {
+        ensure!(penalty > 0.0 && penalty.is_finite(), "the repetition penalty must be positive, got {penalty}");
+        self.repetition_penalty = Some(penalty);
+        Ok(self)
+    }
+
+    /// Adds a processor that runs after the repetition penalty and before the filters.
+    pub fn with_hook(mut self, hook: Box<dyn LogitsProcessor>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// The end-of-text id that stops generation.
+    pub fn eos_id(&self) -> Option<i64> {
+        self.sampling.eos_id
+    }
+
+    /// The logits `(B, V)` after the whole chain, before the final choice.
+    pub fn process(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
+        let mut logits = logits.shallow_clone();
+        if let Some(penalty) = self.repetition_penalty {
+            logits = RepetitionPenalty(penalty).process(&logits, tokens);
+        }
+        for hook in &mut self.hooks {
+            logits = hook.process(&logits, tokens);
+        }
+        if let Some(k) = self.sampling.top_k {
+            logits = TopK(k).process(&logits, tokens);
+        }
+        if self.sampling.temperature > 0.0 {
+            logits = Temperature(self.sampling.temperature).process(&logits, tokens);
+            if let Some(p) = self.top_p {
+                logits = TopP(p).process(&logits, tokens);
+            }
+        }
+        logits
+    }
+
+    /// The next token `(B, 1)` for the last-position logits `(B, V)`, given the tokens so far.
+    pub fn next_token(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
+        let logits = self.process(logits, tokens);
+        if self.sampling.temperature > 0.0 {
+            logits.softmax(-1, Kind::Float).multinomial(1, false)
+        } else {
+            logits.argmax(-1, true)
+        }
     }
 }
 

@@ -7,12 +7,13 @@
 //! |---|---|---|
 //! | [`device`] | appendix A | `--device auto\|cpu\|cuda\|cuda:N`, seeding |
 //! | [`data`] | 2, 6, 7 | the data-set registry, resolution order, checksummed download |
-//! | [`tokenizer`] | 2.5 | GPT-2 byte-pair encoding through `tiktoken-rs` |
+//! | [`tokenizer`] | 2, 21 | the `Tokenizer` trait: GPT-2's BPE (`tiktoken-rs`), BPE from scratch, word- and character-level |
 //! | [`torch_rng`] | 2.6 | PyTorch's CPU generator (mt19937) and `randperm`, for loader parity |
 //! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
 //! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
-//! | [`attention`] | 3.5-3.6 | causal mask, the book's `MultiHeadAttention`, an SDPA kernel |
-//! | [`gpt`] | 4 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, `GptModel`, parameter counts |
+//! | [`attention`] | 3.5-3.6, 21 | the book's `MultiHeadAttention` (causal mask, SDPA kernel), grouped-query attention, sliding-window and prefix masks, KV-cache access |
+//! | [`positions`] | 2.8, 21 | learned, sinusoidal, rotary (RoPE) or no position information |
+//! | [`gpt`] | 4, 21 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, the `Linear` layer (dense, LoRA, int8), `GptModel` and its heads, KV cache, parameter counts |
 //! | [`generate`] | 4.7, 5.3 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling |
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
@@ -42,6 +43,7 @@ pub mod init;
 pub mod lora;
 pub mod model_source;
 pub mod plot;
+pub mod positions;
 pub mod reference;
 pub mod spam;
 pub mod tensors;

@@ -2,17 +2,18 @@
 //! `scaling * (x @ A @ B)` with `A` `(in, rank)` and `B` `(rank, out)`; `B` starts at zero, so a
 //! freshly adapted model computes exactly what the base model computes.
 //!
-//! Every linear layer of the GPT model is a [`LinearWithLora`], which is a plain `nn.Linear`
-//! until [`apply_lora`] gives it an adapter. The adapter's parameters are named
+//! Every linear layer of the GPT model is a [`crate::gpt::Linear`], which computes a plain
+//! `nn.Linear` until [`apply_lora`] gives it a [`LoraLayer`] (through the model's
+//! [`Adapter`] trait: the model does not depend on this module). The adapter's parameters are named
 //! `<layer>.lora.A` and `<layer>.lora.B` beside the base `<layer>.weight`, so base checkpoints
 //! still load, and [`lora_state`] saves the adapters alone.
 
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Init, Module};
+use tch::nn::{self, Init};
 use tch::Tensor;
 
-use crate::gpt::GptModel;
+use crate::gpt::{Adapter, GptModel, Linear};
 use crate::init::linear_weight_bound;
 
 /// The adapter's size: `rank` and `alpha`, scaling the update by `alpha / rank`.
@@ -51,80 +52,28 @@ impl LoraLayer {
         let b = path.zeros("B", &[config.rank, out_dim]);
         Self { a, b, scaling: config.scaling() }
     }
+}
 
+impl Adapter for LoraLayer {
     /// `scaling * (x @ A @ B)`.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.a).matmul(&self.b) * self.scaling
     }
 
     /// The update as an `nn.Linear` weight, `[out, in]`.
-    pub fn delta_weight(&self) -> Tensor {
+    fn delta_weight(&self) -> Tensor {
         self.a.matmul(&self.b).tr() * self.scaling
     }
 }
 
-/// Appendix E's `LinearWithLoRA`: a linear layer and, once adapted, a LoRA update added to
-/// its output.
-#[derive(Debug)]
-pub struct LinearWithLora {
-    pub linear: nn::Linear,
-    pub lora: Option<LoraLayer>,
-}
-
-impl From<nn::Linear> for LinearWithLora {
-    fn from(linear: nn::Linear) -> Self {
-        Self { linear, lora: None }
-    }
-}
-
-impl Module for LinearWithLora {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let out = x.apply(&self.linear);
-        match &self.lora {
-            Some(lora) => out + lora.forward(x),
-            None => out,
-        }
-    }
-}
-
-impl LinearWithLora {
-    /// Gives the layer an adapter whose parameters live under `path` (`<layer>.lora`).
-    pub fn adapt(&mut self, path: &nn::Path, config: LoraConfig) {
-        let (out_dim, in_dim) = self.linear.ws.size2().expect("a linear weight is 2-d");
-        self.lora = Some(LoraLayer::new(path, in_dim, out_dim, config));
-    }
-
-    /// Folds the adapter into the base weight (`W += scaling * (A @ B)^T`) and drops it: the
-    /// same outputs, one matrix product instead of three.
-    pub fn merge(&mut self) {
-        if let Some(lora) = self.lora.take() {
-            tch::no_grad(|| {
-                let _ = self.linear.ws.g_add_(&lora.delta_weight());
-            });
-        }
-    }
-}
-
-/// Every linear layer of `model` with its parameter path: the attention projections and
-/// feed-forward layers of each block, then the output head (the layers `replace_linear_with_lora`
-/// visits, in its order).
-fn linear_layers(model: &mut GptModel) -> Vec<(String, &mut LinearWithLora)> {
-    let mut layers = Vec::new();
-    for (i, block) in model.trf_blocks.iter_mut().enumerate() {
-        let att = &mut block.att;
-        for (name, layer) in [
-            ("W_query", &mut att.w_query),
-            ("W_key", &mut att.w_key),
-            ("W_value", &mut att.w_value),
-            ("out_proj", &mut att.out_proj),
-        ] {
-            layers.push((format!("trf_blocks.{i}.att.{name}"), layer));
-        }
-        layers.push((format!("trf_blocks.{i}.ff.layers.0"), &mut block.ff.expand));
-        layers.push((format!("trf_blocks.{i}.ff.layers.2"), &mut block.ff.project));
-    }
-    layers.push(("out_head".to_string(), &mut model.out_head));
-    layers
+/// Appendix E's `LinearWithLoRA`: gives `layer` an adapter whose parameters live under
+/// `path` (`<layer>.lora`); returns the adapter's parameter count.
+pub fn adapt(layer: &mut Linear, path: &nn::Path, config: LoraConfig) -> i64 {
+    let (out_dim, in_dim) = layer.shape();
+    let lora = LoraLayer::new(path, in_dim, out_dim, config);
+    let count = (lora.a.numel() + lora.b.numel()) as i64;
+    layer.lora = Some(Box::new(lora));
+    count
 }
 
 /// Appendix E's `replace_linear_with_lora` after freezing the model: every parameter of `vs`
@@ -136,12 +85,10 @@ pub fn apply_lora(vs: &nn::VarStore, model: &mut GptModel, config: LoraConfig) -
         let _ = tensor.set_requires_grad(false);
     }
     let mut count = 0;
-    for (name, layer) in linear_layers(model) {
+    for (name, layer) in model.linear_layers_mut() {
         ensure!(layer.lora.is_none(), "{name} already has a LoRA adapter");
         let path = name.split('.').fold(vs.root(), |path, part| path / part) / "lora";
-        layer.adapt(&path, config);
-        let lora = layer.lora.as_ref().expect("just adapted");
-        count += (lora.a.numel() + lora.b.numel()) as i64;
+        count += adapt(layer, &path, config);
     }
     Ok(count)
 }
@@ -156,10 +103,10 @@ pub fn counts_text(before: i64, adapters: i64, config: LoraConfig) -> String {
     )
 }
 
-/// Folds every adapter into its base weight (see [`LinearWithLora::merge`]) and drops the
+/// Folds every adapter into its base weight (see [`Linear::merge`]) and drops the
 /// adapters' variables from `vs`, which then saves as a plain model.
 pub fn merge_lora(vs: &nn::VarStore, model: &mut GptModel) {
-    for (_, layer) in linear_layers(model) {
+    for (_, layer) in model.linear_layers_mut() {
         layer.merge();
     }
     crate::weights::remove_variables(vs, |name| name.contains(".lora."));

@@ -128,13 +128,24 @@ fn checkpoint_config(path: &Path, given: Option<&GptConfig>) -> Result<(GptConfi
         (inferred, None)
     };
     if let Some(given) = given {
-        let sizes = |c: &GptConfig| (c.vocab_size, c.context_length, c.emb_dim, c.n_heads, c.n_layers, c.qkv_bias);
+        // A state dict without a description shows its sizes only: compare those.
+        let differences = if meta.is_some() {
+            config.architecture_differences(given)
+        } else {
+            let sizes = |c: &GptConfig| (c.vocab_size, c.context_length, c.emb_dim, c.n_heads, c.n_layers, c.qkv_bias);
+            if sizes(given) == sizes(&config) {
+                Vec::new()
+            } else {
+                vec!["sizes".to_string()]
+            }
+        };
         anyhow::ensure!(
-            sizes(given) == sizes(&config),
-            "checkpoint {} holds a model with config {}, which does not match --config {}",
+            differences.is_empty(),
+            "checkpoint {} holds a model with config {}, which does not match --config {} (differing: {})",
             file.display(),
             serde_json::to_string(&config)?,
-            serde_json::to_string(given)?
+            serde_json::to_string(given)?,
+            differences.join(", ")
         );
     }
     // A state dict without a description takes the given config (its dropout rates, say).

@@ -5,11 +5,19 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::attention::{AttentionMask, AttentionOptions};
+use crate::positions::PosEncoding;
+use crate::tokenizer::TokenizerSpec;
+
 /// The model's hyperparameters, with the book's field names.
 ///
 /// `drop_rate` is the book's single dropout rate. Exercise 4.3 splits it: `drop_rate_emb`
 /// (after the embeddings), `drop_rate_attn` (on the attention weights) and
 /// `drop_rate_shortcut` (before each shortcut addition) override it where set.
+///
+/// The fields after them are chapter 21's variations of the architecture. Their defaults
+/// (which a config file may leave out) are the book's GPT-2, so older config and checkpoint
+/// files load as the model they always described.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
     pub vocab_size: i64,
@@ -19,12 +27,58 @@ pub struct GptConfig {
     pub n_layers: i64,
     pub drop_rate: f64,
     pub qkv_bias: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub drop_rate_emb: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub drop_rate_attn: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub drop_rate_shortcut: Option<f64>,
+    /// `learned` (GPT-2), `rope`, `sinusoidal` or `none`.
+    #[serde(default)]
+    pub pos_encoding: PosEncoding,
+    /// RoPE's base (10,000 as in the RoPE paper and GPT-NeoX).
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Key/value heads (grouped-query attention); `None` means `n_heads` (multi-head).
+    #[serde(default)]
+    pub n_kv_heads: Option<i64>,
+    /// `"causal"` (GPT-2), `{"sliding_window": W}` or `{"prefix": P}`.
+    #[serde(default)]
+    pub attention_mask: AttentionMask,
+    /// With a sliding window: the first positions every query may still see (StreamingLLM).
+    #[serde(default)]
+    pub sink_tokens: i64,
+    /// `pre` (GPT-2: normalise before attention and feed-forward) or `post` (GPT-1: after
+    /// each shortcut addition).
+    #[serde(default)]
+    pub norm_placement: NormPlacement,
+    /// The output head computes with the token embedding's matrix instead of its own.
+    #[serde(default)]
+    pub tie_embeddings: bool,
+    /// Output heads: the first predicts the next token, head `k` the token `k` places later
+    /// (multi-token prediction).
+    #[serde(default = "one")]
+    pub n_future_heads: i64,
+    /// The tokenizer whose ids the model reads (GPT-2's by default).
+    #[serde(default)]
+    pub tokenizer: TokenizerSpec,
+}
+
+/// Where each block normalises (`GptConfig::norm_placement`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormPlacement {
+    #[default]
+    Pre,
+    Post,
+}
+
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// The largest sizes a config may ask for. They are far above any GPT-2 (vocabulary 50,257,
@@ -33,8 +87,10 @@ pub const MAX_VOCAB_SIZE: i64 = 1 << 24;
 pub const MAX_CONTEXT_LENGTH: i64 = 1 << 17;
 pub const MAX_EMB_DIM: i64 = 1 << 16;
 pub const MAX_LAYERS: i64 = 1 << 10;
-/// The largest model a config may describe, parameters (float32) and causal masks together:
-/// 256 GiB. Whether it fits the memory at hand is checked when the model is built.
+/// The most output heads (multi-token prediction).
+pub const MAX_FUTURE_HEADS: i64 = 64;
+/// The largest model a config may describe, parameters (float32) and attention masks
+/// together: 256 GiB. Whether it fits the memory at hand is checked when the model is built.
 pub const MAX_MODEL_BYTES: i64 = 1 << 38;
 
 /// The preset names accepted by [`GptConfig::preset`].
@@ -54,6 +110,15 @@ impl GptConfig {
             drop_rate_emb: None,
             drop_rate_attn: None,
             drop_rate_shortcut: None,
+            pos_encoding: PosEncoding::Learned,
+            rope_theta: default_rope_theta(),
+            n_kv_heads: None,
+            attention_mask: AttentionMask::Causal,
+            sink_tokens: 0,
+            norm_placement: NormPlacement::Pre,
+            tie_embeddings: false,
+            n_future_heads: 1,
+            tokenizer: TokenizerSpec::Gpt2,
         }
     }
 
@@ -90,6 +155,25 @@ impl GptConfig {
         self.drop_rate_shortcut.unwrap_or(self.drop_rate)
     }
 
+    /// Key/value heads per attention layer.
+    pub fn kv_heads(&self) -> i64 {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.emb_dim / self.n_heads
+    }
+
+    /// The attention options of every block.
+    pub fn attention_options(&self) -> AttentionOptions {
+        AttentionOptions {
+            num_kv_heads: self.kv_heads(),
+            mask: self.attention_mask,
+            sink_tokens: self.sink_tokens,
+            rope_theta: (self.pos_encoding == PosEncoding::Rope).then_some(self.rope_theta),
+        }
+    }
+
     /// Rejects configurations that cannot build a model, with the reason.
     pub fn validate(&self) -> Result<()> {
         for (name, value, max) in [
@@ -108,6 +192,52 @@ impl GptConfig {
             self.emb_dim,
             self.n_heads
         );
+        let kv_heads = self.kv_heads();
+        ensure!(
+            kv_heads > 0 && self.n_heads % kv_heads == 0,
+            "invalid model config: n_heads ({}) must be a multiple of n_kv_heads ({kv_heads})",
+            self.n_heads
+        );
+        if self.pos_encoding == PosEncoding::Rope {
+            ensure!(
+                self.head_dim() % 2 == 0,
+                "invalid model config: rope needs an even head size (emb_dim / n_heads), got {}",
+                self.head_dim()
+            );
+            ensure!(
+                self.rope_theta.is_finite() && self.rope_theta > 1.0,
+                "invalid model config: rope_theta must be a finite number above 1, got {}",
+                self.rope_theta
+            );
+        }
+        match self.attention_mask {
+            AttentionMask::Causal => {}
+            AttentionMask::SlidingWindow(window) => ensure!(
+                (1..=MAX_CONTEXT_LENGTH).contains(&window),
+                "invalid model config: the sliding window must be 1 to {MAX_CONTEXT_LENGTH} positions, got {window}"
+            ),
+            AttentionMask::Prefix(prefix) => ensure!(
+                (0..=self.context_length).contains(&prefix),
+                "invalid model config: the prefix must be 0 to context_length ({}) positions, got {prefix}",
+                self.context_length
+            ),
+        }
+        ensure!(
+            (0..=self.context_length).contains(&self.sink_tokens),
+            "invalid model config: sink_tokens must be 0 to context_length ({}), got {}",
+            self.context_length,
+            self.sink_tokens
+        );
+        ensure!(
+            self.sink_tokens == 0 || matches!(self.attention_mask, AttentionMask::SlidingWindow(_)),
+            "invalid model config: sink_tokens needs a sliding_window attention_mask"
+        );
+        ensure!(
+            (1..=MAX_FUTURE_HEADS).contains(&self.n_future_heads),
+            "invalid model config: n_future_heads must be 1 to {MAX_FUTURE_HEADS}, got {}",
+            self.n_future_heads
+        );
+        self.tokenizer.validate().context("invalid model config")?;
         for (name, rate) in [
             ("drop_rate", self.drop_rate),
             ("drop_rate_emb", self.emb_dropout()),
@@ -126,11 +256,33 @@ impl GptConfig {
         Ok(())
     }
 
-    /// Bytes a model built from this config holds: float32 parameters plus each block's
-    /// `context_length`² boolean causal mask. Exact within the size limits above.
+    /// Bytes a model built from this config holds: float32 parameters (and the sinusoidal
+    /// position table when it has one) plus each block's `context_length`² boolean attention
+    /// mask, which a full-context training step keeps for the backward pass. Exact within the
+    /// size limits above.
     pub fn memory_bytes(&self) -> i64 {
         let parameters = super::ParameterCounts::from_config(self).total();
-        4 * parameters + self.n_layers * self.context_length * self.context_length
+        let table = if self.pos_encoding == PosEncoding::Sinusoidal { self.context_length * self.emb_dim } else { 0 };
+        4 * (parameters + table) + self.n_layers * self.context_length * self.context_length
+    }
+
+    /// The fields (by name) whose values differ between `self` and `other`, every field
+    /// compared, so that a field added later cannot be overlooked.
+    pub fn differences(&self, other: &Self) -> Vec<String> {
+        let fields = |config: &Self| match serde_json::to_value(config).expect("a config serializes") {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("a config is a JSON object"),
+        };
+        let (ours, theirs) = (fields(self), fields(other));
+        ours.iter().filter(|(name, value)| theirs.get(*name) != Some(value)).map(|(name, _)| name.clone()).collect()
+    }
+
+    /// [`GptConfig::differences`] in the architecture alone: every field but the dropout
+    /// rates, which change between training and fine-tuning without changing the weights.
+    pub fn architecture_differences(&self, other: &Self) -> Vec<String> {
+        let mut differences = self.differences(other);
+        differences.retain(|name| !name.starts_with("drop_rate"));
+        differences
     }
 
     /// A preset name or the path of a JSON file holding a config.

@@ -8,7 +8,7 @@ use super::GptConfig;
 /// Parameter counts by group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ParameterCounts {
-    /// Token and position embeddings.
+    /// Token and (learned) position embeddings.
     pub embeddings: i64,
     /// Every block's multi-head attention.
     pub attention: i64,
@@ -16,7 +16,7 @@ pub struct ParameterCounts {
     pub feed_forward: i64,
     /// Every layer norm, the final one included.
     pub norms: i64,
-    /// The output head.
+    /// The output heads (none of its own when tied to the token embedding).
     pub head: i64,
 }
 
@@ -24,16 +24,19 @@ impl ParameterCounts {
     /// The counts a model built from `cfg` has, by arithmetic.
     pub fn from_config(cfg: &GptConfig) -> Self {
         let (v, c, e, layers) = (cfg.vocab_size, cfg.context_length, cfg.emb_dim, cfg.n_layers);
-        let qkv = 3 * e * e + if cfg.qkv_bias { 3 * e } else { 0 };
+        let kv = cfg.kv_heads() * cfg.head_dim(); // width of the key and value projections
+        let qkv = e * e + 2 * e * kv + if cfg.qkv_bias { e + 2 * kv } else { 0 };
         let attention = qkv + e * e + e; // + output projection with bias
         let feed_forward = (e * 4 * e + 4 * e) + (4 * e * e + e);
         let norms = 2 * 2 * e; // norm1, norm2: scale and shift
+        let positions = if cfg.pos_encoding == crate::positions::PosEncoding::Learned { c * e } else { 0 };
+        let heads = cfg.n_future_heads - i64::from(cfg.tie_embeddings);
         Self {
-            embeddings: v * e + c * e,
+            embeddings: v * e + positions,
             attention: layers * attention,
             feed_forward: layers * feed_forward,
             norms: layers * norms + 2 * e,
-            head: e * v,
+            head: heads * e * v,
         }
     }
 
@@ -61,7 +64,8 @@ impl ParameterCounts {
         self.embeddings + self.attention + self.feed_forward + self.norms + self.head
     }
 
-    /// The total when the output head reuses the token embedding matrix, as GPT-2 does.
+    /// The total when the (single) output head reuses the token embedding matrix, as GPT-2
+    /// does.
     pub fn with_weight_tying(&self) -> i64 {
         self.total() - self.head
     }

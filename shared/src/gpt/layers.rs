@@ -4,10 +4,9 @@
 use anyhow::Result;
 use tch::{nn, Tensor};
 
-use super::GptConfig;
-use crate::attention::{LayerKvCache, MultiHeadAttention};
+use super::{GptConfig, Linear, NormPlacement};
+use crate::attention::{CacheAccess, LayerKvCache, MultiHeadAttention};
 use crate::init;
-use crate::lora::LinearWithLora;
 
 /// Listing 4.2: normalises the last dimension to mean 0 and (biased) variance 1, then
 /// applies a learned `scale` (ones) and `shift` (zeros).
@@ -41,8 +40,8 @@ pub fn gelu(x: &Tensor) -> Tensor {
 /// Listing 4.4: expand to 4 x `emb_dim`, GELU, project back (`layers.0`, `layers.2`).
 #[derive(Debug)]
 pub struct FeedForward {
-    pub expand: LinearWithLora,
-    pub project: LinearWithLora,
+    pub expand: Linear,
+    pub project: Linear,
 }
 
 impl FeedForward {
@@ -59,7 +58,8 @@ impl FeedForward {
     }
 }
 
-/// Listing 4.6: pre-norm attention and feed-forward, each wrapped in a shortcut connection.
+/// Listing 4.6: attention and feed-forward, each wrapped in a shortcut connection, with
+/// pre-norm (GPT-2, the book) or post-norm (GPT-1: normalise after each addition).
 #[derive(Debug)]
 pub struct TransformerBlock {
     pub att: MultiHeadAttention,
@@ -67,12 +67,13 @@ pub struct TransformerBlock {
     pub norm1: LayerNorm,
     pub norm2: LayerNorm,
     pub drop_shortcut: f64,
+    pub norm_placement: NormPlacement,
 }
 
 impl TransformerBlock {
     /// Creates the parameters in the book's order: attention, feed-forward, norm1, norm2.
     pub fn new(path: &nn::Path, cfg: &GptConfig) -> Result<Self> {
-        let att = MultiHeadAttention::new(
+        let att = MultiHeadAttention::with_options(
             path / "att",
             cfg.emb_dim,
             cfg.emb_dim,
@@ -80,6 +81,7 @@ impl TransformerBlock {
             cfg.attn_dropout(),
             cfg.n_heads,
             cfg.qkv_bias,
+            cfg.attention_options(),
         )?;
         Ok(Self {
             att,
@@ -87,22 +89,51 @@ impl TransformerBlock {
             norm1: LayerNorm::new(&(path / "norm1"), cfg.emb_dim),
             norm2: LayerNorm::new(&(path / "norm2"), cfg.emb_dim),
             drop_shortcut: cfg.shortcut_dropout(),
+            norm_placement: cfg.norm_placement,
         })
     }
 
-    /// `x`: `(B, T, emb_dim)`; dropout only when `train`.
+    /// `x`: `(B, T, emb_dim)` at positions `0..T`; dropout only when `train`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        // shortcut connection around attention
-        let x = x + self.att.forward_t(&self.norm1.forward(x), train).dropout(self.drop_shortcut, train);
-        // shortcut connection around the feed-forward module
-        &x + self.ff.forward(&self.norm2.forward(&x)).dropout(self.drop_shortcut, train)
+        let (_, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
+        let positions = Tensor::arange(t, (tch::Kind::Int64, x.device()));
+        self.forward_at(x, &positions, CacheAccess::None, train, false).0
     }
 
     /// [`TransformerBlock::forward_t`] in evaluation mode for tokens at `start..`, with the
     /// attention's keys and values cached.
     pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerKvCache, start: i64) -> Tensor {
-        let x = x + self.att.forward_cached(&self.norm1.forward(x), cache, start);
-        &x + self.ff.forward(&self.norm2.forward(&x))
+        let (_, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
+        let positions = Tensor::arange_start(start, start + t, (tch::Kind::Int64, x.device()));
+        self.forward_at(x, &positions, CacheAccess::Append { cache, start }, false, false).0
+    }
+
+    /// The block for tokens at `positions`, reading and writing `cache` (see
+    /// [`MultiHeadAttention::forward_at`]); also returns the attention weights when `weights`.
+    pub fn forward_at(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        cache: CacheAccess,
+        train: bool,
+        weights: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let attend = |x: &Tensor| self.att.forward_at(x, positions, cache, train, weights);
+        let shortcut = |y: Tensor| y.dropout(self.drop_shortcut, train);
+        match self.norm_placement {
+            NormPlacement::Pre => {
+                // shortcut connection around attention
+                let (attended, attention) = attend(&self.norm1.forward(x));
+                let x = x + shortcut(attended);
+                // shortcut connection around the feed-forward module
+                (&x + shortcut(self.ff.forward(&self.norm2.forward(&x))), attention)
+            }
+            NormPlacement::Post => {
+                let (attended, attention) = attend(x);
+                let x = self.norm1.forward(&(x + shortcut(attended)));
+                (self.norm2.forward(&(&x + shortcut(self.ff.forward(&x)))), attention)
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The GPT model of chapter 4: configuration, layers, the model, and parameter counting.
+//! The GPT model of chapter 4: configuration, layers, the model, and parameter counting,
+//! with chapter 21's variations as config options.
 //!
 //! Parameter names equal the book's PyTorch `state_dict` keys (`tok_emb.weight`,
 //! `trf_blocks.0.att.W_query.weight`, `trf_blocks.0.ff.layers.0.weight`,
@@ -9,9 +10,14 @@
 mod config;
 mod count;
 mod layers;
+mod linear;
 mod model;
 
-pub use config::{GptConfig, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_LAYERS, MAX_MODEL_BYTES, MAX_VOCAB_SIZE, PRESETS};
+pub use config::{
+    GptConfig, NormPlacement, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_FUTURE_HEADS, MAX_LAYERS, MAX_MODEL_BYTES,
+    MAX_VOCAB_SIZE, PRESETS,
+};
 pub use count::ParameterCounts;
 pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};
+pub use linear::{Adapter, Linear, LinearWeight, Quantization, QuantizedWeight};
 pub use model::{GptModel, KvCache};

@@ -1,30 +1,97 @@
-//! Section 4.6, listing 4.7: the GPT model.
+//! Section 4.6, listing 4.7: the GPT model, with chapter 21's variations as options of its
+//! config: position schemes, grouped-query attention, other attention masks, post-norm,
+//! tied embeddings and extra output heads.
 
 use anyhow::{ensure, Result};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{GptConfig, LayerNorm, TransformerBlock};
-use crate::attention::LayerKvCache;
+use super::{GptConfig, LayerNorm, Linear, TransformerBlock};
+use crate::attention::{AttentionMask, CacheAccess, LayerKvCache};
 use crate::init;
-use crate::lora::LinearWithLora;
+use crate::positions::{sinusoidal_table, PosEncoding};
 
 /// Every layer's keys and values for cached generation, and how many positions they hold.
+///
+/// Slot `p` holds position `p`, except in a rolling cache (a sliding-window model whose
+/// window plus sinks is shorter than the context): it holds the `sink_tokens` first
+/// positions and the last `window`, each newer position taking the slot of the one that
+/// left the window.
 #[derive(Debug)]
 pub struct KvCache {
     pub layers: Vec<LayerKvCache>,
+    /// Positions processed: the next token's position.
     pub len: i64,
+    /// The position in each slot (-1: empty); rolling caches only.
+    slot_positions: Vec<i64>,
+    /// `(sink_tokens, window)` of a rolling cache.
+    rolling: Option<(i64, i64)>,
 }
 
-/// Token and position embeddings, `n_layers` transformer blocks, a final norm and an output
-/// head without bias.
+impl KvCache {
+    /// Slots per layer.
+    pub fn capacity(&self) -> i64 {
+        self.layers.first().map_or(0, |layer| layer.keys.size()[2])
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> i64 {
+        self.layers.iter().map(|l| 2 * l.keys.numel() as i64 * l.keys.kind().elt_size_in_bytes() as i64).sum()
+    }
+
+    /// Whether old positions leave the cache as new ones come.
+    pub fn is_rolling(&self) -> bool {
+        self.rolling.is_some()
+    }
+
+    /// A copy that shares no tensor with this one (beam search).
+    pub fn deep_clone(&self) -> Self {
+        Self {
+            layers: self.layers.iter().map(LayerKvCache::deep_clone).collect(),
+            len: self.len,
+            slot_positions: self.slot_positions.clone(),
+            rolling: self.rolling,
+        }
+    }
+
+    /// Forgets every position from `len` on. Returns false, changing nothing, when a position
+    /// below `len` that later tokens would see has already left a rolling cache; the caller
+    /// then has to refill the cache from the tokens.
+    pub fn truncate(&mut self, len: i64) -> bool {
+        if len >= self.len {
+            return true;
+        }
+        if let Some((sinks, window)) = self.rolling {
+            let needed = (0..len).filter(|&p| p < sinks || p > len - window);
+            if !needed.into_iter().all(|p| self.slot_positions.contains(&p)) {
+                return false;
+            }
+            for position in &mut self.slot_positions {
+                if *position >= len {
+                    *position = -1;
+                }
+            }
+        }
+        self.len = len;
+        true
+    }
+}
+
+/// Token embeddings, position information, `n_layers` transformer blocks, a final norm and
+/// the output heads (without bias).
 #[derive(Debug)]
 pub struct GptModel {
     pub cfg: GptConfig,
     pub tok_emb: nn::Embedding,
-    pub pos_emb: nn::Embedding,
+    /// The learned position table (`pos_encoding: learned`).
+    pub pos_emb: Option<nn::Embedding>,
+    /// The fixed table (`pos_encoding: sinusoidal`), not a parameter.
+    pub pos_table: Option<Tensor>,
     pub trf_blocks: Vec<TransformerBlock>,
     pub final_norm: LayerNorm,
-    pub out_head: LinearWithLora,
+    /// The next-token head; with `tie_embeddings` it computes with `tok_emb`'s matrix.
+    pub out_head: Linear,
+    /// Head `i` predicts the token `i + 2` places ahead (`n_future_heads - 1` of them).
+    pub future_heads: Vec<Linear>,
 }
 
 impl GptModel {
@@ -41,18 +108,23 @@ impl GptModel {
             );
         }
         let tok_emb = init::embedding(path / "tok_emb", cfg.vocab_size, cfg.emb_dim);
-        let pos_emb = init::embedding(path / "pos_emb", cfg.context_length, cfg.emb_dim);
+        let pos_emb = (cfg.pos_encoding == PosEncoding::Learned)
+            .then(|| init::embedding(path / "pos_emb", cfg.context_length, cfg.emb_dim));
+        let pos_table = (cfg.pos_encoding == PosEncoding::Sinusoidal)
+            .then(|| sinusoidal_table(cfg.context_length, cfg.emb_dim, path.device()));
         let trf_blocks = (0..cfg.n_layers)
             .map(|i| TransformerBlock::new(&(path / "trf_blocks" / i), cfg))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            cfg: cfg.clone(),
-            tok_emb,
-            pos_emb,
-            trf_blocks,
-            final_norm: LayerNorm::new(&(path / "final_norm"), cfg.emb_dim),
-            out_head: init::linear(path / "out_head", cfg.emb_dim, cfg.vocab_size, false).into(),
-        })
+        let final_norm = LayerNorm::new(&(path / "final_norm"), cfg.emb_dim);
+        let out_head = if cfg.tie_embeddings {
+            Linear::dense(tok_emb.ws.shallow_clone(), None)
+        } else {
+            init::linear(path / "out_head", cfg.emb_dim, cfg.vocab_size, false).into()
+        };
+        let future_heads = (0..cfg.n_future_heads - 1)
+            .map(|i| init::linear(path / "future_heads" / i, cfg.emb_dim, cfg.vocab_size, false).into())
+            .collect();
+        Ok(Self { cfg: cfg.clone(), tok_emb, pos_emb, pos_table, trf_blocks, final_norm, out_head, future_heads })
     }
 
     /// Checks token ids `(B, T)` a user supplied: at least one token, at most the context
@@ -75,41 +147,159 @@ impl GptModel {
         Ok(())
     }
 
-    /// Logits `(B, T, vocab_size)` for token ids `(B, T)`; dropout only when `train`.
-    /// Panics on ids that [`GptModel::check_tokens`] would reject.
+    /// Logits `(B, T, vocab_size)` of the next-token head for token ids `(B, T)`; dropout
+    /// only when `train`. Panics on ids that [`GptModel::check_tokens`] would reject.
     pub fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
+        self.logits(&self.hidden_states(idx, train))
+    }
+
+    /// The trunk's output `(B, T, emb_dim)` after the final norm, which every head reads.
+    pub fn hidden_states(&self, idx: &Tensor, train: bool) -> Tensor {
         let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
-        let tok_embeds = idx.apply(&self.tok_emb); // (B, T, E)
         let positions = Tensor::arange(tokens, (Kind::Int64, idx.device()));
-        let pos_embeds = positions.apply(&self.pos_emb); // (T, E)
-        let mut x = (tok_embeds + pos_embeds).dropout(self.cfg.emb_dropout(), train);
+        let mut x = self.embed(idx, &positions).dropout(self.cfg.emb_dropout(), train);
         for block in &self.trf_blocks {
-            x = block.forward_t(&x, train);
+            x = block.forward_at(&x, &positions, CacheAccess::None, train, false).0;
         }
-        self.final_norm.forward(&x).apply(&self.out_head)
+        self.final_norm.forward(&x)
+    }
+
+    /// The next-token head on hidden states.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.apply(&self.out_head)
+    }
+
+    /// Every head on hidden states `(B, T, E)`: element `k` holds the logits `(B, T, V)` of
+    /// the token `k + 1` places ahead (element 0 is [`GptModel::logits`]).
+    pub fn all_head_logits(&self, hidden: &Tensor) -> Vec<Tensor> {
+        std::iter::once(&self.out_head).chain(&self.future_heads).map(|head| hidden.apply(head)).collect()
+    }
+
+    /// Every layer's attention weights `(B, n_heads, T, T)` for token ids `(B, T)`, in
+    /// evaluation mode, from the same computation that produces the logits.
+    pub fn attention_weights(&self, idx: &Tensor) -> Result<Vec<Tensor>> {
+        self.check_tokens(idx)?;
+        let _no_grad = tch::no_grad_guard();
+        let positions = Tensor::arange(idx.size()[1], (Kind::Int64, idx.device()));
+        let mut x = self.embed(idx, &positions);
+        let mut weights = Vec::with_capacity(self.trf_blocks.len());
+        for block in &self.trf_blocks {
+            let (out, attention) = block.forward_at(&x, &positions, CacheAccess::None, false, true);
+            weights.push(attention.expect("asked for the weights"));
+            x = out;
+        }
+        Ok(weights)
+    }
+
+    /// Token embeddings plus the position embeddings of `positions` (learned or sinusoidal
+    /// models; rotary positions act inside attention).
+    fn embed(&self, idx: &Tensor, positions: &Tensor) -> Tensor {
+        let tok_embeds = idx.apply(&self.tok_emb); // (B, T, E)
+        match (&self.pos_emb, &self.pos_table) {
+            (Some(pos_emb), _) => tok_embeds + positions.apply(pos_emb), // + (T, E)
+            (None, Some(table)) => tok_embeds + table.index_select(0, positions).to_kind(self.tok_emb.ws.kind()),
+            (None, None) => tok_embeds,
+        }
+    }
+
+    /// Every linear layer with its parameter path: the attention projections and
+    /// feed-forward layers of each block, then the output heads (appendix E's
+    /// `replace_linear_with_lora` visits them in this order). A head tied to the token
+    /// embedding is left out: changing it would change the embedding.
+    pub fn linear_layers_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut layers = Vec::new();
+        for (i, block) in self.trf_blocks.iter_mut().enumerate() {
+            let att = &mut block.att;
+            for (name, layer) in [
+                ("W_query", &mut att.w_query),
+                ("W_key", &mut att.w_key),
+                ("W_value", &mut att.w_value),
+                ("out_proj", &mut att.out_proj),
+            ] {
+                layers.push((format!("trf_blocks.{i}.att.{name}"), layer));
+            }
+            layers.push((format!("trf_blocks.{i}.ff.layers.0"), &mut block.ff.expand));
+            layers.push((format!("trf_blocks.{i}.ff.layers.2"), &mut block.ff.project));
+        }
+        if !self.cfg.tie_embeddings {
+            layers.push(("out_head".to_string(), &mut self.out_head));
+        }
+        for (i, head) in self.future_heads.iter_mut().enumerate() {
+            layers.push((format!("future_heads.{i}"), head));
+        }
+        layers
     }
 }
 
 impl GptModel {
-    /// An empty cache for `batch` sequences, preallocated to the context length, with the
-    /// dtype and device of the model's weights.
+    /// An empty cache for `batch` sequences with the dtype and device of the model's
+    /// weights: the context length in slots, or, for a sliding window shorter than the
+    /// context, a rolling cache of `sink_tokens + window` slots.
     pub fn new_cache(&self, batch: i64) -> KvCache {
         let (kind, device) = (self.tok_emb.ws.kind(), self.tok_emb.ws.device());
-        KvCache { layers: self.trf_blocks.iter().map(|b| b.att.new_cache(batch, kind, device)).collect(), len: 0 }
+        let rolling = match self.cfg.attention_mask {
+            AttentionMask::SlidingWindow(window) if self.cfg.sink_tokens + window < self.cfg.context_length => {
+                Some((self.cfg.sink_tokens, window))
+            }
+            _ => None,
+        };
+        let slots = rolling.map_or(self.cfg.context_length, |(sinks, window)| sinks + window);
+        KvCache {
+            layers: self.trf_blocks.iter().map(|b| b.att.new_cache_of(batch, slots, kind, device)).collect(),
+            len: 0,
+            slot_positions: if rolling.is_some() { vec![-1; slots as usize] } else { Vec::new() },
+            rolling,
+        }
     }
 
     /// Logits `(B, T, vocab_size)` for the `T` tokens that follow the `cache.len` cached ones;
     /// their keys and values are added to the cache. Evaluation mode. Panics past the context.
     pub fn forward_cached(&self, idx: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.logits(&self.hidden_states_cached(idx, cache))
+    }
+
+    /// [`GptModel::hidden_states`] of the tokens that follow the cached ones.
+    pub fn hidden_states_cached(&self, idx: &Tensor, cache: &mut KvCache) -> Tensor {
         let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
-        let start = cache.len;
-        let positions = Tensor::arange_start(start, start + tokens, (Kind::Int64, idx.device()));
-        let mut x = idx.apply(&self.tok_emb) + positions.apply(&self.pos_emb);
-        for (block, layer_cache) in self.trf_blocks.iter().zip(&mut cache.layers) {
-            x = block.forward_cached(&x, layer_cache, start);
+        let (start, end) = (cache.len, cache.len + tokens);
+        let device = idx.device();
+        assert!(
+            end <= self.cfg.context_length
+                || (cache.is_rolling() && self.pos_emb.is_none() && self.pos_table.is_none()),
+            "{end} positions exceed the context length {}",
+            self.cfg.context_length
+        );
+        let positions = Tensor::arange_start(start, end, (Kind::Int64, device));
+        let mut x = self.embed(idx, &positions);
+        match cache.rolling {
+            None => {
+                for (block, layer) in self.trf_blocks.iter().zip(&mut cache.layers) {
+                    x = block.forward_at(&x, &positions, CacheAccess::Append { cache: layer, start }, false, false).0;
+                }
+            }
+            Some((sinks, window)) => {
+                // The new positions that stay: the sinks and the last `window`; each into its slot.
+                let kept: Vec<i64> = (start..end).filter(|&p| p < sinks || p >= end - window).collect();
+                let slot = |p: i64| if p < sinks { p } else { sinks + (p - sinks) % window };
+                let keep = Tensor::from_slice(&kept.iter().map(|p| p - start).collect::<Vec<_>>()).to_device(device);
+                let into = Tensor::from_slice(&kept.iter().map(|&p| slot(p)).collect::<Vec<_>>()).to_device(device);
+                let slot_positions = Tensor::from_slice(&cache.slot_positions).to_device(device);
+                for (block, layer) in self.trf_blocks.iter().zip(&mut cache.layers) {
+                    let access = CacheAccess::Rolling {
+                        cache: layer,
+                        slot_positions: &slot_positions,
+                        keep: &keep,
+                        into: &into,
+                    };
+                    x = block.forward_at(&x, &positions, access, false, false).0;
+                }
+                for p in kept {
+                    cache.slot_positions[slot(p) as usize] = p;
+                }
+            }
         }
-        cache.len += tokens;
-        self.final_norm.forward(&x).apply(&self.out_head)
+        cache.len = end;
+        self.final_norm.forward(&x)
     }
 }
 

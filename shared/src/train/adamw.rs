@@ -113,6 +113,25 @@ impl AdamW {
         }
     }
 
+    /// `torch.nn.utils.clip_grad_norm_`: scales every gradient by `max_norm / (norm + 1e-6)`
+    /// when the norm of all gradients together exceeds `max_norm`; returns that norm.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        let _no_grad = tch::no_grad_guard();
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
+        let coefficient = (max_norm / (total + 1e-6)).min(1.0);
+        if coefficient < 1.0 {
+            for mut grad in grads {
+                let _ = grad.g_mul_scalar_(coefficient);
+            }
+        }
+        total
+    }
+
     /// The number of updates applied so far (the largest per-parameter step count).
     pub fn steps(&self) -> i64 {
         self.state.values().map(|s| s.step).max().unwrap_or(0)

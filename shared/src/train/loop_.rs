@@ -2,6 +2,7 @@
 //! and the bookkeeping a checkpoint needs to resume.
 
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -9,12 +10,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::{calc_loss_batch, calc_loss_loader, AdamW, BatchSource};
+use super::{calc_loss_loader, AdamW, BatchSource, NextTokenLoss, TrainingLoss, WarmupCosine};
 use crate::device::seed_everything;
 use crate::generate::generate_text_simple;
 use crate::gpt::GptModel;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
-use crate::tokenizer::Gpt2Tokenizer;
+use crate::tokenizer::{Gpt2Tokenizer, TokenId, Tokenizer};
 
 /// The loop's settings (the book's `num_epochs`, `eval_freq`, `eval_iter`, `start_context`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,11 +112,37 @@ pub fn write_loss_plot(path: &Path, epochs: usize, train: &[f64], val: &[f64], s
     .write_png(path)
 }
 
+/// What [`train_model`] can change about a step beyond [`TrainSettings`]. The book's loop
+/// ([`TrainHooks::book`]) minimises next-token cross-entropy at the optimizer's fixed
+/// learning rate without clipping, and prints its samples with GPT-2's tokenizer.
+pub struct TrainHooks<'a> {
+    /// The loss each step minimises (evaluations always report next-token cross-entropy,
+    /// comparable across losses).
+    pub loss: &'a dyn TrainingLoss,
+    /// Decodes the samples printed after each epoch.
+    pub tokenizer: &'a dyn Tokenizer,
+    /// Appendix D's learning-rate schedule, by global step.
+    pub schedule: Option<WarmupCosine>,
+    /// Appendix D's gradient clipping: the largest global gradient norm, applied after the
+    /// warmup (from the first step without a schedule).
+    pub max_grad_norm: Option<f64>,
+    /// Runs after every epoch (and its sample) with the progress so far and the optimizer,
+    /// e.g. to save a checkpoint, so that a run killed midway loses at most one epoch.
+    pub on_epoch_end: &'a mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
+}
+
+impl<'a> TrainHooks<'a> {
+    /// Listing 5.3's step: next-token loss, fixed learning rate, no clipping, GPT-2 samples.
+    pub fn book(on_epoch_end: &'a mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>) -> Self {
+        static GPT2: LazyLock<Gpt2Tokenizer> = LazyLock::new(Gpt2Tokenizer::new);
+        Self { loss: &NextTokenLoss, tokenizer: &*GPT2, schedule: None, max_grad_norm: None, on_epoch_end }
+    }
+}
+
 /// Trains `model` for `settings.num_epochs` more epochs from `progress`, evaluating every
-/// `eval_freq` steps on `eval_iter` batches of each loader, as the book's listing 5.3 does.
-/// `progress` is updated, so a checkpoint taken afterwards can resume the run; `on_epoch_end`
-/// runs after every epoch (and its sample) with the progress so far and the optimizer, e.g.
-/// to save such a checkpoint, so that a run killed midway loses at most one epoch.
+/// `eval_freq` steps on `eval_iter` batches of each loader, as the book's listing 5.3 does,
+/// with the book's step ([`train_model`] with [`TrainHooks::book`]). `progress` is updated,
+/// so a checkpoint taken afterwards can resume the run; `on_epoch_end` runs after every epoch.
 #[allow(clippy::too_many_arguments)]
 pub fn train_model_simple(
     model: &GptModel,
@@ -127,8 +154,30 @@ pub fn train_model_simple(
     device: Device,
     on_epoch_end: &mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
 ) -> Result<TrainHistory> {
+    let hooks = TrainHooks::book(on_epoch_end);
+    train_model(model, optimizer, train_loader, val_loader, settings, progress, device, hooks)
+}
+
+/// Listing 5.3's loop with the step that `hooks` describes (loss, schedule, clipping).
+#[allow(clippy::too_many_arguments)]
+pub fn train_model(
+    model: &GptModel,
+    optimizer: &mut AdamW,
+    train_loader: &dyn BatchSource,
+    val_loader: &dyn BatchSource,
+    settings: &TrainSettings,
+    progress: &mut TrainProgress,
+    device: Device,
+    hooks: TrainHooks,
+) -> Result<TrainHistory> {
     anyhow::ensure!(settings.eval_freq > 0, "the evaluation frequency must be at least 1 step");
     anyhow::ensure!(train_loader.batch_count() > 0, "the training data has no complete batch");
+    if let Some(schedule) = &hooks.schedule {
+        schedule.validate()?;
+    }
+    if let Some(max_norm) = hooks.max_grad_norm {
+        anyhow::ensure!(max_norm > 0.0, "the largest gradient norm must be positive, got {max_norm}");
+    }
     super::check_token_ids(model, &[("training", train_loader), ("validation", val_loader)])?;
     let bar = progress_bar(settings.verbose, (settings.num_epochs * train_loader.batch_count()) as u64);
     let say = |line: &str| {
@@ -146,11 +195,19 @@ pub fn train_model_simple(
         }
         for batch in train_loader.batches() {
             optimizer.zero_grad();
-            let loss = calc_loss_batch(model, &batch, device, true);
+            let step = progress.global_step + 1;
+            if let Some(schedule) = &hooks.schedule {
+                optimizer.config.lr = schedule.lr(step);
+            }
+            let loss = hooks.loss.loss(model, &batch, device, true);
             loss.backward();
+            let warmed_up = hooks.schedule.is_none_or(|schedule| step > schedule.warmup_steps);
+            if let (Some(max_norm), true) = (hooks.max_grad_norm, warmed_up) {
+                optimizer.clip_grad_norm(max_norm);
+            }
             optimizer.step();
             progress.tokens_seen += batch.inputs.numel() as i64;
-            progress.global_step += 1;
+            progress.global_step = step;
             let loss = loss.double_value(&[]);
             let rate = (progress.tokens_seen - first_tokens) as f64 / start.elapsed().as_secs_f64();
             bar.set_message(format!(
@@ -173,11 +230,11 @@ pub fn train_model_simple(
         }
         progress.epoch += 1;
         if let Some(context) = &settings.start_context {
-            let sample = sample_text(model, context, 50, device)?;
+            let sample = sample_text_with(model, hooks.tokenizer, context, 50, device)?;
             say(&sample);
             history.samples.push(sample);
         }
-        bar.suspend(|| on_epoch_end(progress, optimizer))?;
+        bar.suspend(|| (hooks.on_epoch_end)(progress, optimizer))?;
     }
     bar.finish_and_clear();
     history.train_seconds = start.elapsed().as_secs_f64();
@@ -187,11 +244,22 @@ pub fn train_model_simple(
 
 /// The book's `generate_and_print_sample`: a greedy continuation of `context`, on one line.
 pub fn sample_text(model: &GptModel, context: &str, max_new_tokens: i64, device: Device) -> Result<String> {
-    let tokenizer = Gpt2Tokenizer::new();
-    let ids: Vec<i64> = tokenizer.encode(context).into_iter().map(i64::from).collect();
+    sample_text_with(model, &Gpt2Tokenizer::new(), context, max_new_tokens, device)
+}
+
+/// [`sample_text`] with any tokenizer.
+pub fn sample_text_with(
+    model: &GptModel,
+    tokenizer: &dyn Tokenizer,
+    context: &str,
+    max_new_tokens: i64,
+    device: Device,
+) -> Result<String> {
+    let ids: Vec<i64> = tokenizer.encode(context)?.into_iter().map(i64::from).collect();
     let idx = Tensor::from_slice(&ids).view([1, -1]).to_device(device);
     let out = generate_text_simple(model, &idx, max_new_tokens, model.cfg.context_length)?;
-    let out: Vec<u32> = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?.iter().map(|&id| id as u32).collect();
+    let out: Vec<TokenId> =
+        Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?.iter().map(|&id| id as TokenId).collect();
     Ok(tokenizer.decode(&out)?.replace('\n', " "))
 }
 

@@ -28,6 +28,56 @@ pub fn calc_loss_batch(model: &GptModel, batch: &Batch, device: Device, train: b
     cross_entropy(&logits, &batch.targets.to_device(device))
 }
 
+/// The loss a training step minimises (the training loop's parameter).
+pub trait TrainingLoss {
+    /// The loss of one batch moved to `device`; dropout only when `train`.
+    fn loss(&self, model: &GptModel, batch: &Batch, device: Device, train: bool) -> Tensor;
+}
+
+/// Section 5.1's next-token cross-entropy ([`calc_loss_batch`]): the book's loss.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NextTokenLoss;
+
+impl TrainingLoss for NextTokenLoss {
+    fn loss(&self, model: &GptModel, batch: &Batch, device: Device, train: bool) -> Tensor {
+        calc_loss_batch(model, batch, device, train)
+    }
+}
+
+/// Multi-token prediction (Gloeckle et al. 2024): the mean over the model's heads of the
+/// cross-entropy of head `k` against the token `k + 1` places ahead. With one head it is
+/// [`NextTokenLoss`] exactly.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MultiTokenLoss;
+
+impl TrainingLoss for MultiTokenLoss {
+    fn loss(&self, model: &GptModel, batch: &Batch, device: Device, train: bool) -> Tensor {
+        let hidden = model.hidden_states(&batch.inputs.to_device(device), train);
+        let targets = batch.targets.to_device(device); // targets[t] is the token after inputs[t]
+        let tokens = targets.size()[1];
+        let losses: Vec<Tensor> = model
+            .all_head_logits(&hidden)
+            .iter()
+            .enumerate()
+            .take(tokens as usize)
+            .map(|(k, logits)| {
+                let k = k as i64; // head k at position t predicts targets[t + k]
+                cross_entropy(&logits.narrow(1, 0, tokens - k), &targets.narrow(1, k, tokens - k))
+            })
+            .collect();
+        if losses.len() == 1 {
+            return losses.into_iter().next().expect("one loss");
+        }
+        Tensor::stack(&losses, 0).mean(None::<Kind>)
+    }
+}
+
+impl<F: Fn(&GptModel, &Batch, Device, bool) -> Tensor> TrainingLoss for F {
+    fn loss(&self, model: &GptModel, batch: &Batch, device: Device, train: bool) -> Tensor {
+        self(model, batch, device, train)
+    }
+}
+
 /// Something that yields a pass of batches, like a PyTorch `DataLoader`.
 pub trait BatchSource {
     /// The number of batches in one pass (`len(loader)`).

@@ -1,18 +1,21 @@
 //! Chapter 5's pretraining machinery: losses (section 5.1), the AdamW optimizer with a state
-//! that can be saved, checkpoints (section 5.4) and the training loop (section 5.2).
+//! that can be saved, checkpoints (section 5.4) and the training loop (section 5.2), which
+//! takes its loss as a parameter and can warm up, decay and clip (appendix D).
 
 mod adamw;
 mod checkpoint;
 mod loop_;
 mod loss;
+mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use checkpoint::{Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 pub use loop_::{
-    progress_bar, sample_text, train_model_simple, write_loss_plot, Evaluation, TrainHistory, TrainProgress,
-    TrainSettings,
+    progress_bar, sample_text, sample_text_with, train_model, train_model_simple, write_loss_plot, Evaluation,
+    TrainHistory, TrainHooks, TrainProgress, TrainSettings,
 };
 pub use loss::{
     calc_loss_batch, calc_loss_loader, check_token_ids, cross_entropy, mean_over_batches, perplexity, BatchSource,
-    IGNORE_INDEX,
+    MultiTokenLoss, NextTokenLoss, TrainingLoss, IGNORE_INDEX,
 };
+pub use schedule::WarmupCosine;

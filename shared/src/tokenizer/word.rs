@@ -10,6 +10,8 @@ use std::sync::LazyLock;
 use anyhow::{bail, Result};
 use regex::Regex;
 
+use super::{TokenId, Tokenizer, TokenizerSpec};
+
 /// The token for words missing from the vocabulary (V2).
 pub const UNKNOWN: &str = "<|unk|>";
 /// The token placed between independent texts (V2).
@@ -44,8 +46,15 @@ impl Vocabulary {
     /// Every distinct token of `text`, sorted, then `extra` tokens appended in order.
     pub fn from_text(text: &str, extra: &[&str]) -> Self {
         let distinct: BTreeSet<&str> = split_text(text).into_iter().collect();
-        let tokens: Vec<String> = distinct.into_iter().chain(extra.iter().copied()).map(String::from).collect();
-        let ids = tokens.iter().enumerate().map(|(id, token)| (token.clone(), id)).collect();
+        Self::from_tokens(distinct.into_iter().chain(extra.iter().copied()).map(String::from).collect())
+    }
+
+    /// The vocabulary whose id `i` is `tokens[i]` (a repeated token keeps its first id).
+    pub fn from_tokens(tokens: Vec<String>) -> Self {
+        let mut ids = BTreeMap::new();
+        for (id, token) in tokens.iter().enumerate() {
+            ids.entry(token.clone()).or_insert(id);
+        }
         Self { tokens, ids }
     }
 
@@ -135,6 +144,29 @@ impl SimpleTokenizerV2 {
 
     pub fn decode(&self, ids: &[usize]) -> Result<String> {
         self.vocab.decode_with(ids, &SPACE_BEFORE_PUNCT_V2)
+    }
+}
+
+/// Chapter 2's word-level tokenizer as a model's tokenizer (unknown words become `<|unk|>`).
+impl Tokenizer for SimpleTokenizerV2 {
+    fn encode(&self, text: &str) -> Result<Vec<TokenId>> {
+        Ok(SimpleTokenizerV2::encode(self, text).into_iter().map(|id| id as TokenId).collect())
+    }
+
+    fn decode(&self, ids: &[TokenId]) -> Result<String> {
+        SimpleTokenizerV2::decode(self, &ids.iter().map(|&id| id as usize).collect::<Vec<_>>())
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    fn end_of_text(&self) -> Option<TokenId> {
+        self.vocab.id(END_OF_TEXT).map(|id| id as TokenId)
+    }
+
+    fn spec(&self) -> TokenizerSpec {
+        TokenizerSpec::Word { tokens: self.vocab.entries().map(|(token, _)| token.to_string()).collect() }
     }
 }
 

@@ -5,8 +5,7 @@ use anyhow::{bail, Result};
 use std::collections::HashSet;
 use tiktoken_rs::CoreBPE;
 
-/// A GPT-2 token id.
-pub type TokenId = u32;
+use super::{TokenId, Tokenizer, TokenizerSpec};
 
 /// The special token that separates documents.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
@@ -60,6 +59,28 @@ impl Gpt2Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         GPT2_VOCAB_SIZE
+    }
+}
+
+impl Tokenizer for Gpt2Tokenizer {
+    fn encode(&self, text: &str) -> Result<Vec<TokenId>> {
+        Ok(Gpt2Tokenizer::encode(self, text))
+    }
+
+    fn decode(&self, ids: &[TokenId]) -> Result<String> {
+        Gpt2Tokenizer::decode(self, ids)
+    }
+
+    fn vocab_size(&self) -> usize {
+        GPT2_VOCAB_SIZE
+    }
+
+    fn end_of_text(&self) -> Option<TokenId> {
+        Some(END_OF_TEXT_ID)
+    }
+
+    fn spec(&self) -> TokenizerSpec {
+        TokenizerSpec::Gpt2
     }
 }
 

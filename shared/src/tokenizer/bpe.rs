@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use super::{Gpt2Tokenizer, TokenId, Tokenizer, TokenizerSpec, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
 use anyhow::{bail, ensure, Context, Result};
 use fancy_regex::Regex;
-use shared::tokenizer::{Gpt2Tokenizer, TokenId, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
 
 /// GPT-2's pre-tokenizer: contractions, letters, numbers, other symbols (each with an
 /// optional leading space), and runs of whitespace.
@@ -58,6 +58,12 @@ impl BytePairEncoder {
         let tokens = (0..END_OF_TEXT_ID).map(|id| reference.decode_bytes(&[id])).collect::<Result<Vec<_>>>()?;
         debug_assert_eq!(tokens.len() + 1, GPT2_VOCAB_SIZE);
         Self::new(tokens, vec![(END_OF_TEXT.to_string(), END_OF_TEXT_ID)])
+    }
+
+    /// The ordinary tokens in id order, and the special tokens: what [`BytePairEncoder::new`]
+    /// takes back.
+    pub fn parts(&self) -> (&[Vec<u8>], &[(String, TokenId)]) {
+        (&self.tokens, &self.special)
     }
 
     /// Ordinary tokens plus special tokens.
@@ -152,6 +158,28 @@ impl BytePairEncoder {
             }
         }
         ids.extend(bounds.windows(2).map(|w| self.ranks[&piece[w[0]..w[1]]]));
+    }
+}
+
+impl Tokenizer for BytePairEncoder {
+    fn encode(&self, text: &str) -> Result<Vec<TokenId>> {
+        BytePairEncoder::encode(self, text)
+    }
+
+    fn decode(&self, ids: &[TokenId]) -> Result<String> {
+        BytePairEncoder::decode(self, ids)
+    }
+
+    fn vocab_size(&self) -> usize {
+        BytePairEncoder::vocab_size(self)
+    }
+
+    fn end_of_text(&self) -> Option<TokenId> {
+        self.special.iter().find(|(text, _)| text == END_OF_TEXT).map(|(_, id)| *id)
+    }
+
+    fn spec(&self) -> TokenizerSpec {
+        TokenizerSpec::Bpe { tokens: self.tokens.clone(), special: self.special.clone() }
     }
 }
 

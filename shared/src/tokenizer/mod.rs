@@ -1,0 +1,126 @@
+//! Tokenizers (book chapter 2) behind one [`Tokenizer`] trait, so that data loaders, training
+//! samples and generation work with any of them:
+//!
+//! | tokenizer | book | module |
+//! |---|---|---|
+//! | [`Gpt2Tokenizer`]: GPT-2's byte-pair encoding via `tiktoken-rs` | 2.5 | [`gpt2`] |
+//! | [`bpe::BytePairEncoder`]: byte-pair encoding written from scratch | 2.5 (bonus) | [`bpe`] |
+//! | [`word::SimpleTokenizerV2`]: the word-level tokenizer of listing 2.4 | 2.2-2.4 | [`word`] |
+//! | [`CharTokenizer`]: one id per character of a text (chapter 21's mini-GPT) | 21 | [`char`] |
+//!
+//! A model's config names its tokenizer with a [`TokenizerSpec`], which holds the whole
+//! vocabulary of the ones built from a text, so a checkpoint carries what it needs.
+
+pub mod bpe;
+pub mod char;
+pub mod gpt2;
+pub mod word;
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+pub use self::char::CharTokenizer;
+pub use gpt2::{Gpt2Tokenizer, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
+
+/// A token id.
+pub type TokenId = u32;
+
+/// Text to token ids and back.
+pub trait Tokenizer {
+    /// The ids of `text` (special tokens such as `<|endoftext|>` included where the
+    /// tokenizer has them).
+    fn encode(&self, text: &str) -> Result<Vec<TokenId>>;
+    /// The text of `ids`; an id outside the vocabulary is an error.
+    fn decode(&self, ids: &[TokenId]) -> Result<String>;
+    /// The number of ids.
+    fn vocab_size(&self) -> usize;
+    /// The id that ends a text (generation stops at it), if the tokenizer has one.
+    fn end_of_text(&self) -> Option<TokenId>;
+    /// What a checkpoint records to rebuild this tokenizer.
+    fn spec(&self) -> TokenizerSpec;
+}
+
+/// Which tokenizer a model reads, with its vocabulary where it was built from a text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerSpec {
+    /// GPT-2's byte-pair encoding (`tiktoken`'s `gpt2`).
+    #[default]
+    Gpt2,
+    /// A byte-pair encoding of our own: its tokens' bytes in id order, then special tokens.
+    Bpe { tokens: Vec<Vec<u8>>, special: Vec<(String, TokenId)> },
+    /// A character-level tokenizer: id `i` is the `i`-th character of `chars`.
+    Char { chars: String },
+    /// Chapter 2's word-level tokenizer: id `i` is `tokens[i]` (which holds `<|unk|>`).
+    Word { tokens: Vec<String> },
+}
+
+impl TokenizerSpec {
+    /// The tokenizer this names.
+    pub fn build(&self) -> Result<Box<dyn Tokenizer>> {
+        Ok(match self {
+            Self::Gpt2 => Box::new(Gpt2Tokenizer::new()),
+            Self::Bpe { tokens, special } => Box::new(bpe::BytePairEncoder::new(tokens.clone(), special.clone())?),
+            Self::Char { chars } => Box::new(CharTokenizer::new(chars)?),
+            Self::Word { tokens } => {
+                Box::new(word::SimpleTokenizerV2::new(word::Vocabulary::from_tokens(tokens.clone()))?)
+            }
+        })
+    }
+
+    /// Checks what can be checked without building the tokenizer.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::Gpt2 => {}
+            Self::Bpe { tokens, .. } => ensure!(tokens.len() >= 256, "a byte-level BPE needs all 256 bytes"),
+            Self::Char { chars } => ensure!(!chars.is_empty(), "a character tokenizer needs characters"),
+            Self::Word { tokens } => {
+                ensure!(tokens.iter().any(|t| t == word::UNKNOWN), "a word tokenizer needs {}", word::UNKNOWN)
+            }
+        }
+        Ok(())
+    }
+
+    /// A short name for messages: `gpt2`, `bpe`, `char`, `word`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Gpt2 => "gpt2",
+            Self::Bpe { .. } => "bpe",
+            Self::Char { .. } => "char",
+            Self::Word { .. } => "word",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tokenizer round-trips a text it covers, and its spec rebuilds the same one.
+    #[test]
+    fn every_tokenizer_round_trips_through_its_spec() {
+        let text = "It was the best of times, it was the worst of times.";
+        let bytes: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).chain([b"th".to_vec(), b" the".to_vec()]).collect();
+        let tokenizers: Vec<Box<dyn Tokenizer>> = vec![
+            Box::new(Gpt2Tokenizer::new()),
+            Box::new(bpe::BytePairEncoder::new(bytes, vec![(END_OF_TEXT.to_string(), 258)]).unwrap()),
+            Box::new(CharTokenizer::from_text(text)),
+            Box::new(word::SimpleTokenizerV2::from_text(text)),
+        ];
+        for tokenizer in tokenizers {
+            let spec = tokenizer.spec();
+            let ids = tokenizer.encode(text).unwrap();
+            assert!(ids.iter().all(|&id| (id as usize) < tokenizer.vocab_size()), "{}", spec.name());
+            assert_eq!(tokenizer.decode(&ids).unwrap(), text, "{}", spec.name());
+            let json = serde_json::to_string(&spec).unwrap();
+            let rebuilt = serde_json::from_str::<TokenizerSpec>(&json).unwrap().build().unwrap();
+            assert_eq!(rebuilt.encode(text).unwrap(), ids, "{}", spec.name());
+            assert_eq!(rebuilt.vocab_size(), tokenizer.vocab_size());
+            assert_eq!(rebuilt.end_of_text(), tokenizer.end_of_text());
+            let outside = tokenizer.vocab_size() as TokenId;
+            assert!(tokenizer.decode(&[outside]).is_err(), "{}", spec.name());
+        }
+        assert_eq!(serde_json::to_string(&TokenizerSpec::Gpt2).unwrap(), "\"gpt2\"");
+        assert!(TokenizerSpec::Word { tokens: vec!["a".into()] }.validate().is_err());
+    }
+}
