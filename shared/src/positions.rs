@@ -28,8 +28,8 @@ pub fn sinusoidal_table(positions: i64, dim: i64, device: Device) -> Tensor {
     let i = Tensor::arange_start_step(0, dim, 2, (Kind::Double, device));
     let angles = position * (i * (-(10_000f64).ln() / dim as f64)).exp().unsqueeze(0); // (P, ceil(dim/2))
     let table = Tensor::zeros([positions, dim], (Kind::Double, device));
-    let _ = table.slice(1, 0, dim, 2).copy_(&angles.sin());
-    let _ = table.slice(1, 1, dim, 2).copy_(&angles.cos().narrow(1, 0, dim / 2));
+    table.slice(1, 0, dim, 2).copy_(&angles.sin());
+    table.slice(1, 1, dim, 2).copy_(&angles.cos().narrow(1, 0, dim / 2));
     table.to_kind(Kind::Float)
 }
 

@@ -3,13 +3,17 @@
 //! would break.
 
 use shared::attention::AttentionMask;
-use shared::dataset::Batch;
+use shared::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::device::{global_rng_lock, seed_everything};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
 use shared::gpt::{GptConfig, GptModel, NormPlacement, ParameterCounts};
 use shared::model_source::ModelSource;
 use shared::positions::PosEncoding;
-use shared::train::{calc_loss_batch, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, TrainingLoss};
+use shared::tokenizer::{CharTokenizer, Tokenizer};
+use shared::train::{
+    calc_loss_batch, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, TrainHooks,
+    TrainProgress, TrainSettings, TrainingLoss, WarmupCosine,
+};
 use tch::{nn, Device, Kind, Tensor};
 
 /// The tiny test model (context 16, width 32, 4 heads, 2 layers) with `change` applied.
@@ -279,4 +283,74 @@ fn new_fields_are_validated_with_the_reason() {
     let cfg: GptConfig = serde_json::from_str(json).unwrap();
     assert_eq!((cfg.attention_mask, cfg.pos_encoding), (AttentionMask::SlidingWindow(4), PosEncoding::Rope));
     assert!(serde_json::from_str::<GptConfig>(&json.replace("\"rope\"", "\"alibi\"")).is_err());
+}
+
+#[test]
+fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
+    let text = "First Citizen: Before we proceed any further, hear me speak.\nAll: Speak, speak.\n".repeat(12);
+    let tokenizer = CharTokenizer::from_text(&text);
+    let cfg = config(|c| {
+        c.vocab_size = tokenizer.vocab_size() as i64;
+        c.tokenizer = tokenizer.spec();
+        (c.pos_encoding, c.n_future_heads, c.tie_embeddings) = (PosEncoding::Rope, 2, true);
+    });
+    let (vs, model) = build(&cfg);
+    let loader_config = LoaderConfig { batch_size: 4, max_length: 16, stride: 16, shuffle: false, drop_last: true };
+    let loader = create_dataloader(&text, &tokenizer, loader_config).unwrap();
+    let steps = 2 * loader.len() as i64;
+    let schedule = WarmupCosine { initial_lr: 1e-4, peak_lr: 5e-3, min_lr: 1e-4, warmup_steps: 3, total_steps: steps };
+    let settings = TrainSettings {
+        num_epochs: 2,
+        eval_freq: 4,
+        eval_iter: 4,
+        start_context: Some("First".to_string()),
+        epoch_seed: None,
+        verbose: false,
+    };
+    let mut optimizer = AdamW::new(&vs, AdamWConfig::default()).unwrap();
+    let mut epoch_end_lrs = Vec::new();
+    let mut record = |_: &TrainProgress, optimizer: &AdamW| {
+        epoch_end_lrs.push(optimizer.config.lr);
+        Ok(())
+    };
+    let hooks = TrainHooks {
+        loss: &MultiTokenLoss,
+        tokenizer: &tokenizer,
+        schedule: Some(schedule),
+        max_grad_norm: Some(1.0),
+        on_epoch_end: &mut record,
+    };
+    let mut progress = TrainProgress::default();
+    let history =
+        train_model(&model, &mut optimizer, &loader, &loader, &settings, &mut progress, Device::Cpu, hooks).unwrap();
+    let (first, last) = (&history.evaluations[0], history.evaluations.last().unwrap());
+    assert!(last.train_loss < first.train_loss - 0.5, "{first:?} -> {last:?}");
+    assert!(
+        history.samples.iter().all(|s| s.starts_with("First") && s.len() == "First".len() + 50),
+        "{:?}",
+        history.samples
+    );
+    let half = loader.len() as i64;
+    assert_eq!(epoch_end_lrs, [schedule.lr(half - 1), schedule.lr(2 * half - 1)]);
+
+    // The checkpoint's config carries the tokenizer.
+    let dir = tempfile::tempdir().unwrap();
+    let meta = CheckpointMeta {
+        format: shared::train::CHECKPOINT_FORMAT,
+        config: cfg.clone(),
+        epoch: 2,
+        global_step: progress.global_step,
+        tokens_seen: progress.tokens_seen,
+        optimizer: optimizer.config,
+        seed: 123,
+        epoch_seed: None,
+    };
+    Checkpoint::at(&dir.path().join("char")).save(&vs, Some(&optimizer), &meta).unwrap();
+    let loaded = ModelSource::checkpoint(dir.path().join("char")).load(Device::Cpu, 1).unwrap();
+    let rebuilt = loaded.model.cfg.tokenizer.build().unwrap();
+    assert_eq!(rebuilt.encode("Speak").unwrap(), tokenizer.encode("Speak").unwrap());
+    let ids = Tensor::from_slice(&rebuilt.encode("All: ").unwrap().iter().map(|&id| id as i64).collect::<Vec<_>>());
+    let out = generate_greedy_cached(&loaded.model, &ids.view([1, -1]), 8, None).unwrap();
+    let out: Vec<u32> = Vec::<i64>::try_from(out.view([-1])).unwrap().iter().map(|&id| id as u32).collect();
+    assert!(rebuilt.decode(&out).unwrap().starts_with("All: "));
 }

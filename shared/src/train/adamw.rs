@@ -198,6 +198,20 @@ mod tests {
     use super::*;
     use tch::Device;
 
+    #[test]
+    fn clipping_scales_all_gradients_to_the_largest_norm() {
+        let vs = VarStore::new(Device::Cpu);
+        let a = vs.root().zeros("a", &[2]);
+        let b = vs.root().zeros("b", &[1]);
+        let loss = (&a * Tensor::from_slice(&[3.0f32, 0.0])).sum(Kind::Float) + (&b * 4.0).sum(Kind::Float);
+        loss.backward();
+        let mut opt = AdamW::new(&vs, AdamWConfig::default()).unwrap();
+        assert!((opt.clip_grad_norm(10.0) - 5.0).abs() < 1e-6, "the norm of [3, 0] and [4] together");
+        assert_eq!(Vec::<f32>::try_from(a.grad()).unwrap(), [3.0, 0.0], "below the limit: unchanged");
+        assert!((opt.clip_grad_norm(1.0) - 5.0).abs() < 1e-6);
+        assert!((a.grad().double_value(&[0]) - 0.6).abs() < 1e-6 && (b.grad().double_value(&[0]) - 0.8).abs() < 1e-6);
+    }
+
     /// PyTorch 2.13: `torch.optim.AdamW([p], lr=0.01, weight_decay=0.1)` on
     /// `p = [1.0, -2.0, 0.5]`, three steps with the gradients below, printed with
     /// `p.tolist()` (float32 values as doubles).
