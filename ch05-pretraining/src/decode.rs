@@ -3,9 +3,8 @@
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::generate::{generate, Sampling};
+use shared::generate::{generate, generate_cached, Sampler, Sampling};
 use shared::gpt::GptModel;
-use shared::tokenizer::Gpt2Tokenizer;
 use shared::train::{calc_loss_loader, check_token_ids, perplexity};
 use tch::{Device, Tensor};
 
@@ -19,14 +18,32 @@ pub struct Generated {
     pub prompt_tokens: usize,
 }
 
-/// Generates up to `max_new_tokens` after `prompt` with the model's full context.
+/// Generates up to `max_new_tokens` after `prompt` with the model's full context, as
+/// listing 5.4 does (the model re-run on the whole context each step), with the model's
+/// tokenizer.
 pub fn generate_text(model: &GptModel, prompt: &str, max_new_tokens: i64, sampling: &Sampling) -> Result<Generated> {
-    let tokenizer = Gpt2Tokenizer::new();
-    let prompt_ids: Vec<i64> = tokenizer.encode(prompt).into_iter().map(i64::from).collect();
+    continue_text(model, prompt, |idx| generate(model, idx, max_new_tokens, model.cfg.context_length, sampling))
+}
+
+/// [`generate_text`] over the key/value cache with any sampler (top-p, repetition penalty,
+/// ...); greedy decoding gives the same tokens.
+pub fn generate_text_cached(
+    model: &GptModel,
+    prompt: &str,
+    max_new_tokens: i64,
+    sampler: &mut Sampler,
+) -> Result<Generated> {
+    continue_text(model, prompt, |idx| generate_cached(model, idx, max_new_tokens, sampler))
+}
+
+/// Encodes `prompt` with the model's tokenizer, runs `decode` on its ids `(1, T)` and decodes
+/// what comes back.
+fn continue_text(model: &GptModel, prompt: &str, decode: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Generated> {
+    let tokenizer = model.cfg.tokenizer.build()?;
+    let prompt_ids: Vec<i64> = tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
     ensure!(!prompt_ids.is_empty(), "the prompt is empty");
     let device = model.tok_emb.ws.device();
-    let idx = Tensor::from_slice(&prompt_ids).view([1, -1]).to_device(device);
-    let out = generate(model, &idx, max_new_tokens, model.cfg.context_length, sampling)?;
+    let out = decode(&Tensor::from_slice(&prompt_ids).view([1, -1]).to_device(device))?;
     let ids = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?;
     let tokens: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
     Ok(Generated { text: tokenizer.decode(&tokens)?, ids, prompt_tokens: prompt_ids.len() })

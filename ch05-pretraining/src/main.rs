@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use ch05_pretraining::check_run;
-use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
+use ch05_pretraining::decode::{file_loss, generate_text, generate_text_cached, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
 use clap::{Args, Parser, Subcommand};
@@ -14,7 +14,7 @@ use shared::cli::{self, CommonArgs, RunContext};
 use shared::data::THE_VERDICT;
 use shared::device::seed_everything;
 use shared::exercise::ExerciseCommand;
-use shared::generate::Sampling;
+use shared::generate::{Sampler, Sampling};
 use shared::gpt::GptConfig;
 use shared::model_source::ModelSource;
 
@@ -142,6 +142,38 @@ struct SamplingArgs {
     /// Stop when this token is drawn (50256 is <|endoftext|>)
     #[arg(long)]
     eos_id: Option<i64>,
+    /// Nucleus sampling: keep the most likely tokens whose probabilities reach P (implies --cached)
+    #[arg(long, value_name = "P")]
+    top_p: Option<f64>,
+    /// Divide the positive logits of tokens already present by R and multiply the negative ones (CTRL; implies --cached)
+    #[arg(long, value_name = "R")]
+    repetition_penalty: Option<f64>,
+    /// Decode over the key/value cache instead of re-running the model on the whole context
+    #[arg(long)]
+    cached: bool,
+}
+
+impl SamplingArgs {
+    fn sampling(&self) -> Result<Sampling> {
+        let sampling = Sampling { temperature: self.temperature, top_k: self.top_k, eos_id: self.eos_id };
+        sampling.validate()?;
+        Ok(sampling)
+    }
+
+    /// The cached decoder's sampler, when one of its flags is given.
+    fn sampler(&self) -> Result<Option<Sampler>> {
+        if !(self.cached || self.top_p.is_some() || self.repetition_penalty.is_some()) {
+            return Ok(None);
+        }
+        let mut sampler = Sampler::new(&self.sampling()?)?;
+        if let Some(p) = self.top_p {
+            sampler = sampler.with_top_p(p)?;
+        }
+        if let Some(penalty) = self.repetition_penalty {
+            sampler = sampler.with_repetition_penalty(penalty)?;
+        }
+        Ok(Some(sampler))
+    }
 }
 
 #[derive(Args)]
@@ -230,12 +262,13 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(args)) => train(&context, &args.options()?),
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
         Some(Command::Generate { model, prompt, max_new_tokens, sampling, ids }) => {
-            let sampling =
-                Sampling { temperature: sampling.temperature, top_k: sampling.top_k, eos_id: sampling.eos_id };
-            sampling.validate()?;
+            let (book, cached) = (sampling.sampling()?, sampling.sampler()?);
             let loaded = model.source()?.load(context.device, context.seed)?;
             seed_everything(context.seed);
-            let generated = generate_text(&loaded.model, &prompt, max_new_tokens, &sampling)?;
+            let generated = match cached {
+                Some(mut sampler) => generate_text_cached(&loaded.model, &prompt, max_new_tokens, &mut sampler)?,
+                None => generate_text(&loaded.model, &prompt, max_new_tokens, &book)?,
+            };
             println!("{}", generated.text);
             if ids {
                 println!("{}", serde_json::to_string(&generated.ids)?);

@@ -265,3 +265,24 @@ fn check_run_compares_metrics_with_the_pytorch_reference() {
     assert!(stderr(&output).contains("differs from the PyTorch reference"));
     fails_with(&["check-run", "/no/such/metrics.json"], "cannot read /no/such/metrics.json");
 }
+
+#[test]
+fn generate_over_the_cache_with_top_p_and_a_repetition_penalty() {
+    let weights = fixture("gpt2-tiny-hf");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "6", "--ids"];
+        args.extend_from_slice(extra);
+        let output = ch05(&args);
+        assert!(output.status.success(), "{extra:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap().lines().last().unwrap().to_string()
+    };
+    // Greedy decoding over the cache gives the book loop's tokens.
+    assert_eq!(run(&["--cached"]), run(&[]));
+    // A repetition penalty breaks the greedy loop's repeats; sampling repeats under a seed.
+    let penalised = run(&["--repetition-penalty", "10"]);
+    assert_ne!(penalised, run(&[]));
+    let sampled = ["--temperature", "1", "--top-p", "0.9", "--seed", "3"];
+    assert_eq!(run(&sampled), run(&sampled));
+    fails_with(&["generate", "--top-p", "1.5"], "top-p must be in (0, 1]");
+    fails_with(&["generate", "--repetition-penalty", "0"], "repetition penalty must be positive");
+}

@@ -267,18 +267,18 @@ impl MultiHeadAttention {
         train: bool,
         want_weights: bool,
     ) -> (Tensor, Option<Tensor>) {
-        let blocked = self.mask.blocked(q_positions, k_positions, self.sink_tokens); // (Q, K)
+        let blocked = || self.mask.blocked(q_positions, k_positions, self.sink_tokens); // (Q, K)
         if self.kernel == AttentionKernel::Sdpa && !want_weights {
             let dropout = if train { self.dropout } else { 0.0 };
             // The causal mask of a full sequence is the fused kernel's own `is_causal`.
             let own_causal = self.mask == AttentionMask::Causal && q_positions.size() == k_positions.size();
-            let mask = (!own_causal).then(|| blocked.logical_not());
+            let mask = (!own_causal).then(|| blocked().logical_not());
             let context =
                 Tensor::scaled_dot_product_attention(queries, keys, values, mask, dropout, own_causal, None, false);
             return (context, None);
         }
         let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, Q, K)
-        let weights = softmax_unblocked(&scores, &blocked, self.head_dim);
+        let weights = softmax_unblocked(&scores, &blocked(), self.head_dim);
         let context = weights.dropout(self.dropout, train).matmul(values); // (B, nh, Q, hd)
         (context, want_weights.then_some(weights))
     }

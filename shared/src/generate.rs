@@ -493,6 +493,30 @@ mod tests {
     }
 
     #[test]
+    fn logits_processors_follow_their_definitions() {
+        let row = |values: &[f32]| Tensor::from_slice(values).view([1, -1]);
+        let list = |t: Tensor| Vec::<f32>::try_from(t.view([-1])).unwrap();
+        // CTRL: a positive logit is divided by the penalty, a negative one multiplied, once
+        // however often the token occurred; unseen tokens keep theirs.
+        let tokens = Tensor::from_slice(&[0i64, 1, 1]).view([1, 3]);
+        let penalised = RepetitionPenalty(2.0).process(&row(&[2.0, -2.0, 1.0, 0.5]), &tokens);
+        assert_eq!(list(penalised), [1.0, -4.0, 1.0, 0.5]);
+        // Top-p keeps the most likely tokens until their mass reaches p.
+        let logits = row(&[0.3f32.ln(), 0.05f32.ln(), 0.5f32.ln(), 0.15f32.ln()]);
+        let kept = |p: f64| list(TopP(p).process(&logits, &tokens)).iter().map(|x| x.is_finite()).collect::<Vec<_>>();
+        assert_eq!(kept(0.6), [true, false, true, false]);
+        assert_eq!(kept(0.9), [true, false, true, true]);
+        assert_eq!(kept(1.0), [true; 4]);
+        assert_eq!(kept(0.01), [false, false, true, false], "at least the most likely token");
+        // A bias hook steers greedy decoding; temperature 0 ignores top-p.
+        let bias = LogitBias(|_: &Tensor| Tensor::from_slice(&[0.0f32, 10.0, 0.0, 0.0]));
+        let mut sampler = Sampler::new(&Sampling::GREEDY).unwrap().with_top_p(0.5).unwrap().with_hook(Box::new(bias));
+        assert_eq!(sampler.next_token(&logits, &tokens).int64_value(&[0, 0]), 1);
+        assert!(Sampler::new(&Sampling::GREEDY).unwrap().with_top_p(0.0).is_err());
+        assert!(Sampler::new(&Sampling::GREEDY).unwrap().with_repetition_penalty(-1.0).is_err());
+    }
+
+    #[test]
     fn invalid_sampling_settings_are_refused() {
         let err = |s: Sampling| s.validate().unwrap_err().to_string();
         assert!(err(Sampling { temperature: -0.5, ..Sampling::GREEDY }).contains("temperature must be 0"));
