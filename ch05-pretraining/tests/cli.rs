@@ -270,7 +270,8 @@ fn check_run_compares_metrics_with_the_pytorch_reference() {
 fn generate_over_the_cache_with_top_p_and_a_repetition_penalty() {
     let weights = fixture("gpt2-tiny-hf");
     let run = |extra: &[&str]| {
-        let mut args = vec!["generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "6", "--ids"];
+        let mut args =
+            vec!["generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "6", "--ids"];
         args.extend_from_slice(extra);
         let output = ch05(&args);
         assert!(output.status.success(), "{extra:?}: {}", stderr(&output));

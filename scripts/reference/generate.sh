@@ -29,6 +29,9 @@ generate ch07_instruction.py ch07-instruction/tests/fixtures/pytorch-reference.j
 echo "wrote shared/tests/fixtures/book-state-dict.json"
 "$python" -W ignore "$root/scripts/reference/gpt2_fixtures.py" "$root/shared/tests/fixtures" 2>/dev/null
 echo "wrote shared/tests/fixtures/{gpt2-tiny-hf,gpt2-tiny-openai,book-tiny.pth,book-tiny.json}"
+"$python" -W ignore "$root/scripts/reference/logits_processors.py" "$root/shared/tests/fixtures" \
+    > "$root/shared/tests/fixtures/logits-processors.json" 2>/dev/null
+echo "wrote shared/tests/fixtures/logits-processors.json"
 
 # Cross-check against the independent reference values (committed copies).
 parity="$root/ch03-attention/tests/fixtures/independent/ch03-attention.json"
