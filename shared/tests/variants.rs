@@ -249,9 +249,17 @@ fn every_variant_round_trips_through_a_checkpoint() {
         let loaded = ModelSource::checkpoint(&path).load(Device::Cpu, 99).unwrap();
         assert_eq!(loaded.model.cfg, cfg, "{name}");
         assert!(loaded.model.forward_t(&idx, false).equal(&model.forward_t(&idx, false)), "{name}");
+        let (fresh_vs, fresh) = build(&GptConfig { drop_rate: 0.2, ..cfg.clone() }); // dropout may differ
+        tch::no_grad(|| fresh_vs.variables().values().for_each(|t| _ = t.shallow_clone().fill_(0.5)));
+        Checkpoint::at(&path).load_into(&fresh_vs, &fresh).unwrap();
+        assert!(fresh.forward_t(&idx, false).equal(&model.forward_t(&idx, false)), "{name}");
     }
-    // A config that differs in any one field is refused, the field named.
+    // A config that differs in any one field is refused, the field named, whether the user
+    // builds the model or names the config.
     let path = dir.path().join("variant0");
+    let (post_vs, post_norm) = build(&config(|c| c.norm_placement = NormPlacement::Post));
+    let err = Checkpoint::at(&path).load_into(&post_vs, &post_norm).unwrap_err().to_string();
+    assert!(err.contains("differs from this one in norm_placement"), "{err}");
     for (field, other) in [
         ("tie_embeddings", config(|c| c.tie_embeddings = true)),
         ("pos_encoding", config(|c| c.pos_encoding = PosEncoding::Rope)),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
 
 use super::{AdamW, AdamWConfig};
-use crate::gpt::GptConfig;
+use crate::gpt::{GptConfig, GptModel};
 use crate::weights;
 
 /// The version written into [`CheckpointMeta::format`].
@@ -111,6 +111,22 @@ impl Checkpoint {
     /// Loads the model weights into `vs` (every parameter present, shapes checked).
     pub fn load_model(&self, vs: &VarStore) -> Result<()> {
         weights::load_state_dict(vs, &self.model)
+    }
+
+    /// Loads the weights into `model` (built at the root of `vs`) after checking that the
+    /// checkpoint's config describes the same architecture: every field is compared but the
+    /// dropout rates, so that options with the same parameters (post-norm, a mask) cannot
+    /// slip through; the message names the fields that differ.
+    pub fn load_into(&self, vs: &VarStore, model: &GptModel) -> Result<()> {
+        let meta = self.read_meta()?;
+        let differences = model.cfg.architecture_differences(&meta.config);
+        ensure!(
+            differences.is_empty(),
+            "{} holds a model whose config differs from this one in {}",
+            self.meta.display(),
+            differences.join(", ")
+        );
+        self.load_model(vs)
     }
 
     /// Restores the optimizer state into `optimizer`.
