@@ -224,14 +224,17 @@ impl MultiHeadAttention {
             queries = rope.rotate(&queries, positions);
             keys = rope.rotate(&keys, positions);
         }
+        // The keys and values attended over, and their positions when a query may miss some.
         let (keys, values, key_positions) = match cache {
-            CacheAccess::None => (keys, values, positions.shallow_clone()),
+            CacheAccess::None => (keys, values, Some(positions.shallow_clone())),
             CacheAccess::Append { cache, start } => {
                 let end = start + t;
                 assert!(end <= cache.keys.size()[2], "{end} positions exceed the cache");
                 cache.keys.narrow(2, start, t).copy_(&keys);
                 cache.values.narrow(2, start, t).copy_(&values);
-                let key_positions = Tensor::arange(end, (Kind::Int64, x.device()));
+                // One new token after all the others sees every key unless a window hides some.
+                let sees_all = t == 1 && !matches!(self.mask, AttentionMask::SlidingWindow(_));
+                let key_positions = (!sees_all).then(|| Tensor::arange(end, (Kind::Int64, x.device())));
                 (cache.keys.narrow(2, 0, end), cache.values.narrow(2, 0, end), key_positions)
             }
             CacheAccess::Rolling { cache, slot_positions, keep, into } => {
@@ -239,7 +242,7 @@ impl MultiHeadAttention {
                 let all_values = Tensor::cat(&[&cache.values, &values], 2);
                 let _ = cache.keys.index_copy_(2, into, &keys.index_select(2, keep));
                 let _ = cache.values.index_copy_(2, into, &values.index_select(2, keep));
-                (all_keys, all_values, Tensor::cat(&[slot_positions, positions], 0))
+                (all_keys, all_values, Some(Tensor::cat(&[slot_positions, positions], 0)))
             }
         };
         // Grouped-query attention: each key/value head serves `groups` query heads.
@@ -249,39 +252,60 @@ impl MultiHeadAttention {
         } else {
             (keys.repeat_interleave_self_int(groups, 1, None), values.repeat_interleave_self_int(groups, 1, None))
         };
-        let (context, attention) = self.attend(&queries, &keys, &values, positions, &key_positions, train, weights);
+        let visible = match key_positions {
+            None => Visible::All,
+            Some(k) if self.mask == AttentionMask::Causal && k.size() == positions.size() => Visible::Causal(k),
+            Some(k) => Visible::Blocked(self.mask.blocked(positions, &k, self.sink_tokens)),
+        };
+        let (context, attention) = self.attend(&queries, &keys, &values, visible, train, weights);
         let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]); // (B, T, d_out)
         (context.apply(&self.out_proj), attention)
     }
 
-    /// Section 3.5's weighted sum: `(B, nh, Q, hd)` queries at `q_positions` over keys and
-    /// values `(B, nh, K, hd)` at `k_positions`.
-    #[allow(clippy::too_many_arguments)]
+    /// Section 3.5's weighted sum: `(B, nh, Q, hd)` queries over keys and values
+    /// `(B, nh, K, hd)`, each query seeing the keys `visible` allows.
     fn attend(
         &self,
         queries: &Tensor,
         keys: &Tensor,
         values: &Tensor,
-        q_positions: &Tensor,
-        k_positions: &Tensor,
+        visible: Visible,
         train: bool,
         want_weights: bool,
     ) -> (Tensor, Option<Tensor>) {
-        let blocked = || self.mask.blocked(q_positions, k_positions, self.sink_tokens); // (Q, K)
         if self.kernel == AttentionKernel::Sdpa && !want_weights {
             let dropout = if train { self.dropout } else { 0.0 };
-            // The causal mask of a full sequence is the fused kernel's own `is_causal`.
-            let own_causal = self.mask == AttentionMask::Causal && q_positions.size() == k_positions.size();
-            let mask = (!own_causal).then(|| blocked().logical_not());
+            let (mask, is_causal) = match visible {
+                Visible::All => (None, false),
+                Visible::Causal(_) => (None, true),
+                Visible::Blocked(blocked) => (Some(blocked.logical_not()), false),
+            };
             let context =
-                Tensor::scaled_dot_product_attention(queries, keys, values, mask, dropout, own_causal, None, false);
+                Tensor::scaled_dot_product_attention(queries, keys, values, mask, dropout, is_causal, None, false);
             return (context, None);
         }
         let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, Q, K)
-        let weights = softmax_unblocked(&scores, &blocked(), self.head_dim);
+        let weights = match visible {
+            Visible::All => (scores / (self.head_dim as f64).sqrt()).softmax(-1, None::<Kind>),
+            Visible::Causal(positions) => {
+                let blocked = AttentionMask::Causal.blocked(&positions, &positions, 0);
+                softmax_unblocked(&scores, &blocked, self.head_dim)
+            }
+            Visible::Blocked(blocked) => softmax_unblocked(&scores, &blocked, self.head_dim),
+        };
         let context = weights.dropout(self.dropout, train).matmul(values); // (B, nh, Q, hd)
         (context, want_weights.then_some(weights))
     }
+}
+
+/// Which keys the queries of one attention call see.
+enum Visible {
+    /// Every key (one new token after the cached ones).
+    All,
+    /// The causal mask of a full sequence at these positions (the fused kernel's `is_causal`).
+    Causal(Tensor),
+    /// All but these `(Q, K)`.
+    Blocked(Tensor),
 }
 
 /// One layer's keys and values for cached generation: preallocated

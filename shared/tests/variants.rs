@@ -2,7 +2,7 @@
 //! implementation of positions, masks, key/value heads, norms, heads, caching or checkpoints
 //! would break.
 
-use shared::attention::AttentionMask;
+use shared::attention::{AttentionKernel, AttentionMask};
 use shared::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::device::{global_rng_lock, seed_everything};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
@@ -361,4 +361,18 @@ fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
     let out = generate_greedy_cached(&loaded.model, &ids.view([1, -1]), 8, None).unwrap();
     let out: Vec<u32> = Vec::<i64>::try_from(out.view([-1])).unwrap().iter().map(|&id| id as u32).collect();
     assert!(rebuilt.decode(&out).unwrap().starts_with("All: "));
+}
+
+#[test]
+fn the_fused_kernel_computes_every_variant() {
+    for (name, cfg) in variants() {
+        let (_, mut model) = build(&cfg);
+        let explicit = model.forward_t(&prompt(), false);
+        let explicit_tokens = generate_greedy_cached(&model, &prompt(), 8, None).unwrap();
+        for block in &mut model.trf_blocks {
+            block.att.kernel = AttentionKernel::Sdpa;
+        }
+        assert!(model.forward_t(&prompt(), false).allclose(&explicit, 1e-4, 1e-4, false), "{name}");
+        assert!(generate_greedy_cached(&model, &prompt(), 8, None).unwrap().equal(&explicit_tokens), "{name}");
+    }
 }
