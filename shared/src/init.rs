@@ -51,11 +51,51 @@ pub fn rand(path: &nn::Path, name: &str, dims: &[i64]) -> Tensor {
     path.var(name, dims, Init::Uniform { lo: 0.0, up: 1.0 })
 }
 
+/// GPT-2's initialisation (as nanoGPT applies it), for models trained from scratch with tied
+/// embeddings, where the book's N(0, 1) embedding would make the first logits huge: every
+/// weight matrix and embedding of `vs` redrawn from N(0, 0.02), the projections that write
+/// into the residual stream (`out_proj`, `ff.layers.2`) from N(0, 0.02 / sqrt(2 n_layers)),
+/// biases zeroed; norms keep their ones and zeros. Draws from the global generator in the
+/// variables' name order.
+pub fn gpt2_init(vs: &nn::VarStore, n_layers: i64) {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let residual_std = 0.02 / (2.0 * n_layers as f64).sqrt();
+    tch::no_grad(|| {
+        for (name, tensor) in variables {
+            let mut tensor = tensor;
+            if name.ends_with(".bias") {
+                let _ = tensor.zero_();
+            } else if tensor.dim() == 2 && name.ends_with("weight") {
+                let std =
+                    if name.contains(".out_proj.") || name.contains(".ff.layers.2.") { residual_std } else { 0.02 };
+                let _ = tensor.normal_(0.0, std);
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::device::{global_rng_lock, seed_everything};
     use tch::{Device, Kind};
+
+    #[test]
+    fn gpt2_init_draws_small_weights_and_zero_biases() {
+        let _rng = global_rng_lock();
+        seed_everything(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = crate::gpt::GptConfig { n_layers: 8, ..crate::gpt::GptConfig::tiny() };
+        let _model = crate::gpt::GptModel::new(&vs.root(), &cfg).unwrap();
+        gpt2_init(&vs, cfg.n_layers);
+        let variables = vs.variables();
+        let std = |name: &str| variables[name].std(true).double_value(&[]);
+        assert!((std("tok_emb.weight") - 0.02).abs() < 0.001);
+        assert!((std("trf_blocks.0.ff.layers.2.weight") - 0.005).abs() < 0.001, "0.02 / sqrt(16)");
+        assert_eq!(variables["trf_blocks.0.ff.layers.0.bias"].abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(variables["final_norm.scale"].mean(Kind::Float).double_value(&[]), 1.0);
+    }
 
     #[test]
     fn bounds_match_pytorch() {

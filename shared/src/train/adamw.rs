@@ -57,6 +57,8 @@ pub struct AdamW {
     pub config: AdamWConfig,
     params: Vec<(String, Tensor)>,
     state: BTreeMap<String, ParamState>,
+    /// Parameters that weight decay leaves alone (see [`AdamW::decay_matrices_only`]).
+    no_decay: std::collections::BTreeSet<String>,
 }
 
 impl AdamW {
@@ -66,7 +68,14 @@ impl AdamW {
         let mut params: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, tensor)| tensor.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Self { config, params, state: BTreeMap::new() })
+        Ok(Self { config, params, state: BTreeMap::new(), no_decay: Default::default() })
+    }
+
+    /// Decays weight matrices and embeddings only, not biases and norm parameters (GPT-2's
+    /// and nanoGPT's two parameter groups); the book's chapter 5 decays every parameter.
+    pub fn decay_matrices_only(mut self) -> Self {
+        self.no_decay = self.params.iter().filter(|(_, p)| p.dim() < 2).map(|(name, _)| name.clone()).collect();
+        self
     }
 
     /// `optimizer.zero_grad()`: drops the gradients (PyTorch's `set_to_none=True`).
@@ -95,7 +104,7 @@ impl AdamW {
                 exp_avg_sq: param.zeros_like(),
             });
             state.step += 1;
-            if weight_decay != 0.0 {
+            if weight_decay != 0.0 && !self.no_decay.contains(name.as_str()) {
                 let _ = param.g_mul_scalar_(1.0 - lr * weight_decay);
             }
             let _ = state.exp_avg.lerp_(&grad, 1.0 - beta1);
@@ -197,6 +206,19 @@ impl AdamW {
 mod tests {
     use super::*;
     use tch::Device;
+
+    #[test]
+    fn decay_of_matrices_only_leaves_vectors_alone() {
+        let vs = VarStore::new(Device::Cpu);
+        let matrix = vs.root().ones("w", &[2, 2]);
+        let vector = vs.root().ones("b", &[2]);
+        // zero gradients: only the weight decay moves a parameter
+        (matrix.sum(Kind::Float) * 0.0 + vector.sum(Kind::Float) * 0.0).backward();
+        let mut opt = AdamW::new(&vs, AdamWConfig { lr: 0.1, ..AdamWConfig::default() }).unwrap().decay_matrices_only();
+        opt.step();
+        assert!((matrix.double_value(&[0, 0]) - (1.0 - 0.1 * 0.1)).abs() < 1e-7);
+        assert_eq!(vector.double_value(&[0]), 1.0);
+    }
 
     #[test]
     fn clipping_scales_all_gradients_to_the_largest_norm() {

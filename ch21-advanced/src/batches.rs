@@ -1,0 +1,84 @@
+//! Training batches as nanoGPT draws them: `batch` windows of `block + 1` tokens at uniformly
+//! random offsets of a token stream (`torch.randint(len(data) - block_size, (batch_size,))`),
+//! inputs the first `block` tokens, targets the last `block`.
+
+use anyhow::{ensure, Result};
+use shared::dataset::Batch;
+use shared::train::BatchSource;
+use tch::{Device, Kind, Tensor};
+
+/// `batches` random batches per pass, drawn from the global generator (seed it to repeat).
+#[derive(Debug)]
+pub struct RandomWindows {
+    tokens: Tensor,
+    block: i64,
+    batch: i64,
+    batches: usize,
+    max_token_id: i64,
+}
+
+impl RandomWindows {
+    pub fn new(tokens: &[u32], block: i64, batch: i64, batches: usize) -> Result<Self> {
+        ensure!(block > 0 && batch > 0, "the block and batch sizes must be positive");
+        ensure!(
+            tokens.len() as i64 > block + 1,
+            "the text has {} tokens, too few for windows of {block} tokens and their targets",
+            tokens.len()
+        );
+        let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
+        let max_token_id = ids.iter().copied().max().unwrap_or(0);
+        Ok(Self { tokens: Tensor::from_slice(&ids), block, batch, batches, max_token_id })
+    }
+
+    /// The same stream, `batches` batches per pass.
+    pub fn with_batches(&self, batches: usize) -> Self {
+        Self { tokens: self.tokens.shallow_clone(), batches, ..*self }
+    }
+
+    /// One batch of random windows.
+    pub fn draw(&self) -> Batch {
+        let n = self.tokens.size()[0];
+        let starts = Tensor::randint_low(0, n - self.block, [self.batch], (Kind::Int64, Device::Cpu));
+        let offsets = Tensor::arange(self.block + 1, (Kind::Int64, Device::Cpu));
+        let index = (starts.unsqueeze(1) + offsets.unsqueeze(0)).view([-1]);
+        let windows = self.tokens.index_select(0, &index).view([self.batch, self.block + 1]);
+        Batch { inputs: windows.narrow(1, 0, self.block), targets: windows.narrow(1, 1, self.block) }
+    }
+}
+
+impl BatchSource for RandomWindows {
+    fn batch_count(&self) -> usize {
+        self.batches
+    }
+
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new((0..self.batches).map(|_| self.draw()))
+    }
+
+    fn max_token_id(&self) -> Option<i64> {
+        Some(self.max_token_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_the_inputs_shifted_by_one() {
+        let _rng = shared::device::global_rng_lock();
+        tch::manual_seed(1);
+        let tokens: Vec<u32> = (0..50).collect();
+        let windows = RandomWindows::new(&tokens, 8, 3, 2).unwrap();
+        let batches: Vec<Batch> = windows.batches().collect();
+        assert_eq!(batches.len(), 2);
+        for batch in batches {
+            assert_eq!(batch.inputs.size(), [3, 8]);
+            // consecutive ids: each row counts up from its start, the targets one ahead
+            assert!((&batch.targets - &batch.inputs).eq(1).all().int64_value(&[]) == 1);
+            assert!((batch.inputs.narrow(1, 1, 7) - batch.inputs.narrow(1, 0, 7)).eq(1).all().int64_value(&[]) == 1);
+            assert!(batch.targets.max().int64_value(&[]) <= 49);
+        }
+        assert!(RandomWindows::new(&tokens[..9], 8, 3, 2).is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Chapter 21, "advanced" exercises: a character-level mini-GPT (the GPT model of `shared` at
+//! small sizes) trained on tiny Shakespeare, and the chapter's exercises on it.
+//!
+//! ```text
+//! cargo run --release -p ch21-advanced                 # train the mini-GPT (nanoGPT's CPU run)
+//! cargo run -p ch21-advanced -- exercise 21.8          # one exercise (list: `list`)
+//! ```
+
+pub mod batches;
+pub mod exercises;
+pub mod minigpt;

@@ -1,0 +1,156 @@
+//! `cargo run --release -p ch21-advanced [-- COMMAND]`: chapter 21's mini-GPT and exercises.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use ch21_advanced::exercises;
+use ch21_advanced::minigpt::{self, MiniGptOptions, TokenizerChoice};
+use clap::{Args, Parser, Subcommand};
+use shared::cli::{self, CommonArgs};
+use shared::exercise::ExerciseCommand;
+use shared::generate::{Sampler, Sampling};
+
+/// Chapter 21. Without a command: trains the character-level mini-GPT on tiny Shakespeare
+/// with nanoGPT's CPU settings, printing losses and samples, and writes a checkpoint,
+/// metrics.json and losses.png to the output folder.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Exercises(ExerciseCommand),
+    /// Train (or resume) the mini-GPT: tiny Shakespeare unless --data FILE
+    Train(TrainArgs),
+    /// Continue a prompt with a saved model, with its own tokenizer, over the KV cache
+    Generate {
+        /// The checkpoint (NAME.safetensors or NAME.json)
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        #[arg(long, default_value = "ROMEO:")]
+        prompt: String,
+        #[arg(long, default_value_t = 200)]
+        max_new_tokens: i64,
+        /// Sampling temperature; 0 decodes greedily
+        #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+        temperature: f64,
+        /// Keep only the k most likely tokens
+        #[arg(long)]
+        top_k: Option<i64>,
+        /// Nucleus sampling: keep the most likely tokens whose probabilities reach P
+        #[arg(long, value_name = "P")]
+        top_p: Option<f64>,
+        /// CTRL repetition penalty (1 changes nothing)
+        #[arg(long, value_name = "R")]
+        repetition_penalty: Option<f64>,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long, default_value_t = 4)]
+    n_layers: i64,
+    #[arg(long, default_value_t = 4)]
+    n_heads: i64,
+    #[arg(long, default_value_t = 128)]
+    emb_dim: i64,
+    /// Context length of the model and of each training window
+    #[arg(long, default_value_t = 64)]
+    block_size: i64,
+    #[arg(long, default_value_t = 12)]
+    batch_size: i64,
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Optimizer steps in total (a resumed run continues up to this many)
+    #[arg(long, default_value_t = 2000)]
+    iters: usize,
+    /// Evaluate and print a sample every N steps
+    #[arg(long, default_value_t = 250)]
+    eval_interval: usize,
+    /// Batches per evaluation
+    #[arg(long, default_value_t = 20)]
+    eval_iters: usize,
+    /// Peak learning rate (after 100 warmup steps; cosine decay to --min-lr)
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    min_lr: f64,
+    #[arg(long, default_value_t = 100)]
+    warmup_steps: i64,
+    /// The step where the cosine reaches --min-lr [default: --iters]; give the final count to a run you will resume further
+    #[arg(long)]
+    decay_steps: Option<usize>,
+    /// Tokenizer of a new model (a resumed one keeps its own)
+    #[arg(long, value_enum, default_value_t = TokenizerChoice::Char)]
+    tokenizer: TokenizerChoice,
+    /// Prompt of the samples printed after each evaluation
+    #[arg(long, default_value = "ROMEO:")]
+    prompt: String,
+    /// Continue from a checkpoint written by `train` (NAME.safetensors or NAME.json)
+    #[arg(long, value_name = "CHECKPOINT")]
+    resume: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    fn options(&self) -> MiniGptOptions {
+        MiniGptOptions {
+            n_layers: self.n_layers,
+            n_heads: self.n_heads,
+            emb_dim: self.emb_dim,
+            block_size: self.block_size,
+            batch_size: self.batch_size,
+            drop_rate: self.drop_rate,
+            iters: self.iters,
+            eval_interval: self.eval_interval,
+            eval_iters: self.eval_iters,
+            peak_lr: self.lr,
+            min_lr: self.min_lr,
+            warmup_steps: self.warmup_steps,
+            decay_steps: self.decay_steps,
+            tokenizer: self.tokenizer,
+            prompt: self.prompt.clone(),
+            resume: self.resume.clone(),
+            ..MiniGptOptions::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::run_main(|| run(cli))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
+    match cli.command {
+        None => minigpt::run(&context, &minigpt::corpus(&context)?, &MiniGptOptions::default()).map(|_| ()),
+        Some(Command::Train(args)) => minigpt::run(&context, &minigpt::corpus(&context)?, &args.options()).map(|_| ()),
+        Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
+        Some(Command::Generate {
+            checkpoint,
+            prompt,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+        }) => {
+            let mut sampler = Sampler::new(&Sampling { temperature, top_k, eos_id: None })?;
+            if let Some(p) = top_p {
+                sampler = sampler.with_top_p(p)?;
+            }
+            if let Some(penalty) = repetition_penalty {
+                sampler = sampler.with_repetition_penalty(penalty)?;
+            }
+            println!("{}", minigpt::generate(&checkpoint, &prompt, max_new_tokens, &mut sampler, &context)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The chapter's mini-GPT: `shared`'s GPT model at small sizes, trained as nanoGPT's
+//! "baby Shakespeare" CPU run trains it (4 layers, 4 heads, width 128, block 64, batch 12,
+//! no dropout, 2,000 iterations, learning rate 1e-3 with 100 warmup steps and a cosine decay
+//! to 1e-4, AdamW with beta2 0.99 decaying matrices only, gradient clipping at 1.0, tied embeddings, a 90/10
+//! split, GPT-2's initialisation) on tiny Shakespeare, character by character.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use shared::cli::RunContext;
+use shared::data::TINY_SHAKESPEARE;
+use shared::device::{device_name, seed_everything};
+use shared::gpt::{GptConfig, GptModel};
+use shared::model_source::ModelSource;
+use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer};
+use shared::train::{
+    calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, NextTokenLoss, TrainHistory,
+    TrainHooks, TrainProgress, TrainSettings, WarmupCosine, CHECKPOINT_FORMAT,
+};
+use tch::nn::VarStore;
+
+use crate::batches::RandomWindows;
+
+/// Which tokenizer a new model gets (`--tokenizer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerChoice {
+    /// One id per character of the training text.
+    #[default]
+    Char,
+    /// GPT-2's byte-pair encoding.
+    Gpt2,
+    /// Chapter 2's word-level tokenizer built from the training text.
+    Word,
+}
+
+impl TokenizerChoice {
+    /// The tokenizer, built from `text` where it needs a vocabulary.
+    pub fn build(self, text: &str) -> Box<dyn Tokenizer> {
+        match self {
+            Self::Char => Box::new(CharTokenizer::from_text(text)),
+            Self::Gpt2 => Box::new(Gpt2Tokenizer::new()),
+            Self::Word => Box::new(SimpleTokenizerV2::from_text(text)),
+        }
+    }
+}
+
+/// A run's settings; the defaults are nanoGPT's CPU run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MiniGptOptions {
+    pub n_layers: i64,
+    pub n_heads: i64,
+    pub emb_dim: i64,
+    /// Context length: the window each sample trains on.
+    pub block_size: i64,
+    pub batch_size: i64,
+    pub drop_rate: f64,
+    /// Optimizer steps in total (counting the resumed run's).
+    pub iters: usize,
+    /// Evaluate (and print a sample) every this many steps.
+    pub eval_interval: usize,
+    /// Batches per evaluation, of each split.
+    pub eval_iters: usize,
+    pub peak_lr: f64,
+    pub min_lr: f64,
+    pub warmup_steps: i64,
+    /// The step at which the cosine reaches `min_lr` (nanoGPT's `lr_decay_iters`); `None`:
+    /// the last step. A run to be resumed to more steps needs the final count here.
+    pub decay_steps: Option<usize>,
+    pub tokenizer: TokenizerChoice,
+    /// Share of the text (in tokens) used for training.
+    pub train_ratio: f64,
+    /// Print a 50-token greedy continuation of `prompt` after each evaluation round.
+    pub samples: bool,
+    pub prompt: String,
+    pub resume: Option<PathBuf>,
+    pub verbose: bool,
+}
+
+impl Default for MiniGptOptions {
+    fn default() -> Self {
+        Self {
+            n_layers: 4,
+            n_heads: 4,
+            emb_dim: 128,
+            block_size: 64,
+            batch_size: 12,
+            drop_rate: 0.0,
+            iters: 2000,
+            eval_interval: 250,
+            eval_iters: 20,
+            peak_lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_steps: 100,
+            decay_steps: None,
+            tokenizer: TokenizerChoice::Char,
+            train_ratio: 0.9,
+            samples: true,
+            prompt: "ROMEO:".to_string(),
+            resume: None,
+            verbose: true,
+        }
+    }
+}
+
+impl MiniGptOptions {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.iters > 0 && self.eval_interval > 0 && self.eval_iters > 0, "steps must be positive");
+        ensure!(
+            self.iters % self.eval_interval == 0,
+            "--iters ({}) must be a multiple of --eval-interval ({})",
+            self.iters,
+            self.eval_interval
+        );
+        ensure!((0.0..1.0).contains(&self.train_ratio) && self.train_ratio > 0.0, "--train-ratio must be in (0, 1)");
+        self.schedule().validate()?;
+        Ok(())
+    }
+
+    /// The model for a tokenizer of `vocab_size` ids: tied embeddings, no QKV bias, as nanoGPT.
+    pub fn config(&self, tokenizer: &dyn Tokenizer) -> GptConfig {
+        GptConfig {
+            vocab_size: tokenizer.vocab_size() as i64,
+            context_length: self.block_size,
+            emb_dim: self.emb_dim,
+            n_heads: self.n_heads,
+            n_layers: self.n_layers,
+            drop_rate: self.drop_rate,
+            qkv_bias: false,
+            tie_embeddings: true,
+            tokenizer: tokenizer.spec(),
+            ..GptConfig::gpt2_small()
+        }
+    }
+
+    /// nanoGPT's schedule: warmup to the peak, cosine down to the minimum at the last step.
+    pub fn schedule(&self) -> WarmupCosine {
+        WarmupCosine {
+            initial_lr: self.peak_lr / (self.warmup_steps + 1) as f64,
+            peak_lr: self.peak_lr,
+            min_lr: self.min_lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.decay_steps.unwrap_or(self.iters) as i64,
+        }
+    }
+
+    /// nanoGPT's AdamW: weight decay 0.1 (of matrices only, see [`AdamW::decay_matrices_only`]),
+    /// beta2 0.99.
+    pub fn optimizer(&self) -> AdamWConfig {
+        AdamWConfig { lr: self.peak_lr, beta2: 0.99, ..AdamWConfig::default() }
+    }
+}
+
+/// What a run reports (`metrics.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct MiniGptReport {
+    pub options: MiniGptOptions,
+    pub config: GptConfig,
+    pub parameters: i64,
+    pub device: String,
+    pub train_tokens: usize,
+    pub val_tokens: usize,
+    pub history: TrainHistory,
+    /// The validation loss after training, over 200 random batches.
+    pub final_val_loss: f64,
+    pub checkpoint: PathBuf,
+    pub metrics: PathBuf,
+    pub plot: PathBuf,
+}
+
+/// Trains (or resumes) the mini-GPT on `text`, printing the losses and a sample at every
+/// evaluation, and writes `minigpt.safetensors` (+ `.json`, the config with its vocabulary),
+/// `metrics.json` and `losses.png` to the run's output folder.
+pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result<MiniGptReport> {
+    options.validate()?;
+    context.create_out_dir()?;
+    let say = |line: String| {
+        if options.verbose {
+            println!("{line}");
+        }
+    };
+    let resumed = options.resume.as_deref().map(|path| Checkpoint::at(path).read_meta()).transpose()?;
+    let (tokenizer, config) = match &resumed {
+        Some(meta) => (meta.config.tokenizer.build()?, meta.config.clone()),
+        None => {
+            let tokenizer = options.tokenizer.build(text);
+            let config = options.config(tokenizer.as_ref());
+            (tokenizer, config)
+        }
+    };
+    let ids = tokenizer.encode(text).context("tokenizing the training text")?;
+    let split = (ids.len() as f64 * options.train_ratio) as usize;
+    let (train_ids, val_ids) = ids.split_at(split);
+    let (block, batch) = (config.context_length, options.batch_size);
+    let rounds = options.iters / options.eval_interval;
+    let train = RandomWindows::new(train_ids, block, batch, options.eval_interval).context("the training split")?;
+    let val = RandomWindows::new(val_ids, block, batch, options.eval_iters).context("the validation split")?;
+
+    seed_everything(context.seed);
+    let vs = VarStore::new(context.device);
+    let model = GptModel::new(&vs.root(), &config)?;
+    shared::init::gpt2_init(&vs, config.n_layers);
+    let mut optimizer = AdamW::new(&vs, options.optimizer())?.decay_matrices_only();
+    let mut progress = TrainProgress::default();
+    if let (Some(meta), Some(path)) = (&resumed, &options.resume) {
+        let checkpoint = Checkpoint::at(path);
+        checkpoint.load_into(&vs, &model)?;
+        checkpoint.load_optimizer(&mut optimizer)?;
+        progress = TrainProgress { epoch: meta.epoch, global_step: meta.global_step, tokens_seen: meta.tokens_seen };
+        ensure!(
+            progress.epoch < rounds,
+            "{} already ran {} of the {} steps asked for: raise --iters to train further",
+            path.display(),
+            (progress.global_step + 1),
+            options.iters
+        );
+    }
+    let parameters = vs.variables().values().map(|t| t.numel() as i64).sum();
+    say(format!(
+        "mini-GPT: {parameters} parameters ({} layers, {} heads, width {}, block {block}), {} tokenizer of {} ids, \
+         {} training and {} validation tokens, on {}",
+        config.n_layers,
+        config.n_heads,
+        config.emb_dim,
+        config.tokenizer.name(),
+        config.vocab_size,
+        train_ids.len(),
+        val_ids.len(),
+        device_name(context.device)
+    ));
+
+    let checkpoint_path = context.out_dir.join("minigpt");
+    let seed = context.seed;
+    let settings = TrainSettings {
+        num_epochs: rounds - progress.epoch,
+        eval_freq: options.eval_interval,
+        eval_iter: options.eval_iters,
+        start_context: options.samples.then(|| options.prompt.clone()),
+        epoch_seed: Some(seed),
+        verbose: options.verbose,
+    };
+    let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
+        let meta = CheckpointMeta {
+            format: CHECKPOINT_FORMAT,
+            config: config.clone(),
+            epoch: progress.epoch,
+            global_step: progress.global_step,
+            tokens_seen: progress.tokens_seen,
+            optimizer: optimizer.config,
+            seed,
+            epoch_seed: Some(seed),
+        };
+        Checkpoint::at(&checkpoint_path).save(&vs, Some(optimizer), &meta)
+    };
+    let hooks = TrainHooks {
+        loss: &NextTokenLoss,
+        tokenizer: tokenizer.as_ref(),
+        schedule: Some(options.schedule()),
+        max_grad_norm: Some(1.0),
+        on_epoch_end: &mut save,
+    };
+    let history = train_model(&model, &mut optimizer, &train, &val, &settings, &mut progress, context.device, hooks)?;
+    let final_val_loss = calc_loss_loader(&model, &val.with_batches(200), None, context.device);
+    say(format!(
+        "Validation loss after {} steps: {final_val_loss:.3} ({:.0} s, {:.0} tokens/s)",
+        progress.global_step + 1,
+        history.train_seconds,
+        history.tokens_per_second
+    ));
+
+    let report = MiniGptReport {
+        options: options.clone(),
+        config: config.clone(),
+        parameters,
+        device: device_name(context.device),
+        train_tokens: train_ids.len(),
+        val_tokens: val_ids.len(),
+        history,
+        final_val_loss,
+        checkpoint: Checkpoint::at(&checkpoint_path).model,
+        metrics: context.out_dir.join("metrics.json"),
+        plot: context.out_dir.join("losses.png"),
+    };
+    std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", report.metrics.display()))?;
+    report.history.plot_losses(&report.plot, rounds)?;
+    say(format!("Wrote {}, {} and {}", report.checkpoint.display(), report.metrics.display(), report.plot.display()));
+    Ok(report)
+}
+
+/// A continuation of `prompt` from a saved mini-GPT (any checkpoint of ours), decoded with
+/// the model's own tokenizer through the cached decoder and `sampler`.
+pub fn generate(
+    checkpoint: &Path,
+    prompt: &str,
+    max_new_tokens: i64,
+    sampler: &mut shared::generate::Sampler,
+    context: &RunContext,
+) -> Result<String> {
+    let loaded = ModelSource::checkpoint(checkpoint).load(context.device, context.seed)?;
+    let tokenizer = loaded.model.cfg.tokenizer.build()?;
+    let ids: Vec<i64> = tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
+    if ids.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let idx = tch::Tensor::from_slice(&ids).view([1, -1]).to_device(context.device);
+    seed_everything(context.seed);
+    let out = shared::generate::generate_cached(&loaded.model, &idx, max_new_tokens, sampler)?;
+    let out: Vec<u32> =
+        Vec::<i64>::try_from(out.get(0).to_device(tch::Device::Cpu))?.iter().map(|&i| i as u32).collect();
+    tokenizer.decode(&out)
+}
+
+/// The default corpus: tiny Shakespeare (bundled), or `--data FILE`.
+pub fn corpus(context: &RunContext) -> Result<String> {
+    Ok(context.data.read_to_string(&TINY_SHAKESPEARE)?)
+}
