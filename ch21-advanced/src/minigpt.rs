@@ -57,6 +57,8 @@ pub struct MiniGptOptions {
     pub block_size: i64,
     pub batch_size: i64,
     pub drop_rate: f64,
+    /// The output head computes with the token embedding's matrix (nanoGPT: yes).
+    pub tie_embeddings: bool,
     /// Optimizer steps in total (counting the resumed run's).
     pub iters: usize,
     /// Evaluate (and print a sample) every this many steps.
@@ -88,6 +90,7 @@ impl Default for MiniGptOptions {
             block_size: 64,
             batch_size: 12,
             drop_rate: 0.0,
+            tie_embeddings: true,
             iters: 2000,
             eval_interval: 250,
             eval_iters: 20,
@@ -119,7 +122,7 @@ impl MiniGptOptions {
         Ok(())
     }
 
-    /// The model for a tokenizer of `vocab_size` ids: tied embeddings, no QKV bias, as nanoGPT.
+    /// The model for a tokenizer of `vocab_size` ids: no QKV bias, as nanoGPT.
     pub fn config(&self, tokenizer: &dyn Tokenizer) -> GptConfig {
         GptConfig {
             vocab_size: tokenizer.vocab_size() as i64,
@@ -129,7 +132,7 @@ impl MiniGptOptions {
             n_layers: self.n_layers,
             drop_rate: self.drop_rate,
             qkv_bias: false,
-            tie_embeddings: true,
+            tie_embeddings: self.tie_embeddings,
             tokenizer: tokenizer.spec(),
             ..GptConfig::gpt2_small()
         }

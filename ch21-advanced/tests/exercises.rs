@@ -1,6 +1,6 @@
 //! Chapter 21's exercises, and the README rows that list them.
 
-use ch21_advanced::exercises::{self, ex21_11, ex21_6, ex21_7, ex21_8, ex21_9};
+use ch21_advanced::exercises::{self, ex21_11, ex21_12, ex21_5, ex21_6, ex21_7, ex21_8, ex21_9};
 use shared::cli::RunContext;
 
 #[test]
@@ -28,6 +28,46 @@ fn exercise_21_9_computes_the_perplexities() {
     assert!((result.loss_nats - 3.2189).abs() < 1e-4);
     assert!((result.uniform_loss - 50_000f64.ln()).abs() < 1e-4, "{}", result.uniform_loss);
     assert!((result.uniform_perplexity - 50_000.0).abs() < 5.0, "{}", result.uniform_perplexity);
+}
+
+#[test]
+fn exercise_21_5_counts_the_saving_and_trains_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() };
+    let result = {
+        let _rng = shared::device::global_rng_lock();
+        ex21_5::run(&context, 20).unwrap()
+    };
+    assert_eq!(result.saved, 50_257 * 768);
+    assert_eq!(result.untied, 163_009_536);
+    let text: String = ch21_advanced::minigpt::corpus(&context).unwrap().chars().take(200_000).collect();
+    let vocab = text.chars().collect::<std::collections::BTreeSet<_>>().len() as i64;
+    let [(true, tied, tied_loss), (false, untied, untied_loss)] = result.runs[..] else { panic!("{:?}", result.runs) };
+    assert_eq!(untied - tied, vocab * 64, "the head's own matrix");
+    assert!(tied_loss < 4.0 && untied_loss < 4.0, "both learned something: {tied_loss} {untied_loss}");
+}
+
+#[test]
+fn exercise_21_12_equals_the_shared_attention_with_one_head() {
+    let result = ex21_12::run(7).unwrap();
+    assert_eq!(result.above_diagonal, 0.0);
+    assert!(result.row_sum_error < 1e-6);
+    // The same projections in the book's MultiHeadAttention (one head, identity output).
+    let _rng = shared::device::global_rng_lock();
+    tch::manual_seed(11);
+    let ours = ex21_12::SingleHeadAttention::new(8, 4);
+    let x = tch::Tensor::randn([2, 5, 8], (tch::Kind::Float, tch::Device::Cpu));
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let mha = shared::attention::MultiHeadAttention::new(vs.root(), 8, 4, 5, 0.0, 1, false).unwrap();
+    tch::no_grad(|| {
+        mha.w_query.ws().shallow_clone().copy_(&ours.w_q.tr());
+        mha.w_key.ws().shallow_clone().copy_(&ours.w_k.tr());
+        mha.w_value.ws().shallow_clone().copy_(&ours.w_v.tr());
+        mha.out_proj.ws().shallow_clone().copy_(&tch::Tensor::eye(4, (tch::Kind::Float, tch::Device::Cpu)));
+        let _ = mha.out_proj.bias.as_ref().unwrap().shallow_clone().zero_();
+    });
+    let (output, _) = ours.forward(&x);
+    assert!(output.allclose(&mha.forward_t(&x, false), 1e-5, 1e-6, false));
 }
 
 #[test]
