@@ -12,7 +12,7 @@ use shared::device::{device_name, seed_everything};
 use shared::gpt::{GptConfig, GptModel};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
-    TrainHistory, TrainProgress, TrainSettings, CHECKPOINT_FORMAT,
+    TrainHistory, TrainProgress, TrainSettings,
 };
 use tch::nn::VarStore;
 
@@ -200,15 +200,8 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     // After every epoch the checkpoint is replaced (each file written under a temporary name,
     // then renamed), so a run killed midway can resume from its last complete epoch.
     let checkpoint = Checkpoint::at(&context.out_dir.join("checkpoint"));
-    let meta = |progress: &TrainProgress, optimizer: &AdamW| CheckpointMeta {
-        format: CHECKPOINT_FORMAT,
-        config: config.clone(),
-        epoch: progress.epoch,
-        global_step: progress.global_step,
-        tokens_seen: progress.tokens_seen,
-        optimizer: optimizer.config,
-        seed: context.seed,
-        epoch_seed,
+    let meta = |progress: &TrainProgress, optimizer: &AdamW| {
+        CheckpointMeta::new(&config, progress, optimizer.config, context.seed, epoch_seed)
     };
     let mut save =
         |progress: &TrainProgress, optimizer: &AdamW| checkpoint.save(&vs, Some(optimizer), &meta(progress, optimizer));

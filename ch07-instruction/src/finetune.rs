@@ -13,7 +13,7 @@ use shared::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
 use shared::model_source::{Init, LoadedModel, ModelSource};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
-    TrainHistory, TrainProgress, TrainSettings, CHECKPOINT_FORMAT,
+    TrainHistory, TrainProgress, TrainSettings,
 };
 
 use crate::collate::{CollateOptions, InstructionDataset, InstructionLoader, TokenStats};
@@ -296,16 +296,7 @@ fn save_model(
     progress: TrainProgress,
     seed: u64,
 ) -> Result<()> {
-    let meta = CheckpointMeta {
-        format: CHECKPOINT_FORMAT,
-        config: config.clone(),
-        epoch: progress.epoch,
-        global_step: progress.global_step,
-        tokens_seen: progress.tokens_seen,
-        optimizer: AdamWConfig::default(),
-        seed,
-        epoch_seed: None,
-    };
+    let meta = CheckpointMeta::new(config, &progress, AdamWConfig::default(), seed, None);
     checkpoint.save(vs, None, &meta)?;
     std::fs::write(instruction_meta_path(checkpoint), serde_json::to_string_pretty(instruction)?)
         .with_context(|| format!("writing {}", instruction_meta_path(checkpoint).display()))

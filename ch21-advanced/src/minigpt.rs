@@ -17,7 +17,7 @@ use shared::model_source::ModelSource;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer};
 use shared::train::{
     calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, NextTokenLoss, TrainHistory,
-    TrainHooks, TrainProgress, TrainSettings, WarmupCosine, CHECKPOINT_FORMAT,
+    TrainHooks, TrainProgress, TrainSettings, WarmupCosine,
 };
 use tch::nn::VarStore;
 
@@ -245,16 +245,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         verbose: options.verbose,
     };
     let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
-        let meta = CheckpointMeta {
-            format: CHECKPOINT_FORMAT,
-            config: config.clone(),
-            epoch: progress.epoch,
-            global_step: progress.global_step,
-            tokens_seen: progress.tokens_seen,
-            optimizer: optimizer.config,
-            seed,
-            epoch_seed: Some(seed),
-        };
+        let meta = CheckpointMeta::new(&config, progress, optimizer.config, seed, Some(seed));
         Checkpoint::at(&checkpoint_path).save(&vs, Some(optimizer), &meta)
     };
     let hooks = TrainHooks {

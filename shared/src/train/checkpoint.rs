@@ -40,6 +40,28 @@ pub struct CheckpointMeta {
     pub epoch_seed: Option<u64>,
 }
 
+impl CheckpointMeta {
+    /// The description of a run of `config` that has reached `progress` (current format).
+    pub fn new(
+        config: &GptConfig,
+        progress: &super::TrainProgress,
+        optimizer: AdamWConfig,
+        seed: u64,
+        epoch_seed: Option<u64>,
+    ) -> Self {
+        Self {
+            format: CHECKPOINT_FORMAT,
+            config: config.clone(),
+            epoch: progress.epoch,
+            global_step: progress.global_step,
+            tokens_seen: progress.tokens_seen,
+            optimizer,
+            seed,
+            epoch_seed,
+        }
+    }
+}
+
 /// The three files of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
