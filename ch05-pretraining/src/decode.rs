@@ -1,53 +1,14 @@
-//! Text in, text out: encoding a prompt, decoding with [`Sampling`], and the loss of a model
-//! on a text (section 5.1 and 5.3, for the `generate`, `eval` and `sweep` commands).
+//! Text in, text out: decoding a prompt (`shared`'s [`generate_text`], re-exported for the
+//! `generate` and `sweep` commands), and the loss of a model on a text (section 5.1 and 5.3,
+//! for `eval`).
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::generate::{generate, generate_cached, Sampler, Sampling};
+pub use shared::generate::{generate_text, generate_text_cached, Generated};
 use shared::gpt::GptModel;
 use shared::train::{calc_loss_loader, check_token_ids, perplexity};
-use tch::{Device, Tensor};
 
 use crate::pretrain::loaders;
-
-/// A generated continuation.
-#[derive(Debug, Clone, Serialize)]
-pub struct Generated {
-    pub text: String,
-    pub ids: Vec<i64>,
-    pub prompt_tokens: usize,
-}
-
-/// Generates up to `max_new_tokens` after `prompt` with the model's full context, as
-/// listing 5.4 does (the model re-run on the whole context each step), with the model's
-/// tokenizer.
-pub fn generate_text(model: &GptModel, prompt: &str, max_new_tokens: i64, sampling: &Sampling) -> Result<Generated> {
-    continue_text(model, prompt, |idx| generate(model, idx, max_new_tokens, model.cfg.context_length, sampling))
-}
-
-/// [`generate_text`] over the key/value cache with any sampler (top-p, repetition penalty,
-/// ...); greedy decoding gives the same tokens.
-pub fn generate_text_cached(
-    model: &GptModel,
-    prompt: &str,
-    max_new_tokens: i64,
-    sampler: &mut Sampler,
-) -> Result<Generated> {
-    continue_text(model, prompt, |idx| generate_cached(model, idx, max_new_tokens, sampler))
-}
-
-/// Encodes `prompt` with the model's tokenizer, runs `decode` on its ids `(1, T)` and decodes
-/// what comes back.
-fn continue_text(model: &GptModel, prompt: &str, decode: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Generated> {
-    let tokenizer = model.cfg.tokenizer.build()?;
-    let prompt_ids: Vec<i64> = tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
-    ensure!(!prompt_ids.is_empty(), "the prompt is empty");
-    let device = model.tok_emb.ws.device();
-    let out = decode(&Tensor::from_slice(&prompt_ids).view([1, -1]).to_device(device))?;
-    let ids = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?;
-    let tokens: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
-    Ok(Generated { text: tokenizer.decode(&tokens)?, ids, prompt_tokens: prompt_ids.len() })
-}
 
 /// Losses and perplexities on the training and validation parts of a text.
 #[derive(Debug, Clone, Serialize)]

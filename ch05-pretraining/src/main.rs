@@ -165,14 +165,7 @@ impl SamplingArgs {
         if !(self.cached || self.top_p.is_some() || self.repetition_penalty.is_some()) {
             return Ok(None);
         }
-        let mut sampler = Sampler::new(&self.sampling()?)?;
-        if let Some(p) = self.top_p {
-            sampler = sampler.with_top_p(p)?;
-        }
-        if let Some(penalty) = self.repetition_penalty {
-            sampler = sampler.with_repetition_penalty(penalty)?;
-        }
-        Ok(Some(sampler))
+        Ok(Some(Sampler::with_options(&self.sampling()?, self.top_p, self.repetition_penalty)?))
     }
 }
 

@@ -142,13 +142,8 @@ fn run(cli: Cli) -> Result<()> {
             top_p,
             repetition_penalty,
         }) => {
-            let mut sampler = Sampler::new(&Sampling { temperature, top_k, eos_id: None })?;
-            if let Some(p) = top_p {
-                sampler = sampler.with_top_p(p)?;
-            }
-            if let Some(penalty) = repetition_penalty {
-                sampler = sampler.with_repetition_penalty(penalty)?;
-            }
+            let sampling = Sampling { temperature, top_k, eos_id: None };
+            let mut sampler = Sampler::with_options(&sampling, top_p, repetition_penalty)?;
             println!("{}", minigpt::generate(&checkpoint, &prompt, max_new_tokens, &mut sampler, &context)?);
             Ok(())
         }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use shared::cli::RunContext;
@@ -294,17 +294,8 @@ pub fn generate(
     context: &RunContext,
 ) -> Result<String> {
     let loaded = ModelSource::checkpoint(checkpoint).load(context.device, context.seed)?;
-    let tokenizer = loaded.model.cfg.tokenizer.build()?;
-    let ids: Vec<i64> = tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
-    if ids.is_empty() {
-        bail!("the prompt is empty");
-    }
-    let idx = tch::Tensor::from_slice(&ids).view([1, -1]).to_device(context.device);
     seed_everything(context.seed);
-    let out = shared::generate::generate_cached(&loaded.model, &idx, max_new_tokens, sampler)?;
-    let out: Vec<u32> =
-        Vec::<i64>::try_from(out.get(0).to_device(tch::Device::Cpu))?.iter().map(|&i| i as u32).collect();
-    tokenizer.decode(&out)
+    Ok(shared::generate::generate_text_cached(&loaded.model, prompt, max_new_tokens, sampler)?.text)
 }
 
 /// The default corpus: tiny Shakespeare (bundled), or `--data FILE`.

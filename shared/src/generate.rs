@@ -98,6 +98,45 @@ pub fn generate_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i64, samp
     Ok(Tensor::cat(&new_tokens, 1))
 }
 
+/// A generated continuation, with the model's tokenizer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    pub text: String,
+    pub ids: Vec<i64>,
+    pub prompt_tokens: usize,
+}
+
+/// Generates up to `max_new_tokens` after `prompt` with the model's full context, as
+/// listing 5.4 does (the model re-run on the whole context each step), with the model's
+/// tokenizer.
+pub fn generate_text(model: &GptModel, prompt: &str, max_new_tokens: i64, sampling: &Sampling) -> Result<Generated> {
+    continue_text(model, prompt, |idx| generate(model, idx, max_new_tokens, model.cfg.context_length, sampling))
+}
+
+/// [`generate_text`] over the key/value cache with any sampler (top-p, repetition penalty,
+/// ...); greedy decoding gives the same tokens.
+pub fn generate_text_cached(
+    model: &GptModel,
+    prompt: &str,
+    max_new_tokens: i64,
+    sampler: &mut Sampler,
+) -> Result<Generated> {
+    continue_text(model, prompt, |idx| generate_cached(model, idx, max_new_tokens, sampler))
+}
+
+/// Encodes `prompt` with the model's tokenizer (its config names it), runs `decode` on its
+/// ids `(1, T)` and decodes what comes back.
+fn continue_text(model: &GptModel, prompt: &str, decode: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Generated> {
+    let tokenizer = model.cfg.tokenizer.build()?;
+    let prompt_ids: Vec<i64> = tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
+    ensure!(!prompt_ids.is_empty(), "the prompt is empty");
+    let device = model.tok_emb.ws.device();
+    let out = decode(&Tensor::from_slice(&prompt_ids).view([1, -1]).to_device(device))?;
+    let ids = Vec::<i64>::try_from(out.get(0).to_device(tch::Device::Cpu))?;
+    let tokens: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
+    Ok(Generated { text: tokenizer.decode(&tokens)?, ids, prompt_tokens: prompt_ids.len() })
+}
+
 /// Step-wise decoding over a key/value cache: [`Decoder::prefill`] a prompt, then
 /// [`Decoder::step`] one token at a time (or [`Decoder::extend`] by several, to verify a
 /// draft); [`Decoder::truncate`] goes back to a shorter sequence (rejected draft tokens) and
@@ -191,17 +230,22 @@ impl<'m> Decoder<'m> {
         ensure!((0..=self.len()).contains(&len), "cannot truncate {} tokens to {len}", self.len());
         let _no_grad = tch::no_grad_guard();
         self.tokens = self.tokens.narrow(1, 0, len);
-        let start = (len - self.model.cfg.context_length).max(0);
-        if !(start == self.offset && self.cache.truncate(len - self.offset)) {
+        if !(self.window_start(len) == self.offset && self.cache.truncate(len - self.offset)) {
             let _ = self.refill(len)?;
         }
         Ok(())
     }
 
+    /// Where the uncached model's input starts for the first `len` tokens: cropped to the
+    /// last `context_length`.
+    fn window_start(&self, len: i64) -> i64 {
+        (len - self.model.cfg.context_length).max(0)
+    }
+
     /// Rebuilds the cache from the last `context_length` of the first `len` tokens; returns
     /// their logits.
     fn refill(&mut self, len: i64) -> Result<Tensor> {
-        let start = (len - self.model.cfg.context_length).max(0);
+        let start = self.window_start(len);
         self.cache = self.model.new_cache(self.tokens.size()[0]);
         self.offset = start;
         if len == start {
@@ -261,8 +305,8 @@ pub fn temperature_probabilities(logits: &Tensor, temperature: f64) -> Tensor {
 
 /// The next token `(B, 1)` for the last-position logits `(B, V)`.
 pub fn next_token(logits: &Tensor, sampling: &Sampling) -> Tensor {
-    let mut sampler = Sampler { sampling: *sampling, top_p: None, repetition_penalty: None, hooks: Vec::new() };
-    sampler.next_token(logits, &Tensor::zeros([logits.size()[0], 0], (Kind::Int64, logits.device())))
+    Sampler::from_settings(*sampling)
+        .next_token(logits, &Tensor::zeros([logits.size()[0], 0], (Kind::Int64, logits.device())))
 }
 
 /// One link of a [`Sampler`]'s chain: turns the logits `(B, V)` of the next position, given
@@ -348,7 +392,24 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(sampling: &Sampling) -> Result<Self> {
         sampling.validate()?;
-        Ok(Self { sampling: *sampling, top_p: None, repetition_penalty: None, hooks: Vec::new() })
+        Ok(Self::from_settings(*sampling))
+    }
+
+    /// [`Sampler::new`] with an optional top-p and repetition penalty (the `generate` flags).
+    pub fn with_options(sampling: &Sampling, top_p: Option<f64>, repetition_penalty: Option<f64>) -> Result<Self> {
+        let mut sampler = Self::new(sampling)?;
+        if let Some(p) = top_p {
+            sampler = sampler.with_top_p(p)?;
+        }
+        if let Some(penalty) = repetition_penalty {
+            sampler = sampler.with_repetition_penalty(penalty)?;
+        }
+        Ok(sampler)
+    }
+
+    /// The book's settings alone, unchecked (callers validate them).
+    fn from_settings(sampling: Sampling) -> Self {
+        Self { sampling, top_p: None, repetition_penalty: None, hooks: Vec::new() }
     }
 
     /// Nucleus sampling with mass `p` in (0, 1].

@@ -5,7 +5,7 @@ use anyhow::Result;
 use tch::{nn, Tensor};
 
 use super::{GptConfig, Linear, NormPlacement};
-use crate::attention::{CacheAccess, LayerKvCache, MultiHeadAttention};
+use crate::attention::{CacheAccess, MultiHeadAttention};
 use crate::init;
 
 /// Listing 4.2: normalises the last dimension to mean 0 and (biased) variance 1, then
@@ -98,14 +98,6 @@ impl TransformerBlock {
         let (_, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
         let positions = Tensor::arange(t, (tch::Kind::Int64, x.device()));
         self.forward_at(x, &positions, CacheAccess::None, train, false).0
-    }
-
-    /// [`TransformerBlock::forward_t`] in evaluation mode for tokens at `start..`, with the
-    /// attention's keys and values cached.
-    pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerKvCache, start: i64) -> Tensor {
-        let (_, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
-        let positions = Tensor::arange_start(start, start + t, (tch::Kind::Int64, x.device()));
-        self.forward_at(x, &positions, CacheAccess::Append { cache, start }, false, false).0
     }
 
     /// The block for tokens at `positions`, reading and writing `cache` (see

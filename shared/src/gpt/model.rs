@@ -155,13 +155,7 @@ impl GptModel {
 
     /// The trunk's output `(B, T, emb_dim)` after the final norm, which every head reads.
     pub fn hidden_states(&self, idx: &Tensor, train: bool) -> Tensor {
-        let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
-        let positions = Tensor::arange(tokens, (Kind::Int64, idx.device()));
-        let mut x = self.embed(idx, &positions).dropout(self.cfg.emb_dropout(), train);
-        for block in &self.trf_blocks {
-            x = block.forward_at(&x, &positions, CacheAccess::None, train, false).0;
-        }
-        self.final_norm.forward(&x)
+        self.final_norm.forward(&self.blocks(idx, train, None))
     }
 
     /// The next-token head on hidden states.
@@ -180,15 +174,25 @@ impl GptModel {
     pub fn attention_weights(&self, idx: &Tensor) -> Result<Vec<Tensor>> {
         self.check_tokens(idx)?;
         let _no_grad = tch::no_grad_guard();
-        let positions = Tensor::arange(idx.size()[1], (Kind::Int64, idx.device()));
-        let mut x = self.embed(idx, &positions);
         let mut weights = Vec::with_capacity(self.trf_blocks.len());
+        let _ = self.blocks(idx, false, Some(&mut weights));
+        Ok(weights)
+    }
+
+    /// Embeddings and every block for token ids `(B, T)` at positions `0..T`, before the
+    /// final norm; each block's attention weights go to `weights` when given.
+    fn blocks(&self, idx: &Tensor, train: bool, mut weights: Option<&mut Vec<Tensor>>) -> Tensor {
+        let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
+        let positions = Tensor::arange(tokens, (Kind::Int64, idx.device()));
+        let mut x = self.embed(idx, &positions).dropout(self.cfg.emb_dropout(), train);
         for block in &self.trf_blocks {
-            let (out, attention) = block.forward_at(&x, &positions, CacheAccess::None, false, true);
-            weights.push(attention.expect("asked for the weights"));
+            let (out, attention) = block.forward_at(&x, &positions, CacheAccess::None, train, weights.is_some());
+            if let (Some(weights), Some(attention)) = (weights.as_deref_mut(), attention) {
+                weights.push(attention);
+            }
             x = out;
         }
-        Ok(weights)
+        x
     }
 
     /// Token embeddings plus the position embeddings of `positions` (learned or sinusoidal

@@ -65,9 +65,6 @@ impl TrainingLoss for MultiTokenLoss {
                 cross_entropy(&logits.narrow(1, 0, tokens - k), &targets.narrow(1, k, tokens - k))
             })
             .collect();
-        if losses.len() == 1 {
-            return losses.into_iter().next().expect("one loss");
-        }
         Tensor::stack(&losses, 0).mean(None::<Kind>)
     }
 }
