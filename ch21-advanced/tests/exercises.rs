@@ -1,6 +1,8 @@
 //! Chapter 21's exercises, and the README rows that list them.
 
-use ch21_advanced::exercises::{self, ex21_11, ex21_12, ex21_5, ex21_6, ex21_7, ex21_8, ex21_9};
+use ch21_advanced::exercises::{
+    self, ex21_11, ex21_12, ex21_13, ex21_14, ex21_16, ex21_5, ex21_6, ex21_7, ex21_8, ex21_9,
+};
 use shared::cli::RunContext;
 
 #[test]
@@ -122,4 +124,77 @@ fn every_exercise_has_a_readme_row() {
     for exercise in exercises::ALL {
         assert!(readme.contains(&format!("| {} |", exercise.id)), "no README row for {}", exercise.id);
     }
+}
+
+#[test]
+fn exercise_21_13_draws_follow_the_target_distributions() {
+    use ex21_13::{distribution, draw, Setting};
+    let dir = tempfile::tempdir().unwrap();
+    let context = RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() };
+    let result = {
+        let _rng = shared::device::global_rng_lock();
+        ex21_13::run(&context, 1000).unwrap()
+    };
+    for h in &result.histograms {
+        assert_eq!(h.counts.iter().sum::<usize>(), 1000);
+        assert!(h.chi_square < h.critical, "{h:?}");
+        // The exact distribution, computed independently: softmax(z / tau) over the top k.
+        let z: Vec<f64> = ex21_13::LOGITS.iter().map(|z| z / h.setting.temperature).collect();
+        let mut order: Vec<usize> = (0..z.len()).collect();
+        order.sort_by(|&a, &b| z[b].partial_cmp(&z[a]).unwrap());
+        let keep = &order[..h.setting.top_k.unwrap_or(z.len())];
+        let total: f64 = keep.iter().map(|&i| z[i].exp()).sum();
+        for (i, e) in h.expected.iter().enumerate() {
+            let want = if keep.contains(&i) { z[i].exp() / total } else { 0.0 };
+            assert!((e - want).abs() < 1e-12, "{i}: {e} vs {want}");
+            if want == 0.0 {
+                assert_eq!(h.counts[i], 0, "top-k never draws a masked id");
+            }
+        }
+    }
+    // A sampler that ignored the temperature would fail the test at tau 0.5.
+    let wrong = distribution(&ex21_13::LOGITS, Setting { temperature: 1.0, top_k: None }).unwrap();
+    let cold = &result.histograms[0];
+    let chi: f64 = wrong.iter().zip(&cold.counts).map(|(p, &c)| (c as f64 - 1000.0 * p).powi(2) / (1000.0 * p)).sum();
+    assert!(chi > cold.critical, "{chi}");
+    assert!(result.figure.exists());
+    assert_eq!(draw(&[0.0, 0.5, 0.5], 0.0), 1);
+    assert_eq!(draw(&[0.0, 0.5, 0.5], 0.999_999_999), 2);
+    assert!(distribution(&[1.0], Setting { temperature: 0.0, top_k: None }).is_err());
+}
+
+#[test]
+fn exercise_21_14_matches_the_shared_top_p() {
+    let result = ex21_14::run(300).unwrap();
+    assert_eq!(result.comparison.different_sets, 0, "{:?}", result.comparison);
+    assert!(result.comparison.max_probability_difference < 1e-5, "{:?}", result.comparison);
+    // The example: 0.9 of the mass needs the five most likely of the eight ids.
+    let n = &result.example;
+    assert_eq!(n.order[..5], [0, 4, 1, 7, 2]);
+    assert_eq!(n.kept, 5);
+    assert!(n.cumulative[3] < 0.9 && n.cumulative[4] >= 0.9);
+    assert!((n.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    // Ties at the cutoff keep the later ids, as the shared processor does.
+    let tied = ex21_14::nucleus(&[0.0; 4], 0.5).unwrap();
+    assert_eq!(tied.probabilities, [0.0, 0.0, 0.5, 0.5]);
+    assert_eq!(ex21_14::shared_top_p(&[0.0; 4], 0.5), [0.0, 0.0, 0.5, 0.5]);
+    assert_eq!(ex21_14::nucleus(&[3.0, 1.0], 0.001).unwrap().kept, 1);
+    assert_eq!(ex21_14::nucleus(&[3.0, -60.0], 1.0).unwrap().kept, 2);
+    assert!(ex21_14::nucleus(&[1.0], 0.0).is_err());
+    // Inverting the cumulative distribution of the nucleus: u below the first share draws id 2.
+    assert_eq!(ex21_14::sample(&[0.0; 4], 0.5, 0.25).unwrap(), 2);
+    assert_eq!(ex21_14::sample(&[0.0; 4], 0.5, 0.75).unwrap(), 3);
+}
+
+#[test]
+fn exercise_21_16_cached_generation_gives_the_same_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() };
+    let result = ex21_16::run(&context, &[8, 24]).unwrap();
+    for t in &result.timings {
+        assert!(t.same_tokens, "{t:?}");
+        assert!(t.speedup.is_finite() && t.speedup > 0.0);
+    }
+    assert!(result.figure.exists());
+    assert!(ex21_16::run(&context, &[2000]).is_err(), "past the context");
 }

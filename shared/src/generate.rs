@@ -353,13 +353,14 @@ impl LogitsProcessor for Temperature {
 }
 
 /// Nucleus sampling (Holtzman et al. 2019, as Hugging Face's `TopPLogitsWarper`): keeps the
-/// most likely tokens whose probabilities add up to at least `p`, at least one.
+/// most likely tokens whose probabilities add up to at least `p`, at least one. The sort is
+/// stable, so among equally likely tokens at the cutoff the later ids are kept first.
 #[derive(Debug, Clone, Copy)]
 pub struct TopP(pub f64);
 
 impl LogitsProcessor for TopP {
     fn process(&mut self, logits: &Tensor, _tokens: &Tensor) -> Tensor {
-        let (sorted, indices) = logits.sort(-1, false); // ascending
+        let (sorted, indices) = logits.sort_stable(true, -1, false); // ascending
         let cumulative = sorted.softmax(-1, Kind::Float).cumsum(-1, Kind::Float);
         let remove = cumulative.le(1.0 - self.0);
         let _ = remove.narrow(-1, remove.size()[1] - 1, 1).fill_(0); // keep the most likely token

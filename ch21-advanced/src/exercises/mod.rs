@@ -2,6 +2,9 @@
 
 pub mod ex21_11;
 pub mod ex21_12;
+pub mod ex21_13;
+pub mod ex21_14;
+pub mod ex21_16;
 pub mod ex21_5;
 pub mod ex21_6;
 pub mod ex21_7;
@@ -19,4 +22,7 @@ pub const ALL: &[Exercise] = &[
     ex21_9::EXERCISE,
     ex21_11::EXERCISE,
     ex21_12::EXERCISE,
+    ex21_13::EXERCISE,
+    ex21_14::EXERCISE,
+    ex21_16::EXERCISE,
 ];
