@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use shared::cli::{self, CommonArgs};
 use shared::exercise::ExerciseCommand;
 use shared::generate::{Sampler, Sampling};
+use shared::gpt::Activation;
 
 /// Chapter 21. Without a command: trains the character-level mini-GPT on tiny Shakespeare
 /// with nanoGPT's CPU settings, printing losses and samples, and writes a checkpoint,
@@ -68,6 +69,18 @@ struct TrainArgs {
     batch_size: i64,
     #[arg(long, default_value_t = 0.0)]
     drop_rate: f64,
+    /// Share the token embedding with the output head
+    #[arg(long, default_value_t = MiniGptOptions::default().tie_embeddings, action = clap::ArgAction::Set)]
+    tie_embeddings: bool,
+    /// Biases on the output projection, the feed-forward layers and the norms (GPT-2: true)
+    #[arg(long, default_value_t = MiniGptOptions::default().bias, action = clap::ArgAction::Set)]
+    bias: bool,
+    /// Train with LibTorch's fused layer norm, GELU and attention (false: the book's code)
+    #[arg(long, default_value_t = MiniGptOptions::default().fused_kernels, action = clap::ArgAction::Set)]
+    fused_kernels: bool,
+    /// The feed-forward activation (GPT-2: gelu_tanh)
+    #[arg(long, value_enum, default_value_t = MiniGptOptions::default().activation)]
+    activation: Activation,
     /// Optimizer steps in total (a resumed run continues up to this many)
     #[arg(long, default_value_t = 2000)]
     iters: usize,
@@ -107,6 +120,10 @@ impl TrainArgs {
             block_size: self.block_size,
             batch_size: self.batch_size,
             drop_rate: self.drop_rate,
+            tie_embeddings: self.tie_embeddings,
+            bias: self.bias,
+            activation: self.activation,
+            fused_kernels: self.fused_kernels,
             iters: self.iters,
             eval_interval: self.eval_interval,
             eval_iters: self.eval_iters,

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
+use shared::attention::AttentionMask;
 use shared::cli::RunContext;
 use shared::data::TINY_SHAKESPEARE;
 use shared::device::{device_name, seed_everything};
-use shared::gpt::{GptConfig, GptModel};
+use shared::gpt::{Activation, GptConfig, GptModel, NormPlacement};
 use shared::model_source::ModelSource;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer};
 use shared::train::{
@@ -57,8 +58,17 @@ pub struct MiniGptOptions {
     pub block_size: i64,
     pub batch_size: i64,
     pub drop_rate: f64,
-    /// The output head computes with the token embedding's matrix (nanoGPT: yes).
+    /// The output head computes with the token embedding's matrix (nanoGPT ties it; our
+    /// default does not, see the README's measurements).
     pub tie_embeddings: bool,
+    /// Biases outside the query/key/value projections (see `GptConfig::bias`).
+    pub bias: bool,
+    pub activation: Activation,
+    pub norm_placement: NormPlacement,
+    pub attention_mask: AttentionMask,
+    /// Train with LibTorch's fused layer norm, GELU and attention kernels
+    /// ([`GptModel::use_fused_kernels`]) rather than the book's step-by-step code.
+    pub fused_kernels: bool,
     /// Optimizer steps in total (counting the resumed run's).
     pub iters: usize,
     /// Evaluate (and print a sample) every this many steps.
@@ -90,7 +100,12 @@ impl Default for MiniGptOptions {
             block_size: 64,
             batch_size: 12,
             drop_rate: 0.0,
-            tie_embeddings: true,
+            tie_embeddings: false,
+            bias: true,
+            activation: Activation::GeluTanh,
+            norm_placement: NormPlacement::Pre,
+            attention_mask: AttentionMask::Causal,
+            fused_kernels: true,
             iters: 2000,
             eval_interval: 250,
             eval_iters: 20,
@@ -109,6 +124,21 @@ impl Default for MiniGptOptions {
 }
 
 impl MiniGptOptions {
+    /// The exercises' small mini-GPT (2 layers of width 64, block 32), for `steps` steps, quiet.
+    pub fn small(steps: usize) -> Self {
+        Self {
+            n_layers: 2,
+            emb_dim: 64,
+            block_size: 32,
+            iters: steps,
+            eval_interval: steps,
+            warmup_steps: (steps / 10) as i64,
+            samples: false,
+            verbose: false,
+            ..Self::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         ensure!(self.iters > 0 && self.eval_interval > 0 && self.eval_iters > 0, "steps must be positive");
         ensure!(
@@ -133,6 +163,10 @@ impl MiniGptOptions {
             drop_rate: self.drop_rate,
             qkv_bias: false,
             tie_embeddings: self.tie_embeddings,
+            bias: self.bias,
+            activation: self.activation,
+            norm_placement: self.norm_placement,
+            attention_mask: self.attention_mask,
             tokenizer: tokenizer.spec(),
             ..GptConfig::gpt2_small()
         }
@@ -203,7 +237,10 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
 
     seed_everything(context.seed);
     let vs = VarStore::new(context.device);
-    let model = GptModel::new(&vs.root(), &config)?;
+    let mut model = GptModel::new(&vs.root(), &config)?;
+    if options.fused_kernels {
+        model.use_fused_kernels();
+    }
     shared::init::gpt2_init(&vs, config.n_layers);
     let mut optimizer = AdamW::new(&vs, options.optimizer())?.decay_matrices_only();
     let mut progress = TrainProgress::default();
@@ -296,6 +333,44 @@ pub fn generate(
     let loaded = ModelSource::checkpoint(checkpoint).load(context.device, context.seed)?;
     seed_everything(context.seed);
     Ok(shared::generate::generate_text_cached(&loaded.model, prompt, max_new_tokens, sampler)?.text)
+}
+
+/// A run of `options` on `text` in the subfolder `name` of the output folder, and its
+/// model loaded back from the checkpoint (the exercises that study a trained model).
+pub fn train_and_load(
+    context: &RunContext,
+    name: &str,
+    text: &str,
+    options: &MiniGptOptions,
+) -> Result<(MiniGptReport, shared::model_source::LoadedModel)> {
+    let run_context = RunContext { out_dir: context.out_dir.join(name), ..context.clone() };
+    let report = run(&run_context, text, options)?;
+    let loaded = ModelSource::checkpoint(&report.checkpoint).load(context.device, context.seed)?;
+    Ok((report, loaded))
+}
+
+/// The loss of `model` on `batches` random windows (its context long, 12 a batch) of the
+/// training part of `text` (the first `train_ratio`) or of its validation part, seeded with
+/// `seed`.
+pub fn split_loss(
+    model: &GptModel,
+    text: &str,
+    train_ratio: f64,
+    train: bool,
+    batches: usize,
+    seed: u64,
+) -> Result<f64> {
+    let ids = model.cfg.tokenizer.build()?.encode(text).context("tokenizing the text")?;
+    let (train_ids, val_ids) = ids.split_at((ids.len() as f64 * train_ratio) as usize);
+    let part = if train { train_ids } else { val_ids };
+    let windows = RandomWindows::new(part, model.cfg.context_length, 12, batches).context("the split")?;
+    seed_everything(seed);
+    Ok(calc_loss_loader(model, &windows, None, model.tok_emb.ws.device()))
+}
+
+/// The first 200,000 characters of the corpus: the exercises' small runs.
+pub fn small_corpus(context: &RunContext) -> Result<String> {
+    Ok(corpus(context)?.chars().take(200_000).collect())
 }
 
 /// The default corpus: tiny Shakespeare (bundled), or `--data FILE`.

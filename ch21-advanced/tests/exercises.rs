@@ -1,7 +1,8 @@
 //! Chapter 21's exercises, and the README rows that list them.
 
 use ch21_advanced::exercises::{
-    self, ex21_11, ex21_12, ex21_13, ex21_14, ex21_16, ex21_5, ex21_6, ex21_7, ex21_8, ex21_9,
+    self, ex21_1, ex21_10, ex21_11, ex21_12, ex21_13, ex21_14, ex21_15, ex21_16, ex21_2, ex21_3, ex21_4, ex21_5,
+    ex21_6, ex21_7, ex21_8, ex21_9,
 };
 use shared::cli::RunContext;
 
@@ -197,4 +198,114 @@ fn exercise_21_16_cached_generation_gives_the_same_tokens() {
     }
     assert!(result.figure.exists());
     assert!(ex21_16::run(&context, &[2000]).is_err(), "past the context");
+}
+
+fn context_in(dir: &tempfile::TempDir) -> RunContext {
+    RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() }
+}
+
+#[test]
+fn exercise_21_1_sums_the_conditionals() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = {
+        let _rng = shared::device::global_rng_lock();
+        ex21_1::run(&context_in(&dir), 30).unwrap()
+    };
+    assert_eq!(result.word_conditionals, 6);
+    assert_eq!(result.terms[2].conditional, "P(sat | The cat)");
+    assert_eq!(result.char_conditionals, "The cat sat on the mat".len());
+    let chars: usize = result.terms.iter().map(|t| t.char_log_probs.len()).sum();
+    assert_eq!(chars, result.char_conditionals, "every character belongs to one word");
+    assert!(result.terms.iter().all(|t| t.log_prob < 0.0));
+    // The per-character terms add up to the loss the training code computes.
+    assert!((result.joint_log_prob - result.joint_from_loss).abs() < 1e-3, "{result:?}");
+    // Better than uniform over the 65 characters after a little training.
+    assert!(result.joint_log_prob > -(65f64.ln()) * 22.0);
+}
+
+#[test]
+fn exercise_21_2_mask_row_sums_and_the_bidirectional_model() {
+    let mask = ex21_2::mask(8);
+    assert!(mask[0][1] && !mask[7][0] && !mask[3][3]);
+    assert_eq!(mask.concat().iter().filter(|b| !**b).count(), 36, "8 * 9 / 2 visible pairs");
+    let dir = tempfile::tempdir().unwrap();
+    let result = {
+        let _rng = shared::device::global_rng_lock();
+        ex21_2::run(&context_in(&dir), 100).unwrap()
+    };
+    assert_eq!((result.weights_zero_based, result.weights_one_based), (6, 5));
+    assert!(result.max_row_sum_error < 1e-5 && result.rows_checked == 2 * 4 * 32, "{result:?}"); // layers x heads x rows
+    let [causal, bidirectional] = &result.runs[..] else { panic!() };
+    assert!(bidirectional.train_loss < causal.train_loss, "{result:?}");
+    assert!(bidirectional.causal_val_loss > causal.causal_val_loss, "{result:?}");
+    assert!(causal.sample.starts_with("ROMEO:"));
+}
+
+#[test]
+fn exercise_21_3_counts_every_model_from_its_configuration() {
+    let result = ex21_3::run();
+    let computed: Vec<i64> = result.rows.iter().map(|r| r.computed_parameters).collect();
+    // GPT-2 small (tied, with QKV biases): the released checkpoint's 124,439,808 parameters.
+    assert_eq!(computed[1], 124_439_808);
+    assert_eq!(result.rows[1].head_size, 64);
+    assert_eq!(result.rows[5].head_size, 128);
+    for row in &result.rows {
+        assert!(row.difference.abs() < 0.07, "{} is {:+.3} off", row.model.name, row.difference);
+    }
+    assert!(computed[5] > 174_000_000_000 && computed[5] < 176_000_000_000);
+}
+
+#[test]
+fn exercise_21_4_gradient_norms_and_training_in_both_placements() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = {
+        let _rng = shared::device::global_rng_lock();
+        ex21_4::run(&context_in(&dir), 8, 10).unwrap()
+    };
+    let [pre, post] = &result.placements[..] else { panic!() };
+    for p in [pre, post] {
+        assert_eq!(p.layer_grad_norms.len(), 8);
+        assert!(p.layer_grad_norms.iter().all(|g| g.is_finite() && *g > 0.0), "{p:?}");
+        assert!(!p.train_losses.is_empty());
+    }
+    let spread = |g: &[f64]| g.iter().cloned().fold(f64::MIN, f64::max) / g.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread(&post.layer_grad_norms) > spread(&pre.layer_grad_norms), "{pre:?} {post:?}");
+    assert!(result.figure.exists());
+}
+
+#[test]
+fn exercise_21_10_dependencies_follow_the_masks() {
+    let result = ex21_10::run().unwrap();
+    let [causal, bidirectional, prefix] = &result.masks[..] else { panic!() };
+    for i in 0..6 {
+        for j in 0..6 {
+            assert_eq!(causal.depends[i][j], j <= i, "causal {i} {j}");
+            assert!(bidirectional.depends[i][j], "bidirectional {i} {j}");
+            assert_eq!(prefix.depends[i][j], j <= i || j < 3, "prefix {i} {j}");
+        }
+    }
+    assert_eq!((causal.see_everything, bidirectional.see_everything, prefix.see_everything), (1, 6, 1));
+}
+
+#[test]
+fn exercise_21_15_reports_losses_and_samples_per_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let context = context_in(&dir);
+    let text: String = ch21_advanced::minigpt::corpus(&context).unwrap().chars().take(20_000).collect();
+    let options = ch21_advanced::minigpt::MiniGptOptions {
+        iters: 30,
+        eval_interval: 10,
+        eval_iters: 2,
+        samples: true,
+        ..ch21_advanced::minigpt::MiniGptOptions::small(30)
+    };
+    let result = {
+        let _rng = shared::device::global_rng_lock();
+        ex21_15::run(&context, &text, &options).unwrap()
+    };
+    assert_eq!(result.samples.iter().map(|s| s.after_steps).collect::<Vec<_>>(), [10, 20, 30]);
+    assert!(result.samples.iter().all(|s| s.text.starts_with("ROMEO:")));
+    assert!(result.evaluations.len() >= 3);
+    assert!(result.evaluations.last().unwrap().train_loss < result.evaluations[0].train_loss);
+    assert!(result.loss_curve.exists() && result.checkpoint.exists());
 }

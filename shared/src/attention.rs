@@ -15,7 +15,7 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::gpt::Linear;
+use crate::gpt::{Linear, LinearWeight};
 use crate::init;
 use crate::positions::Rope;
 
@@ -91,6 +91,8 @@ pub struct AttentionOptions {
     pub sink_tokens: i64,
     /// `Some(theta)`: rotary positions with this base.
     pub rope_theta: Option<f64>,
+    /// The output projection has a bias (GPT-2; nanoGPT's `bias=False` drops it).
+    pub out_bias: bool,
 }
 
 /// Listing 3.5: multi-head attention with one projection per role, split into heads.
@@ -134,8 +136,13 @@ impl MultiHeadAttention {
         num_heads: i64,
         qkv_bias: bool,
     ) -> Result<Self> {
-        let options =
-            AttentionOptions { num_kv_heads: num_heads, mask: AttentionMask::Causal, sink_tokens: 0, rope_theta: None };
+        let options = AttentionOptions {
+            num_kv_heads: num_heads,
+            mask: AttentionMask::Causal,
+            sink_tokens: 0,
+            rope_theta: None,
+            out_bias: true,
+        };
         Self::with_options(path, d_in, d_out, context_length, dropout, num_heads, qkv_bias, options)
     }
 
@@ -167,7 +174,7 @@ impl MultiHeadAttention {
             w_query: init::linear(&path / "W_query", d_in, d_out, qkv_bias).into(),
             w_key: init::linear(&path / "W_key", d_in, kv_heads * head_dim, qkv_bias).into(),
             w_value: init::linear(&path / "W_value", d_in, kv_heads * head_dim, qkv_bias).into(),
-            out_proj: init::linear(&path / "out_proj", d_out, d_out, true).into(),
+            out_proj: init::linear(&path / "out_proj", d_out, d_out, options.out_bias).into(),
             d_out,
             num_heads,
             num_kv_heads: kv_heads,
@@ -217,9 +224,10 @@ impl MultiHeadAttention {
         weights: bool,
     ) -> (Tensor, Option<Tensor>) {
         let (b, t, _) = x.size3().expect("a (batch, tokens, features) tensor");
-        let mut queries = self.split_heads(&x.apply(&self.w_query), self.num_heads); // (B, nh, T, hd)
-        let mut keys = self.split_heads(&x.apply(&self.w_key), self.num_kv_heads); // (B, nkv, T, hd)
-        let values = self.split_heads(&x.apply(&self.w_value), self.num_kv_heads);
+        let (queries, keys, values) = self.project(x);
+        let mut queries = self.split_heads(&queries, self.num_heads); // (B, nh, T, hd)
+        let mut keys = self.split_heads(&keys, self.num_kv_heads); // (B, nkv, T, hd)
+        let values = self.split_heads(&values, self.num_kv_heads);
         if let Some(rope) = &self.rope {
             queries = rope.rotate(&queries, positions);
             keys = rope.rotate(&keys, positions);
@@ -260,6 +268,31 @@ impl MultiHeadAttention {
         let (context, attention) = self.attend(&queries, &keys, &values, visible, train, weights);
         let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]); // (B, T, d_out)
         (context.apply(&self.out_proj), attention)
+    }
+
+    /// The query, key and value projections of `x`. With the fused kernel and three plain
+    /// dense layers they run as one matrix product over the stacked weights (the same numbers
+    /// up to rounding, one pass over `x` instead of three); otherwise one layer each.
+    fn project(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let layers = [&self.w_query, &self.w_key, &self.w_value];
+        let dense: Option<Vec<&Tensor>> = layers
+            .iter()
+            .map(|layer| match (&layer.weight, &layer.lora) {
+                (LinearWeight::Dense(weight), None) => Some(weight),
+                _ => None,
+            })
+            .collect();
+        match dense {
+            Some(weights) if self.kernel == AttentionKernel::Sdpa => {
+                let biases: Option<Vec<&Tensor>> = layers.iter().map(|layer| layer.bias.as_ref()).collect();
+                let stacked = x.linear(&Tensor::cat(&weights, 0), biases.map(|b| Tensor::cat(&b, 0)).as_ref());
+                let kv_width = self.num_kv_heads * self.head_dim;
+                let parts = stacked.split_with_sizes([self.d_out, kv_width, kv_width], -1);
+                let [queries, keys, values]: [Tensor; 3] = parts.try_into().expect("three parts");
+                (queries, keys, values)
+            }
+            _ => (x.apply(&self.w_query), x.apply(&self.w_key), x.apply(&self.w_value)),
+        }
     }
 
     /// Section 3.5's weighted sum: `(B, nh, Q, hd)` queries over keys and values
@@ -420,6 +453,7 @@ mod tests {
             mask: AttentionMask::Causal,
             sink_tokens: 0,
             rope_theta: Some(10_000.0),
+            out_bias: true,
         };
         let mha = MultiHeadAttention::with_options(vs.root(), 8, 8, 64, 0.0, 2, false, options).unwrap();
         let x = Tensor::randn([1, 5, 8], (Kind::Float, Device::Cpu));

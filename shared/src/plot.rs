@@ -195,9 +195,19 @@ impl Figure for Chart<'_> {
             self.series.iter().all(|s| s.xs.len() == s.ys.len() && !s.xs.is_empty()),
             "every series needs as many xs as ys"
         );
-        let xs = || self.series.iter().flat_map(|s| s.xs.iter().copied());
+        // Points with a non-finite coordinate (a diverged loss, say) are left out.
+        let finite = |s: &Series| {
+            s.xs.iter()
+                .copied()
+                .zip(s.ys.iter().copied())
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect::<Vec<_>>()
+        };
+        let points: Vec<Vec<(f64, f64)>> = self.series.iter().map(finite).collect();
+        ensure!(points.iter().any(|p| !p.is_empty()), "a chart needs at least one finite point");
+        let xs = || points.iter().flatten().map(|p| p.0);
         let x_range = padded(xs());
-        let y_range = padded(self.series.iter().flat_map(|s| s.ys.iter().copied()));
+        let y_range = padded(points.iter().flatten().map(|p| p.1));
         let mut builder = ChartBuilder::on(area);
         builder.margin(12).x_label_area_size(48).y_label_area_size(64);
         if self.top_axis.is_some() {
@@ -224,6 +234,7 @@ impl Figure for Chart<'_> {
             .x_labels(6)
             .y_labels(8)
             .x_label_formatter(&compact)
+            .y_label_formatter(&compact)
             .x_desc(self.x_label)
             .y_desc(self.y_label)
             .label_style((FONT, 15).into_font().color(&TEXT))
@@ -242,10 +253,10 @@ impl Figure for Chart<'_> {
                 .draw()
                 .map_err(drawing_error)?;
         }
-        for s in &self.series {
+        for (s, points) in self.series.iter().zip(points.iter()) {
             let style = color(s.color).stroke_width(3);
             chart
-                .draw_series(LineSeries::new(s.xs.iter().copied().zip(s.ys.iter().copied()), style))
+                .draw_series(LineSeries::new(points.iter().copied(), style))
                 .map_err(drawing_error)?
                 .label(s.label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));

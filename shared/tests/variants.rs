@@ -6,7 +6,7 @@ use shared::attention::{AttentionKernel, AttentionMask};
 use shared::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::device::{global_rng_lock, seed_everything};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
-use shared::gpt::{GptConfig, GptModel, NormPlacement, ParameterCounts};
+use shared::gpt::{Activation, GptConfig, GptModel, NormPlacement, ParameterCounts};
 use shared::model_source::ModelSource;
 use shared::positions::PosEncoding;
 use shared::tokenizer::{CharTokenizer, Tokenizer};
@@ -53,6 +53,7 @@ fn variants() -> Vec<(&'static str, GptConfig)> {
         ("post-norm", config(|c| c.norm_placement = NormPlacement::Post)),
         ("tied", config(|c| c.tie_embeddings = true)),
         ("3 heads", config(|c| c.n_future_heads = 3)),
+        ("no biases, exact gelu", config(|c| (c.bias, c.activation) = (false, Activation::Gelu))),
     ]
 }
 
@@ -364,15 +365,38 @@ fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
 }
 
 #[test]
-fn the_fused_kernel_computes_every_variant() {
+fn the_fused_kernels_compute_every_variant_and_its_gradients() {
+    let gradients = |vs: &nn::VarStore, model: &GptModel| {
+        let logits = model.forward_t(&prompt(), true);
+        for (_, t) in vs.variables() {
+            let mut grad = t.grad();
+            if grad.defined() {
+                let _ = grad.zero_();
+            }
+        }
+        logits.square().mean(Kind::Float).backward();
+        let mut grads: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| {
+                let grad = t.grad();
+                (n, if grad.defined() { grad.copy() } else { t.zeros_like() })
+            })
+            .collect();
+        grads.sort_by(|a, b| a.0.cmp(&b.0));
+        grads
+    };
     for (name, cfg) in variants() {
-        let (_, mut model) = build(&cfg);
+        let (vs, mut model) = build(&cfg);
         let explicit = model.forward_t(&prompt(), false);
         let explicit_tokens = generate_greedy_cached(&model, &prompt(), 8, None).unwrap();
-        for block in &mut model.trf_blocks {
-            block.att.kernel = AttentionKernel::Sdpa;
-        }
+        let explicit_grads = gradients(&vs, &model);
+        model.use_fused_kernels();
+        assert!(model.trf_blocks.iter().all(|b| b.att.kernel == AttentionKernel::Sdpa));
         assert!(model.forward_t(&prompt(), false).allclose(&explicit, 1e-4, 1e-4, false), "{name}");
         assert!(generate_greedy_cached(&model, &prompt(), 8, None).unwrap().equal(&explicit_tokens), "{name}");
+        for ((param, fused), (_, book)) in gradients(&vs, &model).iter().zip(&explicit_grads) {
+            assert!(fused.allclose(book, 1e-3, 1e-5, false), "{name}: the gradient of {param}");
+        }
     }
 }

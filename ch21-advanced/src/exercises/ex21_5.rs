@@ -28,31 +28,16 @@ pub struct Ex21_5 {
     pub runs: Vec<(bool, i64, f64)>,
 }
 
-/// The small mini-GPT of the comparison (2 layers of width 64, block 32), for `steps` steps.
-pub fn small_options(steps: usize) -> MiniGptOptions {
-    MiniGptOptions {
-        n_layers: 2,
-        emb_dim: 64,
-        block_size: 32,
-        iters: steps,
-        eval_interval: steps,
-        warmup_steps: (steps / 10) as i64,
-        samples: false,
-        verbose: false,
-        ..MiniGptOptions::default()
-    }
-}
-
 pub fn run(context: &RunContext, steps: usize) -> Result<Ex21_5> {
     let small = GptConfig::gpt2_small();
     let untied = ParameterCounts::from_config(&small).total();
     let tied = ParameterCounts::from_config(&GptConfig { tie_embeddings: true, ..small }).total();
-    let text: String = minigpt::corpus(context)?.chars().take(200_000).collect();
+    let text = minigpt::small_corpus(context)?;
     let mut runs = Vec::new();
     for tie in [true, false] {
         let out_dir = context.out_dir.join(if tie { "ex21_5-tied" } else { "ex21_5-untied" });
         let run_context = RunContext { out_dir, ..context.clone() };
-        let options = MiniGptOptions { tie_embeddings: tie, ..small_options(steps) };
+        let options = MiniGptOptions { tie_embeddings: tie, ..MiniGptOptions::small(steps) };
         let report = minigpt::run(&run_context, &text, &options)?;
         runs.push((tie, report.parameters, report.final_val_loss));
     }

@@ -1,10 +1,16 @@
 //! Chapter 21's exercises, one file each; [`ALL`] is what `list` and `exercise <id>` use.
 
+pub mod ex21_1;
+pub mod ex21_10;
 pub mod ex21_11;
 pub mod ex21_12;
 pub mod ex21_13;
 pub mod ex21_14;
+pub mod ex21_15;
 pub mod ex21_16;
+pub mod ex21_2;
+pub mod ex21_3;
+pub mod ex21_4;
 pub mod ex21_5;
 pub mod ex21_6;
 pub mod ex21_7;
@@ -15,14 +21,20 @@ use shared::exercise::Exercise;
 
 /// Every exercise done so far, in book order.
 pub const ALL: &[Exercise] = &[
+    ex21_1::EXERCISE,
+    ex21_2::EXERCISE,
+    ex21_3::EXERCISE,
+    ex21_4::EXERCISE,
     ex21_5::EXERCISE,
     ex21_6::EXERCISE,
     ex21_7::EXERCISE,
     ex21_8::EXERCISE,
     ex21_9::EXERCISE,
+    ex21_10::EXERCISE,
     ex21_11::EXERCISE,
     ex21_12::EXERCISE,
     ex21_13::EXERCISE,
     ex21_14::EXERCISE,
+    ex21_15::EXERCISE,
     ex21_16::EXERCISE,
 ];

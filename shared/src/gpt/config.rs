@@ -62,6 +62,25 @@ pub struct GptConfig {
     /// The tokenizer whose ids the model reads (GPT-2's by default).
     #[serde(default)]
     pub tokenizer: TokenizerSpec,
+    /// Biases on the attention's output projection, the feed-forward layers and the layer
+    /// norms (their shift). GPT-2 has them; nanoGPT's `bias=False` and most recent models do
+    /// not. (`qkv_bias` covers the query, key and value projections.)
+    #[serde(default = "yes")]
+    pub bias: bool,
+    /// The feed-forward non-linearity: `gelu_tanh` (GPT-2's approximation, listing 4.3) or
+    /// `gelu` (the exact `x * Phi(x)`, PyTorch's `nn.GELU()`).
+    #[serde(default)]
+    pub activation: Activation,
+}
+
+/// The feed-forward module's activation (`GptConfig::activation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    GeluTanh,
+    Gelu,
 }
 
 /// Where each block normalises (`GptConfig::norm_placement`).
@@ -79,6 +98,10 @@ fn default_rope_theta() -> f64 {
 
 fn one() -> i64 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The largest sizes a config may ask for. They are far above any GPT-2 (vocabulary 50,257,
@@ -119,6 +142,8 @@ impl GptConfig {
             tie_embeddings: false,
             n_future_heads: 1,
             tokenizer: TokenizerSpec::Gpt2,
+            bias: true,
+            activation: Activation::GeluTanh,
         }
     }
 
@@ -171,6 +196,7 @@ impl GptConfig {
             mask: self.attention_mask,
             sink_tokens: self.sink_tokens,
             rope_theta: (self.pos_encoding == PosEncoding::Rope).then_some(self.rope_theta),
+            out_bias: self.bias,
         }
     }
 

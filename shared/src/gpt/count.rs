@@ -26,16 +26,17 @@ impl ParameterCounts {
         let (v, c, e, layers) = (cfg.vocab_size, cfg.context_length, cfg.emb_dim, cfg.n_layers);
         let kv = cfg.kv_heads() * cfg.head_dim(); // width of the key and value projections
         let qkv = e * e + 2 * e * kv + if cfg.qkv_bias { e + 2 * kv } else { 0 };
-        let attention = qkv + e * e + e; // + output projection with bias
-        let feed_forward = (e * 4 * e + 4 * e) + (4 * e * e + e);
-        let norms = 2 * 2 * e; // norm1, norm2: scale and shift
+        let b = i64::from(cfg.bias);
+        let attention = qkv + e * e + b * e; // + output projection
+        let feed_forward = (e * 4 * e + b * 4 * e) + (4 * e * e + b * e);
+        let norm = (1 + b) * e; // scale (and shift)
         let positions = if cfg.pos_encoding == crate::positions::PosEncoding::Learned { c * e } else { 0 };
         let heads = cfg.n_future_heads - i64::from(cfg.tie_embeddings);
         Self {
             embeddings: v * e + positions,
             attention: layers * attention,
             feed_forward: layers * feed_forward,
-            norms: layers * norms + 2 * e,
+            norms: (2 * layers + 1) * norm,
             head: heads * e * v,
         }
     }

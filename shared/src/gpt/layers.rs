@@ -4,29 +4,50 @@
 use anyhow::Result;
 use tch::{nn, Tensor};
 
-use super::{GptConfig, Linear, NormPlacement};
+use super::{Activation, GptConfig, Linear, NormPlacement};
 use crate::attention::{CacheAccess, MultiHeadAttention};
 use crate::init;
 
 /// Listing 4.2: normalises the last dimension to mean 0 and (biased) variance 1, then
-/// applies a learned `scale` (ones) and `shift` (zeros).
+/// applies a learned `scale` (ones) and `shift` (zeros; absent without biases).
 #[derive(Debug)]
 pub struct LayerNorm {
     pub scale: Tensor,
-    pub shift: Tensor,
+    pub shift: Option<Tensor>,
     pub eps: f64,
+    /// Computes with LibTorch's fused `layer_norm` instead of listing 4.2's steps (the same
+    /// function, one pass; see [`crate::gpt::GptModel::use_fused_kernels`]).
+    pub fused: bool,
 }
 
 impl LayerNorm {
     pub fn new(path: &nn::Path, emb_dim: i64) -> Self {
-        Self { scale: path.ones("scale", &[emb_dim]), shift: path.zeros("shift", &[emb_dim]), eps: 1e-5 }
+        Self::with_shift(path, emb_dim, true)
+    }
+
+    /// The norm with or without its `shift` (`GptConfig::bias`).
+    pub fn with_shift(path: &nn::Path, emb_dim: i64, shift: bool) -> Self {
+        Self {
+            scale: path.ones("scale", &[emb_dim]),
+            shift: shift.then(|| path.zeros("shift", &[emb_dim])),
+            eps: 1e-5,
+            fused: false,
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        if self.fused {
+            let width = self.scale.size();
+            return x.layer_norm(&width, Some(&self.scale), self.shift.as_ref(), self.eps, false);
+        }
         let mean = x.mean_dim(-1, true, x.kind()); // in the input's dtype, as PyTorch
         let var = x.var_dim(-1, false, true); // biased: divide by n, as the book (and GPT-2) do
         let norm = (x - mean) / (var + self.eps).sqrt();
-        &self.scale * norm + &self.shift
+        let scaled = &self.scale * norm;
+        match &self.shift {
+            Some(shift) => scaled + shift,
+            None => scaled,
+        }
     }
 }
 
@@ -42,19 +63,35 @@ pub fn gelu(x: &Tensor) -> Tensor {
 pub struct FeedForward {
     pub expand: Linear,
     pub project: Linear,
+    pub activation: Activation,
+    /// Computes the tanh GELU with LibTorch's fused kernel instead of listing 4.3's steps.
+    pub fused: bool,
 }
 
 impl FeedForward {
     pub fn new(path: &nn::Path, emb_dim: i64) -> Self {
+        Self::with_options(path, emb_dim, true, Activation::GeluTanh)
+    }
+
+    /// The module with or without biases, and with either GELU.
+    pub fn with_options(path: &nn::Path, emb_dim: i64, bias: bool, activation: Activation) -> Self {
         let layers = path / "layers";
         Self {
-            expand: init::linear(&layers / 0, emb_dim, 4 * emb_dim, true).into(),
-            project: init::linear(&layers / 2, 4 * emb_dim, emb_dim, true).into(),
+            expand: init::linear(&layers / 0, emb_dim, 4 * emb_dim, bias).into(),
+            project: init::linear(&layers / 2, 4 * emb_dim, emb_dim, bias).into(),
+            activation,
+            fused: false,
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        gelu(&x.apply(&self.expand)).apply(&self.project)
+        let hidden = x.apply(&self.expand);
+        let activated = match self.activation {
+            Activation::GeluTanh if self.fused => hidden.gelu("tanh"),
+            Activation::GeluTanh => gelu(&hidden),
+            Activation::Gelu => hidden.gelu("none"),
+        };
+        activated.apply(&self.project)
     }
 }
 
@@ -85,9 +122,9 @@ impl TransformerBlock {
         )?;
         Ok(Self {
             att,
-            ff: FeedForward::new(&(path / "ff"), cfg.emb_dim),
-            norm1: LayerNorm::new(&(path / "norm1"), cfg.emb_dim),
-            norm2: LayerNorm::new(&(path / "norm2"), cfg.emb_dim),
+            ff: FeedForward::with_options(&(path / "ff"), cfg.emb_dim, cfg.bias, cfg.activation),
+            norm1: LayerNorm::with_shift(&(path / "norm1"), cfg.emb_dim, cfg.bias),
+            norm2: LayerNorm::with_shift(&(path / "norm2"), cfg.emb_dim, cfg.bias),
             drop_shortcut: cfg.shortcut_dropout(),
             norm_placement: cfg.norm_placement,
         })
@@ -144,6 +181,25 @@ mod tests {
         let var = out.var_dim(-1, false, false);
         assert!(mean.abs().max().double_value(&[]) < 1e-6);
         assert!((var - 1.0).abs().max().double_value(&[]) < 1e-4);
+    }
+
+    #[test]
+    fn the_exact_gelu_is_x_times_the_normal_cdf_and_biases_can_go() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let ff = FeedForward::with_options(&vs.root(), 2, false, Activation::Gelu);
+        assert!(ff.expand.bias.is_none() && ff.project.bias.is_none());
+        // Identity-like weights: the output is the activation of the input.
+        let eye = Tensor::eye(8, (Kind::Float, Device::Cpu));
+        tch::no_grad(|| {
+            ff.expand.ws().shallow_clone().copy_(&eye.narrow(1, 0, 2));
+            ff.project.ws().shallow_clone().copy_(&eye.narrow(0, 0, 2));
+        });
+        let out = ff.forward(&Tensor::from_slice(&[1.0f32, -0.5]).view([1, 2]));
+        // Phi(1) = 0.841345, Phi(-0.5) = 0.308538 (normal tables).
+        assert!((out.double_value(&[0, 0]) - 0.841_345).abs() < 1e-5);
+        assert!((out.double_value(&[0, 1]) + 0.5 * 0.308_538).abs() < 1e-5);
+        let norm = LayerNorm::with_shift(&(vs.root() / "n"), 3, false);
+        assert!(norm.shift.is_none());
     }
 
     #[test]

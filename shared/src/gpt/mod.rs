@@ -14,8 +14,8 @@ mod linear;
 mod model;
 
 pub use config::{
-    GptConfig, NormPlacement, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_FUTURE_HEADS, MAX_LAYERS, MAX_MODEL_BYTES,
-    MAX_VOCAB_SIZE, PRESETS,
+    Activation, GptConfig, NormPlacement, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_FUTURE_HEADS, MAX_LAYERS,
+    MAX_MODEL_BYTES, MAX_VOCAB_SIZE, PRESETS,
 };
 pub use count::ParameterCounts;
 pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};

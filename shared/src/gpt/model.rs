@@ -115,7 +115,7 @@ impl GptModel {
         let trf_blocks = (0..cfg.n_layers)
             .map(|i| TransformerBlock::new(&(path / "trf_blocks" / i), cfg))
             .collect::<Result<Vec<_>>>()?;
-        let final_norm = LayerNorm::new(&(path / "final_norm"), cfg.emb_dim);
+        let final_norm = LayerNorm::with_shift(&(path / "final_norm"), cfg.emb_dim, cfg.bias);
         let out_head = if cfg.tie_embeddings {
             Linear::dense(tok_emb.ws.shallow_clone(), None)
         } else {
@@ -125,6 +125,21 @@ impl GptModel {
             .map(|i| init::linear(path / "future_heads" / i, cfg.emb_dim, cfg.vocab_size, false).into())
             .collect();
         Ok(Self { cfg: cfg.clone(), tok_emb, pos_emb, pos_table, trf_blocks, final_norm, out_head, future_heads })
+    }
+
+    /// Switches every layer norm, GELU and attention to LibTorch's fused kernels (native
+    /// `layer_norm`, `gelu(approximate="tanh")`, `scaled_dot_product_attention` where no
+    /// weights are asked for): the same functions with fewer passes over memory, equal to the
+    /// book's step-by-step code up to float rounding (a test checks). Chapter 21's walk-through
+    /// trains this way; the chapters that reproduce the book's numbers keep the book's code.
+    pub fn use_fused_kernels(&mut self) {
+        self.final_norm.fused = true;
+        for block in &mut self.trf_blocks {
+            block.norm1.fused = true;
+            block.norm2.fused = true;
+            block.ff.fused = true;
+            block.att.kernel = crate::attention::AttentionKernel::Sdpa;
+        }
     }
 
     /// Checks token ids `(B, T)` a user supplied: at least one token, at most the context
