@@ -75,6 +75,8 @@ pub struct MiniGptOptions {
     pub eval_interval: usize,
     /// Batches per evaluation, of each split.
     pub eval_iters: usize,
+    /// Batches of the final validation loss (200 for the walk-through).
+    pub final_eval_batches: usize,
     pub peak_lr: f64,
     pub min_lr: f64,
     pub warmup_steps: i64,
@@ -109,6 +111,7 @@ impl Default for MiniGptOptions {
             iters: 2000,
             eval_interval: 250,
             eval_iters: 20,
+            final_eval_batches: 200,
             peak_lr: 1e-3,
             min_lr: 1e-4,
             warmup_steps: 100,
@@ -133,6 +136,8 @@ impl MiniGptOptions {
             iters: steps,
             eval_interval: steps,
             warmup_steps: (steps / 10) as i64,
+            // A final evaluation no longer than the training (200 batches from 200 steps on).
+            final_eval_batches: steps.clamp(10, 200),
             samples: false,
             verbose: false,
             ..Self::default()
@@ -140,7 +145,10 @@ impl MiniGptOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.iters > 0 && self.eval_interval > 0 && self.eval_iters > 0, "steps must be positive");
+        ensure!(
+            self.iters > 0 && self.eval_interval > 0 && self.eval_iters > 0 && self.final_eval_batches > 0,
+            "steps and evaluation batches must be positive"
+        );
         ensure!(
             self.iters % self.eval_interval == 0,
             "--iters ({}) must be a multiple of --eval-interval ({})",
@@ -200,7 +208,7 @@ pub struct MiniGptReport {
     pub train_tokens: usize,
     pub val_tokens: usize,
     pub history: TrainHistory,
-    /// The validation loss after training, over 200 random batches.
+    /// The validation loss after training, over `final_eval_batches` random batches.
     pub final_val_loss: f64,
     pub checkpoint: PathBuf,
     pub metrics: PathBuf,
@@ -293,7 +301,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         on_epoch_end: &mut save,
     };
     let history = train_model(&model, &mut optimizer, &train, &val, &settings, &mut progress, context.device, hooks)?;
-    let final_val_loss = calc_loss_loader(&model, &val.with_batches(200), None, context.device);
+    let final_val_loss = calc_loss_loader(&model, &val.with_batches(options.final_eval_batches), None, context.device);
     say(format!(
         "Validation loss after {} steps: {final_val_loss:.3} ({:.0} s, {:.0} tokens/s)",
         progress.global_step + 1,

@@ -22,6 +22,7 @@ fn small(iters: usize) -> MiniGptOptions {
         iters,
         eval_interval: 20,
         eval_iters: 4,
+        final_eval_batches: 10,
         warmup_steps: 5,
         peak_lr: 3e-3,
         verbose: false,

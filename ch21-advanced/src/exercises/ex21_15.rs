@@ -37,6 +37,7 @@ pub struct Ex21_15 {
     pub evaluations: Vec<Evaluation>,
     pub samples: Vec<Sample>,
     pub final_val_loss: f64,
+    pub final_eval_batches: usize,
     pub train_seconds: f64,
     pub tokens_per_second: f64,
     pub loss_curve: PathBuf,
@@ -59,6 +60,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         evaluations: report.history.evaluations.clone(),
         samples,
         final_val_loss: report.final_val_loss,
+        final_eval_batches: options.final_eval_batches,
         train_seconds: report.history.train_seconds,
         tokens_per_second: report.history.tokens_per_second,
         loss_curve: report.plot,
@@ -78,8 +80,8 @@ impl fmt::Display for Ex21_15 {
         }
         writeln!(
             f,
-            "Final validation loss {:.3} over 200 batches ({:.0} s, {:.0} tokens/s).",
-            self.final_val_loss, self.train_seconds, self.tokens_per_second
+            "Final validation loss {:.3} over {} batches ({:.0} s, {:.0} tokens/s).",
+            self.final_val_loss, self.final_eval_batches, self.train_seconds, self.tokens_per_second
         )?;
         write!(f, "Loss curve: {}; checkpoint: {}", self.loss_curve.display(), self.checkpoint.display())
     }
