@@ -4,8 +4,10 @@
 //! ```text
 //! cargo run --release -p ch21-advanced                 # train the mini-GPT (nanoGPT's CPU run)
 //! cargo run -p ch21-advanced -- exercise 21.8          # one exercise (list: `list`)
+//! cargo run --release -p ch21-advanced -- compare gqa  # an architecture study
 //! ```
 
 pub mod batches;
+pub mod compare;
 pub mod exercises;
 pub mod minigpt;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use ch21_advanced::compare::{self, Study};
 use ch21_advanced::exercises;
 use ch21_advanced::minigpt::{self, MiniGptOptions, TokenizerChoice};
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +31,17 @@ enum Command {
     Exercises(ExerciseCommand),
     /// Train (or resume) the mini-GPT: tiny Shakespeare unless --data FILE
     Train(TrainArgs),
+    /// Train the variants of an architecture study alike; print one table, write the curves
+    Compare {
+        #[arg(value_enum)]
+        study: Study,
+        /// Training steps of each variant
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        /// Print the table as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Continue a prompt with a saved model, with its own tokenizer, over the KV cache
     Generate {
         /// The checkpoint (NAME.safetensors or NAME.json)
@@ -150,6 +162,16 @@ fn run(cli: Cli) -> Result<()> {
         None => minigpt::run(&context, &minigpt::corpus(&context)?, &MiniGptOptions::default()).map(|_| ()),
         Some(Command::Train(args)) => minigpt::run(&context, &minigpt::corpus(&context)?, &args.options()).map(|_| ()),
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
+        Some(Command::Compare { study, steps, json }) => {
+            let base = compare::base_options(steps);
+            let comparison = compare::run(&context, &minigpt::corpus(&context)?, study, &base)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&comparison)?);
+            } else {
+                println!("{comparison}");
+            }
+            Ok(())
+        }
         Some(Command::Generate {
             checkpoint,
             prompt,

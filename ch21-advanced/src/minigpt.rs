@@ -53,6 +53,8 @@ impl TokenizerChoice {
 pub struct MiniGptOptions {
     pub n_layers: i64,
     pub n_heads: i64,
+    /// Key/value heads (grouped-query attention); `None`: one per query head.
+    pub n_kv_heads: Option<i64>,
     pub emb_dim: i64,
     /// Context length: the window each sample trains on.
     pub block_size: i64,
@@ -98,6 +100,7 @@ impl Default for MiniGptOptions {
         Self {
             n_layers: 4,
             n_heads: 4,
+            n_kv_heads: None,
             emb_dim: 128,
             block_size: 64,
             batch_size: 12,
@@ -167,6 +170,7 @@ impl MiniGptOptions {
             context_length: self.block_size,
             emb_dim: self.emb_dim,
             n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
             n_layers: self.n_layers,
             drop_rate: self.drop_rate,
             qkv_bias: false,

@@ -20,6 +20,21 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["train", "--iters", "30", "--eval-interval", "20"], "multiple of --eval-interval");
     fails_with(&["train", "--tokenizer", "bytes"], "invalid value 'bytes'");
     fails_with(&["train", "--data", "/nonexistent.txt"], "/nonexistent.txt");
+    fails_with(&["compare", "nope"], "invalid value 'nope'");
+    fails_with(&["compare", "gqa", "--steps", "1"], "--steps must be at least 2");
     let output = ch21(&["list"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("21.8"));
+}
+
+#[test]
+fn compare_prints_a_table_and_writes_the_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ch21(&["--out-dir", dir.path().to_str().unwrap(), "compare", "gqa", "--steps", "2", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    let bytes: Vec<i64> = rows.iter().map(|r| r["kv_cache_bytes_per_token"].as_i64().unwrap()).collect();
+    assert_eq!(bytes, [4096, 2048, 1024, 512], "4 layers x 2 x KV heads x 16 x 4 bytes");
+    assert!(dir.path().join("compare-gqa.png").is_file());
 }

@@ -199,6 +199,18 @@ fn tied_embeddings_and_extra_heads() {
 }
 
 #[test]
+fn the_cache_bytes_per_token_follow_every_variant() {
+    for (name, cfg) in variants() {
+        let (_, model) = build(&cfg);
+        let cache = model.new_cache(3);
+        let per_token = cfg.kv_cache_bytes_per_token(Kind::Float);
+        assert_eq!(cache.bytes(), 3 * cache.capacity() * per_token, "{name}");
+    }
+    let gqa = config(|c| c.n_kv_heads = Some(1));
+    assert_eq!(gqa.kv_cache_bytes_per_token(Kind::Half) * 4, config(|_| {}).kv_cache_bytes_per_token(Kind::Half));
+}
+
+#[test]
 fn parameter_counts_follow_every_variant() {
     for (name, cfg) in variants() {
         let (vs, _) = build(&cfg);

@@ -9,6 +9,7 @@ pub mod ex21_14;
 pub mod ex21_15;
 pub mod ex21_16;
 pub mod ex21_2;
+pub mod ex21_28;
 pub mod ex21_3;
 pub mod ex21_4;
 pub mod ex21_5;
@@ -37,4 +38,5 @@ pub const ALL: &[Exercise] = &[
     ex21_14::EXERCISE,
     ex21_15::EXERCISE,
     ex21_16::EXERCISE,
+    ex21_28::EXERCISE,
 ];

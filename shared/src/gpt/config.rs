@@ -189,6 +189,12 @@ impl GptConfig {
         self.emb_dim / self.n_heads
     }
 
+    /// Bytes of keys and values one token adds to the KV cache (`KvCache::bytes` per slot):
+    /// a key and a value of `kv_heads() * head_dim()` numbers in every layer.
+    pub fn kv_cache_bytes_per_token(&self, kind: tch::Kind) -> i64 {
+        2 * self.n_layers * self.kv_heads() * self.head_dim() * kind.elt_size_in_bytes() as i64
+    }
+
     /// The attention options of every block.
     pub fn attention_options(&self) -> AttentionOptions {
         AttentionOptions {
