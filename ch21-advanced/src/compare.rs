@@ -11,7 +11,7 @@ use anyhow::{ensure, Result};
 use clap::ValueEnum;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::generate::Decoder;
+use shared::generate::generate_greedy_cached;
 use shared::gpt::{GptConfig, GptModel};
 use shared::plot::{Chart, Series, PALETTE};
 use tch::{Kind, Tensor};
@@ -94,11 +94,7 @@ pub fn cached_tokens_per_second(model: &GptModel, batch: i64, seed: u64) -> Resu
     let mut best = 0f64;
     for _ in 0..5 {
         let start = Instant::now();
-        let mut decoder = Decoder::new(model, batch);
-        let mut next = decoder.prefill(&prompt)?.argmax(-1, true);
-        for _ in 1..new_tokens {
-            next = decoder.step(&next)?.argmax(-1, true);
-        }
+        let _ = generate_greedy_cached(model, &prompt, new_tokens, None)?;
         best = best.max((batch * new_tokens) as f64 / start.elapsed().as_secs_f64());
     }
     Ok(best)

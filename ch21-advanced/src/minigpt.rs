@@ -240,8 +240,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         }
     };
     let ids = tokenizer.encode(text).context("tokenizing the training text")?;
-    let split = (ids.len() as f64 * options.train_ratio) as usize;
-    let (train_ids, val_ids) = ids.split_at(split);
+    let (train_ids, val_ids) = split(&ids, options.train_ratio);
     let (block, batch) = (config.context_length, options.batch_size);
     let rounds = options.iters / options.eval_interval;
     let train = RandomWindows::new(train_ids, block, batch, options.eval_interval).context("the training split")?;
@@ -361,6 +360,11 @@ pub fn train_and_load(
     Ok((report, loaded))
 }
 
+/// The training part (the first `train_ratio` of the tokens) and the validation part.
+fn split(ids: &[u32], train_ratio: f64) -> (&[u32], &[u32]) {
+    ids.split_at((ids.len() as f64 * train_ratio) as usize)
+}
+
 /// The loss of `model` on `batches` random windows (its context long, 12 a batch) of the
 /// training part of `text` (the first `train_ratio`) or of its validation part, seeded with
 /// `seed`.
@@ -373,7 +377,7 @@ pub fn split_loss(
     seed: u64,
 ) -> Result<f64> {
     let ids = model.cfg.tokenizer.build()?.encode(text).context("tokenizing the text")?;
-    let (train_ids, val_ids) = ids.split_at((ids.len() as f64 * train_ratio) as usize);
+    let (train_ids, val_ids) = split(&ids, train_ratio);
     let part = if train { train_ids } else { val_ids };
     let windows = RandomWindows::new(part, model.cfg.context_length, 12, batches).context("the split")?;
     seed_everything(seed);

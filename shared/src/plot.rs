@@ -96,6 +96,26 @@ fn register_bundled_font() {
     });
 }
 
+/// Text in the bundled font, `size` pixels high, in the text colour.
+fn text(size: u32) -> TextStyle<'static> {
+    (FONT, size).into_font().color(&TEXT)
+}
+
+/// The series' legend at `position`, on a translucent white box.
+fn draw_legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(text(15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(drawing_error)
+}
+
 fn color([r, g, b]: [u8; 3]) -> RGBColor {
     RGBColor(r, g, b)
 }
@@ -149,7 +169,7 @@ pub fn write_grid(
     let size = (panel_size.0 * columns, panel_size.1 * rows);
     write_with(path, size, |area| {
         for (cell, (title, figure)) in area.split_evenly((rows, columns)).iter().zip(panels) {
-            let inner = cell.titled(title, (FONT, 20).into_font().color(&TEXT)).map_err(drawing_error)?;
+            let inner = cell.titled(title, text(20)).map_err(drawing_error)?;
             figure.draw(&inner)?;
         }
         Ok(())
@@ -237,8 +257,8 @@ impl Figure for Chart<'_> {
             .y_label_formatter(&compact)
             .x_desc(self.x_label)
             .y_desc(self.y_label)
-            .label_style((FONT, 15).into_font().color(&TEXT))
-            .axis_desc_style((FONT, 17).into_font().color(&TEXT))
+            .label_style(text(15))
+            .axis_desc_style(text(17))
             .light_line_style(WHITE)
             .draw()
             .map_err(drawing_error)?;
@@ -248,8 +268,8 @@ impl Figure for Chart<'_> {
                 .x_labels(5)
                 .x_label_formatter(&compact)
                 .x_desc(top.label)
-                .label_style((FONT, 15).into_font().color(&TEXT))
-                .axis_desc_style((FONT, 17).into_font().color(&TEXT))
+                .label_style(text(15))
+                .axis_desc_style(text(17))
                 .draw()
                 .map_err(drawing_error)?;
         }
@@ -261,14 +281,7 @@ impl Figure for Chart<'_> {
                 .label(s.label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
         }
-        chart
-            .configure_series_labels()
-            .position(self.legend_position(&x_range, &y_range))
-            .label_font((FONT, 15).into_font().color(&TEXT))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(drawing_error)?;
+        draw_legend(&mut chart, self.legend_position(&x_range, &y_range))?;
         Ok(())
     }
 }
@@ -308,8 +321,8 @@ impl Figure for Bars<'_> {
             .x_label_formatter(&label)
             .x_desc(self.x_label)
             .y_desc(self.y_label)
-            .label_style((FONT, 14).into_font().color(&TEXT))
-            .axis_desc_style((FONT, 17).into_font().color(&TEXT))
+            .label_style(text(14))
+            .axis_desc_style(text(17))
             .light_line_style(WHITE)
             .draw()
             .map_err(drawing_error)?;
@@ -325,14 +338,7 @@ impl Figure for Bars<'_> {
                 .label(s.label)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], fill));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 15).into_font().color(&TEXT))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(drawing_error)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
@@ -368,8 +374,8 @@ impl Figure for Heatmap<'_> {
             .y_label_formatter(&row_label)
             .x_desc(self.x_label)
             .y_desc(self.y_label)
-            .label_style((FONT, 13).into_font().color(&TEXT))
-            .axis_desc_style((FONT, 17).into_font().color(&TEXT))
+            .label_style(text(13))
+            .axis_desc_style(text(17))
             .draw()
             .map_err(drawing_error)?;
         let cells = (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c)));
