@@ -121,8 +121,20 @@ pub enum CacheAccess<'a> {
     /// Keys of positions `0..start` are in slots `0..start`; the new ones are written after.
     Append { cache: &'a mut LayerKvCache, start: i64 },
     /// Slot `s` holds the key of position `slot_positions[s]` (-1: empty); the new keys named
-    /// by `keep` (indices into the new tokens) are written into the slots `into`.
-    Rolling { cache: &'a mut LayerKvCache, slot_positions: &'a Tensor, keep: &'a Tensor, into: &'a Tensor },
+    /// by `keep` (indices into the new tokens) are written into the slots `into`. Queries see
+    /// the `sinks` first positions and the last `window` (whatever the model's own mask).
+    Rolling {
+        cache: &'a mut LayerKvCache,
+        slot_positions: &'a Tensor,
+        keep: &'a Tensor,
+        into: &'a Tensor,
+        sinks: i64,
+        window: i64,
+        /// StreamingLLM's positions inside the cache, `(slots + T,)` for the slots' keys then the
+        /// new ones: rotary positions then apply to the keys at attention time by these
+        /// numbers, and the cache holds unrotated keys. `None`: absolute positions.
+        rope_positions: Option<&'a Tensor>,
+    },
 }
 
 impl MultiHeadAttention {
@@ -228,10 +240,12 @@ impl MultiHeadAttention {
         let mut queries = self.split_heads(&queries, self.num_heads); // (B, nh, T, hd)
         let mut keys = self.split_heads(&keys, self.num_kv_heads); // (B, nkv, T, hd)
         let values = self.split_heads(&values, self.num_kv_heads);
-        if let Some(rope) = &self.rope {
+        let renumbered = matches!(cache, CacheAccess::Rolling { rope_positions: Some(_), .. });
+        if let (Some(rope), false) = (&self.rope, renumbered) {
             queries = rope.rotate(&queries, positions);
             keys = rope.rotate(&keys, positions);
         }
+        let mut mask = (self.mask, self.sink_tokens);
         // The keys and values attended over, and their positions when a query may miss some.
         let (keys, values, key_positions) = match cache {
             CacheAccess::None => (keys, values, Some(positions.shallow_clone())),
@@ -245,11 +259,16 @@ impl MultiHeadAttention {
                 let key_positions = (!sees_all).then(|| Tensor::arange(end, (Kind::Int64, x.device())));
                 (cache.keys.narrow(2, 0, end), cache.values.narrow(2, 0, end), key_positions)
             }
-            CacheAccess::Rolling { cache, slot_positions, keep, into } => {
-                let all_keys = Tensor::cat(&[&cache.keys, &keys], 2);
+            CacheAccess::Rolling { cache, slot_positions, keep, into, sinks, window, rope_positions } => {
+                let mut all_keys = Tensor::cat(&[&cache.keys, &keys], 2);
                 let all_values = Tensor::cat(&[&cache.values, &values], 2);
                 let _ = cache.keys.index_copy_(2, into, &keys.index_select(2, keep));
                 let _ = cache.values.index_copy_(2, into, &values.index_select(2, keep));
+                if let (Some(rope), Some(renumbered)) = (&self.rope, rope_positions) {
+                    all_keys = rope.rotate(&all_keys, renumbered);
+                    queries = rope.rotate(&queries, &renumbered.narrow(0, slot_positions.size()[0], t));
+                }
+                mask = (AttentionMask::SlidingWindow(window), sinks);
                 (all_keys, all_values, Some(Tensor::cat(&[slot_positions, positions], 0)))
             }
         };
@@ -262,8 +281,8 @@ impl MultiHeadAttention {
         };
         let visible = match key_positions {
             None => Visible::All,
-            Some(k) if self.mask == AttentionMask::Causal && k.size() == positions.size() => Visible::Causal(k),
-            Some(k) => Visible::Blocked(self.mask.blocked(positions, &k, self.sink_tokens)),
+            Some(k) if mask.0 == AttentionMask::Causal && k.size() == positions.size() => Visible::Causal(k),
+            Some(k) => Visible::Blocked(mask.0.blocked(positions, &k, mask.1)),
         };
         let (context, attention) = self.attend(&queries, &keys, &values, visible, train, weights);
         let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]); // (B, T, d_out)

@@ -175,6 +175,36 @@ fn masks_see_what_they_should() {
 }
 
 #[test]
+fn a_streaming_cache_renumbers_positions_inside_the_cache() {
+    // One layer: keys and values depend on their token alone, so each streamed step must be
+    // the last position of a fresh pass over the tokens the cache holds (sinks, then the
+    // window), numbered from 0. Three layers: before anything leaves, the plain forward pass.
+    let tokens = Tensor::from_slice(&(0..40i64).map(|i| (i * 7919) % 50257).collect::<Vec<_>>()).view([1, 40]);
+    for (sinks, window) in [(2, 5), (0, 6)] {
+        let (_, model) = build(&config(|c| (c.n_layers, c.pos_encoding) = (1, PosEncoding::Rope)));
+        let mut cache = model.new_streaming_cache(1, sinks, window).unwrap();
+        let streamed = tch::no_grad(|| model.forward_cached(&tokens, &mut cache));
+        assert_eq!(cache.len, 40);
+        for p in [6, 20, 39] {
+            let held: Vec<i64> = (0..sinks).chain((p + 1 - window).max(sinks)..=p).collect();
+            let fresh = tch::no_grad(|| model.forward_t(&tokens.index_select(1, &Tensor::from_slice(&held)), false));
+            let (expected, got) = (fresh.select(1, -1), streamed.select(1, p));
+            assert!(got.allclose(&expected, 1e-4, 1e-4, false), "sinks {sinks}, window {window}, position {p}");
+        }
+    }
+    let (_, deep) = build(&config(|c| (c.n_layers, c.pos_encoding) = (3, PosEncoding::Rope)));
+    let mut cache = deep.new_streaming_cache(1, 4, 8).unwrap();
+    let first = tokens.narrow(1, 0, 12);
+    let streamed = tch::no_grad(|| deep.forward_cached(&first, &mut cache));
+    assert!(streamed.allclose(&tch::no_grad(|| deep.forward_t(&first, false)), 1e-4, 1e-4, false));
+    // Learned positions are baked into the keys: no renumbering.
+    let (_, learned) = build(&config(|_| {}));
+    let error = learned.new_streaming_cache(1, 4, 8).unwrap_err().to_string();
+    assert!(error.contains("rotary or no position"), "{error}");
+    assert!(deep.new_streaming_cache(1, 4, 16).is_err(), "more slots than the context");
+}
+
+#[test]
 fn tied_embeddings_and_extra_heads() {
     let (vs, untied) = build(&config(|_| {}));
     let (tied_vs, tied) = build(&config(|c| c.tie_embeddings = true));

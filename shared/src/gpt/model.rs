@@ -15,7 +15,8 @@ use crate::positions::{sinusoidal_table, PosEncoding};
 /// Slot `p` holds position `p`, except in a rolling cache (a sliding-window model whose
 /// window plus sinks is shorter than the context): it holds the `sink_tokens` first
 /// positions and the last `window`, each newer position taking the slot of the one that
-/// left the window.
+/// left the window. A streaming cache ([`GptModel::new_streaming_cache`]) is a rolling cache
+/// that numbers rotary positions inside the cache rather than in the text.
 #[derive(Debug)]
 pub struct KvCache {
     pub layers: Vec<LayerKvCache>,
@@ -25,6 +26,8 @@ pub struct KvCache {
     slot_positions: Vec<i64>,
     /// `(sink_tokens, window)` of a rolling cache.
     rolling: Option<(i64, i64)>,
+    /// StreamingLLM's numbering: keys are rotated by their rank among the keys a query sees.
+    in_cache_positions: bool,
 }
 
 impl KvCache {
@@ -50,6 +53,7 @@ impl KvCache {
             len: self.len,
             slot_positions: self.slot_positions.clone(),
             rolling: self.rolling,
+            in_cache_positions: self.in_cache_positions,
         }
     }
 
@@ -268,7 +272,38 @@ impl GptModel {
             len: 0,
             slot_positions: if rolling.is_some() { vec![-1; slots as usize] } else { Vec::new() },
             rolling,
+            in_cache_positions: false,
         }
+    }
+
+    /// StreamingLLM's cache (Xiao et al. 2023) for a causal model with rotary or no positions:
+    /// it keeps the first `sinks` positions and the last `window`, so the model can read a
+    /// text of any length, and numbers positions inside the cache (each query sits right
+    /// after the keys it sees, at most `sinks + window - 1` places away from them). `sinks`
+    /// 0 is plain window attention.
+    pub fn new_streaming_cache(&self, batch: i64, sinks: i64, window: i64) -> Result<KvCache> {
+        ensure!(
+            matches!(self.cfg.pos_encoding, PosEncoding::Rope | PosEncoding::None),
+            "a streaming cache renumbers positions inside the cache, which needs rotary or no position \
+             encoding (this model has {:?} positions, fixed when its keys were computed)",
+            self.cfg.pos_encoding
+        );
+        ensure!(self.cfg.attention_mask == AttentionMask::Causal, "a streaming cache needs a causal model");
+        ensure!(sinks >= 0 && window > 0, "the window must be positive and the sinks not negative");
+        ensure!(
+            sinks + window <= self.cfg.context_length,
+            "{sinks} sinks + a window of {window} exceed the context length {} the model was trained at",
+            self.cfg.context_length
+        );
+        let (kind, device) = (self.tok_emb.ws.kind(), self.tok_emb.ws.device());
+        let slots = sinks + window;
+        Ok(KvCache {
+            layers: self.trf_blocks.iter().map(|b| b.att.new_cache_of(batch, slots, kind, device)).collect(),
+            len: 0,
+            slot_positions: vec![-1; slots as usize],
+            rolling: Some((sinks, window)),
+            in_cache_positions: true,
+        })
     }
 
     /// Logits `(B, T, vocab_size)` for the `T` tokens that follow the `cache.len` cached ones;
@@ -279,6 +314,23 @@ impl GptModel {
 
     /// [`GptModel::hidden_states`] of the tokens that follow the cached ones.
     pub fn hidden_states_cached(&self, idx: &Tensor, cache: &mut KvCache) -> Tensor {
+        let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
+        let free = (cache.capacity() - cache.len).clamp(0, tokens);
+        if !cache.in_cache_positions || free == tokens {
+            return self.hidden_states_at(idx, cache);
+        }
+        // Renumbered positions are exact for one query at a time once keys start to leave.
+        let mut parts = Vec::new();
+        if free > 0 {
+            parts.push(self.hidden_states_at(&idx.narrow(1, 0, free), cache));
+        }
+        for i in free..tokens {
+            parts.push(self.hidden_states_at(&idx.narrow(1, i, 1), cache));
+        }
+        Tensor::cat(&parts, 1)
+    }
+
+    fn hidden_states_at(&self, idx: &Tensor, cache: &mut KvCache) -> Tensor {
         let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
         let (start, end) = (cache.len, cache.len + tokens);
         let device = idx.device();
@@ -303,12 +355,19 @@ impl GptModel {
                 let keep = Tensor::from_slice(&kept.iter().map(|p| p - start).collect::<Vec<_>>()).to_device(device);
                 let into = Tensor::from_slice(&kept.iter().map(|&p| slot(p)).collect::<Vec<_>>()).to_device(device);
                 let slot_positions = Tensor::from_slice(&cache.slot_positions).to_device(device);
+                let renumbered = cache.in_cache_positions.then(|| {
+                    let keys: Vec<i64> = cache.slot_positions.iter().copied().chain(start..end).collect();
+                    Tensor::from_slice(&in_cache_positions(&keys, end - 1, sinks, window)).to_device(device)
+                });
                 for (block, layer) in self.trf_blocks.iter().zip(&mut cache.layers) {
                     let access = CacheAccess::Rolling {
                         cache: layer,
                         slot_positions: &slot_positions,
                         keep: &keep,
                         into: &into,
+                        sinks,
+                        window,
+                        rope_positions: renumbered.as_ref(),
                     };
                     x = block.forward_at(&x, &positions, access, false, false).0;
                 }
@@ -320,6 +379,15 @@ impl GptModel {
         cache.len = end;
         self.final_norm.forward(&x)
     }
+}
+
+/// The rank of each key (by text position; -1 marks an empty slot) among the keys the query
+/// at `query` sees with `sinks` sink tokens and a `window`; 0 for keys it does not see.
+fn in_cache_positions(keys: &[i64], query: i64, sinks: i64, window: i64) -> Vec<i64> {
+    let seen = |k: i64| k >= 0 && k <= query && (k < sinks || query - k < window);
+    keys.iter()
+        .map(|&k| if seen(k) { keys.iter().filter(|&&other| seen(other) && other < k).count() as i64 } else { 0 })
+        .collect()
 }
 
 impl nn::ModuleT for GptModel {
