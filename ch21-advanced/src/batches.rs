@@ -1,10 +1,11 @@
 //! Training batches as nanoGPT draws them: `batch` windows of `block + 1` tokens at uniformly
 //! random offsets of a token stream (`torch.randint(len(data) - block_size, (batch_size,))`),
-//! inputs the first `block` tokens, targets the last `block`.
+//! inputs the first `block` tokens, targets the last `block`. Windows may start with a prompt
+//! whose tokens are given, not predicted (their targets are [`IGNORE_INDEX`]).
 
 use anyhow::{ensure, Result};
 use shared::dataset::Batch;
-use shared::train::BatchSource;
+use shared::train::{BatchSource, IGNORE_INDEX};
 use tch::{Device, Kind, Tensor};
 
 /// `batches` random batches per pass, drawn from the global generator (seed it to repeat).
@@ -15,6 +16,8 @@ pub struct RandomWindows {
     batch: i64,
     batches: usize,
     max_token_id: i64,
+    /// Tokens at the start of each window that are not predicted.
+    prompt: i64,
 }
 
 impl RandomWindows {
@@ -27,7 +30,13 @@ impl RandomWindows {
         );
         let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
         let max_token_id = ids.iter().copied().max().unwrap_or(0);
-        Ok(Self { tokens: Tensor::from_slice(&ids), block, batch, batches, max_token_id })
+        Ok(Self { tokens: Tensor::from_slice(&ids), block, batch, batches, max_token_id, prompt: 0 })
+    }
+
+    /// The same windows with their first `prompt` tokens a prompt: the targets that are
+    /// prompt tokens (the first `prompt - 1`) drop out of the loss.
+    pub fn with_prompt(self, prompt: i64) -> Self {
+        Self { prompt, ..self }
     }
 
     /// The same stream, `batches` batches per pass.
@@ -42,7 +51,11 @@ impl RandomWindows {
         let offsets = Tensor::arange(self.block + 1, (Kind::Int64, Device::Cpu));
         let index = (starts.unsqueeze(1) + offsets.unsqueeze(0)).view([-1]);
         let windows = self.tokens.index_select(0, &index).view([self.batch, self.block + 1]);
-        Batch { inputs: windows.narrow(1, 0, self.block), targets: windows.narrow(1, 1, self.block) }
+        let targets = windows.narrow(1, 1, self.block).copy();
+        if self.prompt > 1 {
+            let _ = targets.narrow(1, 0, self.prompt - 1).fill_(IGNORE_INDEX);
+        }
+        Batch { inputs: windows.narrow(1, 0, self.block), targets }
     }
 }
 
@@ -80,5 +93,9 @@ mod tests {
             assert!(batch.targets.max().int64_value(&[]) <= 49);
         }
         assert!(RandomWindows::new(&tokens[..9], 8, 3, 2).is_err());
+        // A 3-token prompt: the targets inside it (tokens 1 and 2) are ignored.
+        let batch = RandomWindows::new(&tokens, 8, 3, 2).unwrap().with_prompt(3).draw();
+        assert!(batch.targets.narrow(1, 0, 2).eq(IGNORE_INDEX).all().int64_value(&[]) == 1);
+        assert!((batch.targets.narrow(1, 2, 6) - batch.inputs.narrow(1, 2, 6)).eq(1).all().int64_value(&[]) == 1);
     }
 }

@@ -15,9 +15,10 @@ use shared::data::TINY_SHAKESPEARE;
 use shared::device::{device_name, seed_everything};
 use shared::gpt::{Activation, GptConfig, GptModel, NormPlacement};
 use shared::model_source::ModelSource;
+use shared::positions::PosEncoding;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer};
 use shared::train::{
-    calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, NextTokenLoss, TrainHistory,
+    calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, TrainHistory,
     TrainHooks, TrainProgress, TrainSettings, WarmupCosine,
 };
 use tch::nn::VarStore;
@@ -68,6 +69,15 @@ pub struct MiniGptOptions {
     pub activation: Activation,
     pub norm_placement: NormPlacement,
     pub attention_mask: AttentionMask,
+    pub pos_encoding: PosEncoding,
+    /// With a sliding window: the first positions every query still sees.
+    pub sink_tokens: i64,
+    /// Output heads; head `k` predicts the token `k` places ahead, all trained together
+    /// (multi-token prediction). Evaluation reads the first.
+    pub n_future_heads: i64,
+    /// The first this many tokens of each window are a prompt: the loss counts only the
+    /// predictions of the tokens after it (0: every token).
+    pub prompt_tokens: i64,
     /// Train with LibTorch's fused layer norm, GELU and attention kernels
     /// ([`GptModel::use_fused_kernels`]) rather than the book's step-by-step code.
     pub fused_kernels: bool,
@@ -110,6 +120,10 @@ impl Default for MiniGptOptions {
             activation: Activation::GeluTanh,
             norm_placement: NormPlacement::Pre,
             attention_mask: AttentionMask::Causal,
+            pos_encoding: PosEncoding::Learned,
+            sink_tokens: 0,
+            n_future_heads: 1,
+            prompt_tokens: 0,
             fused_kernels: true,
             iters: 2000,
             eval_interval: 250,
@@ -159,6 +173,12 @@ impl MiniGptOptions {
             self.eval_interval
         );
         ensure!((0.0..1.0).contains(&self.train_ratio) && self.train_ratio > 0.0, "--train-ratio must be in (0, 1)");
+        ensure!(
+            (0..self.block_size).contains(&self.prompt_tokens),
+            "the prompt ({} tokens) must leave part of the {}-token window to predict",
+            self.prompt_tokens,
+            self.block_size
+        );
         self.schedule().validate()?;
         Ok(())
     }
@@ -179,6 +199,9 @@ impl MiniGptOptions {
             activation: self.activation,
             norm_placement: self.norm_placement,
             attention_mask: self.attention_mask,
+            pos_encoding: self.pos_encoding,
+            sink_tokens: self.sink_tokens,
+            n_future_heads: self.n_future_heads,
             tokenizer: tokenizer.spec(),
             ..GptConfig::gpt2_small()
         }
@@ -243,8 +266,12 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     let (train_ids, val_ids) = split(&ids, options.train_ratio);
     let (block, batch) = (config.context_length, options.batch_size);
     let rounds = options.iters / options.eval_interval;
-    let train = RandomWindows::new(train_ids, block, batch, options.eval_interval).context("the training split")?;
-    let val = RandomWindows::new(val_ids, block, batch, options.eval_iters).context("the validation split")?;
+    let train = RandomWindows::new(train_ids, block, batch, options.eval_interval)
+        .context("the training split")?
+        .with_prompt(options.prompt_tokens);
+    let val = RandomWindows::new(val_ids, block, batch, options.eval_iters)
+        .context("the validation split")?
+        .with_prompt(options.prompt_tokens);
 
     seed_everything(context.seed);
     let vs = VarStore::new(context.device);
@@ -297,7 +324,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         Checkpoint::at(&checkpoint_path).save(&vs, Some(optimizer), &meta)
     };
     let hooks = TrainHooks {
-        loss: &NextTokenLoss,
+        loss: &MultiTokenLoss,
         tokenizer: tokenizer.as_ref(),
         schedule: Some(options.schedule()),
         max_grad_norm: Some(1.0),
@@ -376,12 +403,45 @@ pub fn split_loss(
     batches: usize,
     seed: u64,
 ) -> Result<f64> {
+    windows_loss(model, text, train_ratio, train, 0, batches, seed)
+}
+
+/// [`split_loss`] of the validation part counting only the tokens after each window's first
+/// `prompt` tokens: the loss on the completions.
+pub fn completion_loss(
+    model: &GptModel,
+    text: &str,
+    train_ratio: f64,
+    prompt: i64,
+    batches: usize,
+    seed: u64,
+) -> Result<f64> {
+    windows_loss(model, text, train_ratio, false, prompt, batches, seed)
+}
+
+fn windows_loss(
+    model: &GptModel,
+    text: &str,
+    train_ratio: f64,
+    train: bool,
+    prompt: i64,
+    batches: usize,
+    seed: u64,
+) -> Result<f64> {
     let ids = model.cfg.tokenizer.build()?.encode(text).context("tokenizing the text")?;
     let (train_ids, val_ids) = split(&ids, train_ratio);
     let part = if train { train_ids } else { val_ids };
-    let windows = RandomWindows::new(part, model.cfg.context_length, 12, batches).context("the split")?;
+    let windows =
+        RandomWindows::new(part, model.cfg.context_length, 12, batches).context("the split")?.with_prompt(prompt);
     seed_everything(seed);
     Ok(calc_loss_loader(model, &windows, None, model.tok_emb.ws.device()))
+}
+
+/// The token ids of the validation part of `text` (all after the first `train_ratio`), with
+/// the model's tokenizer.
+pub fn validation_ids(model: &GptModel, text: &str, train_ratio: f64) -> Result<Vec<u32>> {
+    let ids = model.cfg.tokenizer.build()?.encode(text).context("tokenizing the text")?;
+    Ok(split(&ids, train_ratio).1.to_vec())
 }
 
 /// The first 200,000 characters of the corpus: the exercises' small runs.

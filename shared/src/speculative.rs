@@ -27,14 +27,22 @@ impl Speculation {
     }
 }
 
-/// Greedy decoding of `max_new_tokens` after `prompt` `(1, T)`, drafting with every head of
-/// the model (`n_future_heads` tokens per step) and keeping the drafted tokens the next-token
-/// head would have chosen. The prompt and the new tokens must fit the context.
-pub fn generate_self_speculative(model: &GptModel, prompt: &Tensor, max_new_tokens: i64) -> Result<Speculation> {
+/// Greedy decoding of `max_new_tokens` after `prompt` `(1, T)`, drafting `draft_heads`
+/// tokens per step with the model's first heads and keeping those the next-token head would
+/// have chosen (`draft_heads` 1 is plain greedy decoding in the same loop, the baseline). The
+/// prompt and the new tokens must fit the context.
+pub fn generate_self_speculative(
+    model: &GptModel,
+    prompt: &Tensor,
+    max_new_tokens: i64,
+    draft_heads: i64,
+) -> Result<Speculation> {
     model.check_tokens(prompt)?;
     let (batch, prompt_len) = prompt.size2()?;
     ensure!(batch == 1, "self-speculative decoding runs one sequence at a time, got {batch}");
     ensure!(max_new_tokens >= 0, "max_new_tokens must not be negative");
+    let heads = model.cfg.n_future_heads;
+    ensure!((1..=heads).contains(&draft_heads), "draft_heads must be between 1 and the model's {heads} heads");
     let context = model.cfg.context_length;
     ensure!(
         prompt_len + max_new_tokens <= context,
@@ -47,7 +55,7 @@ pub fn generate_self_speculative(model: &GptModel, prompt: &Tensor, max_new_toke
     let (mut new_tokens, mut steps) = (0, 0);
     while new_tokens < max_new_tokens {
         // Head k's choice for the token k + 1 places ahead; head 0's is greedy decoding's.
-        let draft_len = model.cfg.n_future_heads.min(max_new_tokens - new_tokens);
+        let draft_len = draft_heads.min(max_new_tokens - new_tokens);
         let draft: Vec<i64> = model
             .all_head_logits(&last_hidden)
             .iter()
@@ -92,7 +100,7 @@ mod tests {
         let prompt = Tensor::from_slice(&[3i64, 1, 4]).view([1, 3]);
         for heads in [1, 2, 4] {
             let (_, model) = model(heads);
-            let speculation = generate_self_speculative(&model, &prompt, 13).unwrap();
+            let speculation = generate_self_speculative(&model, &prompt, 13, heads).unwrap();
             let greedy = generate_greedy_cached(&model, &prompt, 13, None).unwrap();
             assert!(speculation.tokens.equal(&greedy), "{heads} heads");
             assert_eq!(speculation.new_tokens, 13);
@@ -114,10 +122,12 @@ mod tests {
             }
         });
         let prompt = Tensor::from_slice(&[3i64]).view([1, 1]);
-        let error = generate_self_speculative(&model, &prompt, 16).unwrap_err().to_string();
+        let error = generate_self_speculative(&model, &prompt, 16, 2).unwrap_err().to_string();
         assert!(error.contains("exceed the context length 16"), "{error}");
-        let speculation = generate_self_speculative(&model, &prompt, 15).unwrap();
+        assert!(generate_self_speculative(&model, &prompt, 15, 3).is_err(), "only 2 heads");
+        let speculation = generate_self_speculative(&model, &prompt, 15, 2).unwrap();
         assert_eq!((speculation.steps, speculation.new_tokens), (8, 15), "{speculation:?}");
+        assert_eq!(generate_self_speculative(&model, &prompt, 15, 1).unwrap().steps, 15);
         assert_eq!(Vec::<i64>::try_from(speculation.tokens.view([-1])).unwrap()[1..], [0; 15]);
     }
 }

@@ -9,8 +9,13 @@ pub mod ex21_14;
 pub mod ex21_15;
 pub mod ex21_16;
 pub mod ex21_2;
+pub mod ex21_25;
+pub mod ex21_26;
 pub mod ex21_28;
+pub mod ex21_29;
 pub mod ex21_3;
+pub mod ex21_30;
+pub mod ex21_33;
 pub mod ex21_4;
 pub mod ex21_5;
 pub mod ex21_6;
@@ -38,5 +43,10 @@ pub const ALL: &[Exercise] = &[
     ex21_14::EXERCISE,
     ex21_15::EXERCISE,
     ex21_16::EXERCISE,
+    ex21_25::EXERCISE,
+    ex21_26::EXERCISE,
     ex21_28::EXERCISE,
+    ex21_29::EXERCISE,
+    ex21_30::EXERCISE,
+    ex21_33::EXERCISE,
 ];

@@ -1,0 +1,17 @@
+//! Exercise 21.25: learned vs rotary vs no position information, as `compare rope` at a small
+//! budget: each trained at the context of 64 and evaluated at 64, 128 and 256 tokens (learned
+//! positions stop at 64 and say so), with the rotation printed on a 2-D query and RoPE's
+//! relative-position property measured on the trained model.
+
+use shared::exercise::{Exercise, Report};
+
+use crate::compare::{self, Study};
+use crate::minigpt;
+
+pub const EXERCISE: Exercise = Exercise {
+    id: "21.25",
+    summary: "learned positions vs RoPE vs NoPE (none), validation loss at 1x, 2x and 4x the trained context; the rotation on a 2-D query and RoPE's shift invariance (`compare rope`, 300 steps)",
+    run: |context| {
+        Report::new(&compare::run(context, &minigpt::corpus(context)?, Study::Rope, &compare::base_options(300))?)
+    },
+};
