@@ -20,7 +20,7 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["train", "--iters", "30", "--eval-interval", "20"], "multiple of --eval-interval");
     fails_with(&["train", "--tokenizer", "bytes"], "invalid value 'bytes'");
     fails_with(&["train", "--data", "/nonexistent.txt"], "/nonexistent.txt");
-    fails_with(&["compare", "nope"], "invalid value 'nope'");
+    fails_with(&["compare", "nope"], "[possible values: rope, window, gqa, sinks, prefix, mtp]");
     fails_with(&["compare", "gqa", "--steps", "1"], "--steps must be at least 2");
     let output = ch21(&["list"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("21.8"));
