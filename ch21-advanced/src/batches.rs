@@ -18,6 +18,8 @@ pub struct RandomWindows {
     max_token_id: i64,
     /// Tokens at the start of each window that are not predicted.
     prompt: i64,
+    /// The offsets windows may start at (`None`: any).
+    starts: Option<Tensor>,
 }
 
 impl RandomWindows {
@@ -30,7 +32,16 @@ impl RandomWindows {
         );
         let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
         let max_token_id = ids.iter().copied().max().unwrap_or(0);
-        Ok(Self { tokens: Tensor::from_slice(&ids), block, batch, batches, max_token_id, prompt: 0 })
+        Ok(Self { tokens: Tensor::from_slice(&ids), block, batch, batches, max_token_id, prompt: 0, starts: None })
+    }
+
+    /// The same stream with windows starting only at `starts` (offsets into it; those too
+    /// close to the end for a window are left out).
+    pub fn with_starts(self, starts: &[i64]) -> Result<Self> {
+        let last = self.tokens.size()[0] - self.block - 1;
+        let starts: Vec<i64> = starts.iter().copied().filter(|s| (0..=last).contains(s)).collect();
+        ensure!(!starts.is_empty(), "no window of {} tokens starts at the given offsets", self.block);
+        Ok(Self { starts: Some(Tensor::from_slice(&starts)), ..self })
     }
 
     /// The same windows with their first `prompt` tokens a prompt: the targets that are
@@ -41,13 +52,24 @@ impl RandomWindows {
 
     /// The same stream, `batches` batches per pass.
     pub fn with_batches(&self, batches: usize) -> Self {
-        Self { tokens: self.tokens.shallow_clone(), batches, ..*self }
+        Self {
+            tokens: self.tokens.shallow_clone(),
+            batches,
+            starts: self.starts.as_ref().map(Tensor::shallow_clone),
+            ..*self
+        }
     }
 
     /// One batch of random windows.
     pub fn draw(&self) -> Batch {
         let n = self.tokens.size()[0];
-        let starts = Tensor::randint_low(0, n - self.block, [self.batch], (Kind::Int64, Device::Cpu));
+        let starts = match &self.starts {
+            None => Tensor::randint_low(0, n - self.block, [self.batch], (Kind::Int64, Device::Cpu)),
+            Some(starts) => {
+                let pick = Tensor::randint(starts.size()[0], [self.batch], (Kind::Int64, Device::Cpu));
+                starts.index_select(0, &pick)
+            }
+        };
         let offsets = Tensor::arange(self.block + 1, (Kind::Int64, Device::Cpu));
         let index = (starts.unsqueeze(1) + offsets.unsqueeze(0)).view([-1]);
         let windows = self.tokens.index_select(0, &index).view([self.batch, self.block + 1]);
@@ -93,6 +115,10 @@ mod tests {
             assert!(batch.targets.max().int64_value(&[]) <= 49);
         }
         assert!(RandomWindows::new(&tokens[..9], 8, 3, 2).is_err());
+        // Windows at given offsets only.
+        let batch = RandomWindows::new(&tokens, 8, 3, 2).unwrap().with_starts(&[5, 20, 45]).unwrap().draw();
+        assert!(Vec::<i64>::try_from(batch.inputs.select(1, 0)).unwrap().iter().all(|s| [5, 20].contains(s)));
+        assert!(RandomWindows::new(&tokens, 8, 3, 2).unwrap().with_starts(&[45]).is_err());
         // A 3-token prompt: the targets inside it (tokens 1 and 2) are ignored.
         let batch = RandomWindows::new(&tokens, 8, 3, 2).unwrap().with_prompt(3).draw();
         assert!(batch.targets.narrow(1, 0, 2).eq(IGNORE_INDEX).all().int64_value(&[]) == 1);

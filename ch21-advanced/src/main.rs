@@ -8,10 +8,12 @@ use ch21_advanced::compare::{self, Study};
 use ch21_advanced::exercises;
 use ch21_advanced::minigpt::{self, MiniGptOptions, TokenizerChoice};
 use clap::{Args, Parser, Subcommand};
+use shared::attention::AttentionMask;
 use shared::cli::{self, CommonArgs};
 use shared::exercise::ExerciseCommand;
 use shared::generate::{Sampler, Sampling};
 use shared::gpt::Activation;
+use shared::positions::PosEncoding;
 
 /// Chapter 21. Without a command: trains the character-level mini-GPT on tiny Shakespeare
 /// with nanoGPT's CPU settings, printing losses and samples, and writes a checkpoint,
@@ -93,6 +95,18 @@ struct TrainArgs {
     /// The feed-forward activation (GPT-2: gelu_tanh)
     #[arg(long, value_enum, default_value_t = MiniGptOptions::default().activation)]
     activation: Activation,
+    /// Position information (GPT-2: learned)
+    #[arg(long, value_enum, default_value_t = MiniGptOptions::default().pos_encoding)]
+    pos_encoding: PosEncoding,
+    /// Sliding-window attention: each position sees the last W (itself included)
+    #[arg(long, value_name = "W")]
+    window: Option<i64>,
+    /// With --window: the first N positions stay visible to every query (attention sinks)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    sink_tokens: i64,
+    /// Output heads for multi-token prediction (head k predicts the token k places ahead)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    future_heads: i64,
     /// Optimizer steps in total (a resumed run continues up to this many)
     #[arg(long, default_value_t = 2000)]
     iters: usize,
@@ -135,6 +149,10 @@ impl TrainArgs {
             tie_embeddings: self.tie_embeddings,
             bias: self.bias,
             activation: self.activation,
+            pos_encoding: self.pos_encoding,
+            attention_mask: self.window.map_or(AttentionMask::Causal, AttentionMask::SlidingWindow),
+            sink_tokens: self.sink_tokens,
+            n_future_heads: self.future_heads,
             fused_kernels: self.fused_kernels,
             iters: self.iters,
             eval_interval: self.eval_interval,

@@ -78,6 +78,9 @@ pub struct MiniGptOptions {
     /// The first this many tokens of each window are a prompt: the loss counts only the
     /// predictions of the tokens after it (0: every token).
     pub prompt_tokens: i64,
+    /// Every window starts at a line break, as documents that all begin with one start
+    /// token (the setting in which attention sinks form; exercise 21.29).
+    pub line_starts: bool,
     /// Train with LibTorch's fused layer norm, GELU and attention kernels
     /// ([`GptModel::use_fused_kernels`]) rather than the book's step-by-step code.
     pub fused_kernels: bool,
@@ -124,6 +127,7 @@ impl Default for MiniGptOptions {
             sink_tokens: 0,
             n_future_heads: 1,
             prompt_tokens: 0,
+            line_starts: false,
             fused_kernels: true,
             iters: 2000,
             eval_interval: 250,
@@ -266,12 +270,16 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     let (train_ids, val_ids) = split(&ids, options.train_ratio);
     let (block, batch) = (config.context_length, options.batch_size);
     let rounds = options.iters / options.eval_interval;
-    let train = RandomWindows::new(train_ids, block, batch, options.eval_interval)
-        .context("the training split")?
-        .with_prompt(options.prompt_tokens);
-    let val = RandomWindows::new(val_ids, block, batch, options.eval_iters)
-        .context("the validation split")?
-        .with_prompt(options.prompt_tokens);
+    let windows = |ids: &[u32], batches: usize| -> Result<RandomWindows> {
+        let windows = RandomWindows::new(ids, block, batch, batches)?.with_prompt(options.prompt_tokens);
+        if options.line_starts {
+            windows.with_starts(&line_starts(ids, tokenizer.as_ref())?)
+        } else {
+            Ok(windows)
+        }
+    };
+    let train = windows(train_ids, options.eval_interval).context("the training split")?;
+    let val = windows(val_ids, options.eval_iters).context("the validation split")?;
 
     seed_everything(context.seed);
     let vs = VarStore::new(context.device);
@@ -442,6 +450,15 @@ fn windows_loss(
 pub fn validation_ids(model: &GptModel, text: &str, train_ratio: f64) -> Result<Vec<u32>> {
     let ids = model.cfg.tokenizer.build()?.encode(text).context("tokenizing the text")?;
     Ok(split(&ids, train_ratio).1.to_vec())
+}
+
+/// The offsets of `ids` that hold a line break, where a line-start window begins.
+pub fn line_starts(ids: &[u32], tokenizer: &dyn Tokenizer) -> Result<Vec<i64>> {
+    let newline = match tokenizer.encode("\n")?[..] {
+        [id] => id,
+        _ => anyhow::bail!("the tokenizer has no single token for a line break, so windows cannot start at one"),
+    };
+    Ok(ids.iter().enumerate().filter(|(_, &id)| id == newline).map(|(i, _)| i as i64).collect())
 }
 
 /// The first 200,000 characters of the corpus: the exercises' small runs.

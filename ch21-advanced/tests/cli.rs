@@ -22,6 +22,8 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["train", "--data", "/nonexistent.txt"], "/nonexistent.txt");
     fails_with(&["compare", "nope"], "[possible values: rope, window, gqa, sinks, prefix, mtp]");
     fails_with(&["compare", "gqa", "--steps", "1"], "--steps must be at least 2");
+    fails_with(&["train", "--sink-tokens", "2"], "sink_tokens needs a sliding_window");
+    fails_with(&["train", "--pos-encoding", "alibi"], "possible values: learned, rope, sinusoidal, none");
     let output = ch21(&["list"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("21.8"));
 }

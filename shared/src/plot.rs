@@ -275,8 +275,10 @@ impl Figure for Chart<'_> {
         }
         for (s, points) in self.series.iter().zip(points.iter()) {
             let style = color(s.color).stroke_width(3);
+            // Few points (evaluations, lengths) are marked, so a lone point shows too.
+            let marker = if points.len() <= 16 { 5 } else { 0 };
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), style))
+                .draw_series(LineSeries::new(points.iter().copied(), style.filled()).point_size(marker))
                 .map_err(drawing_error)?
                 .label(s.label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));

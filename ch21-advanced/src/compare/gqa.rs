@@ -31,7 +31,7 @@ impl Plan for Gqa {
         Ok(vec![Some(cached_tokens_per_second(trained.model, 8, trained.context.seed)?)])
     }
 
-    fn findings(&mut self, _: &RunContext, _: &str, _: &MiniGptOptions) -> Result<Findings> {
+    fn findings(&mut self, _: &RunContext, _: &MiniGptOptions) -> Result<Findings> {
         Ok(Findings { notes: gpt2_small_cache_sizes(), charts: Vec::new() })
     }
 }

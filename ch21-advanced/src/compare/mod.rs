@@ -20,11 +20,11 @@ use clap::ValueEnum;
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::gpt::GptModel;
-use shared::plot::{Chart, Series, PALETTE};
+use shared::plot::{write_png, Area, Chart, Figure, Series, PALETTE};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
-use crate::minigpt::{self, MiniGptOptions, MiniGptReport};
+use crate::minigpt::{self, MiniGptOptions};
 
 pub use gqa::{cached_tokens_per_second, gpt2_small_cache_sizes};
 pub use rope::rotation_example;
@@ -57,7 +57,7 @@ impl Study {
     fn plan(self) -> Box<dyn Plan> {
         match self {
             Self::Rope => Box::new(rope::Rope::default()),
-            Self::Window => Box::new(window::Window::default()),
+            Self::Window => Box::new(window::Window),
             Self::Gqa => Box::new(gqa::Gqa),
             Self::Sinks => Box::new(sinks::Sinks::default()),
             Self::Prefix => Box::new(prefix::Prefix::default()),
@@ -73,7 +73,6 @@ pub struct Trained<'a> {
     pub text: &'a str,
     pub variant: &'a str,
     pub options: &'a MiniGptOptions,
-    pub report: &'a MiniGptReport,
     pub model: &'a GptModel,
     pub vs: &'a VarStore,
 }
@@ -95,7 +94,7 @@ trait Plan {
     /// say why).
     fn measure(&mut self, trained: &Trained) -> Result<Vec<Option<f64>>>;
     /// The notes (and extra charts) once every variant is measured.
-    fn findings(&mut self, context: &RunContext, text: &str, base: &MiniGptOptions) -> Result<Findings>;
+    fn findings(&mut self, context: &RunContext, base: &MiniGptOptions) -> Result<Findings>;
 }
 
 /// One trained variant of a study.
@@ -157,15 +156,8 @@ pub fn run(context: &RunContext, text: &str, study: Study, base: &MiniGptOptions
         if options.fused_kernels {
             loaded.model.use_fused_kernels();
         }
-        let trained = Trained {
-            context,
-            text,
-            variant: &variant,
-            options: &options,
-            report: &report,
-            model: &loaded.model,
-            vs: &loaded.vs,
-        };
+        let trained =
+            Trained { context, text, variant: &variant, options: &options, model: &loaded.model, vs: &loaded.vs };
         let measurements = plan.measure(&trained).with_context(|| format!("measuring {variant}"))?;
         rows.push(Row {
             parameters: report.parameters,
@@ -178,7 +170,7 @@ pub fn run(context: &RunContext, text: &str, study: Study, base: &MiniGptOptions
             variant,
         });
     }
-    let findings = plan.findings(context, text, base)?;
+    let findings = plan.findings(context, base)?;
     let curves = context.out_dir.join(format!("compare-{}.png", study.name()));
     write_curves(&rows, &curves)?;
     Ok(Comparison {
@@ -203,33 +195,55 @@ struct Line {
     points: Vec<(f64, f64)>,
 }
 
-/// A line chart of `lines` (800 x 500).
-fn write_lines(path: &Path, x_label: &str, y_label: &str, lines: &[Line]) -> Result<()> {
-    let xs: Vec<Vec<f64>> = lines.iter().map(|l| l.points.iter().map(|p| p.0).collect()).collect();
-    let ys: Vec<Vec<f64>> = lines.iter().map(|l| l.points.iter().map(|p| p.1).collect()).collect();
-    Chart {
-        series: lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| Series { xs: &xs[i], ys: &ys[i], color: PALETTE[i % PALETTE.len()], label: &l.label })
-            .collect(),
-        x_label,
-        y_label,
-        top_axis: None,
-        width: 800,
-        height: 500,
-    }
-    .write_png(path)
+/// A line chart that owns its data (`shared::plot::Chart` borrows it when drawn).
+struct Lines<'a> {
+    x_label: &'a str,
+    y_label: &'a str,
+    lines: &'a [Line],
 }
 
-/// `count` windows of `tokens` tokens spread evenly over the validation part of the text,
-/// each `(1, tokens)` on the run's device.
+impl Figure for Lines<'_> {
+    fn draw(&self, area: &Area) -> Result<()> {
+        let xs: Vec<Vec<f64>> = self.lines.iter().map(|l| l.points.iter().map(|p| p.0).collect()).collect();
+        let ys: Vec<Vec<f64>> = self.lines.iter().map(|l| l.points.iter().map(|p| p.1).collect()).collect();
+        Chart {
+            series: self
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Series { xs: &xs[i], ys: &ys[i], color: PALETTE[i % PALETTE.len()], label: &l.label })
+                .collect(),
+            x_label: self.x_label,
+            y_label: self.y_label,
+            top_axis: None,
+            width: 800,
+            height: 500,
+        }
+        .draw(area)
+    }
+}
+
+/// A line chart of `lines` (800 x 500).
+fn write_lines(path: &Path, x_label: &str, y_label: &str, lines: &[Line]) -> Result<()> {
+    write_png(&Lines { x_label, y_label, lines }, path, (800, 500))
+}
+
+/// `count` windows of `tokens` tokens spread evenly over the validation part of the text
+/// (starting at line breaks when the variant trained that way), each `(1, tokens)` on the
+/// run's device.
 fn validation_prompts(trained: &Trained, count: usize, tokens: i64) -> Result<Vec<Tensor>> {
     let ids = minigpt::validation_ids(trained.model, trained.text, trained.options.train_ratio)?;
-    let span = ids.len().checked_sub(tokens as usize).context("the validation part is shorter than a prompt")?;
+    let last = ids.len().checked_sub(tokens as usize).context("the validation part is shorter than a prompt")?;
+    let starts: Vec<usize> = if trained.options.line_starts {
+        let tokenizer = trained.model.cfg.tokenizer.build()?;
+        minigpt::line_starts(&ids, tokenizer.as_ref())?.into_iter().map(|s| s as usize).filter(|&s| s <= last).collect()
+    } else {
+        (0..=last).collect()
+    };
+    ensure!(!starts.is_empty(), "no prompt of {tokens} tokens fits the validation part");
     Ok((0..count)
         .map(|i| {
-            let start = i * span / count;
+            let start = starts[i * starts.len() / count];
             let window: Vec<i64> = ids[start..start + tokens as usize].iter().map(|&id| i64::from(id)).collect();
             Tensor::from_slice(&window).view([1, -1]).to_device(trained.context.device)
         })

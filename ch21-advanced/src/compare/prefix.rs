@@ -59,7 +59,7 @@ impl Plan for Prefix {
         Ok(vec![Some(loss)])
     }
 
-    fn findings(&mut self, _: &RunContext, _: &str, base: &MiniGptOptions) -> Result<Findings> {
+    fn findings(&mut self, _: &RunContext, base: &MiniGptOptions) -> Result<Findings> {
         let mut notes = vec![format!(
             "Each window: a {}-token prompt, then {} tokens to predict; \"completion loss\" scores all three on the \
              same validation windows. Greedy completions of validation prompts:",

@@ -76,7 +76,7 @@ impl Plan for Rope {
         Ok(losses)
     }
 
-    fn findings(&mut self, context: &RunContext, _: &str, _: &MiniGptOptions) -> Result<Findings> {
+    fn findings(&mut self, context: &RunContext, _: &MiniGptOptions) -> Result<Findings> {
         let chart = context.out_dir.join("compare-rope-lengths.png");
         write_lines(&chart, "evaluation length (tokens)", "validation loss", &self.lines)?;
         let mut notes = rotation_example();

@@ -1,10 +1,11 @@
-//! Exercise 21.29: attention sinks (StreamingLLM, Xiao et al. 2023). A model trained on
-//! windows of the context length reads a text far longer than that, token by token, in three
-//! ways: (a) window attention, keeping only the last `context` keys; (b) the first 4 tokens
-//! kept as sinks plus the last `context - 4`; (c) recomputing each step over the last
-//! `context` tokens from scratch. The table gives the perplexity of each on the validation
-//! text; the notes give their speed, and the attention mass the trained model puts on its
-//! first positions (the sink), per layer and head.
+//! Exercise 21.29: attention sinks (StreamingLLM, Xiao et al. 2023). Models trained on
+//! windows of the context length (from random offsets, or all from line starts, the way
+//! documents all begin with one start token) read a text far longer than that, token by
+//! token, in three ways: (a) window attention, keeping only the last `context` keys; (b) the
+//! first 4 tokens kept as sinks plus the last `context - 4`; (c) recomputing each step over
+//! the last `context` tokens from scratch. The table gives the perplexity of each on the
+//! validation text; the notes give their speed, and the attention mass the trained model
+//! puts on its first positions (the sink), per layer and head.
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use shared::plot::{write_grid, Figure, Heatmap};
 use shared::positions::PosEncoding;
 use tch::{Kind, Tensor};
 
-use super::{validation_prompts, write_lines, Findings, Line, Plan, Trained};
+use super::{validation_prompts, Findings, Line, Lines, Plan, Trained};
 use crate::minigpt::{self, MiniGptOptions};
 
 /// StreamingLLM's default number of sink tokens.
@@ -104,16 +105,22 @@ pub struct Sinks {
     notes: Vec<String>,
     /// Each variant's mass on the first positions, `(layers, heads)`.
     masses: Vec<(String, Vec<Vec<f64>>)>,
-    /// Running loss over the stream, per variant and mode.
-    lines: Vec<Line>,
+    /// Running loss over the stream of each mode, per variant.
+    streams: Vec<(String, Vec<Line>)>,
 }
 
 impl Plan for Sinks {
     fn variants(&self, base: &MiniGptOptions) -> Vec<(String, MiniGptOptions)> {
-        [("RoPE", PosEncoding::Rope), ("NoPE (none)", PosEncoding::None)]
-            .into_iter()
-            .map(|(name, pos_encoding)| (name.to_string(), MiniGptOptions { pos_encoding, ..base.clone() }))
-            .collect()
+        [
+            ("RoPE", PosEncoding::Rope, false),
+            ("RoPE, windows from line starts", PosEncoding::Rope, true),
+            ("NoPE (none)", PosEncoding::None, false),
+        ]
+        .into_iter()
+        .map(|(name, pos_encoding, line_starts)| {
+            (name.to_string(), MiniGptOptions { pos_encoding, line_starts, ..base.clone() })
+        })
+        .collect()
     }
 
     fn columns(&self) -> Vec<String> {
@@ -128,29 +135,33 @@ impl Plan for Sinks {
         let mean = mass.iter().flatten().sum::<f64>() / mass.iter().map(Vec::len).sum::<usize>() as f64;
         self.masses.push((trained.variant.to_string(), mass));
 
+        // The stream starts at the validation part's first line break, as line-start windows do.
         let ids = minigpt::validation_ids(model, trained.text, trained.options.train_ratio)?;
-        let length = (STREAM_CONTEXTS * model.cfg.context_length).min(ids.len() as i64) as usize;
-        let tokens: Vec<i64> = ids[..length].iter().map(|&id| i64::from(id)).collect();
+        let first =
+            minigpt::line_starts(&ids, model.cfg.tokenizer.build()?.as_ref())?.first().map_or(0, |&s| s as usize);
+        let length = (STREAM_CONTEXTS * model.cfg.context_length) as usize;
+        let tokens: Vec<i64> = ids.iter().skip(first).take(length).map(|&id| i64::from(id)).collect();
         let mut measurements = vec![Some(mean)];
-        let mut timings = Vec::new();
+        let (mut timings, mut lines) = (Vec::new(), Vec::new());
         for mode in StreamMode::ALL {
             let streamed = stream(model, &tokens, mode)?;
             measurements.push(Some(streamed.perplexity()));
             timings.push(format!("{} {:.0} tokens/s", mode.label(), streamed.losses.len() as f64 / streamed.seconds));
-            self.lines.push(Line {
-                label: format!("{}, {}", trained.variant, mode.label()),
+            lines.push(Line {
+                label: mode.label().to_string(),
                 points: running_mean(&streamed.losses, model.cfg.context_length as usize),
             });
         }
         self.notes.push(format!("{}: {}.", trained.variant, timings.join(", ")));
+        self.streams.push((trained.variant.to_string(), lines));
         Ok(measurements)
     }
 
-    fn findings(&mut self, context: &RunContext, _: &str, base: &MiniGptOptions) -> Result<Findings> {
+    fn findings(&mut self, context: &RunContext, base: &MiniGptOptions) -> Result<Findings> {
         let mut notes = vec![format!(
-            "Streaming: the first {} validation tokens ({STREAM_CONTEXTS}x the context of {}), one token at a time, \
-             every cache holding {} keys (StreamingLLM numbers positions inside the cache). \"attention on the \
-             first {SINKS}\": the weight the queries in the second half of a window give its first {SINKS} \
+            "Streaming: {} validation tokens from the first line break ({STREAM_CONTEXTS}x the context of {}), one \
+             token at a time, every cache holding {} keys (StreamingLLM numbers positions inside the cache). \
+             \"attention on the first {SINKS}\": the weight the queries in the second half of a window give its first {SINKS} \
              positions, mean over layers and heads (spread evenly it would be about {:.2}). Speed, batch 1:",
             STREAM_CONTEXTS * base.block_size,
             base.block_size,
@@ -168,7 +179,12 @@ impl Plan for Sinks {
             self.masses.iter().zip(&heatmaps).map(|((name, _), map)| (name.as_str(), map as &dyn Figure)).collect();
         write_grid(&mass_chart, &panels, panels.len(), (420, 360))?;
         let stream_chart = context.out_dir.join("compare-sinks-stream.png");
-        write_lines(&stream_chart, "position in the stream", "loss (mean over the last context)", &self.lines)?;
+        let (x_label, y_label) = ("position in the stream", "loss (mean over the last context)");
+        let charts: Vec<Lines> =
+            self.streams.iter().map(|(_, lines)| Lines { x_label, y_label, lines: lines.as_slice() }).collect();
+        let panels: Vec<(&str, &dyn Figure)> =
+            self.streams.iter().zip(&charts).map(|((name, _), chart)| (name.as_str(), chart as &dyn Figure)).collect();
+        write_grid(&stream_chart, &panels, panels.len(), (640, 440))?;
         Ok(Findings { notes, charts: vec![mass_chart, stream_chart] })
     }
 }

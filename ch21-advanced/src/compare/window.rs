@@ -21,7 +21,6 @@ use crate::minigpt::MiniGptOptions;
 /// Training steps of each copy-task model (fewer when the study's budget is smaller).
 pub const COPY_STEPS: usize = 400;
 
-#[derive(Default)]
 pub struct Window;
 
 impl Plan for Window {
@@ -53,7 +52,7 @@ impl Plan for Window {
         Ok(vec![Some(cost.score_bytes as f64 / 1024.0), Some(cost.flops as f64 / 1e6)])
     }
 
-    fn findings(&mut self, context: &RunContext, _: &str, base: &MiniGptOptions) -> Result<Findings> {
+    fn findings(&mut self, context: &RunContext, base: &MiniGptOptions) -> Result<Findings> {
         let mut notes = vec![format!(
             "Scores and FLOPs: one sequence of {} tokens, per layer, for a kernel that computes only the scores a \
              query sees (QK^T and the weighted sum: 4 x visible pairs x width); the dense kernels here compute all \
