@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p ch21-advanced                 # train the mini-GPT (nanoGPT's CPU run)
 //! cargo run -p ch21-advanced -- exercise 21.8          # one exercise (list: `list`)
-//! cargo run --release -p ch21-advanced -- compare gqa  # an architecture study
+//! cargo run --release -p ch21-advanced -- compare rope # an architecture study (rope, window, gqa, sinks, prefix, mtp)
 //! ```
 
 pub mod batches;

@@ -107,7 +107,7 @@ fn streaming_numbers_positions_inside_the_cache_and_sinks_are_measured() {
     // The small model has one layer, so a key depends on its token alone: window attention
     // numbered inside the cache is then recomputation over the window exactly, at every
     // position, evictions included. Sinks agree until the cache is full, then keep other keys.
-    let model = ModelSource::checkpoint(&dir.path().join("compare-sinks-0/minigpt.safetensors"))
+    let model = ModelSource::checkpoint(dir.path().join("compare-sinks-0/minigpt.safetensors"))
         .load(Device::Cpu, 1)
         .unwrap()
         .model;
@@ -129,7 +129,7 @@ fn prefix_lm_sees_its_prompt_both_ways_and_is_scored_on_the_completion() {
     assert!(result.rows.iter().all(|r| r.measurements[0].is_some_and(|loss| loss.is_finite() && loss > 0.0)));
     assert!(result.notes.iter().any(|n| n.contains("prefix LM, loss on the completion: \"")), "{:?}", result.notes);
     let load = |i| {
-        ModelSource::checkpoint(&dir.path().join(format!("compare-prefix-{i}/minigpt.safetensors")))
+        ModelSource::checkpoint(dir.path().join(format!("compare-prefix-{i}/minigpt.safetensors")))
             .load(Device::Cpu, 1)
             .unwrap()
             .model
