@@ -119,6 +119,16 @@ fn streaming_numbers_positions_inside_the_cache_and_sinks_are_measured() {
     assert!(close(&window.losses, &recompute.losses));
     assert!(close(&sinks.losses[..15], &recompute.losses[..15]));
     assert!(!close(&sinks.losses[16..], &recompute.losses[16..]));
+    // So greedy generation through a window cache, far past the context, is greedy
+    // generation by recomputation over the window.
+    let streamed = compare::generate_streaming(&model, &tokens[..5], 40, 0).unwrap();
+    let mut recomputed = tokens[..5].to_vec();
+    for _ in 0..40 {
+        let window = &recomputed[recomputed.len().saturating_sub(16)..];
+        let logits = model.forward_t(&Tensor::from_slice(window).view([1, -1]), false);
+        recomputed.push(logits.select(1, -1).argmax(-1, false).int64_value(&[0]));
+    }
+    assert_eq!(streamed, recomputed[5..]);
 }
 
 #[test]

@@ -28,7 +28,7 @@ use crate::minigpt::{self, MiniGptOptions};
 
 pub use gqa::{cached_tokens_per_second, gpt2_small_cache_sizes};
 pub use rope::rotation_example;
-pub use sinks::{stream, StreamMode, Streamed};
+pub use sinks::{generate_streaming, stream, StreamMode, Streamed};
 pub use window::{attention_cost, copy_task, CopyTask};
 
 /// The studies `compare` runs.

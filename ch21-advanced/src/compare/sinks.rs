@@ -100,6 +100,24 @@ pub fn stream(model: &GptModel, tokens: &[i64], mode: StreamMode) -> Result<Stre
     Ok(Streamed { mode, losses: Vec::try_from(losses)?, seconds })
 }
 
+/// Greedy generation of `new_tokens` tokens after `prompt` through a streaming cache of
+/// `sinks` sink tokens and a window filling the rest of the context: as many tokens as asked,
+/// whatever the context length.
+pub fn generate_streaming(model: &GptModel, prompt: &[i64], new_tokens: usize, sinks: i64) -> Result<Vec<i64>> {
+    ensure!(!prompt.is_empty(), "generation needs a prompt");
+    let _no_grad = tch::no_grad_guard();
+    let device = model.tok_emb.ws.device();
+    let mut cache = model.new_streaming_cache(1, sinks, model.cfg.context_length - sinks)?;
+    let mut logits = model.forward_cached(&Tensor::from_slice(prompt).view([1, -1]).to_device(device), &mut cache);
+    let mut generated = Vec::with_capacity(new_tokens);
+    for _ in 0..new_tokens {
+        let next = logits.select(1, -1).argmax(-1, false).int64_value(&[0]);
+        generated.push(next);
+        logits = model.forward_cached(&Tensor::from_slice(&[next]).view([1, 1]).to_device(device), &mut cache);
+    }
+    Ok(generated)
+}
+
 #[derive(Default)]
 pub struct Sinks {
     notes: Vec<String>,
@@ -152,7 +170,17 @@ impl Plan for Sinks {
                 points: running_mean(&streamed.losses, model.cfg.context_length as usize),
             });
         }
-        self.notes.push(format!("{}: {}.", trained.variant, timings.join(", ")));
+        let context = model.cfg.context_length as usize;
+        let generated = generate_streaming(model, &tokens[..16.min(tokens.len())], 4 * context, SINKS)?;
+        let tail: Vec<u32> = generated[3 * context..].iter().map(|&id| id as u32).collect();
+        self.notes.push(format!(
+            "{}: {}; greedy generation through the sinks cache, {} characters (4x the context), the last {context}: \
+             {:?}.",
+            trained.variant,
+            timings.join(", "),
+            4 * context,
+            model.cfg.tokenizer.build()?.decode(&tail)?
+        ));
         self.streams.push((trained.variant.to_string(), lines));
         Ok(measurements)
     }

@@ -330,6 +330,8 @@ impl GptModel {
         Tensor::cat(&parts, 1)
     }
 
+    /// One pass of the tokens `idx` through the cache (which [`GptModel::hidden_states_cached`]
+    /// has split, for a streaming cache, into calls its renumbering gets exactly right).
     fn hidden_states_at(&self, idx: &Tensor, cache: &mut KvCache) -> Tensor {
         let (_, tokens) = idx.size2().expect("a (batch, tokens) tensor");
         let (start, end) = (cache.len, cache.len + tokens);
