@@ -165,6 +165,13 @@ impl MiniGptOptions {
         }
     }
 
+    /// Switches `model` to the fused kernels when the run trains with them.
+    pub fn choose_kernels(&self, model: &mut GptModel) {
+        if self.fused_kernels {
+            model.use_fused_kernels();
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         ensure!(
             self.iters > 0 && self.eval_interval > 0 && self.eval_iters > 0 && self.final_eval_batches > 0,
@@ -284,9 +291,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     seed_everything(context.seed);
     let vs = VarStore::new(context.device);
     let mut model = GptModel::new(&vs.root(), &config)?;
-    if options.fused_kernels {
-        model.use_fused_kernels();
-    }
+    options.choose_kernels(&mut model);
     shared::init::gpt2_init(&vs, config.n_layers);
     let mut optimizer = AdamW::new(&vs, options.optimizer())?.decay_matrices_only();
     let mut progress = TrainProgress::default();

@@ -22,6 +22,14 @@ pub enum PosEncoding {
     None,
 }
 
+impl PosEncoding {
+    /// Whether positions come from a table as long as the context (learned or sinusoidal):
+    /// such a model cannot read past its context, and its keys carry their absolute positions.
+    pub fn uses_table(self) -> bool {
+        matches!(self, Self::Learned | Self::Sinusoidal)
+    }
+}
+
 /// The `(positions, dim)` sinusoidal table: `sin(p / 10000^(2i/dim))` in even columns,
 /// `cos` of the same angle in odd ones.
 pub fn sinusoidal_table(positions: i64, dim: i64, device: Device) -> Tensor {

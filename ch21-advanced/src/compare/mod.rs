@@ -19,6 +19,7 @@ use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
 use shared::cli::RunContext;
+use shared::exercise::Report;
 use shared::gpt::GptModel;
 use shared::plot::{write_png, Area, Chart, Figure, Series, PALETTE};
 use tch::nn::VarStore;
@@ -139,11 +140,6 @@ pub fn base_options(steps: usize) -> MiniGptOptions {
     }
 }
 
-/// The variants of `study` built on `base`, by name.
-pub fn variants(study: Study, base: &MiniGptOptions) -> Vec<(String, MiniGptOptions)> {
-    study.plan().variants(base)
-}
-
 /// Trains every variant of `study` on `base` (see [`base_options`]) and measures them.
 pub fn run(context: &RunContext, text: &str, study: Study, base: &MiniGptOptions) -> Result<Comparison> {
     let steps = base.iters;
@@ -153,9 +149,7 @@ pub fn run(context: &RunContext, text: &str, study: Study, base: &MiniGptOptions
     for (i, (variant, options)) in plan.variants(base).into_iter().enumerate() {
         let name = format!("compare-{}-{i}", study.name());
         let (report, mut loaded) = minigpt::train_and_load(context, &name, text, &options)?;
-        if options.fused_kernels {
-            loaded.model.use_fused_kernels();
-        }
+        options.choose_kernels(&mut loaded.model);
         let trained =
             Trained { context, text, variant: &variant, options: &options, model: &loaded.model, vs: &loaded.vs };
         let measurements = plan.measure(&trained).with_context(|| format!("measuring {variant}"))?;
@@ -181,6 +175,11 @@ pub fn run(context: &RunContext, text: &str, study: Study, base: &MiniGptOptions
         notes: findings.notes,
         charts: std::iter::once(curves).chain(findings.charts).collect(),
     })
+}
+
+/// `exercise 21.N`: `study` on the default corpus at `steps` steps.
+pub fn exercise_report(context: &RunContext, study: Study, steps: usize) -> Result<Report> {
+    Report::new(&run(context, &minigpt::corpus(context)?, study, &base_options(steps))?)
 }
 
 /// Every variant's validation loss against the step, one line each.

@@ -54,16 +54,16 @@ impl Plan for Rope {
                 losses.push(None);
             }
         }
-        let unreachable: Vec<String> =
-            LENGTHS.iter().zip(&losses).filter(|(_, loss)| loss.is_none()).map(|(m, _)| format!("{m}x")).collect();
-        if let Some(&multiple) = LENGTHS.iter().zip(&losses).find(|(_, loss)| loss.is_none()).map(|(m, _)| m) {
+        let unreachable: Vec<i64> =
+            LENGTHS.iter().zip(&losses).filter(|(_, loss)| loss.is_none()).map(|(m, _)| *m).collect();
+        if let Some(&multiple) = unreachable.first() {
             let window = Tensor::zeros([1, block * multiple], (Kind::Int64, Device::Cpu));
             let refusal = trained.model.check_tokens(&window).expect_err("a window past the context");
             self.notes.push(format!(
                 "{}: not measurable at {}: the position table has {block} rows, so positions {block} and later \
                  have no embedding; the model refuses such a window (\"{refusal}\") rather than guess.",
                 trained.variant,
-                unreachable.join(" and ")
+                unreachable.iter().map(|m| format!("{m}x")).collect::<Vec<_>>().join(" and ")
             ));
         }
         self.lines.push(Line {
@@ -89,16 +89,14 @@ impl Plan for Rope {
 /// when its positions cannot reach that far (a learned or fixed table of the trained length).
 fn with_context(trained: &Trained, length: i64) -> Result<Option<(VarStore, GptModel)>> {
     let cfg = &trained.model.cfg;
-    if !matches!(cfg.pos_encoding, PosEncoding::Rope | PosEncoding::None) {
+    if cfg.pos_encoding.uses_table() {
         return Ok(None);
     }
     let longer = GptConfig { context_length: length, ..cfg.clone() };
     let mut vs = VarStore::new(trained.context.device);
     let mut model = GptModel::new(&vs.root(), &longer)?;
     vs.copy(trained.vs)?;
-    if trained.options.fused_kernels {
-        model.use_fused_kernels();
-    }
+    trained.options.choose_kernels(&mut model);
     Ok(Some((vs, model)))
 }
 

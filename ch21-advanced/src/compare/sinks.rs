@@ -154,9 +154,9 @@ impl Plan for Sinks {
         self.masses.push((trained.variant.to_string(), mass));
 
         // The stream starts at the validation part's first line break, as line-start windows do.
+        let tokenizer = model.cfg.tokenizer.build()?;
         let ids = minigpt::validation_ids(model, trained.text, trained.options.train_ratio)?;
-        let first =
-            minigpt::line_starts(&ids, model.cfg.tokenizer.build()?.as_ref())?.first().map_or(0, |&s| s as usize);
+        let first = minigpt::line_starts(&ids, tokenizer.as_ref())?.first().map_or(0, |&s| s as usize);
         let length = (STREAM_CONTEXTS * model.cfg.context_length) as usize;
         let tokens: Vec<i64> = ids.iter().skip(first).take(length).map(|&id| i64::from(id)).collect();
         let mut measurements = vec![Some(mean)];
@@ -179,7 +179,7 @@ impl Plan for Sinks {
             trained.variant,
             timings.join(", "),
             4 * context,
-            model.cfg.tokenizer.build()?.decode(&tail)?
+            tokenizer.decode(&tail)?
         ));
         self.streams.push((trained.variant.to_string(), lines));
         Ok(measurements)
@@ -189,8 +189,9 @@ impl Plan for Sinks {
         let mut notes = vec![format!(
             "Streaming: {} validation tokens from the first line break ({STREAM_CONTEXTS}x the context of {}), one \
              token at a time, every cache holding {} keys (StreamingLLM numbers positions inside the cache). \
-             \"attention on the first {SINKS}\": the weight the queries in the second half of a window give its first {SINKS} \
-             positions, mean over layers and heads (spread evenly it would be about {:.2}). Speed, batch 1:",
+             \"attention on the first {SINKS}\": the weight the queries in the second half of a window give its \
+             first {SINKS} positions, mean over layers and heads (spread evenly it would be about {:.2}). Speed, \
+             batch 1:",
             STREAM_CONTEXTS * base.block_size,
             base.block_size,
             base.block_size,

@@ -3,15 +3,12 @@
 //! positions stop at 64 and say so), with the rotation printed on a 2-D query and RoPE's
 //! relative-position property measured on the trained model.
 
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Exercise;
 
 use crate::compare::{self, Study};
-use crate::minigpt;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.25",
     summary: "learned positions vs RoPE vs NoPE (none), validation loss at 1x, 2x and 4x the trained context; the rotation on a 2-D query and RoPE's shift invariance (`compare rope`, 300 steps)",
-    run: |context| {
-        Report::new(&compare::run(context, &minigpt::corpus(context)?, Study::Rope, &compare::base_options(300))?)
-    },
+    run: |context| compare::exercise_report(context, Study::Rope, 300),
 };

@@ -3,15 +3,12 @@
 //! of the mini-GPT with 8 query heads and 8, 4, 2 or 1 key/value heads, and GPT-2 small's
 //! cache sizes by the same formula.
 
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Exercise;
 
 use crate::compare::{self, Study};
-use crate::minigpt;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.28",
     summary: "MHA vs GQA (4 and 2 KV heads) vs MQA: parameters, KV-cache bytes, cached tokens/s, loss (`compare gqa`, 300 steps)",
-    run: |context| {
-        Report::new(&compare::run(context, &minigpt::corpus(context)?, Study::Gqa, &compare::base_options(300))?)
-    },
+    run: |context| compare::exercise_report(context, Study::Gqa, 300),
 };

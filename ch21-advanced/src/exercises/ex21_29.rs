@@ -2,15 +2,12 @@
 //! trained at context 64 stream 2,048 validation tokens with window attention, 4 sinks plus a
 //! window, and recomputation; the weight their queries give the first positions.
 
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Exercise;
 
 use crate::compare::{self, Study};
-use crate::minigpt;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.29",
     summary: "attention sinks: the weight on the first 4 positions per layer and head, and perplexity streaming 32x past the context with window-only, 4 sinks + window, recomputation (`compare sinks`, 300 steps)",
-    run: |context| {
-        Report::new(&compare::run(context, &minigpt::corpus(context)?, Study::Sinks, &compare::base_options(300))?)
-    },
+    run: |context| compare::exercise_report(context, Study::Sinks, 300),
 };

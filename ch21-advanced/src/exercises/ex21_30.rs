@@ -2,15 +2,12 @@
 //! 32-token prompt and a 32-token completion, causal models (trained on every token or on the
 //! completion) against a prefix LM (bidirectional over the prompt), scored on the completion.
 
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Exercise;
 
 use crate::compare::{self, Study};
-use crate::minigpt;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.30",
     summary: "causal vs prefix LM on 32-token prompts with 32-token completions: completion loss and greedy completions (`compare prefix`, 300 steps)",
-    run: |context| {
-        Report::new(&compare::run(context, &minigpt::corpus(context)?, Study::Prefix, &compare::base_options(300))?)
-    },
+    run: |context| compare::exercise_report(context, Study::Prefix, 300),
 };

@@ -2,15 +2,12 @@
 //! output heads on one trunk, the next-token head's loss, and self-speculative decoding with
 //! the extra heads drafting.
 
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Exercise;
 
 use crate::compare::{self, Study};
-use crate::minigpt;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.33",
     summary: "multi-token prediction with 1, 2, 4 and 8 heads: next-token loss, samples, self-speculative decoding's tokens per pass and speedup with identical output (`compare mtp`, 300 steps)",
-    run: |context| {
-        Report::new(&compare::run(context, &minigpt::corpus(context)?, Study::Mtp, &compare::base_options(300))?)
-    },
+    run: |context| compare::exercise_report(context, Study::Mtp, 300),
 };

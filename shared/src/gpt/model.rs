@@ -283,7 +283,7 @@ impl GptModel {
     /// 0 is plain window attention.
     pub fn new_streaming_cache(&self, batch: i64, sinks: i64, window: i64) -> Result<KvCache> {
         ensure!(
-            matches!(self.cfg.pos_encoding, PosEncoding::Rope | PosEncoding::None),
+            !self.cfg.pos_encoding.uses_table(),
             "a streaming cache renumbers positions inside the cache, which needs rotary or no position \
              encoding (this model has {:?} positions, fixed when its keys were computed)",
             self.cfg.pos_encoding
@@ -337,8 +337,7 @@ impl GptModel {
         let (start, end) = (cache.len, cache.len + tokens);
         let device = idx.device();
         assert!(
-            end <= self.cfg.context_length
-                || (cache.is_rolling() && self.pos_emb.is_none() && self.pos_table.is_none()),
+            end <= self.cfg.context_length || (cache.is_rolling() && !self.cfg.pos_encoding.uses_table()),
             "{end} positions exceed the context length {}",
             self.cfg.context_length
         );
