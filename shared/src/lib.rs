@@ -14,8 +14,7 @@
 //! | [`attention`] | 3.5-3.6, 21 | the book's `MultiHeadAttention` (causal mask, SDPA kernel), grouped-query attention, sliding-window and prefix masks, KV-cache access |
 //! | [`positions`] | 2.8, 21 | learned, sinusoidal, rotary (RoPE) or no position information |
 //! | [`gpt`] | 4, 21 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, the `Linear` layer (dense, LoRA, int8), `GptModel` and its heads, KV cache, parameter counts |
-//! | [`generate`] | 4.7, 5.3 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling |
-//! | [`speculative`] | 21 | self-speculative decoding with multi-token prediction heads |
+//! | [`generate`] | 4.7, 5.3, 21 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling; the step-wise decoder and its logits processors (top-p, repetition penalty, watermark); beam search, speculative (draft-model and self-speculative) and contrastive decoding |
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
 //! | [`lora`] | E | LoRA adapters on every linear layer, merging, adapter-only state |
@@ -47,7 +46,6 @@ pub mod plot;
 pub mod positions;
 pub mod reference;
 pub mod spam;
-pub mod speculative;
 pub mod tensors;
 pub mod timing;
 pub mod tokenizer;

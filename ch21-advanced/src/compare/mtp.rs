@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 use shared::cli::RunContext;
 use shared::generate::generate_greedy_cached;
-use shared::speculative::generate_self_speculative;
+use shared::generate::speculative::generate_self_speculative;
 use tch::Tensor;
 
 use super::{token_ids, validation_prompts, Findings, Plan, Trained};

@@ -57,6 +57,15 @@ impl KvCache {
         }
     }
 
+    /// Keeps the sequences at `indices` `(B',)` of the batch, in that order; an index may
+    /// repeat (beam search continues its best beams this way).
+    pub fn select_sequences(&mut self, indices: &Tensor) {
+        for layer in &mut self.layers {
+            layer.keys = layer.keys.index_select(0, indices);
+            layer.values = layer.values.index_select(0, indices);
+        }
+    }
+
     /// Forgets every position from `len` on. Returns false, changing nothing, when a position
     /// below `len` that later tokens would see has already left a rolling cache; the caller
     /// then has to refill the cache from the tokens.

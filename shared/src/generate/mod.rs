@@ -4,6 +4,14 @@
 //! and the same decoding over a key/value cache (the book's KV-cache bonus material) with a
 //! step-wise [`Decoder`] and a chain of logits processors ([`Sampler`]: repetition penalty,
 //! bias hooks, top-k, temperature, top-p), after Hugging Face's `generation/logits_process.py`.
+//! Chapter 21's decoders build on the step-wise API, one module each: [`beam`] search,
+//! [`speculative`] decoding (with a draft model, or with the model's own extra heads),
+//! [`contrastive`] decoding, and the [`watermark`] processor and its detector.
+
+pub mod beam;
+pub mod contrastive;
+pub mod speculative;
+pub mod watermark;
 
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -211,6 +219,11 @@ impl<'m> Decoder<'m> {
         self.model.check_tokens(idx)?;
         let (batch, new) = idx.size2()?;
         ensure!(batch == self.tokens.size()[0], "the decoder holds {} sequences, got {batch}", self.tokens.size()[0]);
+        if new > 1 && self.len() + new - self.offset > self.model.cfg.context_length {
+            // Past the context each position sees its own cropped window: one at a time.
+            let logits = (0..new).map(|i| self.extend(&idx.narrow(1, i, 1))).collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::cat(&logits, 1));
+        }
         let _no_grad = tch::no_grad_guard();
         let idx = idx.to_device(self.tokens.device());
         self.tokens = Tensor::cat(&[&self.tokens, &idx], 1);
@@ -222,6 +235,14 @@ impl<'m> Decoder<'m> {
         }
         let logits = self.refill(total)?;
         Ok(logits.narrow(1, logits.size()[1] - new, new))
+    }
+
+    /// Keeps the sequences at `indices` `(B',)`, in that order; an index may repeat (beam
+    /// search continues its best beams this way).
+    pub fn select(&mut self, indices: &Tensor) {
+        let indices = indices.to_device(self.tokens.device());
+        self.tokens = self.tokens.index_select(0, &indices);
+        self.cache.select_sequences(&indices);
     }
 
     /// Forgets every token from `len` on. The cache is cut back where it still holds what
@@ -457,6 +478,17 @@ impl Sampler {
             }
         }
         logits
+    }
+
+    /// The distribution `(B, V)` the next token is drawn from: the softmax of the processed
+    /// logits, or, at temperature 0, all the mass on the argmax (what greedy decoding draws).
+    pub fn probabilities(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
+        let logits = self.process(logits, tokens);
+        if self.sampling.temperature > 0.0 {
+            logits.softmax(-1, Kind::Float)
+        } else {
+            logits.zeros_like().to_kind(Kind::Float).scatter_value(1, &logits.argmax(-1, true), 1.0)
+        }
     }
 
     /// The next token `(B, 1)` for the last-position logits `(B, V)`, given the tokens so far.
