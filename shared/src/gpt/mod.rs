@@ -19,5 +19,5 @@ pub use config::{
 };
 pub use count::ParameterCounts;
 pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};
-pub use linear::{Adapter, Linear, LinearWeight, Quantization, QuantizedWeight};
+pub use linear::{Adapter, Granularity, Linear, LinearWeight, QuantScheme, Quantization, QuantizedWeight};
 pub use model::{GptModel, KvCache};

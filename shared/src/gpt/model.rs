@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{GptConfig, LayerNorm, Linear, TransformerBlock};
+use super::{GptConfig, LayerNorm, Linear, ParameterCounts, Quantization, TransformerBlock};
 use crate::attention::{AttentionMask, CacheAccess, LayerKvCache};
 use crate::init;
 use crate::positions::{sinusoidal_table, PosEncoding};
@@ -260,6 +260,27 @@ impl GptModel {
             layers.push((format!("future_heads.{i}"), head));
         }
         layers
+    }
+
+    /// Quantizes the weight of every linear layer ([`GptModel::linear_layers_mut`]; a tied
+    /// head stays the float embedding it shares): post-training quantization, exercise 21.34.
+    pub fn quantize(&mut self, quantization: Quantization) -> Result<()> {
+        for (_, layer) in self.linear_layers_mut() {
+            layer.quantize(quantization)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the parameters as the model holds them: float32 everywhere except quantized
+    /// linear weights, counted packed.
+    pub fn parameter_bytes(&mut self) -> i64 {
+        let (mut linear_elements, mut linear_bytes) = (0, 0);
+        for (_, layer) in self.linear_layers_mut() {
+            let (out, input) = layer.shape();
+            linear_elements += out * input;
+            linear_bytes += layer.weight_bytes();
+        }
+        (ParameterCounts::from_config(&self.cfg).total() - linear_elements) * 4 + linear_bytes
     }
 }
 

@@ -69,6 +69,54 @@ impl TrainingLoss for MultiTokenLoss {
     }
 }
 
+/// Knowledge distillation (Hinton et al. 2015; chapter 21, exercise 21.35): the student's
+/// loss is `(1 - weight) * cross-entropy + weight * T^2 * KL(teacher_T || student_T)`, where
+/// `_T` are the distributions softened by temperature `T` and the KL divergence is averaged
+/// over the predicted positions (those whose target is not [`IGNORE_INDEX`]). The `T^2` keeps
+/// the soft term's gradients the size of the hard term's as `T` grows. The teacher runs in
+/// evaluation mode without gradients; both models must share the vocabulary.
+pub struct DistillationLoss<'t> {
+    pub teacher: &'t GptModel,
+    pub temperature: f64,
+    /// The share of the distillation term (the paper's lambda; 0 is plain cross-entropy).
+    pub weight: f64,
+}
+
+impl DistillationLoss<'_> {
+    pub fn validate(&self, student: &GptModel) -> Result<()> {
+        anyhow::ensure!(self.temperature > 0.0 && self.temperature.is_finite(), "the temperature must be positive");
+        anyhow::ensure!((0.0..=1.0).contains(&self.weight), "the distillation weight must be in [0, 1]");
+        anyhow::ensure!(
+            self.teacher.cfg.vocab_size == student.cfg.vocab_size && self.teacher.cfg.tokenizer == student.cfg.tokenizer,
+            "the teacher and the student must share a tokenizer"
+        );
+        anyhow::ensure!(student.cfg.n_future_heads == 1, "distillation trains the next-token head alone");
+        Ok(())
+    }
+
+    /// `KL(teacher_T || student_T)` per position, averaged over the positions `mask` keeps.
+    pub fn soft_loss(&self, student_logits: &Tensor, teacher_logits: &Tensor, mask: &Tensor) -> Tensor {
+        let t = self.temperature;
+        let student = (student_logits / t).log_softmax(-1, Kind::Float);
+        let teacher = (teacher_logits / t).log_softmax(-1, Kind::Float);
+        let per_position = (teacher.exp() * (&teacher - student)).sum_dim_intlist(-1, false, Kind::Float);
+        let mask = mask.to_kind(Kind::Float);
+        (per_position * &mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+    }
+}
+
+impl TrainingLoss for DistillationLoss<'_> {
+    fn loss(&self, model: &GptModel, batch: &Batch, device: Device, train: bool) -> Tensor {
+        let inputs = batch.inputs.to_device(device);
+        let targets = batch.targets.to_device(device);
+        let logits = model.forward_t(&inputs, train);
+        let hard = cross_entropy(&logits, &targets);
+        let teacher_logits = tch::no_grad(|| self.teacher.forward_t(&inputs, false));
+        let soft = self.soft_loss(&logits, &teacher_logits, &targets.ne(IGNORE_INDEX));
+        hard * (1.0 - self.weight) + soft * (self.weight * self.temperature * self.temperature)
+    }
+}
+
 impl<F: Fn(&GptModel, &Batch, Device, bool) -> Tensor> TrainingLoss for F {
     fn loss(&self, model: &GptModel, batch: &Batch, device: Device, train: bool) -> Tensor {
         self(model, batch, device, train)
@@ -160,5 +208,52 @@ mod tests {
         let loss = cross_entropy(&logits, &masked).double_value(&[]);
         assert!((loss + log_probs.double_value(&[0, 0, 0])).abs() < 1e-6);
         assert!((perplexity(2.0f64.ln()) - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn distillation_matches_its_definition() {
+        use crate::gpt::GptConfig;
+        let _rng = crate::device::global_rng_lock();
+        crate::device::seed_everything(2);
+        let cfg = GptConfig { vocab_size: 10, drop_rate: 0.0, ..GptConfig::tiny() };
+        let (teacher_vs, student_vs) = (tch::nn::VarStore::new(Device::Cpu), tch::nn::VarStore::new(Device::Cpu));
+        let teacher = GptModel::new(&teacher_vs.root(), &cfg).unwrap();
+        let student = GptModel::new(&student_vs.root(), &cfg).unwrap();
+        let batch = Batch {
+            inputs: Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6]).view([2, 3]),
+            targets: Tensor::from_slice(&[2i64, 3, 4, 5, 6, IGNORE_INDEX]).view([2, 3]),
+        };
+        let device = Device::Cpu;
+        // A student equal to its teacher has nothing left to learn from it.
+        let own = DistillationLoss { teacher: &student, temperature: 2.0, weight: 1.0 };
+        assert!(own.loss(&student, &batch, device, false).double_value(&[]).abs() < 1e-6);
+        // The soft term by hand: T^2 * mean over the 5 predicted positions of KL(p_T || q_T).
+        let distill = DistillationLoss { teacher: &teacher, temperature: 4.0, weight: 1.0 };
+        distill.validate(&student).unwrap();
+        let (s, t) = (student.forward_t(&batch.inputs, false), teacher.forward_t(&batch.inputs, false));
+        let (q, p) = ((&s / 4.0).softmax(-1, Kind::Double), (&t / 4.0).softmax(-1, Kind::Double));
+        let mut kl = 0.0;
+        for (b, i) in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)] {
+            for v in 0..10 {
+                let (p, q) = (p.double_value(&[b, i, v]), q.double_value(&[b, i, v]));
+                kl += p * (p / q).ln() / 5.0;
+            }
+        }
+        let loss = distill.loss(&student, &batch, device, false).double_value(&[]);
+        assert!((loss - 16.0 * kl).abs() < 1e-5 * loss.abs().max(1e-3), "{loss} vs {}", 16.0 * kl);
+        // Weight 0 is plain cross-entropy: the same loss and the same gradients.
+        let plain = DistillationLoss { weight: 0.0, ..distill };
+        let gradients = |loss: Tensor| -> Vec<Tensor> {
+            for mut v in student_vs.trainable_variables() {
+                v.zero_grad();
+            }
+            loss.backward();
+            student_vs.trainable_variables().iter().map(|v| v.grad().copy()).collect()
+        };
+        let a = gradients(plain.loss(&student, &batch, device, true));
+        let b = gradients(NextTokenLoss.loss(&student, &batch, device, true));
+        assert!(a.iter().zip(&b).all(|(a, b)| a.equal(b)));
+        let mismatched = GptModel::new(&tch::nn::VarStore::new(Device::Cpu).root(), &GptConfig::tiny()).unwrap();
+        assert!(DistillationLoss { teacher: &mismatched, ..distill }.validate(&student).is_err());
     }
 }

@@ -16,6 +16,6 @@ pub use loop_::{
 };
 pub use loss::{
     calc_loss_batch, calc_loss_loader, check_token_ids, cross_entropy, mean_over_batches, perplexity, BatchSource,
-    MultiTokenLoss, NextTokenLoss, TrainingLoss, IGNORE_INDEX,
+    DistillationLoss, MultiTokenLoss, NextTokenLoss, TrainingLoss, IGNORE_INDEX,
 };
 pub use schedule::WarmupCosine;
