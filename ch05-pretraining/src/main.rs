@@ -6,15 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use ch05_pretraining::check_run;
-use ch05_pretraining::decode::{file_loss, generate_text, generate_text_cached, text_losses};
+use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
 use clap::{Args, Parser, Subcommand};
-use shared::cli::{self, CommonArgs, RunContext};
+use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::data::THE_VERDICT;
 use shared::device::seed_everything;
 use shared::exercise::ExerciseCommand;
-use shared::generate::{Sampler, Sampling};
+use shared::generate::{continue_text, Decoding, Sampling};
 use shared::gpt::GptConfig;
 use shared::model_source::ModelSource;
 
@@ -142,12 +142,9 @@ struct SamplingArgs {
     /// Stop when this token is drawn (50256 is <|endoftext|>)
     #[arg(long)]
     eos_id: Option<i64>,
-    /// Nucleus sampling: keep the most likely tokens whose probabilities reach P (implies --cached)
-    #[arg(long, value_name = "P")]
-    top_p: Option<f64>,
-    /// Divide the positive logits of tokens already present by R and multiply the negative ones (CTRL; implies --cached)
-    #[arg(long, value_name = "R")]
-    repetition_penalty: Option<f64>,
+    /// --top-p, --repetition-penalty, --beams, --length-penalty (each implies --cached)
+    #[command(flatten)]
+    decoding: DecodingArgs,
     /// Decode over the key/value cache instead of re-running the model on the whole context
     #[arg(long)]
     cached: bool,
@@ -160,12 +157,12 @@ impl SamplingArgs {
         Ok(sampling)
     }
 
-    /// The cached decoder's sampler, when one of its flags is given.
-    fn sampler(&self) -> Result<Option<Sampler>> {
-        if !(self.cached || self.top_p.is_some() || self.repetition_penalty.is_some()) {
+    /// The cached decoding, when one of its flags is given.
+    fn cached_decoding(&self) -> Result<Option<Decoding>> {
+        if !(self.cached || self.decoding.is_set()) {
             return Ok(None);
         }
-        Ok(Some(Sampler::with_options(&self.sampling()?, self.top_p, self.repetition_penalty)?))
+        Ok(Some(self.decoding.decoding(&self.sampling()?)?))
     }
 }
 
@@ -255,11 +252,13 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(args)) => train(&context, &args.options()?),
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
         Some(Command::Generate { model, prompt, max_new_tokens, sampling, ids }) => {
-            let (book, cached) = (sampling.sampling()?, sampling.sampler()?);
+            let (book, cached) = (sampling.sampling()?, sampling.cached_decoding()?);
             let loaded = model.source()?.load(context.device, context.seed)?;
             seed_everything(context.seed);
             let generated = match cached {
-                Some(mut sampler) => generate_text_cached(&loaded.model, &prompt, max_new_tokens, &mut sampler)?,
+                Some(mut decoding) => {
+                    continue_text(&loaded.model, &prompt, |idx| decoding.generate(&loaded.model, idx, max_new_tokens))?
+                }
                 None => generate_text(&loaded.model, &prompt, max_new_tokens, &book)?,
             };
             println!("{}", generated.text);

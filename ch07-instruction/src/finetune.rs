@@ -18,7 +18,7 @@ use shared::train::{
 
 use crate::collate::{CollateOptions, InstructionDataset, InstructionLoader, TokenStats};
 use crate::records::{self, InstructionRecord, Splits};
-use crate::respond::{respond, respond_all, MAX_NEW_TOKENS};
+use crate::respond::{book_decoding, respond, respond_all, MAX_NEW_TOKENS};
 use crate::template::TemplateKind;
 
 /// The file the run writes the test set's responses to (the book's name).
@@ -240,7 +240,15 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     // Section 7.7: responses for the test set.
     let responses = if options.responses && !splits.test.is_empty() {
         seed_everything(context.seed);
-        let answered = respond_all(&model, template, &splits.test, options.max_new_tokens, device, options.verbose)?;
+        let answered = respond_all(
+            &model,
+            template,
+            &splits.test,
+            options.max_new_tokens,
+            device,
+            &mut book_decoding(),
+            options.verbose,
+        )?;
         for record in answered.iter().take(3) {
             say(format!(
                 "{}\n\nCorrect response:\n>> {}\n\nModel response:\n>> {}\n{}",

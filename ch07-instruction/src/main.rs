@@ -10,14 +10,17 @@ use anyhow::{Context, Result};
 use ch07_instruction::finetune::{self, FinetuneOptions, RESPONSES_FILE};
 use ch07_instruction::judge::{self, JudgeReport, OllamaClient};
 use ch07_instruction::records::{self, InstructionRecord, Splits};
-use ch07_instruction::respond::{respond, respond_all, MAX_NEW_TOKENS};
+use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
 use ch07_instruction::template::TemplateKind;
 use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use shared::cli::{self, CommonArgs, RunContext};
+use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
+use shared::device::seed_everything;
 use shared::exercise::ExerciseCommand;
+use shared::generate::{Decoding, Sampling};
 use shared::lora::LoraConfig;
 use shared::model_source::InitArgs;
+use shared::tokenizer::END_OF_TEXT_ID;
 
 /// Chapter 7, "Fine-tuning to follow instructions". Without a command: the book's run, which
 /// fine-tunes GPT-2 medium (355M) on 935 instruction records in the Alpaca prompt style for
@@ -115,11 +118,29 @@ struct ModelArgs {
     /// Longest response
     #[arg(long, default_value_t = MAX_NEW_TOKENS)]
     max_new_tokens: i64,
+    /// Sampling temperature; 0 (the book's) decodes greedily
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    temperature: f64,
+    /// Keep only the k most likely tokens
+    #[arg(long)]
+    top_k: Option<i64>,
+    #[command(flatten)]
+    decoding: DecodingArgs,
 }
 
 impl ModelArgs {
     fn load(&self, context: &RunContext) -> Result<InstructionModel> {
         finetune::load_model(&self.checkpoint, self.template, context)
+    }
+
+    /// The decoding the flags ask for, stopping at the end-of-text token (default: the
+    /// book's greedy decoding); seeds the generator for sampling.
+    fn decoding(&self, context: &RunContext) -> Result<Decoding> {
+        let sampling =
+            Sampling { temperature: self.temperature, top_k: self.top_k, eos_id: Some(END_OF_TEXT_ID as i64) };
+        let decoding = self.decoding.decoding(&sampling)?;
+        seed_everything(context.seed);
+        Ok(decoding)
     }
 }
 
@@ -191,13 +212,15 @@ fn run(cli: Cli) -> Result<()> {
             command.run(exercises::ALL, &context)?
         }
         Some(Command::Respond { model, instruction, input }) => {
+            let mut decoding = model.decoding(&context)?;
             let loaded = model.load(&context)?;
             let record = InstructionRecord::new(&instruction, &input, "");
-            let m = &loaded.loaded.model;
-            println!("{}", respond(m, loaded.template.template(), &record, model.max_new_tokens, context.device)?);
+            let (m, template) = (&loaded.loaded.model, loaded.template.template());
+            println!("{}", respond_with(m, template, &record, model.max_new_tokens, context.device, &mut decoding)?);
         }
         Some(Command::Chat { model }) => chat(&model, &context)?,
         Some(Command::Responses { model, records: file }) => {
+            let mut decoding = model.decoding(&context)?;
             let loaded = model.load(&context)?;
             let records = match file {
                 Some(path) => records::load(&path)?,
@@ -210,6 +233,7 @@ fn run(cli: Cli) -> Result<()> {
                 &records,
                 model.max_new_tokens,
                 context.device,
+                &mut decoding,
                 true,
             )?;
             let path = context.out_dir.join(RESPONSES_FILE);
@@ -224,6 +248,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn chat(model: &ModelArgs, context: &RunContext) -> Result<()> {
+    let mut decoding = model.decoding(context)?;
     let loaded = model.load(context)?;
     let template = loaded.template.template();
     eprintln!("Type an instruction, then an input (or an empty line for none); Ctrl-D quits.");
@@ -240,7 +265,8 @@ fn chat(model: &ModelArgs, context: &RunContext) -> Result<()> {
         }
         let Some(input) = ask("input> ")? else { break };
         let record = InstructionRecord::new(instruction.trim(), input.trim(), "");
-        match respond(&loaded.loaded.model, template, &record, model.max_new_tokens, context.device) {
+        match respond_with(&loaded.loaded.model, template, &record, model.max_new_tokens, context.device, &mut decoding)
+        {
             Ok(response) => println!("{response}\n"),
             Err(err) => eprintln!("error: {err:#}"),
         }

@@ -1,9 +1,10 @@
 //! Section 7.7: responses of a fine-tuned model. The prompt is formatted with the template
 //! the model was trained with, decoded greedily with a KV cache until the end-of-text token
-//! (or `max_new_tokens`), and the response is cut out of the generated text.
+//! (or `max_new_tokens`; any other [`Decoding`] on request), and the response is cut out of
+//! the generated text.
 
 use anyhow::{Context, Result};
-use shared::generate::generate_greedy_cached;
+use shared::generate::{Decoding, Sampler, Sampling};
 use shared::gpt::GptModel;
 use shared::tokenizer::{Gpt2Tokenizer, TokenId, END_OF_TEXT_ID};
 use shared::train::progress_bar;
@@ -25,21 +26,37 @@ pub fn respond(
     max_new_tokens: i64,
     device: Device,
 ) -> Result<String> {
-    let prompt = template.format_input(record);
-    let generated = continue_text(model, &prompt, max_new_tokens, device)?;
-    Ok(template.extract_response(&generated, &prompt))
+    respond_with(model, template, record, max_new_tokens, device, &mut book_decoding())
 }
 
-/// `prompt` followed by up to `max_new_tokens` greedy tokens, stopping at end-of-text.
-pub fn continue_text(model: &GptModel, prompt: &str, max_new_tokens: i64, device: Device) -> Result<String> {
+/// The book's decoding of responses: greedy, until the end-of-text token.
+pub fn book_decoding() -> Decoding {
+    Decoding::Sample(
+        Sampler::new(&Sampling { eos_id: Some(END_OF_TEXT_ID as i64), ..Sampling::GREEDY })
+            .expect("greedy decoding is a valid setting"),
+    )
+}
+
+/// [`respond`] with any decoding (sampling, top-p, a repetition penalty, beam search, ...);
+/// it should stop at the end-of-text token, as [`book_decoding`] does.
+pub fn respond_with(
+    model: &GptModel,
+    template: &dyn PromptTemplate,
+    record: &InstructionRecord,
+    max_new_tokens: i64,
+    device: Device,
+    decoding: &mut Decoding,
+) -> Result<String> {
+    let prompt = template.format_input(record);
     let tokenizer = Gpt2Tokenizer::new();
-    let ids: Vec<i64> = tokenizer.encode(prompt).into_iter().map(i64::from).collect();
+    let ids: Vec<i64> = tokenizer.encode(&prompt).into_iter().map(i64::from).collect();
     let idx = Tensor::from_slice(&ids).view([1, -1]).to_device(device);
-    let out = generate_greedy_cached(model, &idx, max_new_tokens, Some(END_OF_TEXT_ID as i64))?;
+    let out = decoding.generate(model, &idx, max_new_tokens)?;
     let out: Vec<TokenId> =
         Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?.iter().map(|&t| t as TokenId).collect();
     // tiktoken decodes with errors="replace"; a response may end inside a character.
-    Ok(String::from_utf8_lossy(&tokenizer.decode_bytes(&out)?).into_owned())
+    let generated = String::from_utf8_lossy(&tokenizer.decode_bytes(&out)?).into_owned();
+    Ok(template.extract_response(&generated, &prompt))
 }
 
 /// Section 7.7: every record with its `model_response`, with a progress bar when `verbose`.
@@ -49,13 +66,14 @@ pub fn respond_all(
     records: &[InstructionRecord],
     max_new_tokens: i64,
     device: Device,
+    decoding: &mut Decoding,
     verbose: bool,
 ) -> Result<Vec<InstructionRecord>> {
     let bar = progress_bar(verbose, records.len() as u64);
     bar.set_message("generating responses");
     let mut answered = Vec::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
-        let response = respond(model, template, record, max_new_tokens, device)
+        let response = respond_with(model, template, record, max_new_tokens, device, decoding)
             .with_context(|| format!("responding to test record {index}"))?;
         answered.push(InstructionRecord { model_response: Some(response), ..record.clone() });
         bar.inc(1);

@@ -11,3 +11,5 @@ pub mod batches;
 pub mod compare;
 pub mod exercises;
 pub mod minigpt;
+pub mod models;
+pub mod quality;

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use ch21_advanced::compare::{self, Study};
 use ch21_advanced::exercises;
-use ch21_advanced::minigpt::{self, MiniGptOptions, TokenizerChoice};
+use ch21_advanced::minigpt::{self, Distill, MiniGptOptions, Teacher, TokenizerChoice};
+use ch21_advanced::models::{ModelFlags, MODEL_FLAGS};
 use clap::{Args, Parser, Subcommand};
 use shared::attention::AttentionMask;
-use shared::cli::{self, CommonArgs};
+use shared::cli::{self, CommonArgs, DecodingArgs};
 use shared::exercise::ExerciseCommand;
-use shared::generate::{Sampler, Sampling};
+use shared::generate::Sampling;
 use shared::gpt::Activation;
 use shared::positions::PosEncoding;
 
@@ -23,8 +24,39 @@ use shared::positions::PosEncoding;
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    models: ModelArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The models of the decoding and compression exercises (21.18-21.35); without these flags
+/// they train a 6-layer and a 2-layer model here (kept under the output folder's models/).
+#[derive(Args)]
+struct ModelArgs {
+    /// The large model (target, teacher, scorer): a checkpoint written by `train`
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// The large model: OpenAI's GPT-2 (a folder, a hub id or gpt2-small|medium|large|xl)
+    #[arg(long, value_name = "DIR|HUB_ID", conflicts_with = "checkpoint")]
+    weights: Option<String>,
+    /// The small model (draft, student, amateur): a checkpoint with the large model's tokenizer
+    #[arg(long, value_name = "FILE")]
+    small_checkpoint: Option<PathBuf>,
+    /// Training steps of the models trained here [default: 600]
+    #[arg(long, value_name = "N")]
+    train_steps: Option<usize>,
+}
+
+impl ModelArgs {
+    fn flags(&self) -> ModelFlags {
+        ModelFlags {
+            checkpoint: self.checkpoint.clone(),
+            weights: self.weights.clone(),
+            small_checkpoint: self.small_checkpoint.clone(),
+            steps: self.train_steps,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -59,12 +91,8 @@ enum Command {
         /// Keep only the k most likely tokens
         #[arg(long)]
         top_k: Option<i64>,
-        /// Nucleus sampling: keep the most likely tokens whose probabilities reach P
-        #[arg(long, value_name = "P")]
-        top_p: Option<f64>,
-        /// CTRL repetition penalty (1 changes nothing)
-        #[arg(long, value_name = "R")]
-        repetition_penalty: Option<f64>,
+        #[command(flatten)]
+        decoding: DecodingArgs,
     },
 }
 
@@ -135,6 +163,15 @@ struct TrainArgs {
     /// Continue from a checkpoint written by `train` (NAME.safetensors or NAME.json)
     #[arg(long, value_name = "CHECKPOINT")]
     resume: Option<PathBuf>,
+    /// Distil from this teacher (a checkpoint written by `train`, with the same tokenizer): the loss becomes (1 - lambda) cross-entropy + lambda T^2 KL(teacher_T || student_T)
+    #[arg(long, value_name = "CHECKPOINT")]
+    teacher: Option<PathBuf>,
+    /// With --teacher: the temperature T
+    #[arg(long, default_value_t = 2.0, requires = "teacher")]
+    distill_temperature: f64,
+    /// With --teacher: the distillation share lambda
+    #[arg(long, default_value_t = 0.5, requires = "teacher")]
+    distill_weight: f64,
 }
 
 impl TrainArgs {
@@ -164,6 +201,11 @@ impl TrainArgs {
             tokenizer: self.tokenizer,
             prompt: self.prompt.clone(),
             resume: self.resume.clone(),
+            distill: self.teacher.as_ref().map(|teacher| Distill {
+                teacher: Teacher::Checkpoint(teacher.clone()),
+                temperature: self.distill_temperature,
+                weight: self.distill_weight,
+            }),
             ..MiniGptOptions::default()
         }
     }
@@ -176,6 +218,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
+    MODEL_FLAGS.set(cli.models.flags());
     match cli.command {
         None => minigpt::run(&context, &minigpt::corpus(&context)?, &MiniGptOptions::default()).map(|_| ()),
         Some(Command::Train(args)) => minigpt::run(&context, &minigpt::corpus(&context)?, &args.options()).map(|_| ()),
@@ -190,18 +233,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::Generate {
-            checkpoint,
-            prompt,
-            max_new_tokens,
-            temperature,
-            top_k,
-            top_p,
-            repetition_penalty,
-        }) => {
-            let sampling = Sampling { temperature, top_k, eos_id: None };
-            let mut sampler = Sampler::with_options(&sampling, top_p, repetition_penalty)?;
-            println!("{}", minigpt::generate(&checkpoint, &prompt, max_new_tokens, &mut sampler, &context)?);
+        Some(Command::Generate { checkpoint, prompt, max_new_tokens, temperature, top_k, decoding }) => {
+            let mut decoding = decoding.decoding(&Sampling { temperature, top_k, eos_id: None })?;
+            println!("{}", minigpt::generate(&checkpoint, &prompt, max_new_tokens, &mut decoding, &context)?);
             Ok(())
         }
     }

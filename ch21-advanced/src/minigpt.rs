@@ -16,10 +16,10 @@ use shared::device::{device_name, seed_everything};
 use shared::gpt::{Activation, GptConfig, GptModel, NormPlacement};
 use shared::model_source::ModelSource;
 use shared::positions::PosEncoding;
-use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer};
+use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 use shared::train::{
-    calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, TrainHistory,
-    TrainHooks, TrainProgress, TrainSettings, WarmupCosine,
+    calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, DistillationLoss, MultiTokenLoss,
+    TrainHistory, TrainHooks, TrainProgress, TrainSettings, WarmupCosine,
 };
 use tch::nn::VarStore;
 
@@ -45,6 +45,34 @@ impl TokenizerChoice {
             Self::Char => Box::new(CharTokenizer::from_text(text)),
             Self::Gpt2 => Box::new(Gpt2Tokenizer::new()),
             Self::Word => Box::new(SimpleTokenizerV2::from_text(text)),
+        }
+    }
+}
+
+/// Knowledge distillation settings: the student learns from `(1 - weight)` cross-entropy and
+/// `weight * T^2 * KL(teacher_T || student_T)` ([`DistillationLoss`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distill {
+    pub teacher: Teacher,
+    pub temperature: f64,
+    pub weight: f64,
+}
+
+/// Where a teacher comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Teacher {
+    /// A checkpoint of ours (NAME.safetensors or NAME.json).
+    Checkpoint(PathBuf),
+    /// OpenAI's GPT-2 (a folder, a hub id or gpt2-small|medium|large|xl).
+    Weights(String),
+}
+
+impl Teacher {
+    pub fn source(&self) -> ModelSource {
+        match self {
+            Self::Checkpoint(path) => ModelSource::checkpoint(path),
+            Self::Weights(spec) => ModelSource::Weights(spec.clone()),
         }
     }
 }
@@ -99,6 +127,11 @@ pub struct MiniGptOptions {
     /// the last step. A run to be resumed to more steps needs the final count here.
     pub decay_steps: Option<usize>,
     pub tokenizer: TokenizerChoice,
+    /// Another model's tokenizer (its vocabulary included) instead of `tokenizer`: for a draft
+    /// or a student that must share its target's or teacher's ids.
+    pub tokenizer_spec: Option<TokenizerSpec>,
+    /// Train against a teacher's distributions as well (exercise 21.35).
+    pub distill: Option<Distill>,
     /// Share of the text (in tokens) used for training.
     pub train_ratio: f64,
     /// Print a 50-token greedy continuation of `prompt` after each evaluation round.
@@ -138,6 +171,8 @@ impl Default for MiniGptOptions {
             warmup_steps: 100,
             decay_steps: None,
             tokenizer: TokenizerChoice::Char,
+            tokenizer_spec: None,
+            distill: None,
             train_ratio: 0.9,
             samples: true,
             prompt: "ROMEO:".to_string(),
@@ -150,18 +185,19 @@ impl Default for MiniGptOptions {
 impl MiniGptOptions {
     /// The exercises' small mini-GPT (2 layers of width 64, block 32), for `steps` steps, quiet.
     pub fn small(steps: usize) -> Self {
+        Self { n_layers: 2, emb_dim: 64, block_size: 32, samples: false, verbose: false, ..Self::default() }
+            .with_steps(steps)
+    }
+
+    /// `steps` optimizer steps in one round (one evaluation at the end), a tenth of them warmup.
+    pub fn with_steps(self, steps: usize) -> Self {
         Self {
-            n_layers: 2,
-            emb_dim: 64,
-            block_size: 32,
             iters: steps,
             eval_interval: steps,
             warmup_steps: (steps / 10) as i64,
             // A final evaluation no longer than the training (200 batches from 200 steps on).
             final_eval_batches: steps.clamp(10, 200),
-            samples: false,
-            verbose: false,
-            ..Self::default()
+            ..self
         }
     }
 
@@ -268,11 +304,20 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     let (tokenizer, config) = match &resumed {
         Some(meta) => (meta.config.tokenizer.build()?, meta.config.clone()),
         None => {
-            let tokenizer = options.tokenizer.build(text);
+            let tokenizer = match &options.tokenizer_spec {
+                Some(spec) => spec.build()?,
+                None => options.tokenizer.build(text),
+            };
             let config = options.config(tokenizer.as_ref());
             (tokenizer, config)
         }
     };
+    let teacher = options
+        .distill
+        .as_ref()
+        .map(|distill| distill.teacher.source().load(context.device, context.seed))
+        .transpose()
+        .context("loading the teacher")?;
     let ids = tokenizer.encode(text).context("tokenizing the training text")?;
     let (train_ids, val_ids) = split(&ids, options.train_ratio);
     let (block, batch) = (config.context_length, options.batch_size);
@@ -336,8 +381,20 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         let meta = CheckpointMeta::new(&config, progress, optimizer.config, seed, Some(seed));
         Checkpoint::at(&checkpoint_path).save(&vs, Some(optimizer), &meta)
     };
+    let distillation = match (&options.distill, &teacher) {
+        (Some(distill), Some(teacher)) => {
+            let loss =
+                DistillationLoss { teacher: &teacher.model, temperature: distill.temperature, weight: distill.weight };
+            loss.validate(&model)?;
+            Some(loss)
+        }
+        _ => None,
+    };
     let hooks = TrainHooks {
-        loss: &MultiTokenLoss,
+        loss: match &distillation {
+            Some(loss) => loss,
+            None => &MultiTokenLoss,
+        },
         tokenizer: tokenizer.as_ref(),
         schedule: Some(options.schedule()),
         max_grad_norm: Some(1.0),
@@ -373,17 +430,18 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
 }
 
 /// A continuation of `prompt` from a saved mini-GPT (any checkpoint of ours), decoded with
-/// the model's own tokenizer through the cached decoder and `sampler`.
+/// the model's own tokenizer over the KV cache with `decoding`.
 pub fn generate(
     checkpoint: &Path,
     prompt: &str,
     max_new_tokens: i64,
-    sampler: &mut shared::generate::Sampler,
+    decoding: &mut shared::generate::Decoding,
     context: &RunContext,
 ) -> Result<String> {
     let loaded = ModelSource::checkpoint(checkpoint).load(context.device, context.seed)?;
     seed_everything(context.seed);
-    Ok(shared::generate::generate_text_cached(&loaded.model, prompt, max_new_tokens, sampler)?.text)
+    let model = &loaded.model;
+    Ok(shared::generate::continue_text(model, prompt, |idx| decoding.generate(model, idx, max_new_tokens))?.text)
 }
 
 /// A run of `options` on `text` in the subfolder `name` of the output folder, and its

@@ -5,7 +5,7 @@ use ch21_advanced::minigpt::{self, MiniGptOptions, TokenizerChoice};
 use shared::cli::RunContext;
 use shared::data::TINY_SHAKESPEARE;
 use shared::device::global_rng_lock;
-use shared::generate::{Sampler, Sampling};
+use shared::generate::{Decoding, Sampler, Sampling};
 
 fn text() -> String {
     let full = RunContext::for_tests().data.read_to_string(&TINY_SHAKESPEARE).unwrap();
@@ -57,9 +57,13 @@ fn the_mini_gpt_learns_and_its_checkpoint_resumes_exactly() {
     assert!(err.contains("already ran 60 of the 60 steps"), "{err}");
 
     // The checkpoint generates with its own character vocabulary.
-    let mut greedy = Sampler::new(&Sampling::GREEDY).unwrap();
+    let mut greedy = Decoding::Sample(Sampler::new(&Sampling::GREEDY).unwrap());
     let sample = minigpt::generate(&full.checkpoint, "ROMEO:", 30, &mut greedy, &RunContext::for_tests()).unwrap();
     assert!(sample.starts_with("ROMEO:") && sample.chars().count() == 36, "{sample:?}");
+    // Beam search of width 1 is the same greedy decoding.
+    let mut beam = Decoding::Beam(shared::generate::beam::BeamSearch::new(1));
+    let beamed = minigpt::generate(&full.checkpoint, "ROMEO:", 30, &mut beam, &RunContext::for_tests()).unwrap();
+    assert_eq!(beamed, sample);
 }
 
 #[test]

@@ -8,6 +8,53 @@ use tch::Device;
 
 use crate::data::DataLocator;
 use crate::device::{self, DeviceChoice};
+use crate::generate::beam::BeamSearch;
+use crate::generate::{Decoding, Sampler, Sampling};
+
+/// The decoding flags beyond the book's temperature and top-k, for every command that
+/// generates (chapter 5's `generate`, chapter 7's `respond`, chapter 21's `generate`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DecodingArgs {
+    /// Nucleus sampling: keep the most likely tokens whose probabilities reach P
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+    /// CTRL repetition penalty: divide the positive logits of tokens already present by R and multiply the negative ones (1 changes nothing)
+    #[arg(long, value_name = "R")]
+    pub repetition_penalty: Option<f64>,
+    /// Beam search with N beams instead of greedy decoding (not with the sampling flags)
+    #[arg(long, value_name = "N")]
+    pub beams: Option<i64>,
+    /// With --beams: rank beams by log-probability / length^L (above 0 favours longer outputs)
+    #[arg(long, value_name = "L", requires = "beams", allow_negative_numbers = true)]
+    pub length_penalty: Option<f64>,
+}
+
+impl DecodingArgs {
+    /// Whether any of these flags was given.
+    pub fn is_set(&self) -> bool {
+        self.top_p.is_some() || self.repetition_penalty.is_some() || self.beams.is_some()
+    }
+
+    /// The decoding these flags and the book's `sampling` ask for.
+    pub fn decoding(&self, sampling: &Sampling) -> Result<Decoding> {
+        sampling.validate()?;
+        let Some(width) = self.beams else {
+            return Ok(Decoding::Sample(Sampler::with_options(sampling, self.top_p, self.repetition_penalty)?));
+        };
+        anyhow::ensure!(
+            sampling.temperature == 0.0 && sampling.top_k.is_none() && !self.is_sampling(),
+            "--beams searches deterministically: leave out --temperature, --top-k, --top-p and --repetition-penalty"
+        );
+        let settings =
+            BeamSearch { width, length_penalty: self.length_penalty.unwrap_or(1.0), eos_id: sampling.eos_id };
+        settings.validate()?;
+        Ok(Decoding::Beam(settings))
+    }
+
+    fn is_sampling(&self) -> bool {
+        self.top_p.is_some() || self.repetition_penalty.is_some()
+    }
+}
 
 /// `--device`, `--seed`, `--out-dir` and `--data`, flattened into each binary's arguments.
 #[derive(clap::Args, Debug, Clone)]

@@ -8,14 +8,21 @@ pub mod ex21_13;
 pub mod ex21_14;
 pub mod ex21_15;
 pub mod ex21_16;
+pub mod ex21_18;
+pub mod ex21_19;
 pub mod ex21_2;
 pub mod ex21_25;
 pub mod ex21_26;
+pub mod ex21_27;
 pub mod ex21_28;
 pub mod ex21_29;
 pub mod ex21_3;
 pub mod ex21_30;
+pub mod ex21_31;
+pub mod ex21_32;
 pub mod ex21_33;
+pub mod ex21_34;
+pub mod ex21_35;
 pub mod ex21_4;
 pub mod ex21_5;
 pub mod ex21_6;
@@ -43,10 +50,17 @@ pub const ALL: &[Exercise] = &[
     ex21_14::EXERCISE,
     ex21_15::EXERCISE,
     ex21_16::EXERCISE,
+    ex21_18::EXERCISE,
+    ex21_19::EXERCISE,
     ex21_25::EXERCISE,
     ex21_26::EXERCISE,
+    ex21_27::EXERCISE,
     ex21_28::EXERCISE,
     ex21_29::EXERCISE,
     ex21_30::EXERCISE,
+    ex21_31::EXERCISE,
+    ex21_32::EXERCISE,
     ex21_33::EXERCISE,
+    ex21_34::EXERCISE,
+    ex21_35::EXERCISE,
 ];

@@ -133,8 +133,12 @@ pub fn generate_text_cached(
 }
 
 /// Encodes `prompt` with the model's tokenizer (its config names it), runs `decode` on its
-/// ids `(1, T)` and decodes what comes back.
-fn continue_text(model: &GptModel, prompt: &str, decode: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Generated> {
+/// ids `(1, T)` and decodes what comes back: any decoder of this module on text.
+pub fn continue_text(
+    model: &GptModel,
+    prompt: &str,
+    decode: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Generated> {
     let tokenizer = model.cfg.tokenizer.build()?;
     let prompt_ids: Vec<i64> = tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
     ensure!(!prompt_ids.is_empty(), "the prompt is empty");
@@ -498,6 +502,28 @@ impl Sampler {
             logits.softmax(-1, Kind::Float).multinomial(1, false)
         } else {
             logits.argmax(-1, true)
+        }
+    }
+}
+
+/// How a command decodes over the KV cache: greedy decoding or sampling through a
+/// [`Sampler`], or [`beam`] search.
+pub enum Decoding {
+    Sample(Sampler),
+    Beam(beam::BeamSearch),
+}
+
+impl Decoding {
+    /// Continues `idx` `(1, T)` by up to `max_new_tokens` tokens, stopping before the
+    /// end-of-text token the sampler or the beam search names.
+    pub fn generate(&mut self, model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<Tensor> {
+        match self {
+            Self::Sample(sampler) => generate_cached(model, idx, max_new_tokens, sampler),
+            Self::Beam(settings) => {
+                let beam = beam::beam_search(model, idx, max_new_tokens, settings)?;
+                let new = Tensor::from_slice(&beam.new_tokens).view([1, -1]).to_device(idx.device());
+                Ok(Tensor::cat(&[idx, &new], 1))
+            }
         }
     }
 }

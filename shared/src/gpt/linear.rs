@@ -284,8 +284,11 @@ mod tests {
     fn all_quantizations() -> impl Iterator<Item = Quantization> {
         [8u8, 6, 4, 3, 2].into_iter().flat_map(|bits| {
             [QuantScheme::Fixed, QuantScheme::Absmax, QuantScheme::ZeroPoint].into_iter().flat_map(move |scheme| {
-                [Granularity::PerTensor, Granularity::PerChannel]
-                    .map(|granularity| Quantization { bits, scheme, granularity })
+                [Granularity::PerTensor, Granularity::PerChannel].map(|granularity| Quantization {
+                    bits,
+                    scheme,
+                    granularity,
+                })
             })
         })
     }
@@ -295,7 +298,8 @@ mod tests {
         let _rng = crate::device::global_rng_lock();
         tch::manual_seed(5);
         // Rows of different spreads, some skewed positive.
-        let weight = Tensor::randn([16, 24], (Kind::Float, Device::Cpu)) * Tensor::rand([16, 1], (Kind::Float, Device::Cpu))
+        let weight = Tensor::randn([16, 24], (Kind::Float, Device::Cpu))
+            * Tensor::rand([16, 1], (Kind::Float, Device::Cpu))
             * 0.5
             + Tensor::rand([16, 1], (Kind::Float, Device::Cpu)) * 0.1;
         for quantization in all_quantizations() {

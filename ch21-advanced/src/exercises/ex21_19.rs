@@ -1,0 +1,84 @@
+//! Exercise 21.19: the CTRL repetition penalty ([`shared::generate::RepetitionPenalty`]) at
+//! 1.0 (none), 1.2, 1.5 and 2.0. The large model (the exercise's GPT-2) continues each
+//! validation prompt greedily, where repetition loops are most common; the shares of repeated
+//! word bigrams, trigrams and 4-grams measure the loops, and the same model's perplexity of
+//! the text (without the penalty) what the penalty costs.
+
+use std::fmt;
+
+use anyhow::Result;
+use serde::Serialize;
+use shared::cli::RunContext;
+use shared::exercise::{Exercise, Report};
+use shared::generate::{generate_text_cached, Sampler, Sampling};
+
+use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::quality::{continuation_perplexity, mean_std, one_line, Repetition};
+
+pub const EXERCISE: Exercise = Exercise {
+    id: "21.19",
+    summary: "the CTRL repetition penalty at 1.0, 1.2, 1.5 and 2.0: the large model continues 10 validation prompts by 200 tokens greedily; shares of repeated word 2-, 3- and 4-grams and the model's own perplexity",
+    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD)?),
+};
+
+pub const PENALTIES: [f64; 4] = [1.0, 1.2, 1.5, 2.0];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub penalty: f64,
+    pub repetition: Repetition,
+    pub mean_perplexity: f64,
+    pub sample: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Result21_19 {
+    pub model: String,
+    pub sizes: Sizes,
+    pub rows: Vec<Row>,
+}
+
+pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_19> {
+    let large = models::large(context, &MODEL_FLAGS.get(), budget)?;
+    let prompts = sizes.prompts(context, budget)?;
+    let mut rows = Vec::new();
+    for penalty in PENALTIES {
+        let mut texts = Vec::new();
+        for prompt in &prompts {
+            let mut sampler = Sampler::with_options(&Sampling::GREEDY, None, Some(penalty))?;
+            texts.push(generate_text_cached(large.gpt(), prompt, sizes.new_tokens, &mut sampler)?.text);
+        }
+        let perplexities = texts
+            .iter()
+            .map(|text| continuation_perplexity(large.gpt(), text, sizes.prompt_chars))
+            .collect::<Result<Vec<_>>>()?;
+        rows.push(Row {
+            penalty,
+            repetition: Repetition::mean(&texts.iter().map(|t| Repetition::of(t)).collect::<Vec<_>>()),
+            mean_perplexity: mean_std(&perplexities).0,
+            sample: one_line(&texts[0], 90),
+        });
+    }
+    Ok(Result21_19 { model: large.name, sizes, rows })
+}
+
+impl fmt::Display for Result21_19 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} prompts, {} greedy tokens each, by the {} (which also scores them)",
+            self.sizes.prompts, self.sizes.new_tokens, self.model
+        )?;
+        writeln!(f, "| penalty | repeated bigrams | trigrams | 4-grams | perplexity | sample (first prompt) |")?;
+        writeln!(f, "|---:|---:|---:|---:|---:|---|")?;
+        for row in &self.rows {
+            let r = row.repetition;
+            writeln!(
+                f,
+                "| {} | {:.3} | {:.3} | {:.3} | {:.2} | {} |",
+                row.penalty, r.bigrams, r.trigrams, r.fourgrams, row.mean_perplexity, row.sample
+            )?;
+        }
+        Ok(())
+    }
+}

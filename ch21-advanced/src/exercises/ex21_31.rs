@@ -1,0 +1,116 @@
+//! Exercise 21.31: contrastive decoding (Li et al. 2022) with
+//! [`shared::generate::contrastive`]: the large model is the expert, the small one the
+//! amateur, and each token maximises `log p_large - alpha log p_small` over the large model's
+//! plausible set (tokens with at least 0.1 of its largest probability). Alpha 0 is the large
+//! model's greedy decoding; plain sampling from the large model (temperature 1) is the other
+//! baseline. Quality is the large model's perplexity of the text and its repeated n-grams.
+
+use std::fmt;
+
+use anyhow::Result;
+use serde::Serialize;
+use shared::cli::RunContext;
+use shared::device::seed_everything;
+use shared::exercise::{Exercise, Report};
+use shared::generate::contrastive::{generate_contrastive, Contrastive};
+use shared::generate::{continue_text, generate_text_cached, Sampler, Sampling};
+
+use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::quality::{continuation_perplexity, mean_std, one_line, Repetition};
+
+pub const EXERCISE: Exercise = Exercise {
+    id: "21.31",
+    summary: "contrastive decoding (large 6-layer expert, small 2-layer amateur, plausibility 0.1) at alpha 0, 0.25, 0.5, 1 and 1.5 against sampling from the large model: its perplexity and repeated n-grams over 10 prompts of 200 tokens",
+    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD)?),
+};
+
+pub const ALPHAS: [f64; 5] = [0.0, 0.25, 0.5, 1.0, 1.5];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub method: String,
+    pub mean_perplexity: f64,
+    pub std_perplexity: f64,
+    pub repetition: Repetition,
+    pub sample: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Result21_31 {
+    pub expert: String,
+    pub amateur: String,
+    pub sizes: Sizes,
+    pub rows: Vec<Row>,
+}
+
+pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_31> {
+    let flags = MODEL_FLAGS.get();
+    let large = models::large(context, &flags, budget)?;
+    let small = models::small(context, &flags, budget, &large, None)?;
+    let prompts = sizes.prompts(context, budget)?;
+    let row = |method: String, texts: Vec<String>| -> Result<Row> {
+        let perplexities = texts
+            .iter()
+            .map(|text| continuation_perplexity(large.gpt(), text, sizes.prompt_chars))
+            .collect::<Result<Vec<_>>>()?;
+        let (mean_perplexity, std_perplexity) = mean_std(&perplexities);
+        Ok(Row {
+            method,
+            mean_perplexity,
+            std_perplexity,
+            repetition: Repetition::mean(&texts.iter().map(|t| Repetition::of(t)).collect::<Vec<_>>()),
+            sample: one_line(&texts[0], 90),
+        })
+    };
+    seed_everything(context.seed);
+    let mut sampler = Sampler::new(&Sampling { temperature: 1.0, ..Sampling::GREEDY })?;
+    let sampled = prompts
+        .iter()
+        .map(|p| Ok(generate_text_cached(large.gpt(), p, sizes.new_tokens, &mut sampler)?.text))
+        .collect::<Result<Vec<_>>>()?;
+    let mut rows = vec![row("sampling from the large model (temperature 1)".into(), sampled)?];
+    for alpha in ALPHAS {
+        let settings = Contrastive { alpha, ..Contrastive::default() };
+        let texts = prompts
+            .iter()
+            .map(|p| {
+                let generated = continue_text(large.gpt(), p, |idx| {
+                    generate_contrastive(large.gpt(), small.gpt(), idx, sizes.new_tokens, &settings, None)
+                })?;
+                Ok(generated.text)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let method = if alpha == 0.0 {
+            "alpha 0 (the large model's greedy decoding)".to_string()
+        } else {
+            format!("contrastive, alpha {alpha}")
+        };
+        rows.push(row(method, texts)?);
+    }
+    Ok(Result21_31 { expert: large.name, amateur: small.name, sizes, rows })
+}
+
+impl fmt::Display for Result21_31 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Expert (and scorer): {}; amateur: {}; {} prompts, {} new tokens each",
+            self.expert, self.amateur, self.sizes.prompts, self.sizes.new_tokens
+        )?;
+        writeln!(f, "| method | perplexity (mean ± std) | repeated bigrams | 4-grams | sample (first prompt) |")?;
+        writeln!(f, "|---|---:|---:|---:|---|")?;
+        for row in &self.rows {
+            writeln!(
+                f,
+                "| {} | {:.2} ± {:.2} | {:.3} | {:.3} | {} |",
+                row.method,
+                row.mean_perplexity,
+                row.std_perplexity,
+                row.repetition.bigrams,
+                row.repetition.fourgrams,
+                row.sample
+            )?;
+        }
+        Ok(())
+    }
+}

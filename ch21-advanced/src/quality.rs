@@ -1,0 +1,150 @@
+//! How the decoding exercises (21.18-21.32) judge generated text: prompts cut from the
+//! validation part of the corpus, the scorer model's perplexity of a continuation, and the
+//! share of repeated word n-grams.
+
+use std::collections::HashSet;
+use std::fmt::Write;
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use shared::gpt::GptModel;
+use tch::{Kind, Tensor};
+
+/// `count` prompts of `chars` characters from the validation part of `text` (after the first
+/// `train_ratio`), each starting at the beginning of a line, spread evenly over the part.
+pub fn validation_prompts(text: &str, train_ratio: f64, count: usize, chars: usize) -> Result<Vec<String>> {
+    let chars_of: Vec<char> = text.chars().collect();
+    let validation = &chars_of[(chars_of.len() as f64 * train_ratio) as usize..];
+    let starts: Vec<usize> = (1..validation.len().saturating_sub(chars))
+        .filter(|&i| validation[i - 1] == '\n' && !validation[i].is_whitespace())
+        .collect();
+    ensure!(starts.len() >= count, "the validation text has {} line starts, {count} prompts asked for", starts.len());
+    Ok((0..count).map(|i| validation[starts[i * starts.len() / count]..][..chars].iter().collect()).collect())
+}
+
+/// The scorer's perplexity of `text` after its first `prompt_chars` characters: the
+/// exponential of the mean negative log-probability of the continuation's tokens, each
+/// predicted from at least half a context of the tokens before it (windows of the context
+/// length, half of one apart). Works across tokenizers: the scorer tokenizes the text itself.
+pub fn continuation_perplexity(scorer: &GptModel, text: &str, prompt_chars: usize) -> Result<f64> {
+    let tokenizer = scorer.cfg.tokenizer.build()?;
+    let prompt: String = text.chars().take(prompt_chars).collect();
+    let from = tokenizer.encode(&prompt)?.len().max(1);
+    let ids: Vec<i64> = tokenizer.encode(text)?.into_iter().map(i64::from).collect();
+    ensure!(ids.len() > from, "nothing after the prompt to score");
+    let context = scorer.cfg.context_length as usize;
+    let stride = (context / 2).max(1);
+    let device = scorer.tok_emb.ws.device();
+    let mut log_probs: Vec<Option<f64>> = vec![None; ids.len()];
+    let _no_grad = tch::no_grad_guard();
+    let mut start = 0;
+    loop {
+        let end = (start + context).min(ids.len());
+        let window = Tensor::from_slice(&ids[start..end]).view([1, -1]).to_device(device);
+        let scores = scorer.forward_t(&window, false).log_softmax(-1, Kind::Float).get(0);
+        let targets = Tensor::from_slice(&ids[start + 1..end]).to_device(device).unsqueeze(1);
+        let picked = Vec::<f64>::try_from(
+            scores
+                .narrow(0, 0, (end - start - 1) as i64)
+                .gather(1, &targets, false)
+                .view([-1])
+                .to_kind(Kind::Double)
+                .to_device(tch::Device::Cpu),
+        )?;
+        // The earliest window holding a position gives it the most context.
+        for (offset, log_prob) in picked.into_iter().enumerate() {
+            let position = start + 1 + offset;
+            if position >= from && log_probs[position].is_none() {
+                log_probs[position] = Some(log_prob);
+            }
+        }
+        if end == ids.len() {
+            break;
+        }
+        start += stride;
+    }
+    let scored: Vec<f64> = log_probs.into_iter().flatten().collect();
+    Ok((-scored.iter().sum::<f64>() / scored.len() as f64).exp())
+}
+
+/// The share of a text's word n-grams (n = 2, 3, 4) that repeat an earlier one:
+/// `1 - distinct / total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Repetition {
+    pub bigrams: f64,
+    pub trigrams: f64,
+    pub fourgrams: f64,
+}
+
+impl Repetition {
+    /// Of the words (split at whitespace) of `text`.
+    pub fn of(text: &str) -> Self {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        Self { bigrams: repeated(&words, 2), trigrams: repeated(&words, 3), fourgrams: repeated(&words, 4) }
+    }
+
+    /// The mean of several texts' shares.
+    pub fn mean(all: &[Repetition]) -> Self {
+        let n = all.len().max(1) as f64;
+        Self {
+            bigrams: all.iter().map(|r| r.bigrams).sum::<f64>() / n,
+            trigrams: all.iter().map(|r| r.trigrams).sum::<f64>() / n,
+            fourgrams: all.iter().map(|r| r.fourgrams).sum::<f64>() / n,
+        }
+    }
+}
+
+/// `1 - distinct n-grams / n-grams` of `words` (0 when there are none).
+pub fn repeated(words: &[&str], n: usize) -> f64 {
+    let grams: Vec<&[&str]> = words.windows(n).collect();
+    if grams.is_empty() {
+        return 0.0;
+    }
+    let distinct: HashSet<&[&str]> = grams.iter().copied().collect();
+    1.0 - distinct.len() as f64 / grams.len() as f64
+}
+
+/// Mean and (sample) standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let variance =
+        if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, variance.sqrt())
+}
+
+/// A sample for a table: its first `chars` characters on one line.
+pub fn one_line(text: &str, chars: usize) -> String {
+    let mut line = String::new();
+    for c in text.chars().take(chars) {
+        let _ = match c {
+            '\n' => write!(line, "⏎"),
+            c => write!(line, "{c}"),
+        };
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_ngrams_count_repeats_of_earlier_ones() {
+        let words: Vec<&str> = "a b a b a b".split(' ').collect();
+        // bigrams: ab ba ab ba ab -> 2 distinct of 5
+        assert!((repeated(&words, 2) - 0.6).abs() < 1e-12);
+        assert_eq!(repeated(&words, 7), 0.0);
+        let r = Repetition::of("to be or not to be");
+        assert!((r.bigrams - 0.2).abs() < 1e-12 && r.trigrams == 0.0 && r.fourgrams == 0.0);
+        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
+    }
+
+    #[test]
+    fn prompts_start_at_line_starts_in_the_validation_part() {
+        let text = "train line\n".repeat(9) + "ALPHA: one\nBETA: two\nGAMMA: three\n";
+        let prompts = validation_prompts(&text, 0.7, 2, 5).unwrap();
+        assert_eq!(prompts, ["ALPHA", "BETA:"]);
+        assert!(validation_prompts(&text, 0.7, 9, 5).is_err());
+    }
+}
