@@ -74,6 +74,16 @@ fn generate_from_gpt2_weights_prints_text_and_ids() {
         "49764",
     ]);
     assert!(String::from_utf8(output.stdout).unwrap().ends_with("[15496,11,314,716]\n"));
+    // Beam search: one beam is the greedy continuation; four search further.
+    let beams = |width: &str| -> String {
+        let args = ["generate", "--weights", &weights, "--prompt", "Hello, I am", "--max-new-tokens", "3", "--ids"];
+        let output = ch05(&[&args[..], &["--beams", width]].concat());
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(beams("1").ends_with("[15496,11,314,716,49764,49764,49764]\n"));
+    assert!(beams("4").contains("[15496,11,314,716,"));
+    fails_with(&["generate", "--weights", &weights, "--beams", "2", "--temperature", "1"], "--beams searches");
 }
 
 #[test]

@@ -82,6 +82,17 @@ fn fine_tune_then_respond_chat_answer_and_evaluate() {
         ch07(&["respond", "--checkpoint", &checkpoint, "--instruction", "Name a planet.", "--max-new-tokens", "3"]);
     assert!(respond.status.success(), "{}", text(&respond.stderr));
     assert!(!text(&respond.stdout).contains("<|assistant|>"));
+    // The decoding flags: one beam answers as greedy decoding does; sampling is seeded.
+    let args = ["respond", "--checkpoint", &checkpoint, "--instruction", "Name a planet.", "--max-new-tokens", "3"];
+    let with = |extra: &[&str]| ch07(&[&args[..], extra].concat());
+    assert_eq!(text(&with(&["--beams", "1"]).stdout), text(&respond.stdout));
+    let sampled = with(&["--temperature", "1.5", "--top-p", "0.9", "--repetition-penalty", "1.2", "--seed", "4"]);
+    assert!(sampled.status.success(), "{}", text(&sampled.stderr));
+    assert_eq!(
+        text(&with(&["--temperature", "1.5", "--top-p", "0.9", "--repetition-penalty", "1.2", "--seed", "4"]).stdout),
+        text(&sampled.stdout)
+    );
+    fails_with(&[&args[..], &["--beams", "2", "--top-k", "5"]].concat(), "--beams searches deterministically");
     // A prompt longer than the context of 128 tokens.
     let long = "word ".repeat(200);
     fails_with(&["respond", "--checkpoint", &checkpoint, "--instruction", &long], "context length of 128");

@@ -43,9 +43,12 @@ struct ModelArgs {
     /// The small model (draft, student, amateur): a checkpoint with the large model's tokenizer
     #[arg(long, value_name = "FILE")]
     small_checkpoint: Option<PathBuf>,
-    /// Training steps of the models trained here [default: 600]
+    /// Training steps of the large model when trained here [default: 2000]
     #[arg(long, value_name = "N")]
-    train_steps: Option<usize>,
+    large_steps: Option<usize>,
+    /// Training steps of the small model when trained here [default: 600]
+    #[arg(long, value_name = "N")]
+    small_steps: Option<usize>,
 }
 
 impl ModelArgs {
@@ -54,7 +57,8 @@ impl ModelArgs {
             checkpoint: self.checkpoint.clone(),
             weights: self.weights.clone(),
             small_checkpoint: self.small_checkpoint.clone(),
-            steps: self.train_steps,
+            large_steps: self.large_steps,
+            small_steps: self.small_steps,
         }
     }
 }
@@ -85,9 +89,9 @@ enum Command {
         prompt: String,
         #[arg(long, default_value_t = 200)]
         max_new_tokens: i64,
-        /// Sampling temperature; 0 decodes greedily
-        #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-        temperature: f64,
+        /// Sampling temperature; 0 decodes greedily [default: 0.8, or 0 with --beams]
+        #[arg(long, allow_negative_numbers = true)]
+        temperature: Option<f64>,
         /// Keep only the k most likely tokens
         #[arg(long)]
         top_k: Option<i64>,
@@ -234,7 +238,9 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Generate { checkpoint, prompt, max_new_tokens, temperature, top_k, decoding }) => {
-            let mut decoding = decoding.decoding(&Sampling { temperature, top_k, eos_id: None })?;
+            let default = if decoding.beams.is_some() { 0.0 } else { 0.8 };
+            let sampling = Sampling { temperature: temperature.unwrap_or(default), top_k, eos_id: None };
+            let mut decoding = decoding.decoding(&sampling)?;
             println!("{}", minigpt::generate(&checkpoint, &prompt, max_new_tokens, &mut decoding, &context)?);
             Ok(())
         }

@@ -24,8 +24,35 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["compare", "gqa", "--steps", "1"], "--steps must be at least 2");
     fails_with(&["train", "--sink-tokens", "2"], "sink_tokens needs a sliding_window");
     fails_with(&["train", "--pos-encoding", "alibi"], "possible values: learned, rope, sinusoidal, none");
+    fails_with(&["--checkpoint", "/nonexistent/large", "exercise", "21.19"], "loading the model of --checkpoint");
+    fails_with(&["--weights", "/nonexistent/gpt2", "exercise", "21.34"], "loading the model of --weights");
+    fails_with(&["train", "--distill-weight", "0.3"], "--teacher");
+    fails_with(
+        &[
+            "train",
+            "--teacher",
+            "/nonexistent/teacher",
+            "--iters",
+            "10",
+            "--eval-interval",
+            "10",
+            "--warmup-steps",
+            "1",
+        ],
+        "loading the teacher",
+    );
+    fails_with(
+        &["generate", "--checkpoint", "/x", "--beams", "2", "--top-p", "0.9"],
+        "--beams searches deterministically",
+    );
+    fails_with(
+        &["generate", "--checkpoint", "/x", "--temperature", "0", "--beams", "0"],
+        "beam width must be between 1",
+    );
+    fails_with(&["generate", "--checkpoint", "/x", "--length-penalty", "2"], "--beams");
     let output = ch21(&["list"]);
-    assert!(String::from_utf8_lossy(&output.stdout).contains("21.8"));
+    let list = String::from_utf8_lossy(&output.stdout);
+    assert!(list.contains("21.8") && list.contains("21.35"), "{list}");
 }
 
 #[test]

@@ -10,9 +10,8 @@ use serde::Serialize;
 use shared::cli::RunContext;
 use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
-use shared::generate::beam::{beam_search, BeamSearch};
-use shared::generate::{continue_text, generate_cached, Sampler, Sampling};
-use tch::Tensor;
+use shared::generate::beam::BeamSearch;
+use shared::generate::{continue_text, Decoding, Sampler, Sampling};
 
 use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
 use crate::quality::{continuation_perplexity, mean_std, one_line, Repetition};
@@ -44,29 +43,20 @@ impl Strategy {
         Strategy::Temperature { temperature: 0.7 },
     ];
 
-    /// `prompt` continued by `new_tokens` tokens of `model` (text, prompt included).
-    pub fn generate(&self, model: &shared::gpt::GptModel, prompt: &str, new_tokens: i64) -> Result<String> {
-        let sampled = |sampling: Sampling, top_p: Option<f64>| -> Result<String> {
-            let mut sampler = Sampler::with_options(&sampling, top_p, None)?;
-            Ok(continue_text(model, prompt, |idx| generate_cached(model, idx, new_tokens, &mut sampler))?.text)
-        };
+    /// The decoding this strategy names (sampling at temperature 1 unless it says otherwise).
+    pub fn decoding(&self) -> Result<Decoding> {
         let t1 = Sampling { temperature: 1.0, ..Sampling::GREEDY };
+        let sampler = |sampling: Sampling, top_p: Option<f64>| -> Result<Decoding> {
+            Ok(Decoding::Sample(Sampler::with_options(&sampling, top_p, None)?))
+        };
         match *self {
-            Strategy::Greedy => sampled(Sampling::GREEDY, None),
+            Strategy::Greedy => sampler(Sampling::GREEDY, None),
             Strategy::Beam { width, length_penalty } => {
-                let settings = BeamSearch { width, length_penalty, eos_id: None };
-                let generated = continue_text(model, prompt, |idx| {
-                    let beam = beam_search(model, idx, new_tokens, &settings)?;
-                    Ok(Tensor::cat(
-                        &[idx, &Tensor::from_slice(&beam.new_tokens).view([1, -1]).to_device(idx.device())],
-                        1,
-                    ))
-                })?;
-                Ok(generated.text)
+                Ok(Decoding::Beam(BeamSearch { width, length_penalty, eos_id: None }))
             }
-            Strategy::TopK { k } => sampled(Sampling { top_k: Some(k), ..t1 }, None),
-            Strategy::TopP { p } => sampled(t1, Some(p)),
-            Strategy::Temperature { temperature } => sampled(Sampling { temperature, ..Sampling::GREEDY }, None),
+            Strategy::TopK { k } => sampler(Sampling { top_k: Some(k), ..t1 }, None),
+            Strategy::TopP { p } => sampler(t1, Some(p)),
+            Strategy::Temperature { temperature } => sampler(Sampling { temperature, ..Sampling::GREEDY }, None),
         }
     }
 }
@@ -110,9 +100,11 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
     let mut rows = Vec::new();
     for strategy in Strategy::ALL {
         seed_everything(context.seed);
+        let mut decoding = strategy.decoding()?;
+        let model = small.gpt();
         let texts = prompts
             .iter()
-            .map(|prompt| strategy.generate(small.gpt(), prompt, sizes.new_tokens))
+            .map(|prompt| Ok(continue_text(model, prompt, |idx| decoding.generate(model, idx, sizes.new_tokens))?.text))
             .collect::<Result<Vec<_>>>()?;
         let perplexities = texts
             .iter()

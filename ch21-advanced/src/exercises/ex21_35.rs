@@ -64,8 +64,9 @@ pub fn run(
         options.tokenizer_spec = Some(teacher.gpt().cfg.tokenizer.clone());
         options.distill =
             temperature.map(|temperature| Distill { teacher: teacher.source.clone(), temperature, weight });
+        // Cross-entropy alone is the small model the other exercises use.
         let role = match temperature {
-            None => "student-ce".to_string(),
+            None => "small".to_string(),
             Some(t) => format!("student-t{t}-w{weight}"),
         };
         let student = models::trained(context, &role, &options, budget)?;
