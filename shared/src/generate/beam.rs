@@ -152,24 +152,15 @@ pub fn sequence_log_prob(model: &GptModel, prompt: &[i64], continuation: &[i64])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
-    use crate::generate::generate_greedy_cached;
+    use crate::device::global_rng_lock;
+    use crate::generate::{generate_greedy_cached, scaled_test_model};
     use crate::gpt::GptConfig;
-    use tch::{nn, Device};
+    use tch::nn;
 
     fn model(seed: i64) -> (nn::VarStore, GptModel) {
         let _rng = global_rng_lock();
-        seed_everything(seed as u64);
-        let vs = nn::VarStore::new(Device::Cpu);
         let cfg = GptConfig { vocab_size: 12, context_length: 24, drop_rate: 0.0, ..GptConfig::tiny() };
-        let model = GptModel::new(&vs.root(), &cfg).unwrap();
-        // Larger weights than the initialisation's make peaked, prompt-dependent distributions.
-        tch::no_grad(|| {
-            for mut var in vs.trainable_variables() {
-                let _ = var.g_mul_scalar_(3.0);
-            }
-        });
-        (vs, model)
+        scaled_test_model(seed as u64, &cfg, 3.0)
     }
 
     fn greedy(model: &GptModel, prompt: &[i64], n: i64, eos: Option<i64>) -> Vec<i64> {

@@ -87,14 +87,7 @@ pub fn generate_contrastive(
     settings.validate()?;
     check_prompt(large, prompt, max_new_tokens)?;
     small.check_tokens(prompt)?;
-    ensure!(
-        large.cfg.tokenizer == small.cfg.tokenizer && large.cfg.vocab_size == small.cfg.vocab_size,
-        "the two models must share a tokenizer: {} ({} ids) vs {} ({} ids)",
-        large.cfg.tokenizer.name(),
-        large.cfg.vocab_size,
-        small.cfg.tokenizer.name(),
-        small.cfg.vocab_size
-    );
+    large.check_same_tokenizer(small, "the two models")?;
     let batch = prompt.size()[0];
     let (mut large_decoder, mut small_decoder) = (Decoder::new(large, batch), Decoder::new(small, batch));
     let (mut large_logits, mut small_logits) = (large_decoder.prefill(prompt)?, small_decoder.prefill(prompt)?);
@@ -117,6 +110,7 @@ pub fn generate_contrastive(
 mod tests {
     use super::*;
     use crate::device::{global_rng_lock, seed_everything};
+    use crate::generate::scaled_test_model;
     use crate::gpt::GptConfig;
     use tch::{nn, Device};
 
@@ -145,14 +139,8 @@ mod tests {
     #[test]
     fn generation_stays_in_the_large_models_plausible_set() {
         let _rng = global_rng_lock();
-        let model = |seed: u64| {
-            seed_everything(seed);
-            let vs = nn::VarStore::new(Device::Cpu);
-            let cfg = GptConfig { vocab_size: 16, drop_rate: 0.0, ..GptConfig::tiny() };
-            let model = GptModel::new(&vs.root(), &cfg).unwrap();
-            tch::no_grad(|| vs.trainable_variables().iter_mut().for_each(|v| drop(v.g_mul_scalar_(5.0))));
-            (vs, model)
-        };
+        let cfg = GptConfig { vocab_size: 16, drop_rate: 0.0, ..GptConfig::tiny() };
+        let model = |seed: u64| scaled_test_model(seed, &cfg, 5.0);
         let ((_l, large), (_s, small)) = (model(1), model(2));
         let prompt = Tensor::from_slice(&[1i64, 2]).view([1, 2]);
         let settings = Contrastive { alpha: 2.0, temperature: 1.0, ..Contrastive::default() };

@@ -543,6 +543,22 @@ pub fn generate(
     decode(model, idx, max_new_tokens, context_size, sampling.eos_id, |logits| next_token(logits, sampling))
 }
 
+/// A model of `cfg` for the decoders' tests, seeded with `seed`, its weights multiplied by
+/// `scale`: larger weights than the initialisation's make peaked, prompt-dependent
+/// distributions that differ from one seed to another.
+#[cfg(test)]
+pub(crate) fn scaled_test_model(seed: u64, cfg: &crate::gpt::GptConfig, scale: f64) -> (tch::nn::VarStore, GptModel) {
+    crate::device::seed_everything(seed);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let model = GptModel::new(&vs.root(), cfg).unwrap();
+    tch::no_grad(|| {
+        for mut var in vs.trainable_variables() {
+            let _ = var.g_mul_scalar_(scale);
+        }
+    });
+    (vs, model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,14 +80,7 @@ pub fn generate_speculative(
     check_prompt(target, prompt, max_new_tokens)?;
     draft.check_tokens(prompt)?;
     ensure!(prompt.size()[0] == 1, "speculative decoding continues one prompt at a time, got {}", prompt.size()[0]);
-    ensure!(
-        target.cfg.tokenizer == draft.cfg.tokenizer && target.cfg.vocab_size == draft.cfg.vocab_size,
-        "the draft and the target must share a tokenizer: {} ({} ids) vs {} ({} ids)",
-        draft.cfg.tokenizer.name(),
-        draft.cfg.vocab_size,
-        target.cfg.tokenizer.name(),
-        target.cfg.vocab_size
-    );
+    draft.check_same_tokenizer(target, "the draft and the target")?;
     ensure!(
         (1..draft.cfg.context_length.min(target.cfg.context_length)).contains(&gamma),
         "gamma must be at least 1 and below both models' context lengths, got {gamma}"
@@ -299,21 +292,11 @@ mod draft_model_tests {
     use crate::device::{global_rng_lock, seed_everything};
     use crate::generate::{generate_greedy_cached, Sampling};
     use crate::gpt::GptConfig;
-    use tch::{nn, Device};
+    use tch::nn;
 
-    /// A tiny model whose weights are scaled up, so that its distributions are peaked and
-    /// differ from another seed's.
     fn model(seed: u64, vocab_size: i64, scale: f64) -> (nn::VarStore, GptModel) {
-        seed_everything(seed);
-        let vs = nn::VarStore::new(Device::Cpu);
         let cfg = GptConfig { vocab_size, context_length: 16, drop_rate: 0.0, ..GptConfig::tiny() };
-        let model = GptModel::new(&vs.root(), &cfg).unwrap();
-        tch::no_grad(|| {
-            for mut var in vs.trainable_variables() {
-                let _ = var.g_mul_scalar_(scale);
-            }
-        });
-        (vs, model)
+        crate::generate::scaled_test_model(seed, &cfg, scale)
     }
 
     fn sampler(temperature: f64) -> Sampler {

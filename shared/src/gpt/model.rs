@@ -175,6 +175,21 @@ impl GptModel {
         Ok(())
     }
 
+    /// Checks that `other` reads and writes the same token ids (the same tokenizer and
+    /// vocabulary): what decoding with two models and distillation need. `what` names the
+    /// pair for the message ("the draft and the target").
+    pub fn check_same_tokenizer(&self, other: &GptModel, what: &str) -> Result<()> {
+        ensure!(
+            self.cfg.tokenizer == other.cfg.tokenizer && self.cfg.vocab_size == other.cfg.vocab_size,
+            "{what} must share a tokenizer: {} ({} ids) vs {} ({} ids)",
+            self.cfg.tokenizer.name(),
+            self.cfg.vocab_size,
+            other.cfg.tokenizer.name(),
+            other.cfg.vocab_size
+        );
+        Ok(())
+    }
+
     /// Logits `(B, T, vocab_size)` of the next-token head for token ids `(B, T)`; dropout
     /// only when `train`. Panics on ids that [`GptModel::check_tokens`] would reject.
     pub fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {

@@ -86,11 +86,7 @@ impl DistillationLoss<'_> {
     pub fn validate(&self, student: &GptModel) -> Result<()> {
         anyhow::ensure!(self.temperature > 0.0 && self.temperature.is_finite(), "the temperature must be positive");
         anyhow::ensure!((0.0..=1.0).contains(&self.weight), "the distillation weight must be in [0, 1]");
-        anyhow::ensure!(
-            self.teacher.cfg.vocab_size == student.cfg.vocab_size
-                && self.teacher.cfg.tokenizer == student.cfg.tokenizer,
-            "the teacher and the student must share a tokenizer"
-        );
+        self.teacher.check_same_tokenizer(student, "the teacher and the student")?;
         anyhow::ensure!(student.cfg.n_future_heads == 1, "distillation trains the next-token head alone");
         Ok(())
     }
