@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
+use shared::generate::{continue_text, Decoding};
 use shared::gpt::GptModel;
 use tch::{Kind, Tensor};
 
@@ -65,6 +66,48 @@ pub fn continuation_perplexity(scorer: &GptModel, text: &str, prompt_chars: usiz
     }
     let scored: Vec<f64> = log_probs.into_iter().flatten().collect();
     Ok((-scored.iter().sum::<f64>() / scored.len() as f64).exp())
+}
+
+/// `model`'s continuation of each prompt by `new_tokens` tokens with `decoding` (prompt
+/// included, as text).
+pub fn continuations(
+    model: &GptModel,
+    prompts: &[String],
+    new_tokens: i64,
+    decoding: &mut Decoding,
+) -> Result<Vec<String>> {
+    prompts
+        .iter()
+        .map(|prompt| Ok(continue_text(model, prompt, |idx| decoding.generate(model, idx, new_tokens))?.text))
+        .collect()
+}
+
+/// How a set of continuations reads: the scorer's perplexity of each (with their mean and
+/// standard deviation), their mean shares of repeated word n-grams, and the first as a
+/// one-line sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct TextQuality {
+    pub perplexities: Vec<f64>,
+    pub mean_perplexity: f64,
+    pub std_perplexity: f64,
+    pub repetition: Repetition,
+    pub sample: String,
+}
+
+impl TextQuality {
+    /// Of `texts`, each a prompt of `prompt_chars` characters and its continuation.
+    pub fn of(scorer: &GptModel, texts: &[String], prompt_chars: usize) -> Result<Self> {
+        let perplexities =
+            texts.iter().map(|text| continuation_perplexity(scorer, text, prompt_chars)).collect::<Result<Vec<_>>>()?;
+        let (mean_perplexity, std_perplexity) = mean_std(&perplexities);
+        Ok(Self {
+            perplexities,
+            mean_perplexity,
+            std_perplexity,
+            repetition: Repetition::mean(&texts.iter().map(|t| Repetition::of(t)).collect::<Vec<_>>()),
+            sample: texts.first().map_or_else(String::new, |text| one_line(text, 90)),
+        })
+    }
 }
 
 /// The share of a text's word n-grams (n = 2, 3, 4) that repeat an earlier one:

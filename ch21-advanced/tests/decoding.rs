@@ -9,7 +9,7 @@ use ch21_advanced::quality::one_line;
 use shared::cli::RunContext;
 use shared::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
-use shared::gpt::{Granularity, QuantScheme, Quantization};
+use shared::gpt::{GptModel, Granularity, QuantScheme, Quantization};
 
 fn context() -> RunContext {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -21,6 +21,13 @@ fn budget() -> Budget {
     Budget::tiny(30)
 }
 
+/// `model`'s greedy continuation of the first prompt, as the tables print samples.
+fn greedy_sample(model: &GptModel) -> String {
+    let prompt = Sizes::TINY.prompts(&context(), &budget()).unwrap().remove(0);
+    let mut greedy = Sampler::new(&Sampling::GREEDY).unwrap();
+    one_line(&generate_text_cached(model, &prompt, Sizes::TINY.new_tokens, &mut greedy).unwrap().text, 90)
+}
+
 #[test]
 fn beam_search_and_sampling_are_scored_by_the_large_model() {
     let _rng = global_rng_lock();
@@ -28,8 +35,8 @@ fn beam_search_and_sampling_are_scored_by_the_large_model() {
     assert_eq!(result.rows.len(), ex21_18::Strategy::ALL.len());
     assert!(result.scorer.starts_with("2-layer") && result.generator.starts_with("1-layer"), "{result}");
     for row in &result.rows {
-        assert_eq!(row.perplexities.len(), 2);
-        assert!(row.perplexities.iter().all(|p| p.is_finite() && *p >= 1.0), "{row:?}");
+        assert_eq!(row.quality.perplexities.len(), 2);
+        assert!(row.quality.perplexities.iter().all(|p| p.is_finite() && *p >= 1.0), "{row:?}");
     }
     // The greedy row's sample is the small model's greedy continuation.
     let small = models::small(
@@ -40,10 +47,7 @@ fn beam_search_and_sampling_are_scored_by_the_large_model() {
         None,
     )
     .unwrap();
-    let prompt = Sizes::TINY.prompts(&context(), &budget()).unwrap().remove(0);
-    let mut greedy = Sampler::new(&Sampling::GREEDY).unwrap();
-    let text = generate_text_cached(small.gpt(), &prompt, Sizes::TINY.new_tokens, &mut greedy).unwrap().text;
-    assert_eq!(result.rows[0].sample, one_line(&text, 90));
+    assert_eq!(result.rows[0].quality.sample, greedy_sample(small.gpt()));
 }
 
 #[test]
@@ -53,9 +57,9 @@ fn repetition_penalty_rows_cover_the_penalties() {
     let penalties: Vec<f64> = result.rows.iter().map(|r| r.penalty).collect();
     assert_eq!(penalties, ex21_19::PENALTIES);
     for row in &result.rows {
-        let r = row.repetition;
+        let r = row.quality.repetition;
         assert!([r.bigrams, r.trigrams, r.fourgrams].iter().all(|x| (0.0..=1.0).contains(x)), "{row:?}");
-        assert!(row.mean_perplexity.is_finite());
+        assert!(row.quality.mean_perplexity.is_finite());
     }
 }
 
@@ -78,10 +82,7 @@ fn contrastive_decoding_with_alpha_zero_is_greedy_decoding() {
     let result = ex21_31::run(&context(), &budget(), Sizes::TINY).unwrap();
     assert_eq!(result.rows.len(), 1 + ex21_31::ALPHAS.len());
     let large = models::large(&context(), &ModelFlags::default(), &budget()).unwrap();
-    let prompt = Sizes::TINY.prompts(&context(), &budget()).unwrap().remove(0);
-    let mut greedy = Sampler::new(&Sampling::GREEDY).unwrap();
-    let text = generate_text_cached(large.gpt(), &prompt, Sizes::TINY.new_tokens, &mut greedy).unwrap().text;
-    assert_eq!(result.rows[1].sample, one_line(&text, 90));
+    assert_eq!(result.rows[1].quality.sample, greedy_sample(large.gpt()));
 }
 
 #[test]

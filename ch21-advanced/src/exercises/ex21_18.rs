@@ -11,10 +11,10 @@ use shared::cli::RunContext;
 use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::beam::BeamSearch;
-use shared::generate::{continue_text, Decoding, Sampler, Sampling};
+use shared::generate::{Decoding, Sampler, Sampling};
 
 use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
-use crate::quality::{continuation_perplexity, mean_std, one_line, Repetition};
+use crate::quality::{continuations, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.18",
@@ -76,12 +76,8 @@ impl fmt::Display for Strategy {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub strategy: Strategy,
-    /// The scorer's perplexity of each continuation.
-    pub perplexities: Vec<f64>,
-    pub mean_perplexity: f64,
-    pub std_perplexity: f64,
-    pub repetition: Repetition,
-    pub sample: String,
+    #[serde(flatten)]
+    pub quality: TextQuality,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,26 +96,8 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
     let mut rows = Vec::new();
     for strategy in Strategy::ALL {
         seed_everything(context.seed);
-        let mut decoding = strategy.decoding()?;
-        let model = small.gpt();
-        let texts = prompts
-            .iter()
-            .map(|prompt| Ok(continue_text(model, prompt, |idx| decoding.generate(model, idx, sizes.new_tokens))?.text))
-            .collect::<Result<Vec<_>>>()?;
-        let perplexities = texts
-            .iter()
-            .map(|text| continuation_perplexity(large.gpt(), text, sizes.prompt_chars))
-            .collect::<Result<Vec<_>>>()?;
-        let (mean_perplexity, std_perplexity) = mean_std(&perplexities);
-        let repetition = Repetition::mean(&texts.iter().map(|t| Repetition::of(t)).collect::<Vec<_>>());
-        rows.push(Row {
-            strategy,
-            perplexities,
-            mean_perplexity,
-            std_perplexity,
-            repetition,
-            sample: one_line(&texts[0], 90),
-        });
+        let texts = continuations(small.gpt(), &prompts, sizes.new_tokens, &mut strategy.decoding()?)?;
+        rows.push(Row { strategy, quality: TextQuality::of(large.gpt(), &texts, sizes.prompt_chars)? });
     }
     Ok(Result21_18 { generator: small.name, scorer: large.name, sizes, rows })
 }
@@ -137,11 +115,16 @@ impl fmt::Display for Result21_18 {
             writeln!(
                 f,
                 "| {} | {:.2} ± {:.2} | {:.3} | {} |",
-                row.strategy, row.mean_perplexity, row.std_perplexity, row.repetition.fourgrams, row.sample
+                row.strategy,
+                row.quality.mean_perplexity,
+                row.quality.std_perplexity,
+                row.quality.repetition.fourgrams,
+                row.quality.sample
             )?;
         }
-        let best = self.rows.iter().min_by(|a, b| a.mean_perplexity.total_cmp(&b.mean_perplexity));
-        let loops = self.rows.iter().max_by(|a, b| a.repetition.fourgrams.total_cmp(&b.repetition.fourgrams));
+        let best = self.rows.iter().min_by(|a, b| a.quality.mean_perplexity.total_cmp(&b.quality.mean_perplexity));
+        let loops =
+            self.rows.iter().max_by(|a, b| a.quality.repetition.fourgrams.total_cmp(&b.quality.repetition.fourgrams));
         if let (Some(best), Some(loops)) = (best, loops) {
             write!(
                 f,

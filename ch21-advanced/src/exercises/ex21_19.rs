@@ -10,10 +10,10 @@ use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::exercise::{Exercise, Report};
-use shared::generate::{generate_text_cached, Sampler, Sampling};
+use shared::generate::{Decoding, Sampler, Sampling};
 
 use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
-use crate::quality::{continuation_perplexity, mean_std, one_line, Repetition};
+use crate::quality::{continuations, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.19",
@@ -26,9 +26,8 @@ pub const PENALTIES: [f64; 4] = [1.0, 1.2, 1.5, 2.0];
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub penalty: f64,
-    pub repetition: Repetition,
-    pub mean_perplexity: f64,
-    pub sample: String,
+    #[serde(flatten)]
+    pub quality: TextQuality,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,21 +42,9 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
     let prompts = sizes.prompts(context, budget)?;
     let mut rows = Vec::new();
     for penalty in PENALTIES {
-        let mut texts = Vec::new();
-        for prompt in &prompts {
-            let mut sampler = Sampler::with_options(&Sampling::GREEDY, None, Some(penalty))?;
-            texts.push(generate_text_cached(large.gpt(), prompt, sizes.new_tokens, &mut sampler)?.text);
-        }
-        let perplexities = texts
-            .iter()
-            .map(|text| continuation_perplexity(large.gpt(), text, sizes.prompt_chars))
-            .collect::<Result<Vec<_>>>()?;
-        rows.push(Row {
-            penalty,
-            repetition: Repetition::mean(&texts.iter().map(|t| Repetition::of(t)).collect::<Vec<_>>()),
-            mean_perplexity: mean_std(&perplexities).0,
-            sample: one_line(&texts[0], 90),
-        });
+        let mut decoding = Decoding::Sample(Sampler::with_options(&Sampling::GREEDY, None, Some(penalty))?);
+        let texts = continuations(large.gpt(), &prompts, sizes.new_tokens, &mut decoding)?;
+        rows.push(Row { penalty, quality: TextQuality::of(large.gpt(), &texts, sizes.prompt_chars)? });
     }
     Ok(Result21_19 { model: large.name, sizes, rows })
 }
@@ -72,11 +59,11 @@ impl fmt::Display for Result21_19 {
         writeln!(f, "| penalty | repeated bigrams | trigrams | 4-grams | perplexity | sample (first prompt) |")?;
         writeln!(f, "|---:|---:|---:|---:|---:|---|")?;
         for row in &self.rows {
-            let r = row.repetition;
+            let r = row.quality.repetition;
             writeln!(
                 f,
                 "| {} | {:.3} | {:.3} | {:.3} | {:.2} | {} |",
-                row.penalty, r.bigrams, r.trigrams, r.fourgrams, row.mean_perplexity, row.sample
+                row.penalty, r.bigrams, r.trigrams, r.fourgrams, row.quality.mean_perplexity, row.quality.sample
             )?;
         }
         Ok(())

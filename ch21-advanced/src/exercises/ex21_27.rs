@@ -105,8 +105,8 @@ fn sampler(temperature: f64) -> Result<Sampler> {
 pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_27> {
     let flags = MODEL_FLAGS.get();
     let target = models::large(context, &flags, budget)?;
-    let strong_steps = budget.small.iters;
-    let weak = models::small(context, &flags, budget, &target, Some((strong_steps / 6).max(1)))?;
+    let (strong_steps, weak_steps) = (budget.small.iters, (budget.small.iters / 6).max(1));
+    let weak = models::small(context, &flags, budget, &target, Some(weak_steps))?;
     let strong = models::small(context, &flags, budget, &target, None)?;
     let tokenizer = target.gpt().cfg.tokenizer.build()?;
     let device = context.device;
@@ -120,7 +120,8 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
         .collect::<Result<_>>()?;
     // Each prompt continued to fill the smallest context: past it, every verification would be
     // recomputed position by position.
-    let context_length = target.gpt().cfg.context_length.min(weak.gpt().cfg.context_length);
+    let context_length =
+        [&target, &weak, &strong].iter().map(|model| model.gpt().cfg.context_length).min().unwrap_or(1);
     let longest = prompts.iter().map(|p| p.size()[1]).max().unwrap_or(0);
     let new_tokens = sizes.new_tokens.min(context_length - longest).max(1);
 
@@ -132,7 +133,7 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
     let _ = alone(target.gpt(), 0.0)?; // warm-up
     let (greedy_outputs, target_greedy) = alone(target.gpt(), 0.0)?;
     let target_seconds = vec![target_greedy, alone(target.gpt(), 1.0)?.1];
-    let drafts: Vec<(&models::Model, usize)> = vec![(&weak, (strong_steps / 6).max(1)), (&strong, strong_steps)];
+    let drafts: Vec<(&models::Model, usize)> = vec![(&weak, weak_steps), (&strong, strong_steps)];
     let mut draft_rows = Vec::new();
     for (draft, steps) in &drafts {
         let draft_seconds = alone(draft.gpt(), 0.0)?.1;
@@ -149,15 +150,7 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
                 let mut sampler = sampler(temperature)?;
                 let (outputs, seconds) = timed(&prompts, device, |p| {
                     let run = generate_speculative(target.gpt(), draft.gpt(), p, new_tokens, gamma, &mut sampler)?;
-                    for (total, part) in [
-                        (&mut stats.new_tokens, run.stats.new_tokens),
-                        (&mut stats.target_passes, run.stats.target_passes),
-                        (&mut stats.drafted, run.stats.drafted),
-                        (&mut stats.tested, run.stats.tested),
-                        (&mut stats.accepted, run.stats.accepted),
-                    ] {
-                        *total += part;
-                    }
+                    stats += run.stats;
                     Ok(run.tokens)
                 })?;
                 let identical = (temperature == 0.0)

@@ -13,10 +13,10 @@ use shared::cli::RunContext;
 use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::contrastive::{generate_contrastive, Contrastive};
-use shared::generate::{continue_text, generate_text_cached, Sampler, Sampling};
+use shared::generate::{continue_text, Decoding, Sampler, Sampling};
 
 use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
-use crate::quality::{continuation_perplexity, mean_std, one_line, Repetition};
+use crate::quality::{continuations, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.31",
@@ -29,10 +29,8 @@ pub const ALPHAS: [f64; 5] = [0.0, 0.25, 0.5, 1.0, 1.5];
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub method: String,
-    pub mean_perplexity: f64,
-    pub std_perplexity: f64,
-    pub repetition: Repetition,
-    pub sample: String,
+    #[serde(flatten)]
+    pub quality: TextQuality,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,25 +47,11 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
     let small = models::small(context, &flags, budget, &large, None)?;
     let prompts = sizes.prompts(context, budget)?;
     let row = |method: String, texts: Vec<String>| -> Result<Row> {
-        let perplexities = texts
-            .iter()
-            .map(|text| continuation_perplexity(large.gpt(), text, sizes.prompt_chars))
-            .collect::<Result<Vec<_>>>()?;
-        let (mean_perplexity, std_perplexity) = mean_std(&perplexities);
-        Ok(Row {
-            method,
-            mean_perplexity,
-            std_perplexity,
-            repetition: Repetition::mean(&texts.iter().map(|t| Repetition::of(t)).collect::<Vec<_>>()),
-            sample: one_line(&texts[0], 90),
-        })
+        Ok(Row { method, quality: TextQuality::of(large.gpt(), &texts, sizes.prompt_chars)? })
     };
     seed_everything(context.seed);
-    let mut sampler = Sampler::new(&Sampling { temperature: 1.0, ..Sampling::GREEDY })?;
-    let sampled = prompts
-        .iter()
-        .map(|p| Ok(generate_text_cached(large.gpt(), p, sizes.new_tokens, &mut sampler)?.text))
-        .collect::<Result<Vec<_>>>()?;
+    let mut sampling = Decoding::Sample(Sampler::new(&Sampling { temperature: 1.0, ..Sampling::GREEDY })?);
+    let sampled = continuations(large.gpt(), &prompts, sizes.new_tokens, &mut sampling)?;
     let mut rows = vec![row("sampling from the large model (temperature 1)".into(), sampled)?];
     for alpha in ALPHAS {
         let settings = Contrastive { alpha, ..Contrastive::default() };
@@ -104,11 +88,11 @@ impl fmt::Display for Result21_31 {
                 f,
                 "| {} | {:.2} ± {:.2} | {:.3} | {:.3} | {} |",
                 row.method,
-                row.mean_perplexity,
-                row.std_perplexity,
-                row.repetition.bigrams,
-                row.repetition.fourgrams,
-                row.sample
+                row.quality.mean_perplexity,
+                row.quality.std_perplexity,
+                row.quality.repetition.bigrams,
+                row.quality.repetition.fourgrams,
+                row.quality.sample
             )?;
         }
         Ok(())

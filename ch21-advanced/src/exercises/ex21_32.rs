@@ -13,10 +13,10 @@ use shared::cli::RunContext;
 use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::watermark::{detect_text, expected_green_share, Watermark, WatermarkKey, Z_THRESHOLD};
-use shared::generate::{generate_text_cached, Sampler, Sampling};
+use shared::generate::{Decoding, Sampler, Sampling};
 
 use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
-use crate::quality::{continuation_perplexity, mean_std, one_line};
+use crate::quality::{continuations, mean_std, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.32",
@@ -41,8 +41,8 @@ pub struct Row {
     pub green_share: f64,
     /// The share a bias of delta gives text spread evenly over the vocabulary.
     pub uniform_green_share: f64,
-    pub mean_perplexity: f64,
-    pub sample: String,
+    #[serde(flatten)]
+    pub quality: TextQuality,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,11 +62,8 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
     for delta in DELTAS {
         seed_everything(context.seed);
         let sampling = Sampling { temperature: 1.0, ..Sampling::GREEDY };
-        let mut sampler = Sampler::new(&sampling)?.with_hook(Box::new(Watermark::new(key, delta)?));
-        let texts = prompts
-            .iter()
-            .map(|p| Ok(generate_text_cached(large.gpt(), p, sizes.new_tokens, &mut sampler)?.text))
-            .collect::<Result<Vec<_>>>()?;
+        let sampler = Sampler::new(&sampling)?.with_hook(Box::new(Watermark::new(key, delta)?));
+        let texts = continuations(large.gpt(), &prompts, sizes.new_tokens, &mut Decoding::Sample(sampler))?;
         // Only the text, the tokenizer and the key: the generated part after the prompt.
         let detections = texts
             .iter()
@@ -75,10 +72,6 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
             })
             .collect::<Result<Vec<_>>>()?;
         let z_scores: Vec<f64> = detections.iter().map(|d| d.z).collect();
-        let perplexities = texts
-            .iter()
-            .map(|text| continuation_perplexity(large.gpt(), text, sizes.prompt_chars))
-            .collect::<Result<Vec<_>>>()?;
         let green: usize = detections.iter().map(|d| d.green).sum();
         let scored: usize = detections.iter().map(|d| d.scored).sum();
         rows.push(Row {
@@ -88,8 +81,7 @@ pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result
             detected: detections.iter().filter(|d| d.flagged).count() as f64 / detections.len() as f64,
             green_share: green as f64 / scored.max(1) as f64,
             uniform_green_share: expected_green_share(key.green_share(), delta),
-            mean_perplexity: mean_std(&perplexities).0,
-            sample: one_line(&texts[0], 90),
+            quality: TextQuality::of(large.gpt(), &texts, sizes.prompt_chars)?,
             z_scores,
         });
     }
@@ -124,8 +116,8 @@ impl fmt::Display for Result21_32 {
                 100.0 * row.detected,
                 row.green_share,
                 row.uniform_green_share,
-                row.mean_perplexity,
-                row.sample
+                row.quality.mean_perplexity,
+                row.quality.sample
             )?;
         }
         Ok(())

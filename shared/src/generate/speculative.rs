@@ -42,6 +42,17 @@ pub struct SpeculativeStats {
     pub accepted: i64,
 }
 
+/// Sums the counts of several runs.
+impl std::ops::AddAssign for SpeculativeStats {
+    fn add_assign(&mut self, run: Self) {
+        self.new_tokens += run.new_tokens;
+        self.target_passes += run.target_passes;
+        self.drafted += run.drafted;
+        self.tested += run.tested;
+        self.accepted += run.accepted;
+    }
+}
+
 impl SpeculativeStats {
     /// The probability that a draft token is kept, estimated as kept / tested (the tokens
     /// after a rejection are never tested): the paper's alpha.
@@ -374,8 +385,7 @@ mod draft_model_tests {
                     .unwrap();
             let tokens = Vec::<i64>::try_from(run.tokens.view([-1])).unwrap();
             counts[(tokens[1] * 3 + tokens[2]) as usize] += 1.0;
-            stats.accepted += run.stats.accepted;
-            stats.tested += run.stats.tested;
+            stats += run.stats;
         }
         assert!(chi_square(&counts) < critical, "chi-square {} for {counts:?}", chi_square(&counts));
         let rate = stats.acceptance_rate();
