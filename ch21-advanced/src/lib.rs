@@ -7,9 +7,11 @@
 //! cargo run --release -p ch21-advanced -- compare rope # an architecture study (rope, window, gqa, sinks, prefix, mtp)
 //! ```
 
+pub mod analysis;
 pub mod batches;
 pub mod compare;
 pub mod exercises;
 pub mod minigpt;
 pub mod models;
+pub mod pretrained;
 pub mod quality;

@@ -8,6 +8,7 @@ use ch21_advanced::compare::{self, Study};
 use ch21_advanced::exercises;
 use ch21_advanced::minigpt::{self, Distill, MiniGptOptions, Teacher, TokenizerChoice};
 use ch21_advanced::models::{ModelFlags, MODEL_FLAGS};
+use ch21_advanced::pretrained::Pretraining;
 use clap::{Args, Parser, Subcommand};
 use shared::attention::AttentionMask;
 use shared::cli::{self, CommonArgs, DecodingArgs};
@@ -79,6 +80,14 @@ enum Command {
         /// Print the table as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Train the project's own pretrained model, the subject of exercises 21.17-21.24 when no
+    /// --weights are given (about 20 minutes on 2 CPU cores; kept under the output folder's
+    /// models/, so a second run only reports it)
+    Pretrain {
+        /// Optimizer steps (of 8 windows of 256 tokens)
+        #[arg(long, default_value_t = Pretraining::standard().options.iters)]
+        steps: usize,
     },
     /// Continue a prompt with a saved model, with its own tokenizer, over the KV cache
     Generate {
@@ -234,6 +243,18 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&comparison)?);
             } else {
                 println!("{comparison}");
+            }
+            Ok(())
+        }
+        Some(Command::Pretrain { steps }) => {
+            let pretraining = Pretraining::standard().with_steps(steps);
+            let model = pretraining.model(&context)?;
+            let text = pretraining.corpus(&context)?;
+            let loss =
+                minigpt::split_loss(model.gpt(), &text, pretraining.options.train_ratio, false, 20, context.seed)?;
+            println!("{}: validation loss {loss:.3} (perplexity {:.1})", model.name, loss.exp());
+            if let minigpt::Teacher::Checkpoint(path) = &model.source {
+                println!("Saved as {}; exercises 21.17-21.24 use it when no --weights are given", path.display());
             }
             Ok(())
         }

@@ -124,13 +124,10 @@ impl Model {
 
 /// The large model: loaded from the flags, or trained with `budget`.
 pub fn large(context: &RunContext, flags: &ModelFlags, budget: &Budget) -> Result<Model> {
-    if let Some(spec) = &flags.weights {
-        return load(Teacher::Weights(spec.clone()), context, "--weights");
+    if let Some(model) = from_flags(context, flags)? {
+        return Ok(model);
     }
-    if let Some(path) = &flags.checkpoint {
-        return load(Teacher::Checkpoint(path.clone()), context, "--checkpoint");
-    }
-    trained(context, "large", &budget.large, budget)
+    trained(context, "large", &budget.large, &budget.corpus(context)?)
 }
 
 /// The small model: loaded from the flags, or trained with `budget` for `steps` steps (the
@@ -150,7 +147,15 @@ pub fn small(
         options = options.with_steps(steps);
     }
     options.tokenizer_spec = Some(large.gpt().cfg.tokenizer.clone());
-    trained(context, "small", &options, budget)
+    trained(context, "small", &options, &budget.corpus(context)?)
+}
+
+/// The model given by `--weights` or `--checkpoint`, if either is.
+pub fn from_flags(context: &RunContext, flags: &ModelFlags) -> Result<Option<Model>> {
+    if let Some(spec) = &flags.weights {
+        return load(Teacher::Weights(spec.clone()), context, "--weights").map(Some);
+    }
+    flags.checkpoint.as_ref().map(|path| load(Teacher::Checkpoint(path.clone()), context, "--checkpoint")).transpose()
 }
 
 fn load(source: Teacher, context: &RunContext, flag: &str) -> Result<Model> {
@@ -161,10 +166,9 @@ fn load(source: Teacher, context: &RunContext, flag: &str) -> Result<Model> {
     Ok(Model { loaded, name, source })
 }
 
-/// A model trained with `options` on the budget's corpus, or the one an earlier exercise
+/// A model trained with `options` on `text`, or the one an earlier exercise (or `pretrain`)
 /// trained the same way and left under `models/`.
-pub fn trained(context: &RunContext, role: &str, options: &MiniGptOptions, budget: &Budget) -> Result<Model> {
-    let text = budget.corpus(context)?;
+pub fn trained(context: &RunContext, role: &str, options: &MiniGptOptions, text: &str) -> Result<Model> {
     let folder = format!(
         "models/{role}-{}x{}-{}steps-seed{}-{:08x}",
         options.n_layers,
@@ -179,7 +183,7 @@ pub fn trained(context: &RunContext, role: &str, options: &MiniGptOptions, budge
     let loaded = if finished {
         ModelSource::checkpoint(&checkpoint).load(context.device, context.seed)?
     } else {
-        minigpt::train_and_load(context, &folder, &text, options)?.1
+        minigpt::train_and_load(context, &folder, text, options)?.1
     };
     let name = format!("{}-layer mini-GPT, width {}, {} steps", options.n_layers, options.emb_dim, options.iters);
     Ok(Model { loaded, name, source: Teacher::Checkpoint(checkpoint) })

@@ -24,25 +24,35 @@ pub fn validation_prompts(text: &str, train_ratio: f64, count: usize, chars: usi
 }
 
 /// The scorer's perplexity of `text` after its first `prompt_chars` characters: the
-/// exponential of the mean negative log-probability of the continuation's tokens, each
-/// predicted from at least half a context of the tokens before it (windows of the context
-/// length, half of one apart). Works across tokenizers: the scorer tokenizes the text itself.
+/// exponential of the mean negative log-probability of the continuation's tokens (see
+/// [`token_log_probs`]). Works across tokenizers: the scorer tokenizes the text itself.
 pub fn continuation_perplexity(scorer: &GptModel, text: &str, prompt_chars: usize) -> Result<f64> {
     let tokenizer = scorer.cfg.tokenizer.build()?;
     let prompt: String = text.chars().take(prompt_chars).collect();
     let from = tokenizer.encode(&prompt)?.len().max(1);
-    let ids: Vec<i64> = tokenizer.encode(text)?.into_iter().map(i64::from).collect();
+    let ids = tokenizer.encode(text)?;
     ensure!(ids.len() > from, "nothing after the prompt to score");
-    let context = scorer.cfg.context_length as usize;
+    let scored = &token_log_probs(scorer, &ids)?[from - 1..];
+    Ok((-scored.iter().sum::<f64>() / scored.len() as f64).exp())
+}
+
+/// The log-probability the model gives each token of `ids` after the first (element `i` is
+/// token `i + 1`'s), each predicted from at least half a context of the tokens before it:
+/// windows of the context length, half of one apart, the earliest window holding a position
+/// scoring it.
+pub fn token_log_probs(model: &GptModel, ids: &[u32]) -> Result<Vec<f64>> {
+    ensure!(ids.len() >= 2, "scoring needs at least two tokens");
+    let ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
+    let context = model.cfg.context_length as usize;
     let stride = (context / 2).max(1);
-    let device = scorer.tok_emb.ws.device();
-    let mut log_probs: Vec<Option<f64>> = vec![None; ids.len()];
+    let device = model.tok_emb.ws.device();
+    let mut log_probs = Vec::with_capacity(ids.len() - 1);
     let _no_grad = tch::no_grad_guard();
     let mut start = 0;
     loop {
         let end = (start + context).min(ids.len());
         let window = Tensor::from_slice(&ids[start..end]).view([1, -1]).to_device(device);
-        let scores = scorer.forward_t(&window, false).log_softmax(-1, Kind::Float).get(0);
+        let scores = model.forward_t(&window, false).log_softmax(-1, Kind::Float).get(0);
         let targets = Tensor::from_slice(&ids[start + 1..end]).to_device(device).unsqueeze(1);
         let picked = Vec::<f64>::try_from(
             scores
@@ -52,20 +62,15 @@ pub fn continuation_perplexity(scorer: &GptModel, text: &str, prompt_chars: usiz
                 .to_kind(Kind::Double)
                 .to_device(tch::Device::Cpu),
         )?;
-        // The earliest window holding a position gives it the most context.
-        for (offset, log_prob) in picked.into_iter().enumerate() {
-            let position = start + 1 + offset;
-            if position >= from && log_probs[position].is_none() {
-                log_probs[position] = Some(log_prob);
-            }
-        }
+        // Positions up to `start` were scored by earlier windows.
+        let new = log_probs.len() + 1 - (start + 1);
+        log_probs.extend(&picked[new..]);
         if end == ids.len() {
             break;
         }
         start += stride;
     }
-    let scored: Vec<f64> = log_probs.into_iter().flatten().collect();
-    Ok((-scored.iter().sum::<f64>() / scored.len() as f64).exp())
+    Ok(log_probs)
 }
 
 /// `model`'s continuation of each prompt by `new_tokens` tokens with `decoding` (prompt

@@ -74,6 +74,22 @@ pub struct Heatmap<'a> {
     pub x_label: &'a str,
     pub y_label: &'a str,
     pub annotate: bool,
+    /// Names of the rows and of the columns, the same along both axes (the tokens of an
+    /// attention matrix; the column names are written vertically). `None`: their indices,
+    /// every `n / 8`-th when there are more than 24.
+    pub tick_labels: Option<&'a [String]>,
+}
+
+/// Points coloured by a value (viridis), the value's two ends named in the legend (PCA
+/// projections coloured by position).
+pub struct Scatter<'a> {
+    pub xs: &'a [f64],
+    pub ys: &'a [f64],
+    pub values: &'a [f64],
+    /// What the colour shows ("position").
+    pub value_label: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
 }
 
 /// The drawing surface every figure draws on.
@@ -354,19 +370,35 @@ impl Figure for Heatmap<'_> {
         let finite = || self.values.iter().flatten().copied().filter(|v| v.is_finite());
         let lo = finite().fold(f64::MAX, f64::min);
         let hi = finite().fold(f64::MIN, f64::max).max(lo + f64::EPSILON);
+        if let Some(names) = self.tick_labels {
+            ensure!(
+                names.len() == rows as usize && names.len() == cols as usize,
+                "a heatmap's tick labels name every row and column"
+            );
+        }
+        // Room for the longest name (vertical along the x axis).
+        let name_room = self.tick_labels.map_or(0, |names| names.iter().map(|n| n.chars().count()).max().unwrap_or(0));
+        let label_room = (48 + 7 * name_room as u32).min(160);
         let mut chart = ChartBuilder::on(area)
             .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(48)
+            .x_label_area_size(label_room)
+            .y_label_area_size(label_room)
             .build_cartesian_2d((0..cols - 1).into_segmented(), (0..rows - 1).into_segmented()) // n + 1 segments for 0..n
             .map_err(drawing_error)?;
         // Row 0 at the top (plotters counts y upwards); labels at the cells' centres.
-        let label = |value: &SegmentValue<i32>, flip: bool| match *value {
-            SegmentValue::CenterOf(i) if flip => (rows - 1 - i).to_string(),
-            SegmentValue::CenterOf(i) => i.to_string(),
-            _ => String::new(),
+        let label = |value: &SegmentValue<i32>, flip: bool, n: i32| {
+            let SegmentValue::CenterOf(i) = *value else { return String::new() };
+            let index = if flip { rows - 1 - i } else { i };
+            match self.tick_labels {
+                Some(names) => names[index as usize].clone(),
+                None if n <= 24 || index % (n / 8) == 0 => index.to_string(),
+                None => String::new(),
+            }
         };
-        let (col_label, row_label) = (|v: &SegmentValue<i32>| label(v, false), |v: &SegmentValue<i32>| label(v, true));
+        let col_label = |v: &SegmentValue<i32>| label(v, false, cols);
+        let row_label = |v: &SegmentValue<i32>| label(v, true, rows);
+        let column_style =
+            if self.tick_labels.is_some() { text(13).transform(FontTransform::Rotate90) } else { text(13) };
         chart
             .configure_mesh()
             .disable_mesh()
@@ -377,6 +409,7 @@ impl Figure for Heatmap<'_> {
             .x_desc(self.x_label)
             .y_desc(self.y_label)
             .label_style(text(13))
+            .x_label_style(column_style)
             .axis_desc_style(text(17))
             .draw()
             .map_err(drawing_error)?;
@@ -408,6 +441,49 @@ impl Figure for Heatmap<'_> {
                 }))
                 .map_err(drawing_error)?;
         }
+        Ok(())
+    }
+}
+
+impl Figure for Scatter<'_> {
+    fn draw(&self, area: &Area) -> Result<()> {
+        let n = self.xs.len();
+        ensure!(n > 0 && self.ys.len() == n && self.values.len() == n, "a scatter needs as many xs, ys and values");
+        let (lo, hi) = self.values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let hi = hi.max(lo + f64::EPSILON);
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(padded(self.xs.iter().copied()), padded(self.ys.iter().copied()))
+            .map_err(drawing_error)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&compact)
+            .y_label_formatter(&compact)
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .label_style(text(15))
+            .axis_desc_style(text(17))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(drawing_error)?;
+        let points = (0..n).map(|i| {
+            Circle::new((self.xs[i], self.ys[i]), 4, ViridisRGB::get_color_normalized(self.values[i], lo, hi).filled())
+        });
+        chart.draw_series(points).map_err(drawing_error)?;
+        // The legend names the colours of the two ends of the value range.
+        for end in [lo, hi] {
+            let fill = ViridisRGB::get_color_normalized(end, lo, hi).filled();
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                .map_err(drawing_error)?
+                .label(format!("{} {}", self.value_label, compact(&end)))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, fill));
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
@@ -494,16 +570,25 @@ mod tests {
             y_label: "share",
         };
         let values = vec![vec![1.0, f64::NEG_INFINITY], vec![0.4, 0.6]];
-        let heatmap = Heatmap { values: &values, x_label: "key", y_label: "query", annotate: true };
-        write_grid(&path, &[("bars", &bars), ("weights", &heatmap)], 2, (320, 240)).unwrap();
+        let tokens = ["The".to_string(), "cat".to_string()];
+        let heatmap =
+            Heatmap { values: &values, x_label: "key", y_label: "query", annotate: true, tick_labels: Some(&tokens) };
+        let (xs, ys) = ([0.0, 1.0, 2.0], [1.0, -1.0, 0.5]);
+        let scatter =
+            Scatter { xs: &xs, ys: &ys, values: &xs, value_label: "position", x_label: "PC 1", y_label: "PC 2" };
+        write_grid(&path, &[("bars", &bars), ("weights", &heatmap), ("pca", &scatter)], 3, (320, 240)).unwrap();
         let (w, h, pixels) = read(&path);
-        assert_eq!((w, h), (640, 240));
+        assert_eq!((w, h), (960, 240));
         assert!(pixels.chunks(3).any(|p| p == PALETTE[1]) && pixels.chunks(3).any(|p| p == PALETTE[2]));
         let top_cell = ViridisRGB::get_color_normalized(1.0, 0.4, 1.0);
         assert!(pixels.chunks(3).any(|p| p == [top_cell.0, top_cell.1, top_cell.2]), "the largest cell is yellow");
         let ragged = vec![vec![1.0], vec![1.0, 2.0]];
-        let bad = Heatmap { values: &ragged, x_label: "", y_label: "", annotate: false };
+        let bad = Heatmap { values: &ragged, x_label: "", y_label: "", annotate: false, tick_labels: None };
         assert!(write_png(&bad, &path, (300, 200)).is_err());
+        let unnamed = Heatmap { tick_labels: Some(&tokens[..1]), ..heatmap };
+        assert!(write_png(&unnamed, &path, (300, 200)).is_err(), "a label for every row");
+        let scatter = Scatter { values: &xs[..2], ..scatter };
+        assert!(write_png(&scatter, &path, (300, 200)).is_err(), "a value for every point");
         let short = Bars {
             categories: vec!["a".into()],
             series: vec![BarSeries { values: &[], color: PALETTE[0], label: "" }],

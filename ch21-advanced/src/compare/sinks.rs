@@ -202,7 +202,13 @@ impl Plan for Sinks {
         let heatmaps: Vec<Heatmap> = self
             .masses
             .iter()
-            .map(|(_, mass)| Heatmap { values: mass, x_label: "head", y_label: "layer", annotate: true })
+            .map(|(_, mass)| Heatmap {
+                values: mass,
+                x_label: "head",
+                y_label: "layer",
+                annotate: true,
+                tick_labels: None,
+            })
             .collect();
         let panels: Vec<(&str, &dyn Figure)> =
             self.masses.iter().zip(&heatmaps).map(|((name, _), map)| (name.as_str(), map as &dyn Figure)).collect();

@@ -69,7 +69,7 @@ pub fn run(
             None => "small".to_string(),
             Some(t) => format!("student-t{t}-w{weight}"),
         };
-        let student = models::trained(context, &role, &options, budget)?;
+        let student = models::trained(context, &role, &options, &text)?;
         let mut sampler = Sampler::new(&Sampling::GREEDY)?;
         let sample = generate_text_cached(student.gpt(), &prompt, sizes.new_tokens.min(100), &mut sampler)?.text;
         rows.push(Row {

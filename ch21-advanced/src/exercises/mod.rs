@@ -8,9 +8,15 @@ pub mod ex21_13;
 pub mod ex21_14;
 pub mod ex21_15;
 pub mod ex21_16;
+pub mod ex21_17;
 pub mod ex21_18;
 pub mod ex21_19;
 pub mod ex21_2;
+pub mod ex21_20;
+pub mod ex21_21;
+pub mod ex21_22;
+pub mod ex21_23;
+pub mod ex21_24;
 pub mod ex21_25;
 pub mod ex21_26;
 pub mod ex21_27;
@@ -50,8 +56,14 @@ pub const ALL: &[Exercise] = &[
     ex21_14::EXERCISE,
     ex21_15::EXERCISE,
     ex21_16::EXERCISE,
+    ex21_17::EXERCISE,
     ex21_18::EXERCISE,
     ex21_19::EXERCISE,
+    ex21_20::EXERCISE,
+    ex21_21::EXERCISE,
+    ex21_22::EXERCISE,
+    ex21_23::EXERCISE,
+    ex21_24::EXERCISE,
     ex21_25::EXERCISE,
     ex21_26::EXERCISE,
     ex21_27::EXERCISE,
