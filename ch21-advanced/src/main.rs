@@ -31,14 +31,16 @@ struct Cli {
     command: Option<Command>,
 }
 
-/// The models of the decoding and compression exercises (21.18-21.35); without these flags
-/// they train a 6-layer and a 2-layer model here (kept under the output folder's models/).
+/// The models of the exercises on a trained model: without these flags the decoding and
+/// compression exercises (21.18-21.35) train a 6-layer and a 2-layer model here, and the
+/// analysis exercises (21.17-21.24) use the `pretrain` model (kept under the output folder's
+/// models/).
 #[derive(Args)]
 struct ModelArgs {
-    /// The large model (target, teacher, scorer): a checkpoint written by `train`
+    /// The model analysed, or the large model (target, teacher, scorer): a checkpoint written by `train`
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
-    /// The large model: OpenAI's GPT-2 (a folder, a hub id or gpt2-small|medium|large|xl)
+    /// The model analysed, or the large model: OpenAI's GPT-2 (a folder, a hub id or gpt2-small|medium|large|xl)
     #[arg(long, value_name = "DIR|HUB_ID", conflicts_with = "checkpoint")]
     weights: Option<String>,
     /// The small model (draft, student, amateur): a checkpoint with the large model's tokenizer
@@ -82,7 +84,7 @@ enum Command {
         json: bool,
     },
     /// Train the project's own pretrained model, the subject of exercises 21.17-21.24 when no
-    /// --weights are given (about 20 minutes on 2 CPU cores; kept under the output folder's
+    /// --weights are given (under half an hour on 2 CPU cores; kept under the output folder's
     /// models/, so a second run only reports it)
     Pretrain {
         /// Optimizer steps (of 8 windows of 256 tokens)

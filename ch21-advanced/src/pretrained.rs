@@ -1,7 +1,7 @@
 //! The model that the analysis exercises (21.17-21.24) study: OpenAI's GPT-2 when its weights
 //! are given (`--weights`), a checkpoint of ours (`--checkpoint`), or else the project's own
 //! pretrained model: a small GPT-2 (its tokenizer, tied embeddings, learned positions) trained
-//! by `pretrain` on the bundled tiny Shakespeare in about 20 minutes on 2 CPU cores, and kept
+//! by `pretrain` on the bundled tiny Shakespeare in under half an hour on 2 CPU cores, and kept
 //! under the output folder's `models/` for every later run.
 
 use anyhow::Result;
@@ -21,8 +21,8 @@ pub struct Pretraining {
 
 impl Pretraining {
     /// 4 layers of 4 heads, width 128, context 256, GPT-2's tokenizer with tied embeddings;
-    /// 500 steps of 8 windows (about 4 epochs of the 304,000 training tokens), learning rate
-    /// 1e-3 after 50 warmup steps, cosine decay to 1e-4.
+    /// 400 steps of 8 windows (about 2.7 epochs of the 304,000 training tokens), learning rate
+    /// 1e-3 after 40 warmup steps, cosine decay to 1e-4.
     pub fn standard() -> Self {
         let options = MiniGptOptions {
             n_layers: 4,
@@ -32,11 +32,11 @@ impl Pretraining {
             batch_size: 8,
             tie_embeddings: true,
             tokenizer: TokenizerChoice::Gpt2,
-            iters: 500,
+            iters: 400,
             eval_interval: 100,
             eval_iters: 5,
             final_eval_batches: 20,
-            warmup_steps: 50,
+            warmup_steps: 40,
             ..MiniGptOptions::default()
         };
         Self { options, corpus_chars: None }
@@ -54,7 +54,7 @@ impl Pretraining {
         Self { options, corpus_chars: Some(20_000) }
     }
 
-    /// The standard recipe for `steps` steps instead of 500.
+    /// The standard recipe for `steps` steps instead of 400.
     pub fn with_steps(mut self, steps: usize) -> Self {
         let interval = if steps % 100 == 0 { 100 } else { steps };
         self.options =

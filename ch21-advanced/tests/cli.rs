@@ -67,3 +67,22 @@ fn compare_prints_a_table_and_writes_the_curves() {
     assert_eq!(bytes, [4096, 2048, 1024, 512], "4 layers x 2 x KV heads x 16 x 4 bytes");
     assert!(dir.path().join("compare-gqa.png").is_file());
 }
+
+#[test]
+fn the_analysis_exercises_run_on_weights_and_reject_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let weights = shared::workspace_root().join("shared/tests/fixtures/gpt2-tiny-hf");
+    let weights = weights.to_str().unwrap();
+    let output = ch21(&["--out-dir", out, "--weights", weights, "exercise", "21.23"]);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.starts_with("Model: GPT-2 weights"), "the output names the model: {printed}");
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    fails_with(&["--weights", weights, "--data", empty, "exercise", "21.21"], "has 0 documents");
+    fails_with(&["--weights", weights, "--data", empty, "exercise", "21.23"], "the paragraph is empty");
+    fails_with(&["--weights", weights, "--data", empty, "exercise", "21.24"], "at least two tokens");
+    fails_with(&["--out-dir", out, "pretrain", "--steps", "0"], "must be positive");
+}

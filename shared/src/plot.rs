@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, ensure, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
@@ -140,6 +141,29 @@ fn drawing_error(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the figure: {error}")
 }
 
+/// The grid and axes of a chart with numbers on both axes: 6 ticks along x, `y_ticks` along y,
+/// compact tick labels, the axes named.
+fn draw_numeric_mesh<'a>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    x_label: &str,
+    y_label: &str,
+    y_ticks: usize,
+) -> Result<()> {
+    chart
+        .configure_mesh()
+        .x_labels(6)
+        .y_labels(y_ticks)
+        .x_label_formatter(&compact)
+        .y_label_formatter(&compact)
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(text(15))
+        .axis_desc_style(text(17))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(drawing_error)
+}
+
 /// A range that shows every value with a 5 % margin (a unit margin around a single value).
 fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -265,19 +289,7 @@ impl Figure for Chart<'_> {
             .build_cartesian_2d(x_range.clone(), y_range.clone())
             .map_err(drawing_error)?
             .set_secondary_coord(top_range, y_range.clone());
-        chart
-            .configure_mesh()
-            .x_labels(6)
-            .y_labels(8)
-            .x_label_formatter(&compact)
-            .y_label_formatter(&compact)
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .label_style(text(15))
-            .axis_desc_style(text(17))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(drawing_error)?;
+        draw_numeric_mesh(&mut chart, self.x_label, self.y_label, 8)?;
         if let Some(top) = &self.top_axis {
             chart
                 .configure_secondary_axes()
@@ -457,19 +469,7 @@ impl Figure for Scatter<'_> {
             .y_label_area_size(64)
             .build_cartesian_2d(padded(self.xs.iter().copied()), padded(self.ys.iter().copied()))
             .map_err(drawing_error)?;
-        chart
-            .configure_mesh()
-            .x_labels(6)
-            .y_labels(6)
-            .x_label_formatter(&compact)
-            .y_label_formatter(&compact)
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .label_style(text(15))
-            .axis_desc_style(text(17))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(drawing_error)?;
+        draw_numeric_mesh(&mut chart, self.x_label, self.y_label, 6)?;
         let points = (0..n).map(|i| {
             Circle::new((self.xs[i], self.ys[i]), 4, ViridisRGB::get_color_normalized(self.values[i], lo, hi).filled())
         });

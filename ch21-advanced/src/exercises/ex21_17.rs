@@ -209,9 +209,6 @@ pub fn run(context: &RunContext, model: &Model) -> Result<Result21_17> {
     let heads_shown = spread(heads, SHOWN);
     context.create_out_dir()?;
 
-    let per_head = |f: &dyn Fn(usize, usize) -> f64| -> Vec<Vec<f64>> {
-        (0..layers).map(|l| (0..heads).map(|h| f(l, h)).collect()).collect()
-    };
     let mut sentences = Vec::new();
     let (mut previous, mut first, mut punctuation) =
         (vec![vec![0.0; heads]; layers], vec![vec![0.0; heads]; layers], vec![vec![0.0; heads]; layers]);
@@ -257,7 +254,7 @@ pub fn run(context: &RunContext, model: &Model) -> Result<Result21_17> {
         sentences.push(Sentence { text: text.to_string(), tokens, figure });
     }
 
-    let (repetition, induction) = induction(context, gpt, &per_head)?;
+    let (repetition, induction) = induction(context, gpt)?;
     let scores = vec![
         best(HeadKind::PreviousToken, previous, uniform[0]),
         best(HeadKind::FirstToken, first, uniform[1]),
@@ -284,11 +281,7 @@ pub fn run(context: &RunContext, model: &Model) -> Result<Result21_17> {
 }
 
 /// The induction test on repeated random tokens of the held-out text.
-fn induction(
-    context: &RunContext,
-    gpt: &GptModel,
-    per_head: &dyn Fn(&dyn Fn(usize, usize) -> f64) -> Vec<Vec<f64>>,
-) -> Result<(Repetition, HeadScores)> {
+fn induction(context: &RunContext, gpt: &GptModel) -> Result<(Repetition, HeadScores)> {
     let tokenizer = gpt.cfg.tokenizer.build()?;
     let prefix: Vec<TokenId> = tokenizer.end_of_text().into_iter().collect();
     let length = INDUCTION_LENGTH.min((gpt.cfg.context_length as usize - prefix.len()) / 2);
@@ -310,7 +303,14 @@ fn induction(
         })
         .collect();
     let attention = attention_of(gpt, &rows)?;
-    let scores = per_head(&|l, h| mean(attention[l].iter().map(|row| induction_score(&row[h], prefix.len(), length))));
+    let scores = attention
+        .iter()
+        .map(|layer| {
+            (0..gpt.cfg.n_heads as usize)
+                .map(|h| mean(layer.iter().map(|row| induction_score(&row[h], prefix.len(), length))))
+                .collect()
+        })
+        .collect();
     let uniform = induction_score(&uniform_attention(prefix.len() + 2 * length), prefix.len(), length);
 
     // Losses of the tokens after each copy's first (the first of the repeat cannot be known).

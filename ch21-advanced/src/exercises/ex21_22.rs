@@ -21,14 +21,17 @@ use shared::plot::{Chart, Series, PALETTE};
 use shared::tokenizer::{Gpt2Tokenizer, Tokenizer};
 
 use crate::minigpt::{self, split_loss, MiniGptOptions, TokenizerChoice};
-use crate::models::{self, MODEL_FLAGS};
+use crate::models::{self, Model, MODEL_FLAGS};
 use crate::pretrained::Pretraining;
 use crate::quality::one_line;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.22",
     summary: "three model sizes (2/128/4, 4/256/8, 6/384/12) trained alike with GPT-2's tokenizer: loss curves, validation perplexity, samples, time per epoch, real parameter counts",
-    run: |context| Report::new(&run(context, &SizeStudy::standard())?),
+    run: |context| {
+        let reference = models::from_flags(context, &MODEL_FLAGS.get())?;
+        Report::new(&run(context, &SizeStudy::standard(), reference.as_ref())?)
+    },
 };
 
 /// One size of the exercise, with its rough parameter count.
@@ -172,8 +175,9 @@ fn sample(model: &GptModel, seed: u64, tokens: i64) -> Result<String> {
     Ok(one_line(&generate_text_cached(model, PROMPT, tokens, &mut sampler)?.text, 200))
 }
 
-/// Trains every size of `study` and writes the loss curves.
-pub fn run(context: &RunContext, study: &SizeStudy) -> Result<Result21_22> {
+/// Trains every size of `study` and writes the loss curves; `reference` (a loaded model) is
+/// scored on the same validation text.
+pub fn run(context: &RunContext, study: &SizeStudy, reference: Option<&Model>) -> Result<Result21_22> {
     let text: String = Pretraining::corpus_text(context)?.chars().take(study.corpus_chars).collect();
     let train_tokens = (Tokenizer::encode(&Gpt2Tokenizer::new(), &text)?.len() as f64 * 0.9) as usize;
     let mut rows = Vec::new();
@@ -197,14 +201,11 @@ pub fn run(context: &RunContext, study: &SizeStudy) -> Result<Result21_22> {
             sample: sample(&loaded.model, context.seed, study.sample_tokens)?,
         });
     }
-    let reference = models::from_flags(context, &MODEL_FLAGS.get())?
+    let reference = reference
         .map(|model| -> Result<Reference> {
             let loss = split_loss(model.gpt(), &text, 0.9, false, VALIDATION_BATCHES, context.seed)?;
-            Ok(Reference {
-                parameters: Parameters::of(&model.loaded),
-                validation_perplexity: loss.exp(),
-                model: model.name,
-            })
+            let parameters = Parameters::of(&model.loaded);
+            Ok(Reference { parameters, validation_perplexity: loss.exp(), model: model.name.clone() })
         })
         .transpose()?;
 

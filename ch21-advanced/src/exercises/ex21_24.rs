@@ -217,8 +217,9 @@ pub struct ScoredToken {
     pub before: String,
     pub loss: f64,
     pub kind: TokenKind,
-    /// Tokens since the sentence began (0: its first).
-    pub sentence_position: usize,
+    /// Tokens since the sentence began (0: its first), spaces and line breaks not counted
+    /// (`None` for them).
+    pub sentence_position: Option<usize>,
 }
 
 /// A mean loss over a group of tokens.
@@ -242,7 +243,8 @@ pub struct Result21_24 {
     pub figure: PathBuf,
 }
 
-/// Sentence positions grouped for the table: 0, 1, 2, 3, 4-7, 8-15, 16 and on.
+/// Sentence positions grouped for the table: 0, 1, 2, 3, 4-7, 8-15, 16 and on (spaces and line
+/// breaks left out).
 const POSITION_GROUPS: [(usize, usize); 7] = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 7), (8, 15), (16, usize::MAX)];
 
 /// The kind of each token (its text as decoded): words are told apart by whether a piece
@@ -279,16 +281,20 @@ pub fn token_kinds(tokens: &[String]) -> Vec<TokenKind> {
         .collect()
 }
 
-/// Each token's position in its sentence: counting restarts after `.`, `!` or `?`.
-pub fn sentence_positions(tokens: &[String]) -> Vec<usize> {
+/// Each token's position in its sentence, counting restarting after `.`, `!` or `?`; tokens of
+/// only spaces and line breaks (`None`) are not counted.
+pub fn sentence_positions(tokens: &[String]) -> Vec<Option<usize>> {
     let mut position = 0;
     tokens
         .iter()
         .map(|token| {
+            if token.trim().is_empty() {
+                return None;
+            }
             let here = position;
             let ends = token.trim_end().ends_with(['.', '!', '?']);
             position = if ends { 0 } else { position + 1 };
-            here
+            Some(here)
         })
         .collect()
 }
@@ -346,7 +352,7 @@ pub fn run(context: &RunContext, model: &Model, max_tokens: usize) -> Result<Res
                 (lo, usize::MAX) => format!("{lo}+"),
                 (lo, hi) => format!("{lo}-{hi}"),
             };
-            mean_of(name, tokens.iter().filter(|t| (lo..=hi).contains(&t.sentence_position)))
+            mean_of(name, tokens.iter().filter(|t| t.sentence_position.is_some_and(|p| (lo..=hi).contains(&p))))
         })
         .collect();
     let by_kind = TokenKind::ALL
