@@ -32,8 +32,13 @@ pub fn continuation_perplexity(scorer: &GptModel, text: &str, prompt_chars: usiz
     let from = tokenizer.encode(&prompt)?.len().max(1);
     let ids = tokenizer.encode(text)?;
     ensure!(ids.len() > from, "nothing after the prompt to score");
-    let scored = &token_log_probs(scorer, &ids)?[from - 1..];
-    Ok((-scored.iter().sum::<f64>() / scored.len() as f64).exp())
+    Ok(perplexity_of(&token_log_probs(scorer, &ids)?[from - 1..]))
+}
+
+/// The perplexity of tokens with these log-probabilities: the exponential of their mean
+/// negative log-probability.
+pub fn perplexity_of(log_probs: &[f64]) -> f64 {
+    (-log_probs.iter().sum::<f64>() / log_probs.len() as f64).exp()
 }
 
 /// The log-probability the model gives each token of `ids` after the first (element `i` is

@@ -19,6 +19,16 @@ pub fn vec_f32(t: &Tensor) -> Vec<f32> {
     flat(t, Kind::Float)
 }
 
+/// Every element as f64, in row-major order.
+pub fn vec_f64(t: &Tensor) -> Vec<f64> {
+    flat(t, Kind::Double)
+}
+
+/// A 2-D tensor's rows as f64 (statistics, figures).
+pub fn rows_f64(t: &Tensor) -> Vec<Vec<f64>> {
+    vec_f64(t).chunks(last_dim(t)).map(<[f64]>::to_vec).collect()
+}
+
 /// A 2-D tensor's rows as f32.
 pub fn rows_f32(t: &Tensor) -> Vec<Vec<f32>> {
     vec_f32(t).chunks(last_dim(t)).map(<[f32]>::to_vec).collect()

@@ -17,6 +17,7 @@ use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::gpt::GptModel;
 use shared::plot::{write_grid, Figure, Heatmap};
+use shared::tensors::rows_f64;
 use shared::tokenizer::TokenId;
 use tch::{Kind, Tensor};
 
@@ -167,25 +168,14 @@ fn batch(model: &GptModel, ids: &[Vec<TokenId>]) -> Tensor {
 
 /// Every layer's attention `[layer][batch row][head]` of `ids` (a batch of equally long rows).
 fn attention_of(model: &GptModel, ids: &[Vec<TokenId>]) -> Result<Vec<Vec<Vec<Attention>>>> {
-    model
-        .attention_weights(&batch(model, ids))?
-        .into_iter()
+    let layers = model.attention_weights(&batch(model, ids))?;
+    Ok(layers
+        .iter()
         .map(|layer| {
-            let (batch, heads, tokens, _) = layer.size4()?;
-            let flat = Vec::<f64>::try_from(layer.to_kind(Kind::Double).to_device(tch::Device::Cpu).view([-1]))?;
-            let (t, h) = (tokens as usize, heads as usize);
-            Ok((0..batch as usize)
-                .map(|b| {
-                    (0..h)
-                        .map(|head| {
-                            let at = |q: usize| ((b * h + head) * t + q) * t;
-                            (0..t).map(|q| flat[at(q)..at(q) + t].to_vec()).collect()
-                        })
-                        .collect()
-                })
-                .collect())
+            let (rows, heads) = (layer.size()[0], layer.size()[1]);
+            (0..rows).map(|b| (0..heads).map(|h| rows_f64(&layer.get(b).get(h))).collect()).collect()
         })
-        .collect()
+        .collect())
 }
 
 fn best(kind: HeadKind, scores: Vec<Vec<f64>>, uniform: f64) -> HeadScores {

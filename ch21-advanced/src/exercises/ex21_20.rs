@@ -16,6 +16,7 @@ use shared::cli::RunContext;
 use shared::exercise::{Exercise, Report};
 use shared::plot::{write_grid, Chart, Figure, Heatmap, Scatter, Series, PALETTE};
 use shared::positions::sinusoidal_table;
+use shared::tensors::rows_f64;
 use tch::{Kind, Tensor};
 
 use crate::models::{Model, MODEL_FLAGS};
@@ -80,21 +81,15 @@ pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     cov / (va * vb).sqrt().max(f64::MIN_POSITIVE)
 }
 
-fn rows(matrix: &Tensor) -> Result<Vec<Vec<f64>>> {
-    let (n, m) = matrix.size2()?;
-    let flat = Vec::<f64>::try_from(matrix.to_kind(Kind::Double).to_device(tch::Device::Cpu).contiguous().view([-1]))?;
-    Ok((0..n as usize).map(|i| flat[i * m as usize..(i + 1) * m as usize].to_vec()).collect())
-}
-
 fn analyse(name: &str, table: &Tensor, figure: PathBuf) -> Result<TableAnalysis> {
-    let similarity = rows(&cosine_similarities(table))?;
+    let similarity = rows_f64(&cosine_similarities(table));
     let positions = similarity.len();
     let similarity_by_distance = std::iter::successors(Some(1usize), |d| Some(d * 2))
         .take_while(|&d| d < positions)
         .map(|d| (d, (0..positions - d).map(|i| similarity[i][i + d]).sum::<f64>() / (positions - d) as f64))
         .collect();
     let (projected, explained_variance) = principal_components(table);
-    let projected = rows(&projected)?;
+    let projected = rows_f64(&projected);
     let (xs, ys): (Vec<f64>, Vec<f64>) = projected.iter().map(|p| (p[0], p[1])).unzip();
     let order: Vec<f64> = (0..positions).map(|p| p as f64).collect();
     let heatmap =

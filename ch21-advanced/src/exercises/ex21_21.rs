@@ -17,17 +17,16 @@ use shared::data::INSTRUCTION_DATA;
 use shared::dataset::{DataLoader, GptDataset};
 use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
-use shared::generate::{generate_text_cached, Sampler, Sampling};
 use shared::gpt::GptModel;
-use shared::tokenizer::TokenId;
+use shared::tokenizer::{TokenId, Tokenizer};
 use shared::train::{
     train_model, AdamW, AdamWConfig, BatchSource, Evaluation, NextTokenLoss, TrainHooks, TrainProgress, TrainSettings,
 };
 
-use crate::analysis::held_out_text;
+use crate::analysis::{data_file, held_out_text, seeded_sample};
 use crate::models::{Model, MODEL_FLAGS};
 use crate::pretrained::{subject, Pretraining};
-use crate::quality::{one_line, token_log_probs};
+use crate::quality::{perplexity_of, token_log_probs};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.21",
@@ -100,10 +99,9 @@ struct Record {
 /// The domain's name and documents: `--data FILE` split at blank lines, or the instruction
 /// data's responses.
 pub fn domain_documents(context: &RunContext) -> Result<(String, Vec<String>)> {
-    if let Some(path) = &context.data.explicit {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {} (--data)", path.display()))?;
+    if let Some((path, text)) = data_file(context)? {
         let documents = text.split("\n\n").map(str::trim).filter(|d| !d.is_empty()).map(String::from).collect();
-        return Ok((path.display().to_string(), documents));
+        return Ok((path, documents));
     }
     let json = context.data.read_to_string(&INSTRUCTION_DATA)?;
     let records: Vec<Record> = serde_json::from_str(&json).context("parsing the instruction data")?;
@@ -112,8 +110,7 @@ pub fn domain_documents(context: &RunContext) -> Result<(String, Vec<String>)> {
 }
 
 /// The documents' tokens, each followed by the end-of-text token when the tokenizer has one.
-fn token_stream(model: &GptModel, documents: &[String]) -> Result<Vec<TokenId>> {
-    let tokenizer = model.cfg.tokenizer.build()?;
+fn token_stream(tokenizer: &dyn Tokenizer, documents: &[String]) -> Result<Vec<TokenId>> {
     let mut ids = Vec::new();
     for document in documents {
         ids.extend(tokenizer.encode(document)?);
@@ -123,8 +120,7 @@ fn token_stream(model: &GptModel, documents: &[String]) -> Result<Vec<TokenId>> 
 }
 
 fn perplexity(model: &GptModel, ids: &[TokenId]) -> Result<f64> {
-    let log_probs = token_log_probs(model, ids)?;
-    Ok((-log_probs.iter().sum::<f64>() / log_probs.len() as f64).exp())
+    Ok(perplexity_of(&token_log_probs(model, ids)?))
 }
 
 /// Fine-tunes a copy of `model` on the domain corpus with `settings`.
@@ -134,11 +130,11 @@ pub fn run(context: &RunContext, model: &Model, settings: &FineTuning) -> Result
     let held_out = (documents.len() / 10).max(1);
     let (train_documents, test_documents) = documents.split_at(documents.len() - held_out);
     let base = model.gpt();
-    let train_ids = token_stream(base, train_documents)?;
-    let test_ids = token_stream(base, test_documents)?;
+    let tokenizer = base.cfg.tokenizer.build()?;
+    let train_ids = token_stream(tokenizer.as_ref(), train_documents)?;
+    let test_ids = token_stream(tokenizer.as_ref(), test_documents)?;
     let window = settings.window.min(base.cfg.context_length as usize).min(test_ids.len() - 1);
     ensure!(train_ids.len() > window, "{domain}'s training part ({} tokens) is shorter than a window", train_ids.len());
-    let tokenizer = base.cfg.tokenizer.build()?;
     let shakespeare = tokenizer.encode(&held_out_text(context)?)?;
     let shakespeare = &shakespeare[..shakespeare.len().min(settings.old_domain_tokens)];
     let prompts: Vec<String> = test_documents
@@ -146,11 +142,7 @@ pub fn run(context: &RunContext, model: &Model, settings: &FineTuning) -> Result
         .take(settings.samples)
         .map(|d| d.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
         .collect();
-    let sample = |gpt: &GptModel, prompt: &str| -> Result<String> {
-        seed_everything(context.seed);
-        let mut sampler = Sampler::new(&Sampling { temperature: 0.8, top_k: Some(40), eos_id: None })?;
-        Ok(one_line(&generate_text_cached(gpt, prompt, settings.new_tokens, &mut sampler)?.text, 160))
-    };
+    let sample = |gpt: &GptModel, prompt: &str| seeded_sample(gpt, prompt, settings.new_tokens, context.seed, 160);
     let before: Vec<String> = prompts.iter().map(|p| sample(base, p)).collect::<Result<_>>()?;
     let (held_before, old_before) = (perplexity(base, &test_ids)?, perplexity(base, shakespeare)?);
 

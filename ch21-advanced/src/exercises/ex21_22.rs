@@ -12,18 +12,15 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::device::seed_everything;
 use shared::exercise::{Exercise, Report};
-use shared::generate::{generate_text_cached, Sampler, Sampling};
-use shared::gpt::GptModel;
 use shared::model_source::LoadedModel;
 use shared::plot::{Chart, Series, PALETTE};
 use shared::tokenizer::{Gpt2Tokenizer, Tokenizer};
 
+use crate::analysis::seeded_sample;
 use crate::minigpt::{self, split_loss, MiniGptOptions, TokenizerChoice};
 use crate::models::{self, Model, MODEL_FLAGS};
 use crate::pretrained::Pretraining;
-use crate::quality::one_line;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.22",
@@ -169,12 +166,6 @@ pub struct Result21_22 {
 const VALIDATION_BATCHES: usize = 20;
 const PROMPT: &str = "ROMEO:";
 
-fn sample(model: &GptModel, seed: u64, tokens: i64) -> Result<String> {
-    seed_everything(seed);
-    let mut sampler = Sampler::new(&Sampling { temperature: 0.8, top_k: Some(40), eos_id: None })?;
-    Ok(one_line(&generate_text_cached(model, PROMPT, tokens, &mut sampler)?.text, 200))
-}
-
 /// Trains every size of `study` and writes the loss curves; `reference` (a loaded model) is
 /// scored on the same validation text.
 pub fn run(context: &RunContext, study: &SizeStudy, reference: Option<&Model>) -> Result<Result21_22> {
@@ -198,7 +189,7 @@ pub fn run(context: &RunContext, study: &SizeStudy, reference: Option<&Model>) -
             seconds_per_epoch: history.train_seconds / study.epochs as f64,
             tokens_per_second: history.tokens_per_second,
             curve: history.evaluations.iter().map(|e| (e.tokens_seen, e.train_loss, e.val_loss)).collect(),
-            sample: sample(&loaded.model, context.seed, study.sample_tokens)?,
+            sample: seeded_sample(&loaded.model, PROMPT, study.sample_tokens, context.seed, 200)?,
         });
     }
     let reference = reference

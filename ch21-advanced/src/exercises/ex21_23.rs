@@ -10,14 +10,14 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::data::THE_VERDICT;
 use shared::exercise::{Exercise, Report};
 use shared::tokenizer::word::{split_text, Vocabulary, END_OF_TEXT, UNKNOWN};
 
-use crate::analysis::token_labels;
+use crate::analysis::{data_file, token_labels};
 use crate::models::{Model, MODEL_FLAGS};
 use crate::pretrained::{subject, Pretraining};
 
@@ -57,8 +57,8 @@ pub struct Result21_23 {
 
 /// The paragraph: `--data FILE`, or the first two paragraphs of The Verdict.
 pub fn paragraph(context: &RunContext) -> Result<String> {
-    let text = match &context.data.explicit {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {} (--data)", path.display()))?,
+    let text = match data_file(context)? {
+        Some((_, text)) => text,
         None => context.data.read_to_string(&THE_VERDICT)?.split("\n\n").take(2).collect::<Vec<_>>().join("\n\n"),
     };
     ensure!(!text.trim().is_empty(), "the paragraph is empty");

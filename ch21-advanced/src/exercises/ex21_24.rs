@@ -8,13 +8,13 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::exercise::{Exercise, Report};
 use shared::plot::{Chart, Series, PALETTE};
 
-use crate::analysis::{held_out_text, token_labels};
+use crate::analysis::{data_file, held_out_text, token_labels};
 use crate::models::{Model, MODEL_FLAGS};
 use crate::pretrained::{subject, Pretraining};
 use crate::quality::token_log_probs;
@@ -307,9 +307,8 @@ fn mean_of<'a>(group: String, tokens: impl Iterator<Item = &'a ScoredToken>) -> 
 
 /// The passage: `--data FILE`, or held-out Shakespeare from its first full line.
 fn passage(context: &RunContext) -> Result<(String, String)> {
-    if let Some(path) = &context.data.explicit {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {} (--data)", path.display()))?;
-        return Ok((path.display().to_string(), text));
+    if let Some(file) = data_file(context)? {
+        return Ok(file);
     }
     let text = held_out_text(context)?;
     let start = text.find("\n\n").map_or(0, |i| i + 2);
