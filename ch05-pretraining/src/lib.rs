@@ -9,6 +9,7 @@
 //! cargo run -p ch05-pretraining -- exercise 5.1 --json    # one exercise (list: `list`)
 //! ```
 
+pub mod bench;
 pub mod check_run;
 pub mod decode;
 pub mod exercises;

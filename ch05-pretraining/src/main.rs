@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use ch05_pretraining::check_run;
+use ch05_pretraining::{bench, check_run};
 use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
@@ -17,6 +17,7 @@ use shared::exercise::ExerciseCommand;
 use shared::generate::{continue_text, Decoding, Sampling};
 use shared::gpt::GptConfig;
 use shared::model_source::ModelSource;
+use shared::train::TrainMode;
 
 /// Chapter 5, "Pretraining on unlabeled data". Without a command: the book's pretraining run
 /// (GPT-2 small shape, context 256, 10 epochs on The Verdict, seed 123), printing what the
@@ -88,6 +89,47 @@ enum Command {
         #[arg(long, default_value_t = 1e-5)]
         tolerance: f64,
         /// Print the comparison as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time training steps (forward, backward, optimizer), tokens/s and model FLOPs utilisation, in book or fast mode
+    BenchStep {
+        /// Model preset or JSON config file
+        #[arg(long, value_name = "PRESET|FILE", default_value = "gpt2-small")]
+        config: String,
+        #[arg(long, default_value_t = 2)]
+        batch_size: usize,
+        /// Tokens per row (the model's context)
+        #[arg(long, default_value_t = 256)]
+        context_length: i64,
+        /// Timed steps (after one untimed warm-up step)
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// book: the book's code; fast: fused kernels and AdamW
+        #[arg(long, value_enum, default_value = "book")]
+        mode: TrainMode,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time greedy decoding over the KV cache: float32, int8 weights, and prompts batched
+    BenchGenerate {
+        /// The model [default: a new seeded GPT-2 small]
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Tokens to decode per prompt
+        #[arg(long, default_value_t = 200)]
+        max_new_tokens: i64,
+        /// Prompts of different lengths decoded together (1-8)
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Add the int8 rows (fbgemm; CPU only)
+        #[arg(long)]
+        int8: bool,
+        /// Also compare float32's and int8's perplexity on The Verdict's validation part
+        #[arg(long)]
+        perplexity: bool,
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
@@ -203,6 +245,9 @@ struct TrainArgs {
     /// Skip the untrained model's losses before training
     #[arg(long)]
     no_initial_losses: bool,
+    /// book: the book's code, bit-exact with PyTorch; fast: fused kernels and AdamW (same model and loss, not bit-exact)
+    #[arg(long, value_enum, default_value = "book")]
+    mode: TrainMode,
 }
 
 impl TrainArgs {
@@ -235,6 +280,7 @@ impl TrainArgs {
             epoch_seed: self.epoch_seed,
             resume: self.resume.clone(),
             initial_losses: !self.no_initial_losses,
+            mode: self.mode,
             ..PretrainOptions::default()
         })
     }
@@ -253,7 +299,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
         Some(Command::Generate { model, prompt, max_new_tokens, sampling, ids }) => {
             let (book, cached) = (sampling.sampling()?, sampling.cached_decoding()?);
-            let loaded = model.source()?.load(context.device, context.seed)?;
+            let mut loaded = model.source()?.load(context.device, context.seed)?;
+            sampling.decoding.prepare(&mut loaded.model)?;
             seed_everything(context.seed);
             let generated = match cached {
                 Some(mut decoding) => {
@@ -308,6 +355,24 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::ensure!(check.passed(), "{} differs from the PyTorch reference", metrics.display());
             Ok(())
         }
+        Some(Command::BenchStep { config, batch_size, context_length, steps, mode, json }) => {
+            let text = context.data.read_to_string(&THE_VERDICT)?;
+            let cfg = GptConfig { context_length, ..GptConfig::from_name_or_file(&config)? };
+            let options =
+                bench::StepBenchOptions { config: cfg, config_name: config, batch_size, steps, warmup: 1, mode };
+            let result = bench::bench_step(&text, &options, context.device, context.seed)?;
+            print_result(&result, json)
+        }
+        Some(Command::BenchGenerate { model, max_new_tokens, batch, int8, perplexity, json }) => {
+            let text = context.data.read_to_string(&THE_VERDICT)?;
+            let source = match (&model.checkpoint, &model.weights, &model.config) {
+                (None, None, None) => ModelSource::Fresh(GptConfig::gpt2_small()),
+                _ => model.source()?,
+            };
+            let options = bench::GenerateBenchOptions { source, new_tokens: max_new_tokens, batch, int8, perplexity };
+            let result = bench::bench_generate(&text, &options, context.device, context.seed)?;
+            print_result(&result, json)
+        }
         Some(Command::CompareModels { model, base, prompt, max_new_tokens }) => {
             let sources = [ModelSource::Weights(base), ModelSource::Weights(model)];
             let result =
@@ -316,6 +381,15 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn print_result(result: &(impl serde::Serialize + std::fmt::Display), json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(result)?);
+    } else {
+        println!("{result}");
+    }
+    Ok(())
 }
 
 fn train(context: &RunContext, options: &PretrainOptions) -> Result<()> {

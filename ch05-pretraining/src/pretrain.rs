@@ -12,7 +12,7 @@ use shared::device::{device_name, seed_everything};
 use shared::gpt::{GptConfig, GptModel};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
-    TrainHistory, TrainProgress, TrainSettings,
+    TrainHistory, TrainMode, TrainProgress, TrainSettings,
 };
 use tch::nn::VarStore;
 
@@ -44,6 +44,8 @@ pub struct PretrainOptions {
     pub resume: Option<PathBuf>,
     /// Compute the losses of the untrained model first (section 5.1.3).
     pub initial_losses: bool,
+    /// Book mode (bit-exact with PyTorch) or fast mode (fused kernels and optimizer).
+    pub mode: TrainMode,
     pub verbose: bool,
 }
 
@@ -62,6 +64,7 @@ impl Default for PretrainOptions {
             epoch_seed: None,
             resume: None,
             initial_losses: true,
+            mode: TrainMode::Book,
             verbose: true,
         }
     }
@@ -160,7 +163,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     // Section 5.2: a fresh seed-123 model (or the checkpoint's), AdamW, and training.
     seed_everything(context.seed);
     let vs = VarStore::new(device);
-    let model = GptModel::new(&vs.root(), &config)?;
+    let mut model = GptModel::new(&vs.root(), &config)?;
     let base = resumed.as_ref().map_or_else(AdamWConfig::default, |(_, meta)| meta.optimizer);
     let adamw = AdamWConfig {
         lr: options.lr.unwrap_or(base.lr),
@@ -168,6 +171,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         ..base
     };
     let mut optimizer = AdamW::new(&vs, adamw)?;
+    options.mode.prepare(&mut model, &mut optimizer)?;
     let mut progress = TrainProgress::default();
     let mut epoch_seed = options.epoch_seed;
     if let Some((path, meta)) = &resumed {
@@ -196,6 +200,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         start_context: Some(options.start_context.clone()).filter(|s| !s.is_empty()),
         epoch_seed,
         verbose: options.verbose,
+        mode: options.mode,
     };
     // After every epoch the checkpoint is replaced (each file written under a temporary name,
     // then renamed), so a run killed midway can resume from its last complete epoch.

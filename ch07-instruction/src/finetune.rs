@@ -13,7 +13,7 @@ use shared::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
 use shared::model_source::{Init, LoadedModel, ModelSource};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
-    TrainHistory, TrainProgress, TrainSettings,
+    TrainHistory, TrainMode, TrainProgress, TrainSettings,
 };
 
 use crate::collate::{CollateOptions, InstructionDataset, InstructionLoader, TokenStats};
@@ -46,6 +46,8 @@ pub struct FinetuneOptions {
     /// Generate and save responses for the test set after training.
     pub responses: bool,
     pub max_new_tokens: i64,
+    /// Book mode (the book's code) or fast mode (fused kernels and optimizer).
+    pub mode: TrainMode,
     pub verbose: bool,
 }
 
@@ -66,6 +68,7 @@ impl Default for FinetuneOptions {
             eval_iter: 5,
             responses: true,
             max_new_tokens: MAX_NEW_TOKENS,
+            mode: TrainMode::Book,
             verbose: true,
         }
     }
@@ -201,6 +204,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     seed_everything(context.seed);
     let mut optimizer =
         AdamW::new(&vs, AdamWConfig { lr: options.lr, weight_decay: options.weight_decay, ..AdamWConfig::default() })?;
+    options.mode.prepare(&mut model, &mut optimizer)?;
     let settings = TrainSettings {
         num_epochs: options.epochs,
         eval_freq: options.eval_freq,
@@ -208,6 +212,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         start_context: Some(template.format_input(&splits.validation[0])),
         epoch_seed: None,
         verbose: options.verbose,
+        mode: options.mode,
     };
     let mut progress = TrainProgress::default();
     let history = train_model_simple(

@@ -20,6 +20,7 @@ use shared::exercise::ExerciseCommand;
 use shared::generate::{Decoding, Sampling};
 use shared::lora::LoraConfig;
 use shared::model_source::InitArgs;
+use shared::train::TrainMode;
 use shared::tokenizer::END_OF_TEXT_ID;
 
 /// Chapter 7, "Fine-tuning to follow instructions". Without a command: the book's run, which
@@ -82,6 +83,9 @@ struct RunArgs {
     /// Skip answering the test set after training
     #[arg(long)]
     no_responses: bool,
+    /// book: the book's code; fast: fused kernels and AdamW (same model and loss, not bit-exact)
+    #[arg(long, value_enum, default_value = "book")]
+    mode: TrainMode,
 }
 
 impl RunArgs {
@@ -101,6 +105,7 @@ impl RunArgs {
             eval_iter: self.eval_iter,
             responses: !self.no_responses,
             max_new_tokens: self.max_new_tokens,
+            mode: self.mode,
             verbose: true,
         })
     }
@@ -129,8 +134,11 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The model, with int8 weights when `--int8` is given.
     fn load(&self, context: &RunContext) -> Result<InstructionModel> {
-        finetune::load_model(&self.checkpoint, self.template, context)
+        let mut model = finetune::load_model(&self.checkpoint, self.template, context)?;
+        self.decoding.prepare(&mut model.loaded.model)?;
+        Ok(model)
     }
 
     /// The decoding the flags ask for, stopping at the end-of-text token (default: the

@@ -263,8 +263,9 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Generate { checkpoint, prompt, max_new_tokens, temperature, top_k, decoding }) => {
             let default = if decoding.beams.is_some() { 0.0 } else { 0.8 };
             let sampling = Sampling { temperature: temperature.unwrap_or(default), top_k, eos_id: None };
+            let int8 = decoding.int8;
             let mut decoding = decoding.decoding(&sampling)?;
-            println!("{}", minigpt::generate(&checkpoint, &prompt, max_new_tokens, &mut decoding, &context)?);
+            println!("{}", minigpt::generate(&checkpoint, &prompt, max_new_tokens, &mut decoding, int8, &context)?);
             Ok(())
         }
     }

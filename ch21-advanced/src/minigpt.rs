@@ -376,6 +376,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         start_context: options.samples.then(|| options.prompt.clone()),
         epoch_seed: Some(seed),
         verbose: options.verbose,
+        mode: shared::train::TrainMode::Book,
     };
     let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
         let meta = CheckpointMeta::new(&config, progress, optimizer.config, seed, Some(seed));
@@ -436,9 +437,13 @@ pub fn generate(
     prompt: &str,
     max_new_tokens: i64,
     decoding: &mut shared::generate::Decoding,
+    int8: bool,
     context: &RunContext,
 ) -> Result<String> {
-    let loaded = ModelSource::checkpoint(checkpoint).load(context.device, context.seed)?;
+    let mut loaded = ModelSource::checkpoint(checkpoint).load(context.device, context.seed)?;
+    if int8 {
+        loaded.model.use_int8_kernels()?;
+    }
     seed_everything(context.seed);
     let model = &loaded.model;
     Ok(shared::generate::continue_text(model, prompt, |idx| decoding.generate(model, idx, max_new_tokens))?.text)

@@ -119,7 +119,9 @@ pub enum CacheAccess<'a> {
     /// No cache: the tokens sit at `positions` and see each other only.
     None,
     /// Keys of positions `0..start` are in slots `0..start`; the new ones are written after.
-    Append { cache: &'a mut LayerKvCache, start: i64 },
+    /// `padding` `(B,)`: how many slots at the start of each sequence hold left padding,
+    /// which no other token sees (batched decoding of prompts of different lengths).
+    Append { cache: &'a mut LayerKvCache, start: i64, padding: Option<&'a Tensor> },
     /// Slot `s` holds the key of position `slot_positions[s]` (-1: empty); the new keys named
     /// by `keep` (indices into the new tokens) are written into the slots `into`. Queries see
     /// the `sinks` first positions and the last `window` (whatever the model's own mask).
@@ -249,11 +251,26 @@ impl MultiHeadAttention {
         // The keys and values attended over, and their positions when a query may miss some.
         let (keys, values, key_positions) = match cache {
             CacheAccess::None => (keys, values, Some(positions.shallow_clone())),
-            CacheAccess::Append { cache, start } => {
+            CacheAccess::Append { cache, start, padding } => {
                 let end = start + t;
                 assert!(end <= cache.keys.size()[2], "{end} positions exceed the cache");
                 cache.keys.narrow(2, start, t).copy_(&keys);
                 cache.values.narrow(2, start, t).copy_(&values);
+                if let Some(padding) = padding {
+                    let slots = Tensor::arange(end, (Kind::Int64, x.device()));
+                    let blocked = mask.0.blocked(positions, &slots, mask.1).unsqueeze(0).unsqueeze(0);
+                    // (B, 1, Q, K): a padding slot is hidden from every query but its own (a
+                    // padding query that saw nothing would turn its softmax into NaNs).
+                    let padded = slots.view([1, 1, 1, -1]).lt_tensor(&padding.view([-1, 1, 1, 1]));
+                    let own = slots.view([1, 1, 1, -1]).eq_tensor(&positions.view([1, 1, -1, 1]));
+                    let hidden = blocked.logical_or(&padded.logical_and(&own.logical_not()));
+                    let (keys, values) = (cache.keys.narrow(2, 0, end), cache.values.narrow(2, 0, end));
+                    let (keys, values) = self.expand_kv_heads(keys, values);
+                    let (context, attention) =
+                        self.attend(&queries, &keys, &values, Visible::Blocked(hidden), train, weights);
+                    let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]);
+                    return (context.apply(&self.out_proj), attention);
+                }
                 // One new token after all the others sees every key unless a window hides some.
                 let sees_all = t == 1 && !matches!(self.mask, AttentionMask::SlidingWindow(_));
                 let key_positions = (!sees_all).then(|| Tensor::arange(end, (Kind::Int64, x.device())));
@@ -272,13 +289,7 @@ impl MultiHeadAttention {
                 (all_keys, all_values, Some(Tensor::cat(&[slot_positions, positions], 0)))
             }
         };
-        // Grouped-query attention: each key/value head serves `groups` query heads.
-        let groups = self.num_heads / self.num_kv_heads;
-        let (keys, values) = if groups == 1 {
-            (keys, values)
-        } else {
-            (keys.repeat_interleave_self_int(groups, 1, None), values.repeat_interleave_self_int(groups, 1, None))
-        };
+        let (keys, values) = self.expand_kv_heads(keys, values);
         let visible = match key_positions {
             None => Visible::All,
             Some(k) if mask.0 == AttentionMask::Causal && k.size() == positions.size() => Visible::Causal(k),
@@ -287,6 +298,16 @@ impl MultiHeadAttention {
         let (context, attention) = self.attend(&queries, &keys, &values, visible, train, weights);
         let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]); // (B, T, d_out)
         (context.apply(&self.out_proj), attention)
+    }
+
+    /// Grouped-query attention: each key/value head serves `num_heads / num_kv_heads` query
+    /// heads.
+    fn expand_kv_heads(&self, keys: Tensor, values: Tensor) -> (Tensor, Tensor) {
+        let groups = self.num_heads / self.num_kv_heads;
+        if groups == 1 {
+            return (keys, values);
+        }
+        (keys.repeat_interleave_self_int(groups, 1, None), values.repeat_interleave_self_int(groups, 1, None))
     }
 
     /// The query, key and value projections of `x`. With the fused kernel and three plain
@@ -396,7 +417,7 @@ impl MultiHeadAttention {
         let end = start + t;
         assert!(end <= self.context_length, "{end} positions exceed the context length {}", self.context_length);
         let positions = Tensor::arange_start(start, end, (Kind::Int64, x.device()));
-        self.forward_at(x, &positions, CacheAccess::Append { cache, start }, false, false).0
+        self.forward_at(x, &positions, CacheAccess::Append { cache, start, padding: None }, false, false).0
     }
 }
 

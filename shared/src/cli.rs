@@ -10,6 +10,7 @@ use crate::data::DataLocator;
 use crate::device::{self, DeviceChoice};
 use crate::generate::beam::BeamSearch;
 use crate::generate::{Decoding, Sampler, Sampling};
+use crate::gpt::GptModel;
 
 /// The decoding flags beyond the book's temperature and top-k, for every command that
 /// generates (chapter 5's `generate`, chapter 7's `respond`, chapter 21's `generate`).
@@ -27,6 +28,9 @@ pub struct DecodingArgs {
     /// With --beams: rank beams by log-probability / length^L (above 0 favours longer outputs)
     #[arg(long, value_name = "L", requires = "beams", allow_negative_numbers = true)]
     pub length_penalty: Option<f64>,
+    /// Compute every linear layer with int8 weights (fbgemm's dynamic int8 kernels; CPU only): faster, slightly different logits
+    #[arg(long)]
+    pub int8: bool,
 }
 
 impl DecodingArgs {
@@ -49,6 +53,14 @@ impl DecodingArgs {
             BeamSearch { width, length_penalty: self.length_penalty.unwrap_or(1.0), eos_id: sampling.eos_id };
         settings.validate()?;
         Ok(Decoding::Beam(settings))
+    }
+
+    /// Switches `model` to int8 weights when `--int8` is given.
+    pub fn prepare(&self, model: &mut GptModel) -> Result<()> {
+        if self.int8 {
+            model.use_int8_kernels()?;
+        }
+        Ok(())
     }
 
     fn is_sampling(&self) -> bool {

@@ -42,6 +42,7 @@ pub mod gpt;
 pub mod init;
 pub mod lora;
 pub mod model_source;
+pub mod native;
 pub mod plot;
 pub mod positions;
 pub mod reference;

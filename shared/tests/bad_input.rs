@@ -40,6 +40,7 @@ fn token_ids_outside_the_vocabulary_are_refused_on_every_path() {
         start_context: None,
         epoch_seed: None,
         verbose: false,
+        mode: shared::train::TrainMode::Book,
     };
     let err = train_model_simple(
         &model,

@@ -357,6 +357,7 @@ fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
         start_context: Some("First".to_string()),
         epoch_seed: None,
         verbose: false,
+        mode: shared::train::TrainMode::Book,
     };
     let mut optimizer = AdamW::new(&vs, AdamWConfig::default()).unwrap();
     let mut epoch_end_lrs = Vec::new();

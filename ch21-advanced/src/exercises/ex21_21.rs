@@ -160,6 +160,7 @@ pub fn run(context: &RunContext, model: &Model, settings: &FineTuning) -> Result
         start_context: None,
         epoch_seed: Some(context.seed),
         verbose: false,
+        mode: shared::train::TrainMode::Book,
     };
     let mut progress = TrainProgress::default();
     let mut nothing = |_: &TrainProgress, _: &AdamW| Ok(());

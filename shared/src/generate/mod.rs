@@ -7,7 +7,9 @@
 //! Chapter 21's decoders build on the step-wise API, one module each: [`beam`] search,
 //! [`speculative`] decoding (with a draft model, or with the model's own extra heads),
 //! [`contrastive`] decoding, and the [`watermark`] processor and its detector.
+//! [`batch`] decodes several prompts of different lengths together.
 
+pub mod batch;
 pub mod beam;
 pub mod contrastive;
 pub mod speculative;
@@ -209,24 +211,30 @@ impl<'m> Decoder<'m> {
     /// Starts again from `prompt` `(B, T)`; returns the logits `(B, V)` of its last position.
     pub fn prefill(&mut self, prompt: &Tensor) -> Result<Tensor> {
         self.truncate(0)?;
-        Ok(self.extend(prompt)?.select(1, -1))
+        Ok(self.feed(prompt, true)?.select(1, -1))
     }
 
     /// Feeds one token per sequence, `(B, 1)`; returns the next logits `(B, V)`.
     pub fn step(&mut self, token: &Tensor) -> Result<Tensor> {
-        Ok(self.extend(token)?.select(1, -1))
+        Ok(self.feed(token, true)?.select(1, -1))
     }
 
     /// Feeds `idx` `(B, T)` after the tokens so far; returns the logits `(B, T, V)` at each
     /// of its positions.
     pub fn extend(&mut self, idx: &Tensor) -> Result<Tensor> {
+        self.feed(idx, false)
+    }
+
+    /// [`Decoder::extend`], with the output head applied to the last position only when
+    /// `last_only` (`(B, 1, V)`): the head is the largest matrix, and decoding needs no more.
+    fn feed(&mut self, idx: &Tensor, last_only: bool) -> Result<Tensor> {
         self.model.check_tokens(idx)?;
         let (batch, new) = idx.size2()?;
         ensure!(batch == self.tokens.size()[0], "the decoder holds {} sequences, got {batch}", self.tokens.size()[0]);
         if new > 1 && self.len() + new - self.offset > self.model.cfg.context_length {
             // Past the context each position sees its own cropped window: one at a time.
-            let logits = (0..new).map(|i| self.extend(&idx.narrow(1, i, 1))).collect::<Result<Vec<_>>>()?;
-            return Ok(Tensor::cat(&logits, 1));
+            let logits = (0..new).map(|i| self.feed(&idx.narrow(1, i, 1), last_only)).collect::<Result<Vec<_>>>()?;
+            return Ok(if last_only { logits[logits.len() - 1].shallow_clone() } else { Tensor::cat(&logits, 1) });
         }
         let _no_grad = tch::no_grad_guard();
         let idx = idx.to_device(self.tokens.device());
@@ -234,11 +242,14 @@ impl<'m> Decoder<'m> {
         let (total, context) = (self.len(), self.model.cfg.context_length);
         let inside_prefix = matches!(self.model.cfg.attention_mask,
             AttentionMask::Prefix(prefix) if self.cache.len > 0 && self.cache.len < prefix);
-        if total - self.offset <= context && !inside_prefix {
-            return Ok(self.model.forward_cached(&idx, &mut self.cache));
-        }
-        let logits = self.refill(total)?;
-        Ok(logits.narrow(1, logits.size()[1] - new, new))
+        let hidden = if total - self.offset <= context && !inside_prefix {
+            self.model.hidden_states_cached(&idx, &mut self.cache)
+        } else {
+            let hidden = self.refill(total)?;
+            hidden.narrow(1, hidden.size()[1] - new, new)
+        };
+        let kept = if last_only { 1 } else { new };
+        Ok(self.model.logits(&hidden.narrow(1, new - kept, kept)))
     }
 
     /// Keeps the sequences at `indices` `(B',)`, in that order; an index may repeat (beam
@@ -268,7 +279,7 @@ impl<'m> Decoder<'m> {
     }
 
     /// Rebuilds the cache from the last `context_length` of the first `len` tokens; returns
-    /// their logits.
+    /// their hidden states.
     fn refill(&mut self, len: i64) -> Result<Tensor> {
         let start = self.window_start(len);
         self.cache = self.model.new_cache(self.tokens.size()[0]);
@@ -276,7 +287,7 @@ impl<'m> Decoder<'m> {
         if len == start {
             return Ok(Tensor::zeros([0], (Kind::Float, self.tokens.device())));
         }
-        Ok(self.model.forward_cached(&self.tokens.narrow(1, start, len - start), &mut self.cache))
+        Ok(self.model.hidden_states_cached(&self.tokens.narrow(1, start, len - start), &mut self.cache))
     }
 }
 

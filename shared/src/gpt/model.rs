@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{GptConfig, LayerNorm, Linear, ParameterCounts, Quantization, TransformerBlock};
+use super::{GptConfig, LayerNorm, Linear, LinearWeight, ParameterCounts, Quantization, TransformerBlock};
 use crate::attention::{AttentionMask, CacheAccess, LayerKvCache};
 use crate::init;
 use crate::positions::{sinusoidal_table, PosEncoding};
@@ -28,6 +28,9 @@ pub struct KvCache {
     rolling: Option<(i64, i64)>,
     /// StreamingLLM's numbering: keys are rotated by their rank among the keys a query sees.
     in_cache_positions: bool,
+    /// Left padding `(B,)`: how many slots at the start of each sequence hold no token
+    /// ([`GptModel::new_padded_cache`]).
+    padding: Option<Tensor>,
 }
 
 impl KvCache {
@@ -54,6 +57,7 @@ impl KvCache {
             slot_positions: self.slot_positions.clone(),
             rolling: self.rolling,
             in_cache_positions: self.in_cache_positions,
+            padding: self.padding.as_ref().map(Tensor::copy),
         }
     }
 
@@ -63,6 +67,9 @@ impl KvCache {
         for layer in &mut self.layers {
             layer.keys = layer.keys.index_select(0, indices);
             layer.values = layer.values.index_select(0, indices);
+        }
+        if let Some(padding) = &mut self.padding {
+            *padding = padding.index_select(0, indices);
         }
     }
 
@@ -243,8 +250,13 @@ impl GptModel {
     fn embed(&self, idx: &Tensor, positions: &Tensor) -> Tensor {
         let tok_embeds = idx.apply(&self.tok_emb); // (B, T, E)
         match (&self.pos_emb, &self.pos_table) {
-            (Some(pos_emb), _) => tok_embeds + positions.apply(pos_emb), // + (T, E)
-            (None, Some(table)) => tok_embeds + table.index_select(0, positions).to_kind(self.tok_emb.ws.kind()),
+            (Some(pos_emb), _) => tok_embeds + positions.apply(pos_emb), // + (T, E) or (B, T, E)
+            (None, Some(table)) => {
+                let mut shape = positions.size();
+                shape.push(table.size()[1]);
+                let rows = table.index_select(0, &positions.reshape([-1])).view(shape.as_slice());
+                tok_embeds + rows.to_kind(self.tok_emb.ws.kind())
+            }
             (None, None) => tok_embeds,
         }
     }
@@ -286,6 +298,25 @@ impl GptModel {
         Ok(())
     }
 
+    /// `--int8`: every linear layer as int8 weights with one scale per output row
+    /// ([`Quantization::INT8`]), multiplied by fbgemm's dynamically quantized int8 kernel.
+    /// A head tied to the token embedding gets its own int8 copy (the embedding stays float):
+    /// at batch 1 decoding reads every weight once per token, and the head is the largest.
+    pub fn use_int8_kernels(&mut self) -> Result<()> {
+        ensure!(
+            self.tok_emb.ws.device() == Device::Cpu,
+            "int8 weights run on the CPU only (fbgemm's kernels); use --device cpu or drop --int8"
+        );
+        self.quantize(Quantization::INT8)?;
+        self.out_head.quantize(Quantization::INT8)?;
+        let use_kernel = |layer: &mut Linear| match &mut layer.weight {
+            LinearWeight::Quantized(q) => q.use_int8_kernel(),
+            LinearWeight::Dense(_) => Ok(()),
+        };
+        use_kernel(&mut self.out_head)?;
+        self.linear_layers_mut().into_iter().try_for_each(|(_, layer)| use_kernel(layer))
+    }
+
     /// Bytes of the parameters as the model holds them: float32 everywhere except quantized
     /// linear weights, counted packed.
     pub fn parameter_bytes(&mut self) -> i64 {
@@ -318,7 +349,21 @@ impl GptModel {
             slot_positions: if rolling.is_some() { vec![-1; slots as usize] } else { Vec::new() },
             rolling,
             in_cache_positions: false,
+            padding: None,
         }
+    }
+
+    /// A cache for prompts of different lengths decoded as one batch, left-padded to the
+    /// longest: sequence `b` starts with `padding[b]` slots that hold no token. Its tokens
+    /// take the positions they would have alone (position embeddings count from its first
+    /// real token; rotary attention depends on distances only), and no query sees the
+    /// padding, so each row decodes as it would by itself.
+    pub fn new_padded_cache(&self, padding: &[i64]) -> Result<KvCache> {
+        let mut cache = self.new_cache(padding.len() as i64);
+        ensure!(!cache.is_rolling(), "batched decoding with padding needs a cache that holds the whole context");
+        ensure!(padding.iter().all(|&p| (0..self.cfg.context_length).contains(&p)), "padding must fit the context");
+        cache.padding = Some(Tensor::from_slice(padding).to_device(self.tok_emb.ws.device()));
+        Ok(cache)
     }
 
     /// StreamingLLM's cache (Xiao et al. 2023) for a causal model with rotary or no positions:
@@ -348,6 +393,7 @@ impl GptModel {
             slot_positions: vec![-1; slots as usize],
             rolling: Some((sinks, window)),
             in_cache_positions: true,
+            padding: None,
         })
     }
 
@@ -387,11 +433,16 @@ impl GptModel {
             self.cfg.context_length
         );
         let positions = Tensor::arange_start(start, end, (Kind::Int64, device));
-        let mut x = self.embed(idx, &positions);
+        let mut x = match &cache.padding {
+            // Each sequence's own positions `(B, T)`, counted from its first token.
+            Some(padding) => self.embed(idx, &(positions.unsqueeze(0) - padding.unsqueeze(1)).clamp_min(0)),
+            None => self.embed(idx, &positions),
+        };
         match cache.rolling {
             None => {
                 for (block, layer) in self.trf_blocks.iter().zip(&mut cache.layers) {
-                    x = block.forward_at(&x, &positions, CacheAccess::Append { cache: layer, start }, false, false).0;
+                    let access = CacheAccess::Append { cache: layer, start, padding: cache.padding.as_ref() };
+                    x = block.forward_at(&x, &positions, access, false, false).0;
                 }
             }
             Some((sinks, window)) => {

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::{calc_loss_loader, AdamW, BatchSource, NextTokenLoss, TrainingLoss, WarmupCosine};
+use super::{calc_loss_loader, AdamW, BatchSource, NextTokenLoss, TrainMode, TrainingLoss, WarmupCosine};
 use crate::device::seed_everything;
 use crate::generate::generate_text_simple;
 use crate::gpt::GptModel;
@@ -31,6 +31,9 @@ pub struct TrainSettings {
     pub epoch_seed: Option<u64>,
     /// Print the book's lines and show a progress bar.
     pub verbose: bool,
+    /// How each step computes (the model and optimizer are prepared by [`TrainMode::prepare`]).
+    #[serde(default)]
+    pub mode: TrainMode,
 }
 
 /// Where a run stands: the book's `global_step` and `tokens_seen`, and completed epochs.
@@ -199,7 +202,7 @@ pub fn train_model(
             if let Some(schedule) = &hooks.schedule {
                 optimizer.config.lr = schedule.lr(step);
             }
-            let loss = hooks.loss.loss(model, &batch, device, true);
+            let loss = settings.mode.forward(device, || hooks.loss.loss(model, &batch, device, true));
             loss.backward();
             let warmed_up = hooks.schedule.is_none_or(|schedule| step > schedule.warmup_steps);
             if let (Some(max_norm), true) = (hooks.max_grad_norm, warmed_up) {

@@ -6,6 +6,7 @@ mod adamw;
 mod checkpoint;
 mod loop_;
 mod loss;
+mod mode;
 mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
@@ -18,4 +19,5 @@ pub use loss::{
     calc_loss_batch, calc_loss_loader, check_token_ids, cross_entropy, mean_over_batches, perplexity, BatchSource,
     DistillationLoss, MultiTokenLoss, NextTokenLoss, TrainingLoss, IGNORE_INDEX,
 };
+pub use mode::TrainMode;
 pub use schedule::WarmupCosine;

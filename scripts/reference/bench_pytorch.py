@@ -1,0 +1,157 @@
+"""The PyTorch side of scripts/bench-compare.sh: the book's code, timed the way
+`ch05-pretraining bench-step` and `bench-generate` time ours, printed as JSON.
+
+    bench_pytorch.py step [--batch-size 2] [--context-length 256] [--steps 5]
+        one training step of section 5.2 (listing 5.3's zero_grad, loss, backward, AdamW
+        step), split into its phases, on The Verdict's training batches; the book's
+        GPTModel with its LayerNorm and GELU modules (listings 4.2-4.7)
+    bench_pytorch.py generate [--max-new-tokens 200]
+        greedy decoding of GPT-2 small after "Hello, I am" over a key/value cache as the
+        book's KV-cache bonus code does it: each step feeds the new token only, appends its
+        keys and values to the cache with torch.cat, and masks with a slice of the causal mask
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ch05_pretraining import calc_loss_batch, create_dataloader_v1, verdict_text  # noqa: E402
+from gpt_init import GPT_CONFIG_124M, GPTModel  # noqa: E402
+
+
+class BookGELU(nn.Module):
+    """Listing 4.3: the tanh approximation written out, as the book's GPTModel uses it."""
+
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh(torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))))
+
+
+def book_model(cfg):
+    model = GPTModel(cfg)
+    for block in model.trf_blocks:
+        block.ff.layers[1] = BookGELU()
+    return model
+
+
+def matmul_gflops(rows, emb_dim):
+    a, b = torch.randn(rows, emb_dim), torch.randn(emb_dim, 4 * emb_dim)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * rows * emb_dim * 4 * emb_dim / sorted(times)[2] / 1e9
+
+
+def step(args):
+    cfg = dict(GPT_CONFIG_124M, context_length=args.context_length)
+    text = verdict_text()
+    split = int(0.9 * len(text))
+    torch.manual_seed(123)
+    loader = create_dataloader_v1(text[:split], args.batch_size, args.context_length, args.context_length,
+                                  shuffle=True, drop_last=True)
+    batches = list(loader)
+    torch.manual_seed(123)
+    model = book_model(cfg)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
+    phases = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+    losses = []
+    for i in range(args.warmup + args.steps):
+        inputs, targets = batches[i % len(batches)]
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        zero = time.perf_counter() - start
+        start = time.perf_counter()
+        loss = calc_loss_batch(inputs, targets, model)
+        forward = time.perf_counter() - start
+        start = time.perf_counter()
+        loss.backward()
+        backward = time.perf_counter() - start
+        start = time.perf_counter()
+        optimizer.step()
+        update = time.perf_counter() - start + zero
+        losses.append(loss.item())
+        if i >= args.warmup:
+            phases["forward"] += forward
+            phases["backward"] += backward
+            phases["optimizer"] += update
+    per_step = {k: v / args.steps for k, v in phases.items()}
+    step_s = sum(per_step.values())
+    tokens = args.batch_size * args.context_length
+    return {
+        "side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size, "context_length": args.context_length, "steps": args.steps,
+        "forward_s": per_step["forward"], "backward_s": per_step["backward"], "optimizer_s": per_step["optimizer"],
+        "step_s": step_s, "tokens_per_s": tokens / step_s, "matmul_gflops": matmul_gflops(tokens, cfg["emb_dim"]),
+        "losses": losses,
+    }
+
+
+def cached_forward(model, idx, cache, start):
+    """The book's KV-cache forward pass over the new tokens `idx` at positions start.."""
+    n = idx.shape[1]
+    x = model.tok_emb(idx) + model.pos_emb(torch.arange(start, start + n))
+    for layer, block in enumerate(model.trf_blocks):
+        att = block.att
+        h = block.norm1(x)
+        b = h.shape[0]
+        split = lambda t: t.view(b, n, att.num_heads, att.head_dim).transpose(1, 2)
+        q, k, v = split(att.W_query(h)), split(att.W_key(h)), split(att.W_value(h))
+        if cache[layer] is None:
+            cache[layer] = (k, v)
+        else:
+            cache[layer] = (torch.cat([cache[layer][0], k], dim=2), torch.cat([cache[layer][1], v], dim=2))
+        keys, values = cache[layer]
+        scores = q @ keys.transpose(2, 3)
+        scores.masked_fill_(att.mask.bool()[start:start + n, :keys.shape[2]], -torch.inf)
+        weights = att.dropout(torch.softmax(scores / att.head_dim ** 0.5, dim=-1))
+        context = (weights @ values).transpose(1, 2).contiguous().view(b, n, att.d_out)
+        x = x + block.drop_shortcut(att.out_proj(context))
+        x = x + block.drop_shortcut(block.ff(block.norm2(x)))
+    return model.out_head(model.final_norm(x))
+
+
+def generate(args):
+    torch.manual_seed(123)
+    model = book_model(GPT_CONFIG_124M).eval()
+    idx = torch.tensor([[15496, 11, 314, 716]])  # "Hello, I am"
+    start = time.perf_counter()
+    with torch.no_grad():
+        cache = [None] * len(model.trf_blocks)
+        logits = cached_forward(model, idx, cache, 0)
+        for _ in range(args.max_new_tokens):
+            next_id = logits[:, -1].argmax(dim=-1, keepdim=True)
+            idx = torch.cat([idx, next_id], dim=1)
+            logits = cached_forward(model, next_id, cache, idx.shape[1] - 1)
+    seconds = time.perf_counter() - start
+    return {
+        "side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "new_tokens": args.max_new_tokens, "seconds": seconds, "tokens_per_s": args.max_new_tokens / seconds,
+        "ids": idx[0].tolist(),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("step")
+    s.add_argument("--batch-size", type=int, default=2)
+    s.add_argument("--context-length", type=int, default=256)
+    s.add_argument("--steps", type=int, default=5)
+    s.add_argument("--warmup", type=int, default=1)
+    g = sub.add_parser("generate")
+    g.add_argument("--max-new-tokens", type=int, default=200)
+    args = parser.parse_args()
+    print(json.dumps(step(args) if args.command == "step" else generate(args), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+//! LibTorch operators that `tch` does not generate, compiled from `cpp/native.cpp` against
+//! the same LibTorch (see `build.rs`): PyTorch's fused AdamW kernel (`torch.optim.AdamW(...,
+//! fused=True)`), dropping a gradient (`zero_grad(set_to_none=True)`), fbgemm's dynamically
+//! quantized int8 linear layer (`torch.ao.nn.quantized.dynamic.Linear`), and the autocast
+//! dtype. Errors raised in C++ come back as `Err` with LibTorch's message.
+
+use std::ffi::{c_char, c_void, CStr};
+
+use anyhow::{bail, Result};
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn llms_free_message(text: *mut c_char);
+    fn llms_fused_adamw(
+        params: *const *mut C_tensor,
+        grads: *const *mut C_tensor,
+        exp_avgs: *const *mut C_tensor,
+        exp_avg_sqs: *const *mut C_tensor,
+        steps: *const *mut C_tensor,
+        n: usize,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> *mut c_char;
+    fn llms_drop_grad(tensor: *mut C_tensor) -> *mut c_char;
+    fn llms_qlinear_prepack(
+        values: *mut C_tensor,
+        scales: *mut C_tensor,
+        bias: *mut C_tensor,
+        packed: *mut *mut c_void,
+    ) -> *mut c_char;
+    fn llms_qlinear_dynamic(
+        input: *mut C_tensor,
+        packed: *mut c_void,
+        reduce_range: bool,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
+    fn llms_qlinear_free(packed: *mut c_void);
+    fn llms_set_cuda_autocast_bfloat16() -> *mut c_char;
+}
+
+/// Turns the C side's message (NULL on success) into a `Result`.
+fn check(message: *mut c_char) -> Result<()> {
+    if message.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null message is a NUL-terminated string the C side allocated for us.
+    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    unsafe { llms_free_message(message) };
+    bail!("{}", text.trim_end())
+}
+
+fn pointers(tensors: &[&Tensor]) -> Vec<*mut C_tensor> {
+    tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect()
+}
+
+/// The tensors of one AdamW update: parameters, gradients, moments and float step counts
+/// (already incremented for this step), all of the same length.
+pub struct AdamWTensors<'a> {
+    pub params: &'a [&'a Tensor],
+    pub grads: &'a [&'a Tensor],
+    pub exp_avgs: &'a [&'a Tensor],
+    pub exp_avg_sqs: &'a [&'a Tensor],
+    pub steps: &'a [&'a Tensor],
+}
+
+/// `torch._fused_adamw_`: one pass over each parameter, its gradient and its moments (the
+/// same update as PyTorch's single-tensor AdamW up to float rounding).
+pub fn fused_adamw(t: &AdamWTensors, lr: f64, beta1: f64, beta2: f64, weight_decay: f64, eps: f64) -> Result<()> {
+    let n = t.params.len();
+    anyhow::ensure!(
+        [t.grads.len(), t.exp_avgs.len(), t.exp_avg_sqs.len(), t.steps.len()].iter().all(|&len| len == n),
+        "fused AdamW needs as many gradients, moments and steps as parameters"
+    );
+    let [p, g, m, v, s] = [t.params, t.grads, t.exp_avgs, t.exp_avg_sqs, t.steps].map(pointers);
+    // SAFETY: every pointer is a live tensor borrowed for the call; the kernel updates the
+    // parameters and moments in place, as their `Tensor`s expect.
+    check(unsafe {
+        llms_fused_adamw(p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), s.as_ptr(), n, lr, beta1, beta2, weight_decay, eps)
+    })
+}
+
+/// Sets a parameter's gradient to undefined, so that the next backward pass stores its
+/// gradient instead of adding it to zeros (PyTorch's `zero_grad(set_to_none=True)`).
+pub fn drop_grad(param: &Tensor) -> Result<()> {
+    // SAFETY: the pointer is a live tensor; only its gradient slot changes.
+    check(unsafe { llms_drop_grad(param.as_ptr() as *mut C_tensor) })
+}
+
+/// Makes CUDA autocast compute in bfloat16 (its default is float16).
+pub fn set_cuda_autocast_bfloat16() -> Result<()> {
+    // SAFETY: no arguments; sets a process-wide LibTorch setting.
+    check(unsafe { llms_set_cuda_autocast_bfloat16() })
+}
+
+/// A linear layer's weight packed for fbgemm's int8 kernels (`quantized::linear_prepack`):
+/// int8 weights with one scale per output row, and the float bias.
+pub struct PackedInt8Linear {
+    packed: *mut c_void,
+}
+
+// SAFETY: the packed weight is immutable after packing and LibTorch's kernels only read it.
+unsafe impl Send for PackedInt8Linear {}
+unsafe impl Sync for PackedInt8Linear {}
+
+impl std::fmt::Debug for PackedInt8Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PackedInt8Linear")
+    }
+}
+
+impl PackedInt8Linear {
+    /// Packs a symmetric int8 weight: `values` `[out, in]` (int8) times one scale per
+    /// output row (`scales`, `[out]` or `[out, 1]`), with an optional float bias `[out]`.
+    pub fn pack(values: &Tensor, scales: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+        let mut packed = std::ptr::null_mut();
+        let bias = bias.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut C_tensor);
+        let [values, scales] = [values, scales].map(|t| t.as_ptr() as *mut C_tensor);
+        // SAFETY: live tensors borrowed for the call; `packed` receives an owned handle.
+        check(unsafe { llms_qlinear_prepack(values, scales, bias, &mut packed) })?;
+        Ok(Self { packed })
+    }
+
+    /// `quantized::linear_dynamic`: quantizes `x` `(.., in)` to uint8 with a scale from its
+    /// range at every call, multiplies in int8 with int32 sums and returns float `(.., out)`.
+    /// `reduce_range` uses 7 of the 8 activation bits, which keeps AVX2's 16-bit
+    /// intermediate sums from saturating (PyTorch's default on x86).
+    pub fn forward(&self, x: &Tensor, reduce_range: bool) -> Result<Tensor> {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: `x` and the packed weight are live; `out` receives a new owned tensor.
+        check(unsafe { llms_qlinear_dynamic(x.as_ptr() as *mut C_tensor, self.packed, reduce_range, &mut out) })?;
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+}
+
+impl Drop for PackedInt8Linear {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `llms_qlinear_prepack` and is freed once.
+        unsafe { llms_qlinear_free(self.packed) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn int8_linear_is_close_to_float_and_errors_come_back() {
+        let _rng = crate::device::global_rng_lock();
+        tch::manual_seed(1);
+        let weight = Tensor::randn([64, 48], (Kind::Float, Device::Cpu)) * 0.05;
+        let bias = Tensor::randn([64], (Kind::Float, Device::Cpu)) * 0.01;
+        let scales = weight.abs().amax(-1, true) / 127.0;
+        let values = (&weight / &scales).round().to_kind(Kind::Int8);
+        let packed = PackedInt8Linear::pack(&values, &scales, Some(&bias)).unwrap();
+        let x = Tensor::randn([3, 48], (Kind::Float, Device::Cpu));
+        let y = packed.forward(&x, true).unwrap();
+        let reference = x.linear(&weight, Some(&bias));
+        let error = (&y - &reference).abs().max().double_value(&[]);
+        assert!(error < 0.02 * reference.abs().max().double_value(&[]), "error {error}");
+        let wrong = packed.forward(&Tensor::randn([3, 7], (Kind::Float, Device::Cpu)), true);
+        assert!(wrong.is_err());
+        assert!(PackedInt8Linear::pack(&values, &scales.narrow(0, 0, 3), None).is_err(), "one scale per row");
+    }
+
+    #[test]
+    fn a_dropped_gradient_is_undefined() {
+        let x = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        (&x * 2.0).sum(Kind::Float).backward();
+        assert!(x.grad().defined());
+        drop_grad(&x).unwrap();
+        assert!(!x.grad().defined());
+    }
+}
