@@ -51,7 +51,7 @@ pub fn generate_batch(
 
     let _no_grad = tch::no_grad_guard();
     let mut cache = model.new_padded_cache(&padding)?;
-    let last_logits = |hidden: Tensor| model.logits(&hidden.select(1, -1));
+    let last_logits = |hidden: Tensor| model.next_token_logits(&hidden.select(1, -1));
     let mut logits = last_logits(model.hidden_states_cached(&tokens, &mut cache));
     let mut generated = vec![Vec::new(); prompts.len()];
     let mut running = vec![true; prompts.len()];

@@ -248,8 +248,10 @@ impl<'m> Decoder<'m> {
             let hidden = self.refill(total)?;
             hidden.narrow(1, hidden.size()[1] - new, new)
         };
-        let kept = if last_only { 1 } else { new };
-        Ok(self.model.logits(&hidden.narrow(1, new - kept, kept)))
+        if last_only {
+            return Ok(self.model.next_token_logits(&hidden.select(1, -1)).unsqueeze(1));
+        }
+        Ok(self.model.logits(&hidden))
     }
 
     /// Keeps the sequences at `indices` `(B',)`, in that order; an index may repeat (beam

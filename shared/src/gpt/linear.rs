@@ -264,10 +264,29 @@ impl Linear {
     }
 }
 
+/// `x W^T + b`. In inference on the CPU with 2 to 16 rows (decoding a small batch), it
+/// multiplies as `(W x^T)^T`: MKL copies ("packs") the whole weight for a product with a few
+/// rows, but only the rows in this order, which makes decoding at batch 8 about 1.6x faster
+/// here (the weights are read once, not twice). The same sums, rounded in another order.
+fn dense_forward(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    let width = *x.size().last().expect("at least one dimension");
+    let rows = x.numel() as i64 / width.max(1);
+    if !(2..=16).contains(&rows) || x.requires_grad() || x.device() != tch::Device::Cpu {
+        return x.linear(weight, bias);
+    }
+    let mut shape = x.size();
+    *shape.last_mut().expect("at least one dimension") = weight.size()[0];
+    let out = weight.mm(&x.reshape([rows, width]).tr()).tr().contiguous().view(shape.as_slice());
+    match bias {
+        Some(bias) => out + bias,
+        None => out,
+    }
+}
+
 impl nn::Module for Linear {
     fn forward(&self, x: &Tensor) -> Tensor {
         let out = match &self.weight {
-            LinearWeight::Dense(weight) => x.linear(weight, self.bias.as_ref()),
+            LinearWeight::Dense(weight) => dense_forward(x, weight, self.bias.as_ref()),
             LinearWeight::Quantized(q) => match &self.bias {
                 Some(bias) => q.matmul(x) + bias,
                 None => q.matmul(x),

@@ -213,6 +213,16 @@ impl GptModel {
         hidden.apply(&self.out_head)
     }
 
+    /// The next-token head on one hidden state per sequence, `(B, E)` -> `(B, V)`, for
+    /// decoding. A dense head computes `(W h^T)^T` rather than `h W^T`: the same sums, but
+    /// MKL multiplies a few rows by the 50,257-row matrix about 3x faster in that order.
+    pub fn next_token_logits(&self, hidden: &Tensor) -> Tensor {
+        match (&self.out_head.weight, &self.out_head.lora, &self.out_head.bias) {
+            (LinearWeight::Dense(weight), None, None) => weight.mm(&hidden.tr()).tr().contiguous(),
+            _ => hidden.apply(&self.out_head),
+        }
+    }
+
     /// Every head on hidden states `(B, T, E)`: element `k` holds the logits `(B, T, V)` of
     /// the token `k + 1` places ahead (element 0 is [`GptModel::logits`]).
     pub fn all_head_logits(&self, hidden: &Tensor) -> Vec<Tensor> {
