@@ -13,7 +13,7 @@ use serde::Serialize;
 use shared::device::{device_name, seed_everything};
 use shared::generate::batch::generate_batch;
 use shared::generate::{generate_greedy_cached, Sampler, Sampling};
-use shared::gpt::{GptConfig, GptModel, ParameterCounts};
+use shared::gpt::{GptConfig, GptModel};
 use shared::model_source::ModelSource;
 use shared::timing::{median_seconds, synchronize};
 use shared::train::{calc_loss_batch, AdamW, AdamWConfig, TrainMode};
@@ -27,9 +27,10 @@ use crate::pretrain::loaders;
 /// embedding lookups do no products), plus `12 L T d` per token for attention's two products
 /// over `T` keys (the PaLM paper's accounting, appendix B).
 pub fn train_flops_per_token(cfg: &GptConfig, tokens_per_row: i64) -> f64 {
-    let counts = ParameterCounts::from_config(cfg);
-    let matmul_weights = counts.attention + counts.feed_forward + cfg.n_future_heads * cfg.emb_dim * cfg.vocab_size;
-    6.0 * matmul_weights as f64 + 12.0 * (cfg.n_layers * tokens_per_row * cfg.emb_dim) as f64
+    let (d, kv) = (cfg.emb_dim, cfg.kv_heads() * cfg.head_dim());
+    let per_layer = (d * d + 2 * d * kv) + d * d + 8 * d * d; // query, key, value; output; feed-forward
+    let matmul_weights = cfg.n_layers * per_layer + cfg.n_future_heads * d * cfg.vocab_size;
+    6.0 * matmul_weights as f64 + 12.0 * (cfg.n_layers * tokens_per_row * d) as f64
 }
 
 /// GFLOP/s of a float32 matrix product shaped like the feed-forward layer's:
