@@ -4,6 +4,7 @@
 //! the generated text.
 
 use anyhow::{Context, Result};
+use shared::generate::batch::generate_batch;
 use shared::generate::{Decoding, Sampler, Sampling};
 use shared::gpt::GptModel;
 use shared::tokenizer::{Gpt2Tokenizer, TokenId, END_OF_TEXT_ID};
@@ -52,14 +53,50 @@ pub fn respond_with(
     let ids: Vec<i64> = tokenizer.encode(&prompt).into_iter().map(i64::from).collect();
     let idx = Tensor::from_slice(&ids).view([1, -1]).to_device(device);
     let out = decoding.generate(model, &idx, max_new_tokens)?;
-    let out: Vec<TokenId> =
-        Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?.iter().map(|&t| t as TokenId).collect();
-    // tiktoken decodes with errors="replace"; a response may end inside a character.
-    let generated = String::from_utf8_lossy(&tokenizer.decode_bytes(&out)?).into_owned();
-    Ok(template.extract_response(&generated, &prompt))
+    let out = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?;
+    response_in(template, &tokenizer, &prompt, &out)
 }
 
-/// Section 7.7: every record with its `model_response`, with a progress bar when `verbose`.
+/// The response in the generated tokens `ids` (prompt included).
+fn response_in(template: &dyn PromptTemplate, tokenizer: &Gpt2Tokenizer, prompt: &str, ids: &[i64]) -> Result<String> {
+    let ids: Vec<TokenId> = ids.iter().map(|&t| t as TokenId).collect();
+    // tiktoken decodes with errors="replace"; a response may end inside a character.
+    let generated = String::from_utf8_lossy(&tokenizer.decode_bytes(&ids)?).into_owned();
+    Ok(template.extract_response(&generated, prompt))
+}
+
+/// Records [`respond_all`] decodes together.
+pub const RESPONSE_BATCH: usize = 8;
+
+/// The responses to `records`, decoded together over the KV cache
+/// ([`shared::generate::batch`]) when the decoding samples token by token and every prompt
+/// fits the context with `max_new_tokens` more; otherwise one at a time. Greedy responses
+/// are the same either way (sampled ones draw from the generator in another order).
+pub fn respond_batch(
+    model: &GptModel,
+    template: &dyn PromptTemplate,
+    records: &[InstructionRecord],
+    max_new_tokens: i64,
+    device: Device,
+    decoding: &mut Decoding,
+) -> Result<Vec<String>> {
+    let tokenizer = Gpt2Tokenizer::new();
+    let prompts: Vec<String> = records.iter().map(|record| template.format_input(record)).collect();
+    let ids: Vec<Vec<i64>> =
+        prompts.iter().map(|prompt| tokenizer.encode(prompt).into_iter().map(i64::from).collect()).collect();
+    let longest = ids.iter().map(Vec::len).max().unwrap_or(0) as i64;
+    match decoding {
+        Decoding::Sample(sampler) if records.len() > 1 && longest + max_new_tokens <= model.cfg.context_length => {
+            let new = generate_batch(model, &ids, max_new_tokens, sampler)?;
+            let joined = ids.into_iter().zip(new).map(|(prompt, new)| [prompt, new].concat());
+            prompts.iter().zip(joined).map(|(prompt, ids)| response_in(template, &tokenizer, prompt, &ids)).collect()
+        }
+        _ => records.iter().map(|record| respond_with(model, template, record, max_new_tokens, device, decoding)).collect(),
+    }
+}
+
+/// Section 7.7: every record with its `model_response`, with a progress bar when `verbose`;
+/// [`RESPONSE_BATCH`] records at a time ([`respond_batch`]).
 pub fn respond_all(
     model: &GptModel,
     template: &dyn PromptTemplate,
@@ -72,11 +109,14 @@ pub fn respond_all(
     let bar = progress_bar(verbose, records.len() as u64);
     bar.set_message("generating responses");
     let mut answered = Vec::with_capacity(records.len());
-    for (index, record) in records.iter().enumerate() {
-        let response = respond_with(model, template, record, max_new_tokens, device, decoding)
-            .with_context(|| format!("responding to test record {index}"))?;
-        answered.push(InstructionRecord { model_response: Some(response), ..record.clone() });
-        bar.inc(1);
+    for (chunk, batch) in records.chunks(RESPONSE_BATCH).enumerate() {
+        let first = chunk * RESPONSE_BATCH;
+        let responses = respond_batch(model, template, batch, max_new_tokens, device, decoding)
+            .with_context(|| format!("responding to test records {first}-{}", first + batch.len() - 1))?;
+        for (record, response) in batch.iter().zip(responses) {
+            answered.push(InstructionRecord { model_response: Some(response), ..record.clone() });
+        }
+        bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
     Ok(answered)
