@@ -4,9 +4,10 @@
 //! Each is measured by the validation perplexity and the model's bytes with the weights
 //! packed. The quantized layers compute with the dequantized weight (a simulation: the same
 //! work at every bit width, plus the dequantization), so generation speed is measured once for
-//! it, against float32 and against LibTorch's int8 weight-only kernel (`_weight_int8pack_mm`),
-//! the one real int8 matrix product LibTorch's C++ API offers without its quantized-tensor
-//! engine; the three are timed in turn, several rounds, and the medians kept.
+//! it, against float32 and against fbgemm's dynamically quantized int8 kernel (the one
+//! `--int8` uses everywhere, reached through `shared::native`): real int8 products, the
+//! activations quantized at every call; the three are timed in turn, several rounds, and the
+//! medians kept.
 
 use std::fmt;
 
@@ -24,7 +25,7 @@ use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.34",
-    summary: "post-training quantization of the large model's linear layers: fixed-grid round-to-nearest, absmax and zero-point, per tensor and per channel, at 8, 6, 4, 3 and 2 bits: validation perplexity, bytes, tokens/s, and LibTorch's int8 weight-only kernel",
+    summary: "post-training quantization of the large model's linear layers: fixed-grid round-to-nearest, absmax and zero-point, per tensor and per channel, at 8, 6, 4, 3 and 2 bits: validation perplexity, bytes, tokens/s, and fbgemm's int8 kernel",
     run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD, 50)?),
 };
 
