@@ -47,6 +47,9 @@ struct RunArgs {
     /// Evaluate every N steps
     #[arg(long, global = true, default_value_t = 50)]
     eval_freq: usize,
+    /// book: the book's code; fast: fused kernels and AdamW (same model and loss, not bit-exact)
+    #[arg(long, global = true, value_enum, default_value = "book")]
+    mode: shared::train::TrainMode,
 }
 
 impl RunArgs {
@@ -63,6 +66,7 @@ impl RunArgs {
             epochs: self.epochs,
             lr: self.lr,
             eval_freq: self.eval_freq,
+            mode: self.mode,
             ..FinetuneOptions::default()
         })
     }

@@ -228,8 +228,8 @@ pub struct GenerateBench {
     pub device: String,
     pub threads: i32,
     pub rows: Vec<GenerateRow>,
-    /// Whether every batched row decoded the tokens it decodes alone.
-    pub batched_tokens_identical: Option<bool>,
+    /// Whether every batched float32 row decoded the tokens it decodes alone.
+    pub batched_tokens_identical: bool,
     /// Validation perplexity on The Verdict (last 10 %), float32 and int8.
     pub perplexity_float32: Option<f64>,
     pub perplexity_int8: Option<f64>,
@@ -309,7 +309,11 @@ pub fn bench_generate(text: &str, options: &GenerateBenchOptions, device: Device
         rows.push(int8);
         let (_, batched_int8) =
             timed(device, || generate_batch(model, &prompts, options.new_tokens, &mut Sampler::new(&greedy)?))?;
-        rows.push(row(format!("KV cache, int8, {} prompts batched", options.batch), batched_int8, one_by_one / batched_int8));
+        rows.push(row(
+            format!("KV cache, int8, {} prompts batched", options.batch),
+            batched_int8,
+            one_by_one / batched_int8,
+        ));
         perplexity_int8 = options.perplexity.then(|| perplexity(model)).transpose()?;
     }
     Ok(GenerateBench {
@@ -317,7 +321,7 @@ pub fn bench_generate(text: &str, options: &GenerateBenchOptions, device: Device
         device: device_name(device),
         threads: tch::get_num_threads(),
         rows,
-        batched_tokens_identical: Some(alone == together),
+        batched_tokens_identical: alone == together,
         perplexity_float32,
         perplexity_int8,
     })
@@ -336,9 +340,8 @@ impl fmt::Display for GenerateBench {
                 r.name, r.sequences, r.new_tokens, r.seconds, r.tokens_per_s, r.speedup
             )?;
         }
-        if let Some(identical) = self.batched_tokens_identical {
-            write!(f, "\n\nBatched float32 rows decode the tokens each prompt decodes alone: {identical}")?;
-        }
+        let identical = self.batched_tokens_identical;
+        write!(f, "\n\nBatched float32 rows decode the tokens each prompt decodes alone: {identical}")?;
         if let Some(float) = self.perplexity_float32 {
             write!(f, "\nValidation perplexity on The Verdict: float32 {float:.3}")?;
             if let Some(int8) = self.perplexity_int8 {

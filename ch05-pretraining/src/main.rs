@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use ch05_pretraining::{bench, check_run};
 use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
+use ch05_pretraining::{bench, check_run};
 use clap::{Args, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::data::THE_VERDICT;

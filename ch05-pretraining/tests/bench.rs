@@ -24,8 +24,14 @@ fn fast_mode_follows_book_mode_and_the_loss_falls() {
     let _rng = global_rng_lock();
     let text = verdict();
     let run = |mode| {
-        let options =
-            StepBenchOptions { config: small(), config_name: "small".into(), batch_size: 4, steps: 12, warmup: 0, mode };
+        let options = StepBenchOptions {
+            config: small(),
+            config_name: "small".into(),
+            batch_size: 4,
+            steps: 12,
+            warmup: 0,
+            mode,
+        };
         bench_step(&text, &options, Device::Cpu, 123).unwrap()
     };
     let (book, fast) = (run(TrainMode::Book), run(TrainMode::Fast));
@@ -67,7 +73,7 @@ fn decoding_rows_agree_and_int8_keeps_the_perplexity() {
             "KV cache, int8, 3 prompts batched"
         ]
     );
-    assert_eq!(result.batched_tokens_identical, Some(true));
+    assert!(result.batched_tokens_identical);
     assert_eq!(result.rows[2].new_tokens, 24);
     let (float, int8) = (result.perplexity_float32.unwrap(), result.perplexity_int8.unwrap());
     assert!((int8 / float - 1.0).abs() < 0.01, "{float} vs {int8}");

@@ -59,6 +59,9 @@ struct RunArgs {
     /// Batches per evaluation
     #[arg(long, default_value_t = 5)]
     eval_iter: usize,
+    /// book: the book's code; fast: fused kernels and AdamW (same model and loss, not bit-exact)
+    #[arg(long, value_enum, default_value = "book")]
+    mode: shared::train::TrainMode,
 }
 
 impl RunArgs {
@@ -75,6 +78,7 @@ impl RunArgs {
             batch_size: self.batch_size,
             eval_freq: self.eval_freq,
             eval_iter: self.eval_iter,
+            mode: self.mode,
             ..FinetuneOptions::default()
         })
     }

@@ -20,8 +20,8 @@ use shared::exercise::ExerciseCommand;
 use shared::generate::{Decoding, Sampling};
 use shared::lora::LoraConfig;
 use shared::model_source::InitArgs;
-use shared::train::TrainMode;
 use shared::tokenizer::END_OF_TEXT_ID;
+use shared::train::TrainMode;
 
 /// Chapter 7, "Fine-tuning to follow instructions". Without a command: the book's run, which
 /// fine-tunes GPT-2 medium (355M) on 935 instruction records in the Alpaca prompt style for

@@ -91,7 +91,10 @@ pub fn respond_batch(
             let joined = ids.into_iter().zip(new).map(|(prompt, new)| [prompt, new].concat());
             prompts.iter().zip(joined).map(|(prompt, ids)| response_in(template, &tokenizer, prompt, &ids)).collect()
         }
-        _ => records.iter().map(|record| respond_with(model, template, record, max_new_tokens, device, decoding)).collect(),
+        _ => records
+            .iter()
+            .map(|record| respond_with(model, template, record, max_new_tokens, device, decoding))
+            .collect(),
     }
 }
 

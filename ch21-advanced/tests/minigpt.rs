@@ -58,7 +58,8 @@ fn the_mini_gpt_learns_and_its_checkpoint_resumes_exactly() {
 
     // The checkpoint generates with its own character vocabulary.
     let mut greedy = Decoding::Sample(Sampler::new(&Sampling::GREEDY).unwrap());
-    let sample = minigpt::generate(&full.checkpoint, "ROMEO:", 30, &mut greedy, false, &RunContext::for_tests()).unwrap();
+    let sample =
+        minigpt::generate(&full.checkpoint, "ROMEO:", 30, &mut greedy, false, &RunContext::for_tests()).unwrap();
     assert!(sample.starts_with("ROMEO:") && sample.chars().count() == 36, "{sample:?}");
     // Beam search of width 1 is the same greedy decoding.
     let mut beam = Decoding::Beam(shared::generate::beam::BeamSearch::new(1));

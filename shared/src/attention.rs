@@ -248,6 +248,8 @@ impl MultiHeadAttention {
             keys = rope.rotate(&keys, positions);
         }
         let mut mask = (self.mask, self.sink_tokens);
+        // `(B, 1, Q, K)`: the left padding each sequence's queries may not see.
+        let mut padded = None;
         // The keys and values attended over, and their positions when a query may miss some.
         let (keys, values, key_positions) = match cache {
             CacheAccess::None => (keys, values, Some(positions.shallow_clone())),
@@ -256,24 +258,12 @@ impl MultiHeadAttention {
                 assert!(end <= cache.keys.size()[2], "{end} positions exceed the cache");
                 cache.keys.narrow(2, start, t).copy_(&keys);
                 cache.values.narrow(2, start, t).copy_(&values);
-                if let Some(padding) = padding {
-                    let slots = Tensor::arange(end, (Kind::Int64, x.device()));
-                    let blocked = mask.0.blocked(positions, &slots, mask.1).unsqueeze(0).unsqueeze(0);
-                    // (B, 1, Q, K): a padding slot is hidden from every query but its own (a
-                    // padding query that saw nothing would turn its softmax into NaNs).
-                    let padded = slots.view([1, 1, 1, -1]).lt_tensor(&padding.view([-1, 1, 1, 1]));
-                    let own = slots.view([1, 1, 1, -1]).eq_tensor(&positions.view([1, 1, -1, 1]));
-                    let hidden = blocked.logical_or(&padded.logical_and(&own.logical_not()));
-                    let (keys, values) = (cache.keys.narrow(2, 0, end), cache.values.narrow(2, 0, end));
-                    let (keys, values) = self.expand_kv_heads(keys, values);
-                    let (context, attention) =
-                        self.attend(&queries, &keys, &values, Visible::Blocked(hidden), train, weights);
-                    let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]);
-                    return (context.apply(&self.out_proj), attention);
-                }
-                // One new token after all the others sees every key unless a window hides some.
-                let sees_all = t == 1 && !matches!(self.mask, AttentionMask::SlidingWindow(_));
-                let key_positions = (!sees_all).then(|| Tensor::arange(end, (Kind::Int64, x.device())));
+                let slots = Tensor::arange(end, (Kind::Int64, x.device()));
+                padded = padding.map(|padding| padding_hidden(padding, &slots, positions));
+                // One new token after all the others sees every key unless a window or
+                // padding hides some.
+                let sees_all = t == 1 && !matches!(self.mask, AttentionMask::SlidingWindow(_)) && padding.is_none();
+                let key_positions = (!sees_all).then_some(slots);
                 (cache.keys.narrow(2, 0, end), cache.values.narrow(2, 0, end), key_positions)
             }
             CacheAccess::Rolling { cache, slot_positions, keep, into, sinks, window, rope_positions } => {
@@ -290,10 +280,11 @@ impl MultiHeadAttention {
             }
         };
         let (keys, values) = self.expand_kv_heads(keys, values);
-        let visible = match key_positions {
-            None => Visible::All,
-            Some(k) if mask.0 == AttentionMask::Causal && k.size() == positions.size() => Visible::Causal(k),
-            Some(k) => Visible::Blocked(mask.0.blocked(positions, &k, mask.1)),
+        let visible = match (key_positions, padded) {
+            (None, _) => Visible::All,
+            (Some(k), None) if mask.0 == AttentionMask::Causal && k.size() == positions.size() => Visible::Causal(k),
+            (Some(k), None) => Visible::Blocked(mask.0.blocked(positions, &k, mask.1)),
+            (Some(k), Some(padded)) => Visible::Blocked(mask.0.blocked(positions, &k, mask.1).logical_or(&padded)),
         };
         let (context, attention) = self.attend(&queries, &keys, &values, visible, train, weights);
         let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]); // (B, T, d_out)
@@ -369,6 +360,16 @@ impl MultiHeadAttention {
         let context = weights.dropout(self.dropout, train).matmul(values); // (B, nh, Q, hd)
         (context, want_weights.then_some(weights))
     }
+}
+
+/// `(B, 1, Q, K)`: true where a query at `positions` `(Q,)` may not see a key slot `(K,)`
+/// because the slot is left padding of its sequence (`padding` `(B,)` slots each). A padding
+/// slot still sees itself: a query that saw nothing would turn its softmax into NaNs, which
+/// would reach real queries through the zero weights they give its values.
+fn padding_hidden(padding: &Tensor, slots: &Tensor, positions: &Tensor) -> Tensor {
+    let padded = slots.view([1, 1, 1, -1]).lt_tensor(&padding.view([-1, 1, 1, 1]));
+    let own = slots.view([1, 1, 1, -1]).eq_tensor(&positions.view([1, 1, -1, 1]));
+    padded.logical_and(&own.logical_not())
 }
 
 /// Which keys the queries of one attention call see.

@@ -79,7 +79,19 @@ pub fn fused_adamw(t: &AdamWTensors, lr: f64, beta1: f64, beta2: f64, weight_dec
     // SAFETY: every pointer is a live tensor borrowed for the call; the kernel updates the
     // parameters and moments in place, as their `Tensor`s expect.
     check(unsafe {
-        llms_fused_adamw(p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), s.as_ptr(), n, lr, beta1, beta2, weight_decay, eps)
+        llms_fused_adamw(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            s.as_ptr(),
+            n,
+            lr,
+            beta1,
+            beta2,
+            weight_decay,
+            eps,
+        )
     })
 }
 

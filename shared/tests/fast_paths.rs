@@ -8,14 +8,17 @@ use shared::generate::batch::generate_batch;
 use shared::generate::{generate_cached, Sampler, Sampling};
 use shared::gpt::{GptConfig, GptModel};
 use shared::positions::PosEncoding;
-use shared::train::{calc_loss_loader, perplexity, train_model_simple, AdamW, AdamWConfig, TrainProgress, TrainSettings};
+use shared::train::{
+    calc_loss_loader, perplexity, train_model_simple, AdamW, AdamWConfig, TrainProgress, TrainSettings,
+};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 /// The Verdict's first 90 % for training, the rest held out, in windows of 16 tokens.
 fn verdict_loaders() -> (DataLoader, DataLoader) {
     let text = DataLocator::from_env(None).read_to_string(&THE_VERDICT).unwrap();
     let split = text.char_indices().nth(text.chars().count() * 9 / 10).unwrap().0;
-    let loader = |part: &str, shuffle| DataLoader::new(GptDataset::from_text(part, 16, 16).unwrap(), 8, shuffle, shuffle);
+    let loader =
+        |part: &str, shuffle| DataLoader::new(GptDataset::from_text(part, 16, 16).unwrap(), 8, shuffle, shuffle);
     (loader(&text[..split], true).unwrap(), loader(&text[split..], false).unwrap())
 }
 

@@ -22,7 +22,7 @@ use crate::lora::{apply_lora, counts_text, lora_state, LoraConfig};
 use crate::model_source::Init;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
 use crate::spam;
-use crate::train::{write_loss_plot, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+use crate::train::{write_loss_plot, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainMode, CHECKPOINT_FORMAT};
 
 /// The run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +42,8 @@ pub struct FinetuneOptions {
     pub batch_size: usize,
     pub eval_freq: usize,
     pub eval_iter: usize,
+    /// Book mode (the book's code) or fast mode (fused kernels and AdamW).
+    pub mode: TrainMode,
     pub verbose: bool,
 }
 
@@ -60,6 +62,7 @@ impl Default for FinetuneOptions {
             batch_size: 8,
             eval_freq: 50,
             eval_iter: 5,
+            mode: TrainMode::Book,
             verbose: true,
         }
     }
@@ -207,12 +210,14 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     seed_everything(context.seed);
     let mut optimizer =
         AdamW::new(&vs, AdamWConfig { lr: options.lr, weight_decay: options.weight_decay, ..AdamWConfig::default() })?;
+    options.mode.prepare(&mut model, &mut optimizer)?;
     let settings = ClassifierSettings {
         num_epochs: options.epochs,
         eval_freq: options.eval_freq,
         eval_iter: options.eval_iter,
         position,
         verbose: options.verbose,
+        mode: options.mode,
     };
     let history =
         train_classifier_simple(&model, &mut optimizer, &loaders.train, &loaders.validation, &settings, device)?;

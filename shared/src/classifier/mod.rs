@@ -221,6 +221,8 @@ pub struct ClassifierSettings {
     pub eval_iter: usize,
     pub position: TokenPosition,
     pub verbose: bool,
+    /// How each step computes (the model and optimizer are prepared by `TrainMode::prepare`).
+    pub mode: crate::train::TrainMode,
 }
 
 /// One logged evaluation.
@@ -268,7 +270,7 @@ pub fn train_classifier_simple(
     for epoch in 0..settings.num_epochs {
         for batch in train_loader.batches() {
             optimizer.zero_grad();
-            let loss = calc_loss_batch(model, &batch, position, device, true);
+            let loss = settings.mode.forward(device, || calc_loss_batch(model, &batch, position, device, true));
             loss.backward();
             optimizer.step();
             history.examples_seen += batch.inputs.size()[0];

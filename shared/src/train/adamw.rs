@@ -152,7 +152,13 @@ impl AdamW {
                 state.step += 1;
                 // The kernel reads the step count from a float tensor on the parameter's device.
                 let step = Tensor::from(state.step as f32).to_device(param.device());
-                group.push((param.shallow_clone(), grad, state.exp_avg.shallow_clone(), state.exp_avg_sq.shallow_clone(), step));
+                group.push((
+                    param.shallow_clone(),
+                    grad,
+                    state.exp_avg.shallow_clone(),
+                    state.exp_avg_sq.shallow_clone(),
+                    step,
+                ));
             }
             if group.is_empty() {
                 continue;
@@ -268,7 +274,8 @@ mod tests {
             let vs = VarStore::new(Device::Cpu);
             let w = vs.root().randn("w", &[4, 3], 0.0, 1.0);
             let b = vs.root().randn("b", &[3], 0.0, 1.0);
-            let mut opt = AdamW::new(&vs, AdamWConfig { lr: 0.01, ..AdamWConfig::default() }).unwrap().decay_matrices_only();
+            let mut opt =
+                AdamW::new(&vs, AdamWConfig { lr: 0.01, ..AdamWConfig::default() }).unwrap().decay_matrices_only();
             opt.fused = fused;
             let x = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
             for _ in 0..3 {
