@@ -4,22 +4,24 @@
 # and int8, 8 prompts batched). The two sides run in turn, ROUNDS times, and the table
 # reports medians and ratios, so a machine that gets slower or faster midway shows in both.
 #
-#   scripts/bench-compare.sh [--rounds 2] [--steps 5] [--max-new-tokens 200]
+#   scripts/bench-compare.sh [--rounds 2] [--steps 5] [--max-new-tokens 200] [--only training|generation]
 #
 # It takes about 5 minutes per round on 2 cores. Nothing else should run meanwhile: two
 # LibTorch processes on the same cores slow each other down.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-rounds=2 steps=5 new_tokens=200
+rounds=2 steps=5 new_tokens=200 only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds="$2"; shift 2 ;;
         --steps) steps="$2"; shift 2 ;;
         --max-new-tokens) new_tokens="$2"; shift 2 ;;
+        --only) only="$2"; shift 2 ;;
         -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+case "$only" in ""|training|generation) ;; *) echo "--only takes training or generation" >&2; exit 2 ;; esac
 for value in "$rounds" "$steps" "$new_tokens"; do
     [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds, --steps and --max-new-tokens take positive integers" >&2; exit 2; }
 done
@@ -35,48 +37,68 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 for round in $(seq "$rounds"); do
-    echo "round $round/$rounds: training steps" >&2
-    "$python" -W ignore "$root/scripts/reference/bench_pytorch.py" step --steps "$steps" > "$out/step-pytorch-$round.json"
-    "$ours" bench-step --steps "$steps" --mode book --json > "$out/step-book-$round.json"
-    "$ours" bench-step --steps "$steps" --mode fast --json > "$out/step-fast-$round.json"
-    echo "round $round/$rounds: generation" >&2
-    "$python" -W ignore "$root/scripts/reference/bench_pytorch.py" generate --max-new-tokens "$new_tokens" \
-        > "$out/generate-pytorch-$round.json"
-    "$ours" bench-generate --max-new-tokens "$new_tokens" --int8 --json > "$out/generate-ours-$round.json"
+    if [ "$only" != generation ]; then
+        echo "round $round/$rounds: training steps" >&2
+        "$python" -W ignore "$root/scripts/reference/bench_pytorch.py" step --steps "$steps" > "$out/step-pytorch-$round.json"
+        "$ours" bench-step --steps "$steps" --mode book --json > "$out/step-book-$round.json"
+        "$ours" bench-step --steps "$steps" --mode fast --json > "$out/step-fast-$round.json"
+    fi
+    if [ "$only" != training ]; then
+        echo "round $round/$rounds: generation" >&2
+        "$python" -W ignore "$root/scripts/reference/bench_pytorch.py" generate --max-new-tokens "$new_tokens" \
+            > "$out/generate-pytorch-$round.json"
+        "$python" -W ignore "$root/scripts/reference/bench_pytorch.py" generate --max-new-tokens "$new_tokens" \
+            --preallocated > "$out/generate-pytorch-preallocated-$round.json"
+        "$ours" bench-generate --max-new-tokens "$new_tokens" --int8 --json > "$out/generate-ours-$round.json"
+    fi
 done
 
-"$python" - "$out" "$rounds" <<'EOF'
+"$python" - "$out" "$rounds" "$only" <<'EOF'
 import json, platform, statistics, sys
 from pathlib import Path
 
-out, rounds = Path(sys.argv[1]), int(sys.argv[2])
+out, rounds, only = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 load = lambda name: [json.loads((out / f"{name}-{r}.json").read_text()) for r in range(1, rounds + 1)]
 median = lambda runs, key: statistics.median(run[key] for run in runs)
-pytorch, book, fast = load("step-pytorch"), load("step-book"), load("step-fast")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-print(f"{cpu}, {pytorch[0]['threads']} threads, torch {pytorch[0]['torch']}; medians of {rounds} alternating rounds\n")
-print("| training step (GPT-2 small, batch 2 x 256) | forward + loss | backward | optimizer | step | tokens/s | MFU | vs PyTorch |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-base = median(pytorch, "step_s")
-for name, runs in [("the book's PyTorch code", pytorch), ("this project, book mode", book), ("this project, fast mode", fast)]:
-    flops = book[0]["model_gflops_per_step"]
-    mfu = statistics.median(flops / r["step_s"] / r["matmul_gflops"] for r in runs)
-    print(f"| {name} | {median(runs, 'forward_s'):.2f} s | {median(runs, 'backward_s'):.2f} s | "
-          f"{median(runs, 'optimizer_s'):.2f} s | {median(runs, 'step_s'):.2f} s | {median(runs, 'tokens_per_s'):.0f} | "
-          f"{100 * mfu:.0f} % | {base / median(runs, 'step_s'):.2f}x |")
-same = all(abs(a - b) < 1e-3 for p, o in zip(pytorch, book) for a, b in zip(p["losses"], o["losses"]))
-print(f"\nBook mode's losses equal PyTorch's (to 1e-3 at every step): {same}")
-print("Fast mode's losses: " + ", ".join(f"{l:.4f}" for l in fast[0]["losses"])
-      + " (book: " + ", ".join(f"{l:.4f}" for l in book[0]["losses"]) + ")\n")
+print(f"{cpu}, torch 2.13 on {json.loads(next(out.glob('*.json')).read_text())['threads']} threads; "
+      f"medians of {rounds} alternating rounds\n")
 
-gen_pt, gen = load("generate-pytorch"), load("generate-ours")
-rows = {row["name"]: row for row in gen[0]["rows"]}
-rate = lambda name: statistics.median({r["name"]: r for r in run["rows"]}[name]["tokens_per_s"] for run in gen)
-pt = median(gen_pt, "tokens_per_s")
-print(f"| greedy decoding, GPT-2 small, {gen_pt[0]['new_tokens']} tokens | tokens/s | vs PyTorch |")
-print("|---|---:|---:|")
-print(f"| the book's KV-cache code (PyTorch) | {pt:.1f} | 1.00x |")
-for name in rows:
-    print(f"| this project: {name} | {rate(name):.1f} | {rate(name) / pt:.2f}x |")
-print(f"\nBatched rows decode each prompt's tokens alone: {all(run['batched_tokens_identical'] for run in gen)}")
+
+def training():
+    pytorch, book, fast = load("step-pytorch"), load("step-book"), load("step-fast")
+    print("| training step (GPT-2 small, batch 2 x 256) | forward + loss | backward | optimizer | step | tokens/s | MFU | vs PyTorch |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    base = median(pytorch, "step_s")
+    for name, runs in [("the book's PyTorch code", pytorch), ("this project, book mode", book), ("this project, fast mode", fast)]:
+        flops = book[0]["model_gflops_per_step"]
+        mfu = statistics.median(flops / r["step_s"] / r["matmul_gflops"] for r in runs)
+        print(f"| {name} | {median(runs, 'forward_s'):.2f} s | {median(runs, 'backward_s'):.2f} s | "
+              f"{median(runs, 'optimizer_s'):.2f} s | {median(runs, 'step_s'):.2f} s | {median(runs, 'tokens_per_s'):.0f} | "
+              f"{100 * mfu:.0f} % | {base / median(runs, 'step_s'):.2f}x |")
+    same = all(abs(a - b) < 1e-3 for p, o in zip(pytorch, book) for a, b in zip(p["losses"], o["losses"]))
+    print(f"\nBook mode's losses equal PyTorch's (to 1e-3 at every step): {same}")
+    print("Fast mode's losses: " + ", ".join(f"{l:.4f}" for l in fast[0]["losses"])
+          + " (book: " + ", ".join(f"{l:.4f}" for l in book[0]["losses"]) + ")\n")
+
+
+def generation():
+    gen_pt, gen_opt, gen = load("generate-pytorch"), load("generate-pytorch-preallocated"), load("generate-ours")
+    rows = {row["name"]: row for row in gen[0]["rows"]}
+    rate = lambda name: statistics.median({r["name"]: r for r in run["rows"]}[name]["tokens_per_s"] for run in gen)
+    pt = median(gen_pt, "tokens_per_s")
+    print(f"| greedy decoding, GPT-2 small, {gen_pt[0]['new_tokens']} tokens | tokens/s | vs PyTorch |")
+    print("|---|---:|---:|")
+    print(f"| the book's KV-cache code (PyTorch) | {pt:.1f} | 1.00x |")
+    opt = median(gen_opt, "tokens_per_s")
+    print(f"| the book's optimized KV-cache code (PyTorch, preallocated cache) | {opt:.1f} | {opt / pt:.2f}x |")
+    for name in rows:
+        print(f"| this project: {name} | {rate(name):.1f} | {rate(name) / pt:.2f}x |")
+    print(f"\nBatched rows decode each prompt's tokens alone: {all(run['batched_tokens_identical'] for run in gen)}")
+
+
+if only != "generation":
+    training()
+if only != "training":
+    generation()
 EOF

@@ -5,10 +5,13 @@
         one training step of section 5.2 (listing 5.3's zero_grad, loss, backward, AdamW
         step), split into its phases, on The Verdict's training batches; the book's
         GPTModel with its LayerNorm and GELU modules (listings 4.2-4.7)
-    bench_pytorch.py generate [--max-new-tokens 200]
+    bench_pytorch.py generate [--max-new-tokens 200] [--preallocated]
         greedy decoding of GPT-2 small after "Hello, I am" over a key/value cache as the
-        book's KV-cache bonus code does it: each step feeds the new token only, appends its
-        keys and values to the cache with torch.cat, and masks with a slice of the causal mask
+        book's KV-cache bonus code does it (gpt_with_kv_cache.py): each step feeds the new
+        token only, appends its keys and values to the cache with torch.cat, and masks with
+        a slice of the causal mask; --preallocated as its optimized variant does it
+        (gpt_with_kv_cache_optimized.py): keys and values written into buffers allocated once,
+        the mask computed from positions
 """
 import argparse
 import json
@@ -95,7 +98,7 @@ def step(args):
     }
 
 
-def cached_forward(model, idx, cache, start):
+def cached_forward(model, idx, cache, start, preallocated=False):
     """The book's KV-cache forward pass over the new tokens `idx` at positions start.."""
     n = idx.shape[1]
     x = model.tok_emb(idx) + model.pos_emb(torch.arange(start, start + n))
@@ -105,13 +108,24 @@ def cached_forward(model, idx, cache, start):
         b = h.shape[0]
         split = lambda t: t.view(b, n, att.num_heads, att.head_dim).transpose(1, 2)
         q, k, v = split(att.W_query(h)), split(att.W_key(h)), split(att.W_value(h))
-        if cache[layer] is None:
-            cache[layer] = (k, v)
+        if preallocated:
+            if cache[layer] is None:
+                slots = att.mask.shape[0]
+                cache[layer] = (k.new_zeros(b, att.num_heads, slots, att.head_dim),
+                                k.new_zeros(b, att.num_heads, slots, att.head_dim))
+            cache[layer][0][:, :, start:start + n] = k
+            cache[layer][1][:, :, start:start + n] = v
+            keys, values = cache[layer][0][:, :, :start + n], cache[layer][1][:, :, :start + n]
+            mask = torch.arange(start, start + n).unsqueeze(1) < torch.arange(start + n).unsqueeze(0)
         else:
-            cache[layer] = (torch.cat([cache[layer][0], k], dim=2), torch.cat([cache[layer][1], v], dim=2))
-        keys, values = cache[layer]
+            if cache[layer] is None:
+                cache[layer] = (k, v)
+            else:
+                cache[layer] = (torch.cat([cache[layer][0], k], dim=2), torch.cat([cache[layer][1], v], dim=2))
+            keys, values = cache[layer]
+            mask = att.mask.bool()[start:start + n, :keys.shape[2]]
         scores = q @ keys.transpose(2, 3)
-        scores.masked_fill_(att.mask.bool()[start:start + n, :keys.shape[2]], -torch.inf)
+        scores.masked_fill_(mask, -torch.inf)
         weights = att.dropout(torch.softmax(scores / att.head_dim ** 0.5, dim=-1))
         context = (weights @ values).transpose(1, 2).contiguous().view(b, n, att.d_out)
         x = x + block.drop_shortcut(att.out_proj(context))
@@ -126,15 +140,15 @@ def generate(args):
     start = time.perf_counter()
     with torch.no_grad():
         cache = [None] * len(model.trf_blocks)
-        logits = cached_forward(model, idx, cache, 0)
+        logits = cached_forward(model, idx, cache, 0, args.preallocated)
         for _ in range(args.max_new_tokens):
             next_id = logits[:, -1].argmax(dim=-1, keepdim=True)
             idx = torch.cat([idx, next_id], dim=1)
-            logits = cached_forward(model, next_id, cache, idx.shape[1] - 1)
+            logits = cached_forward(model, next_id, cache, idx.shape[1] - 1, args.preallocated)
     seconds = time.perf_counter() - start
     return {
         "side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "new_tokens": args.max_new_tokens, "seconds": seconds, "tokens_per_s": args.max_new_tokens / seconds,
+        "new_tokens": args.max_new_tokens, "preallocated": args.preallocated, "seconds": seconds, "tokens_per_s": args.max_new_tokens / seconds,
         "ids": idx[0].tolist(),
     }
 
@@ -149,6 +163,7 @@ def main():
     s.add_argument("--warmup", type=int, default=1)
     g = sub.add_parser("generate")
     g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--preallocated", action="store_true")
     args = parser.parse_args()
     print(json.dumps(step(args) if args.command == "step" else generate(args), indent=1))
 

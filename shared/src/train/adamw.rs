@@ -51,6 +51,18 @@ struct ParamState {
     exp_avg_sq: Tensor,
 }
 
+/// The state of `name` for its next update: created (zero moments) at the first, as in
+/// PyTorch, and with the step count advanced.
+fn next_step<'a>(states: &'a mut BTreeMap<String, ParamState>, name: &str, param: &Tensor) -> &'a mut ParamState {
+    let state = states.entry(name.to_string()).or_insert_with(|| ParamState {
+        step: 0,
+        exp_avg: param.zeros_like(),
+        exp_avg_sq: param.zeros_like(),
+    });
+    state.step += 1;
+    state
+}
+
 /// AdamW over the trainable variables of a [`VarStore`], keyed by their names.
 #[derive(Debug)]
 pub struct AdamW {
@@ -109,12 +121,7 @@ impl AdamW {
             if !grad.defined() {
                 continue;
             }
-            let state = self.state.entry(name.clone()).or_insert_with(|| ParamState {
-                step: 0,
-                exp_avg: param.zeros_like(),
-                exp_avg_sq: param.zeros_like(),
-            });
-            state.step += 1;
+            let state = next_step(&mut self.state, name, param);
             if weight_decay != 0.0 && !self.no_decay.contains(name.as_str()) {
                 let _ = param.g_mul_scalar_(1.0 - lr * weight_decay);
             }
@@ -144,12 +151,7 @@ impl AdamW {
                 if !grad.defined() || self.no_decay.contains(name.as_str()) == decays {
                     continue;
                 }
-                let state = self.state.entry(name.clone()).or_insert_with(|| ParamState {
-                    step: 0,
-                    exp_avg: param.zeros_like(),
-                    exp_avg_sq: param.zeros_like(),
-                });
-                state.step += 1;
+                let state = next_step(&mut self.state, name, param);
                 // The kernel reads the step count from a float tensor on the parameter's device.
                 let step = Tensor::from(state.step as f32).to_device(param.device());
                 group.push((
