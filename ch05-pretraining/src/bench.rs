@@ -247,7 +247,7 @@ fn timed<T>(device: Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
 /// after an untimed warm-up of 8 tokens (thread pools, first allocations).
 fn single_row(model: &GptModel, name: &str, new_tokens: i64, device: Device) -> Result<GenerateRow> {
     let prompt = Tensor::from_slice(&[15496i64, 11, 314, 716]).view([1, 4]).to_device(device);
-    generate_greedy_cached(model, &prompt, new_tokens.min(8), None)?;
+    let _warm_up = generate_greedy_cached(model, &prompt, new_tokens.min(8), None)?;
     let (_, seconds) = timed(device, || generate_greedy_cached(model, &prompt, new_tokens, None))?;
     Ok(GenerateRow {
         name: name.into(),
