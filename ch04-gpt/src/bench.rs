@@ -1,14 +1,13 @@
 //! `bench-generate`: tokens per second of greedy generation with and without the KV cache.
 
 use std::fmt;
-use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
 use shared::device::{device_name, dtype_name, seed_everything};
 use shared::generate::{generate_greedy_cached, generate_text_simple};
 use shared::gpt::{GptConfig, GptModel};
-use shared::timing::synchronize;
+use shared::timing::timed;
 use tch::{nn, Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,14 +27,6 @@ pub struct GenerateBench {
     pub threads: i32,
     pub new_tokens: i64,
     pub rows: Vec<GenerateRow>,
-}
-
-fn timed(device: Device, f: impl FnOnce() -> Result<Tensor>) -> Result<(Tensor, f64)> {
-    synchronize(device);
-    let start = Instant::now();
-    let out = f()?;
-    synchronize(device);
-    Ok((out, start.elapsed().as_secs_f64()))
 }
 
 /// Generates `new_tokens` tokens from "Hello, I am" with a seeded `cfg` model in each dtype.

@@ -15,7 +15,7 @@ use shared::generate::batch::generate_batch;
 use shared::generate::{generate_greedy_cached, Sampler, Sampling};
 use shared::gpt::{GptConfig, GptModel};
 use shared::model_source::ModelSource;
-use shared::timing::{median_seconds, synchronize};
+use shared::timing::{median_seconds, synchronize, timed};
 use shared::train::{calc_loss_batch, AdamW, AdamWConfig, TrainMode};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -233,14 +233,6 @@ pub struct GenerateBench {
     /// Validation perplexity on The Verdict (last 10 %), float32 and int8.
     pub perplexity_float32: Option<f64>,
     pub perplexity_int8: Option<f64>,
-}
-
-fn timed<T>(device: Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-    synchronize(device);
-    let start = Instant::now();
-    let out = f()?;
-    synchronize(device);
-    Ok((out, start.elapsed().as_secs_f64()))
 }
 
 /// Greedy decoding of `new_tokens` tokens after "Hello, I am", as the book's KV-cache script,

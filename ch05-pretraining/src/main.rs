@@ -347,11 +347,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::CheckRun { metrics, tolerance, json }) => {
             let metrics = metrics.unwrap_or_else(|| context.out_dir.join("metrics.json"));
             let check = check_run::check_file(&metrics, &check_run::Reference::book(), tolerance)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&check)?);
-            } else {
-                println!("{check}");
-            }
+            print_result(&check, json)?;
             anyhow::ensure!(check.passed(), "{} differs from the PyTorch reference", metrics.display());
             Ok(())
         }

@@ -53,18 +53,20 @@ fn check(message: *mut c_char) -> Result<()> {
     bail!("{}", text.trim_end())
 }
 
-fn pointers(tensors: &[&Tensor]) -> Vec<*mut C_tensor> {
+fn pointers(tensors: &[Tensor]) -> Vec<*mut C_tensor> {
     tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect()
 }
 
-/// The tensors of one AdamW update: parameters, gradients, moments and float step counts
-/// (already incremented for this step), all of the same length.
-pub struct AdamWTensors<'a> {
-    pub params: &'a [&'a Tensor],
-    pub grads: &'a [&'a Tensor],
-    pub exp_avgs: &'a [&'a Tensor],
-    pub exp_avg_sqs: &'a [&'a Tensor],
-    pub steps: &'a [&'a Tensor],
+/// The tensors of one AdamW update (shallow clones of the optimizer's): parameters,
+/// gradients, moments and float step counts (already incremented for this step), all of
+/// the same length.
+#[derive(Default)]
+pub struct AdamWTensors {
+    pub params: Vec<Tensor>,
+    pub grads: Vec<Tensor>,
+    pub exp_avgs: Vec<Tensor>,
+    pub exp_avg_sqs: Vec<Tensor>,
+    pub steps: Vec<Tensor>,
 }
 
 /// `torch._fused_adamw_`: one pass over each parameter, its gradient and its moments (the
@@ -75,7 +77,7 @@ pub fn fused_adamw(t: &AdamWTensors, lr: f64, beta1: f64, beta2: f64, weight_dec
         [t.grads.len(), t.exp_avgs.len(), t.exp_avg_sqs.len(), t.steps.len()].iter().all(|&len| len == n),
         "fused AdamW needs as many gradients, moments and steps as parameters"
     );
-    let [p, g, m, v, s] = [t.params, t.grads, t.exp_avgs, t.exp_avg_sqs, t.steps].map(pointers);
+    let [p, g, m, v, s] = [&t.params, &t.grads, &t.exp_avgs, &t.exp_avg_sqs, &t.steps].map(|t| pointers(t));
     // SAFETY: every pointer is a live tensor borrowed for the call; the kernel updates the
     // parameters and moments in place, as their `Tensor`s expect.
     check(unsafe {

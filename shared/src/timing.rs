@@ -12,6 +12,15 @@ pub fn synchronize(device: Device) {
     }
 }
 
+/// Runs `f` once and returns its result with its wall time in seconds.
+pub fn timed<T>(device: Device, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64)> {
+    synchronize(device);
+    let start = Instant::now();
+    let out = f()?;
+    synchronize(device);
+    Ok((out, start.elapsed().as_secs_f64()))
+}
+
 /// Runs `f` `warmup` times, then `repeats` timed times, and returns the median in seconds.
 pub fn median_seconds(device: Device, warmup: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {

@@ -145,38 +145,23 @@ impl AdamW {
         let AdamWConfig { lr, beta1, beta2, eps, weight_decay } = self.config;
         let _no_grad = tch::no_grad_guard();
         for decays in [true, false] {
-            let mut group = Vec::new();
+            let mut tensors = crate::native::AdamWTensors::default();
             for (name, param) in &self.params {
                 let grad = param.grad();
                 if !grad.defined() || self.no_decay.contains(name.as_str()) == decays {
                     continue;
                 }
                 let state = next_step(&mut self.state, name, param);
+                tensors.params.push(param.shallow_clone());
+                tensors.grads.push(grad);
+                tensors.exp_avgs.push(state.exp_avg.shallow_clone());
+                tensors.exp_avg_sqs.push(state.exp_avg_sq.shallow_clone());
                 // The kernel reads the step count from a float tensor on the parameter's device.
-                let step = Tensor::from(state.step as f32).to_device(param.device());
-                group.push((
-                    param.shallow_clone(),
-                    grad,
-                    state.exp_avg.shallow_clone(),
-                    state.exp_avg_sq.shallow_clone(),
-                    step,
-                ));
+                tensors.steps.push(Tensor::from(state.step as f32).to_device(param.device()));
             }
-            if group.is_empty() {
+            if tensors.params.is_empty() {
                 continue;
             }
-            let column = |pick: fn(&(Tensor, Tensor, Tensor, Tensor, Tensor)) -> &Tensor| -> Vec<&Tensor> {
-                group.iter().map(pick).collect()
-            };
-            let (params, grads, exp_avgs, exp_avg_sqs, steps) =
-                (column(|t| &t.0), column(|t| &t.1), column(|t| &t.2), column(|t| &t.3), column(|t| &t.4));
-            let tensors = crate::native::AdamWTensors {
-                params: &params,
-                grads: &grads,
-                exp_avgs: &exp_avgs,
-                exp_avg_sqs: &exp_avg_sqs,
-                steps: &steps,
-            };
             let decay = if decays { weight_decay } else { 0.0 };
             crate::native::fused_adamw(&tensors, lr, beta1, beta2, decay, eps)
                 .expect("the fused AdamW kernel takes the parameters, gradients and moments of one device and dtype");
