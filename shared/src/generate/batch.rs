@@ -8,7 +8,7 @@
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
 
-use super::{Sampler, MAX_NEW_TOKENS};
+use super::{check_new_tokens, check_prompt, Sampler};
 use crate::gpt::GptModel;
 
 /// Decodes up to `max_new_tokens` tokens after each prompt with `sampler`; returns each
@@ -23,10 +23,7 @@ pub fn generate_batch(
 ) -> Result<Vec<Vec<i64>>> {
     ensure!(!prompts.is_empty(), "batched decoding needs at least one prompt");
     ensure!(prompts.iter().all(|p| !p.is_empty()), "every prompt needs at least one token");
-    ensure!(
-        (0..=MAX_NEW_TOKENS).contains(&max_new_tokens),
-        "max_new_tokens must be between 0 and {MAX_NEW_TOKENS}, got {max_new_tokens}"
-    );
+    check_new_tokens(max_new_tokens)?;
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
     ensure!(
         longest + max_new_tokens <= model.cfg.context_length,
@@ -47,7 +44,7 @@ pub fn generate_batch(
         })
         .collect();
     let mut tokens = Tensor::stack(&rows, 0).to_device(device);
-    model.check_tokens(&tokens).map_err(|err| anyhow::anyhow!("invalid prompt: {err}"))?;
+    check_prompt(model, &tokens, max_new_tokens)?;
 
     let _no_grad = tch::no_grad_guard();
     let mut cache = model.new_padded_cache(&padding)?;

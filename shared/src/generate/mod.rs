@@ -26,11 +26,16 @@ use crate::gpt::{GptModel, KvCache};
 pub const MAX_NEW_TOKENS: i64 = 1 << 21;
 
 fn check_prompt(model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<()> {
+    check_new_tokens(max_new_tokens)?;
+    model.check_tokens(idx).map_err(|err| anyhow::anyhow!("invalid prompt: {err}"))
+}
+
+fn check_new_tokens(max_new_tokens: i64) -> Result<()> {
     ensure!(
         (0..=MAX_NEW_TOKENS).contains(&max_new_tokens),
         "max_new_tokens must be between 0 and {MAX_NEW_TOKENS}, got {max_new_tokens}"
     );
-    model.check_tokens(idx).map_err(|err| anyhow::anyhow!("invalid prompt: {err}"))
+    Ok(())
 }
 
 /// Listing 4.8: appends `max_new_tokens` argmax tokens to `idx` `(B, T)`, feeding the model
