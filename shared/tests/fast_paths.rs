@@ -4,7 +4,7 @@
 use shared::data::{DataLocator, THE_VERDICT};
 use shared::dataset::{DataLoader, GptDataset};
 use shared::device::{global_rng_lock, seed_everything};
-use shared::generate::batch::generate_batch;
+use shared::generate::batch::{generate_batch, BatchDecoder};
 use shared::generate::{generate_cached, Sampler, Sampling};
 use shared::gpt::{GptConfig, GptModel};
 use shared::positions::PosEncoding;
@@ -76,6 +76,31 @@ fn batched_decoding_gives_each_prompt_its_own_tokens() {
             let end = full.iter().position(|&t| t == eos).unwrap_or(full.len());
             assert_eq!(row, &full[..end], "{pos_encoding:?}");
         }
+        // Rows that leave the batch midway do not change the others' tokens.
+        let mut decoder = BatchDecoder::new(&model, &prompts, 10).unwrap();
+        let mut rows: Vec<usize> = (0..prompts.len()).collect();
+        let mut kept: Vec<Vec<i64>> = vec![Vec::new(); prompts.len()];
+        for step in 0..10 {
+            let next = decoder.logits().argmax(-1, true);
+            for (&row, id) in rows.iter().zip(Vec::<i64>::try_from(next.view([-1])).unwrap()) {
+                kept[row].push(id);
+            }
+            if step == 9 {
+                break;
+            }
+            decoder.step(&next).unwrap();
+            if step == 3 || step == 6 {
+                // Drop the second row of the batch, then keep the rest in reverse order.
+                let keep: Vec<i64> = (0..rows.len() as i64).filter(|&r| r != 1).rev().collect();
+                decoder.keep_rows(&keep).unwrap();
+                rows = keep.iter().map(|&r| rows[r as usize]).collect();
+            }
+        }
+        assert_eq!(decoder.rows(), 4);
+        for (row, tokens) in kept.iter().enumerate() {
+            assert_eq!(tokens[..], alone[row][..tokens.len()], "{pos_encoding:?}, row {row}");
+        }
+        assert!(decoder.keep_rows(&[]).is_err() && decoder.keep_rows(&[4]).is_err());
     }
 }
 
