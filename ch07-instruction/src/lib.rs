@@ -23,4 +23,5 @@ pub mod finetune;
 pub mod judge;
 pub mod records;
 pub mod respond;
+pub mod serve;
 pub mod template;

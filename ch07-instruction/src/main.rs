@@ -11,6 +11,9 @@ use ch07_instruction::finetune::{self, FinetuneOptions, RESPONSES_FILE};
 use ch07_instruction::judge::{self, JudgeReport, OllamaClient};
 use ch07_instruction::records::{self, InstructionRecord, Splits};
 use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
+use ch07_instruction::serve::api::Defaults;
+use ch07_instruction::serve::load_test::{self, LoadTestOptions};
+use ch07_instruction::serve::{self, RunningServer, ServeOptions};
 use ch07_instruction::template::TemplateKind;
 use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -111,12 +114,11 @@ impl RunArgs {
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ModelArgs {
-    /// A fine-tuned model: this chapter's checkpoint (NAME.safetensors or NAME.json), or a
-    /// book state dict such as gpt2-medium355M-sft.pth
+    /// A fine-tuned model: this chapter's checkpoint (NAME.safetensors or NAME.json), any checkpoint of ours (chapter 5's), or a book state dict such as gpt2-medium355M-sft.pth [default: the model --init names, e.g. --init random --config FILE]
     #[arg(long, value_name = "FILE")]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
     /// Prompt style [default: the one the checkpoint was trained with, else alpaca]
     #[arg(long, value_enum)]
     template: Option<TemplateKind>,
@@ -134,11 +136,69 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The model, with int8 weights when `--int8` is given.
-    fn load(&self, context: &RunContext) -> Result<InstructionModel> {
-        let mut model = finetune::load_model(&self.checkpoint, self.template, context)?;
+    /// The model: `--checkpoint`, else the one `init` names; with int8 weights when
+    /// `--int8` is given.
+    fn load(&self, init: &InitArgs, context: &RunContext) -> Result<InstructionModel> {
+        let mut model = match &self.checkpoint {
+            Some(path) => finetune::load_model(path, self.template, context)?,
+            None => InstructionModel {
+                loaded: init.init()?.load(context, Some(0.0))?,
+                template: self.template.unwrap_or_default(),
+            },
+        };
         self.decoding.prepare(&mut model.loaded.model)?;
         Ok(model)
+    }
+
+    /// The model's name in the server's API: the checkpoint's file name, else the model
+    /// `init` names.
+    fn model_id(&self, init: &InitArgs) -> String {
+        let stem = |path: &std::path::Path| path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        match (&self.checkpoint, init.init.as_str()) {
+            (Some(path), _) => stem(path),
+            (None, "random") => stem(std::path::Path::new(&init.config)).map(|name| format!("random-{name}")),
+            (None, "gpt2") => Some(init.weights.clone()),
+            (None, preset) => Some(preset.to_string()),
+        }
+        .unwrap_or_else(|| "model".into())
+    }
+
+    /// The server's settings for what a request leaves out: these flags.
+    fn serve_defaults(&self) -> Result<Defaults> {
+        anyhow::ensure!(
+            self.decoding.beams.is_none() && self.decoding.repetition_penalty.is_none(),
+            "the server decodes token by token with each request's sampling settings: --beams and \
+             --repetition-penalty are respond's flags"
+        );
+        Sampling { temperature: self.temperature, top_k: self.top_k, eos_id: None }.validate()?;
+        anyhow::ensure!(self.max_new_tokens >= 1, "--max-new-tokens must be at least 1");
+        Ok(Defaults {
+            max_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.decoding.top_p,
+        })
+    }
+
+    /// `serve`'s options; the model loads on the server's worker thread.
+    fn serve_options(&self, server: &ServerArgs, init: &InitArgs) -> Result<ServeOptions> {
+        anyhow::ensure!(self.temperature <= 2.0, "the API takes temperatures up to 2");
+        Ok(ServeOptions {
+            host: server.host.clone(),
+            port: server.port,
+            model_id: server.model_name.clone().unwrap_or_else(|| self.model_id(init)),
+            max_batch: server.max_batch,
+            max_queue: server.max_queue,
+            max_body_bytes: server.max_body_bytes,
+            defaults: self.serve_defaults()?,
+        })
+    }
+
+    /// Starts a server for this model.
+    fn start_server(&self, server: &ServerArgs, init: &InitArgs, context: &RunContext) -> Result<RunningServer> {
+        let options = self.serve_options(server, init)?;
+        let (model, init, context) = (self.clone(), init.clone(), context.clone());
+        serve::start(move || model.load(&init, &context), options)
     }
 
     /// The decoding the flags ask for, stopping at the end-of-text token (default: the
@@ -150,6 +210,28 @@ impl ModelArgs {
         seed_everything(context.seed);
         Ok(decoding)
     }
+}
+
+/// Where and how `serve` listens.
+#[derive(Args)]
+struct ServerArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// 0 picks a free port
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The model's name in the API [default: the checkpoint's file name, or the --init model]
+    #[arg(long)]
+    model_name: Option<String>,
+    /// Requests decoded together at most
+    #[arg(long, default_value_t = 8)]
+    max_batch: usize,
+    /// Requests waiting at most; more are answered 429
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// Largest request body in bytes; larger ones are answered 413
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +260,33 @@ enum Command {
         /// Records to answer [default: the test split of --data]
         #[arg(long, value_name = "FILE")]
         records: Option<PathBuf>,
+    },
+    /// Serve the model over OpenAI's HTTP API (/v1/chat/completions, /v1/completions, /v1/models) with a chat page at /
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Serve the model on a free local port and measure it under concurrent chat requests
+    LoadTest {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Requests to time (after a warm-up of one per client)
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Clients sending at the same time
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// max_tokens of each request
+        #[arg(long, default_value_t = 32)]
+        max_tokens: i64,
+        /// Requests decoded together at most
+        #[arg(long, default_value_t = 8)]
+        max_batch: usize,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Score the responses in a file 0-100 with a local LLM judge served by Ollama
     Evaluate {
@@ -221,15 +330,42 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Respond { model, instruction, input }) => {
             let mut decoding = model.decoding(&context)?;
-            let loaded = model.load(&context)?;
+            let loaded = model.load(&cli.run.model, &context)?;
             let record = InstructionRecord::new(&instruction, &input, "");
             let (m, template) = (&loaded.loaded.model, loaded.template.template());
             println!("{}", respond_with(m, template, &record, model.max_new_tokens, context.device, &mut decoding)?);
         }
-        Some(Command::Chat { model }) => chat(&model, &context)?,
+        Some(Command::Chat { model }) => chat(&model, &cli.run.model, &context)?,
+        Some(Command::Serve { model, server }) => {
+            let running = model.start_server(&server, &cli.run.model, &context)?;
+            let url = running.url();
+            eprintln!("Serving {} ({}) on {url}", running.model_id, running.info.description);
+            eprintln!(
+                "  chat page:  {url}/\n  OpenAI API: {url}/v1 (chat/completions, completions, models)\nCtrl-C stops."
+            );
+            running.wait()?;
+        }
+        Some(Command::LoadTest { model, requests, concurrency, max_tokens, max_batch, json }) => {
+            let server = ServerArgs {
+                host: "127.0.0.1".into(),
+                port: 0,
+                model_name: None,
+                max_batch,
+                max_queue: concurrency.max(1),
+                max_body_bytes: 1 << 20,
+            };
+            let running = model.start_server(&server, &cli.run.model, &context)?;
+            let report = load_test::run(&running.url(), &LoadTestOptions { requests, concurrency, max_tokens })?;
+            running.stop()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
         Some(Command::Responses { model, records: file }) => {
             let mut decoding = model.decoding(&context)?;
-            let loaded = model.load(&context)?;
+            let loaded = model.load(&cli.run.model, &context)?;
             let records = match file {
                 Some(path) => records::load(&path)?,
                 None => Splits::new(records::load(&records::locate(&context.data)?)?).test,
@@ -255,9 +391,9 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn chat(model: &ModelArgs, context: &RunContext) -> Result<()> {
+fn chat(model: &ModelArgs, init: &InitArgs, context: &RunContext) -> Result<()> {
     let mut decoding = model.decoding(context)?;
-    let loaded = model.load(context)?;
+    let loaded = model.load(init, context)?;
     let template = loaded.template.template();
     eprintln!("Type an instruction, then an input (or an empty line for none); Ctrl-D quits.");
     let stdin = std::io::stdin();

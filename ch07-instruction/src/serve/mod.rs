@@ -1,0 +1,149 @@
+//! `serve`: a fine-tuned model behind OpenAI's HTTP API (`/v1/chat/completions`,
+//! `/v1/completions`, `/v1/models`) with a chat page at `/`, on axum and tokio.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`api`] | the wire format: requests and their checks, the chat template, responses, errors |
+//! | [`routes`] | the axum handlers, streaming as server-sent events |
+//! | [`worker`] | the thread that owns the model and decodes queued requests in batches |
+//! | [`text`] | the streamed text: UTF-8 across tokens, the response marker, trimming, stop sequences |
+//! | [`load_test`] | concurrent clients against a server, with latency percentiles |
+
+pub mod api;
+pub mod load_test;
+pub mod routes;
+pub mod text;
+pub mod worker;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::sync::oneshot;
+
+use crate::finetune::InstructionModel;
+use api::Defaults;
+use routes::AppState;
+use worker::{ModelInfo, Worker};
+
+/// How `serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// The model's name in the API.
+    pub model_id: String,
+    /// Requests decoded together at most.
+    pub max_batch: usize,
+    /// Requests waiting at most; more get 429.
+    pub max_queue: usize,
+    /// Largest request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    pub defaults: Defaults,
+}
+
+impl ServeOptions {
+    /// The defaults of `serve`'s flags, on `127.0.0.1:port`.
+    pub fn local(port: u16) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port,
+            model_id: "llms-from-scratch".into(),
+            max_batch: 8,
+            max_queue: 64,
+            max_body_bytes: 1 << 20,
+            defaults: Defaults {
+                max_tokens: crate::respond::MAX_NEW_TOKENS,
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+            },
+        }
+    }
+}
+
+/// A server running on its own threads; [`RunningServer::stop`] ends it, as Ctrl-C does.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub info: ModelInfo,
+    pub model_id: String,
+    stop: Option<oneshot::Sender<()>>,
+    http: Option<JoinHandle<Result<()>>>,
+    model: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking requests, lets the open ones finish, and waits for both threads.
+    pub fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join()
+    }
+
+    /// Runs until Ctrl-C.
+    pub fn wait(mut self) -> Result<()> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        let http = self.http.take().map(|thread| thread.join().map_err(|_| anyhow!("the HTTP thread panicked")));
+        if let Some(model) = self.model.take() {
+            model.join().map_err(|_| anyhow!("the model's thread panicked"))?;
+        }
+        http.unwrap_or(Ok(Ok(())))?
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+            let _ = self.join();
+        }
+    }
+}
+
+/// Loads the model with `load` on the worker's thread, binds `host:port`, and serves until
+/// stopped or Ctrl-C. Returns once the model is loaded and the port is listening.
+pub fn start(
+    load: impl FnOnce() -> Result<InstructionModel> + Send + 'static,
+    options: ServeOptions,
+) -> Result<RunningServer> {
+    let listener = TcpListener::bind((options.host.as_str(), options.port))
+        .with_context(|| format!("listening on {}:{}", options.host, options.port))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let (worker, info, model) = Worker::spawn(load, options.max_batch, options.max_queue)?;
+    let state = Arc::new(AppState {
+        worker,
+        info: info.clone(),
+        model_id: options.model_id.clone(),
+        defaults: options.defaults,
+        started: routes::now(),
+    });
+    let app = routes::router(state, options.max_body_bytes);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let http = std::thread::Builder::new().name("http".into()).spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let shutdown = async {
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = tokio::signal::ctrl_c() => eprintln!("Stopping: waiting for open requests to finish"),
+                }
+            };
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+            Ok(())
+        })
+    })?;
+    Ok(RunningServer { addr, info, model_id: options.model_id, stop: Some(stop), http: Some(http), model: Some(model) })
+}

@@ -1,0 +1,252 @@
+//! The HTTP side: axum handlers for the OpenAI endpoints, `/health`, `/v1/models` and the
+//! chat page. A handler checks and tokenizes the request, queues it with the worker and
+//! answers with the whole response or a stream of server-sent events.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use rand::RngExt;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::api::{ApiError, ChatRequest, CompletionRequest, Defaults, Endpoint, Generation, Reply};
+use super::worker::{Event, Job, ModelInfo, SubmitError, Worker};
+
+/// The chat page: one self-contained file.
+const PAGE: &str = include_str!("page.html");
+
+/// What every handler shares.
+pub struct AppState {
+    pub worker: Worker,
+    pub info: ModelInfo,
+    /// The model's name in `/v1/models` and in every response.
+    pub model_id: String,
+    pub defaults: Defaults,
+    pub started: u64,
+}
+
+/// The routes, every error (unknown path, wrong method, body too large) in OpenAI's shape.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", "invalid_request_error", None, None)
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed here",
+                "invalid_request_error",
+                None,
+                None,
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "model": state.model_id,
+        "context_length": state.info.context_length,
+        "stats": state.worker.stats(),
+    }))
+}
+
+fn model_card(state: &AppState) -> Value {
+    json!({ "id": state.model_id, "object": "model", "created": state.started, "owned_by": "llms-from-scratch-rs" })
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "object": "list", "data": [model_card(&state)] }))
+}
+
+async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if id == state.model_id {
+        Ok(Json(model_card(&state)))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("the model '{id}' does not exist; this server has '{}'", state.model_id),
+            "invalid_request_error",
+            Some("model"),
+            Some("model_not_found"),
+        ))
+    }
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let request = parse::<ChatRequest>(body)
+        .and_then(|request| request.generation(state.info.template.template(), &state.defaults));
+    respond(state, Endpoint::Chat, request).await
+}
+
+async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let request = parse::<CompletionRequest>(body).and_then(|request| request.generation(&state.defaults));
+    respond(state, Endpoint::Completion, request).await
+}
+
+/// The body as JSON of type `T`, whatever its content type says (`curl -d` sends a form
+/// type): 413 over the size limit, 400 for anything that is not such JSON.
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        let status = rejection.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE { "invalid_request_error" } else { "server_error" };
+        ApiError::new(status, rejection.body_text(), kind, None, None)
+    })?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        let what =
+            if std::str::from_utf8(&bytes).is_err() { "the body is not UTF-8 text" } else { "invalid JSON body" };
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{what}: {err}"), "invalid_request_error", None, None)
+    })
+}
+
+async fn respond(state: Arc<AppState>, endpoint: Endpoint, request: Result<Generation, ApiError>) -> Response {
+    match generate(state, endpoint, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn generate(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    request: Result<Generation, ApiError>,
+) -> Result<Response, ApiError> {
+    let request = request?;
+    let mut prompt: Vec<i64> = Gpt2Tokenizer::new().encode(&request.prompt).into_iter().map(i64::from).collect();
+    if prompt.is_empty() {
+        // An empty prompt starts a new document, as GPT-2 saw them in training.
+        prompt.push(END_OF_TEXT_ID as i64);
+    }
+    let max_tokens = max_tokens(&state, prompt.len() as i64, request.max_tokens)?;
+    let (events, receiver) = unbounded_channel();
+    let job = Job { prompt, max_tokens, sampling: request.sampling, text: request.text, events };
+    let prompt_tokens = job.prompt.len();
+    state.worker.submit(job).map_err(|err| match err {
+        SubmitError::QueueFull => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "the server's queue is full; retry shortly",
+            "rate_limit_error",
+            None,
+            Some("queue_full"),
+        ),
+        SubmitError::Stopped => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model has stopped", "server_error", None, None)
+        }
+    })?;
+    let id_prefix = match endpoint {
+        Endpoint::Chat => "chatcmpl",
+        Endpoint::Completion => "cmpl",
+    };
+    let reply = Reply {
+        endpoint,
+        id: format!("{id_prefix}-{:016x}", rand::rng().random::<u64>()),
+        created: now(),
+        model: state.model_id.clone(),
+        prompt_tokens,
+    };
+    if request.stream {
+        let events = stream_events(reply, receiver, request.include_usage);
+        Ok(Sse::new(events.map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)))).into_response())
+    } else {
+        whole_response(reply, receiver).await
+    }
+}
+
+/// The new tokens a request gets: what it asks for, or the server's default, within the
+/// context left after the prompt.
+fn max_tokens(state: &AppState, prompt: i64, asked: Option<i64>) -> Result<i64, ApiError> {
+    let context = state.info.context_length;
+    let too_long = |requested: i64| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "this model's context is {context} tokens, and the request needs {requested} ({prompt} in the \
+                 prompt, {} for the completion); shorten the prompt or lower max_tokens",
+                requested - prompt
+            ),
+            "invalid_request_error",
+            Some(if asked.is_some() { "max_tokens" } else { "messages" }),
+            Some("context_length_exceeded"),
+        )
+    };
+    match asked {
+        Some(n) if prompt + n > context => Err(too_long(prompt + n)),
+        Some(n) => Ok(n),
+        None if prompt >= context => Err(too_long(prompt + 1)),
+        None => Ok(state.defaults.max_tokens.min(context - prompt)),
+    }
+}
+
+/// Waits for the end and answers with the whole text.
+async fn whole_response(reply: Reply, mut receiver: UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+    let mut text = String::new();
+    while let Some(event) = receiver.recv().await {
+        match event {
+            Event::Text(piece) => text.push_str(&piece),
+            Event::Done { reason, completion_tokens } => {
+                return Ok(Json(reply.complete(&text, reason, completion_tokens)).into_response())
+            }
+            Event::Failed(message) => return Err(decoding_failed(message)),
+        }
+    }
+    Err(decoding_failed("the model's worker stopped".into()))
+}
+
+fn decoding_failed(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {message}"), "server_error", None, None)
+}
+
+/// The stream's events' data: (for chat) the role, a chunk per piece of text, the finish
+/// reason, the usage when asked for, then `[DONE]`. When the client goes, axum drops this
+/// stream and with it the receiver, which tells the worker to stop.
+fn stream_events(
+    reply: Reply,
+    receiver: UnboundedReceiver<Event>,
+    include_usage: bool,
+) -> impl Stream<Item = String> + Send {
+    let head = (reply.endpoint == Endpoint::Chat).then(|| reply.role_chunk().to_string());
+    let body = stream::unfold(Some((receiver, reply)), move |state| async move {
+        let (mut receiver, reply) = state?;
+        let data = match receiver.recv().await {
+            Some(Event::Text(piece)) => {
+                return Some((vec![reply.chunk(&piece, None).to_string()], Some((receiver, reply))))
+            }
+            Some(Event::Done { reason, completion_tokens }) => {
+                let mut data = vec![reply.chunk("", Some(reason)).to_string()];
+                if include_usage {
+                    data.push(reply.usage_chunk(completion_tokens).to_string());
+                }
+                data
+            }
+            Some(Event::Failed(message)) => vec![decoding_failed(message).body().to_string()],
+            None => vec![decoding_failed("the model's worker stopped".into()).body().to_string()],
+        };
+        Some(([data, vec!["[DONE]".to_string()]].concat(), None))
+    });
+    stream::iter(head).chain(body.flat_map(stream::iter))
+}
+
+/// Seconds since 1970, for the `created` fields.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs())
+}

@@ -1,0 +1,398 @@
+//! The worker that owns the model: one thread takes the queued requests, decodes those
+//! that fit together as one batch over the KV cache ([`BatchDecoder`]), chooses each row's
+//! next token with that request's own settings, and sends each request its text as it
+//! grows. A request whose client has gone (its event channel closed) leaves the batch at
+//! the next step.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+use shared::generate::batch::BatchDecoder;
+use shared::generate::{Sampler, Sampling};
+use shared::gpt::GptModel;
+use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
+use tch::{Device, Kind, Tensor};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::text::{ResponseText, TextRules, Utf8Stream};
+use crate::finetune::InstructionModel;
+use crate::template::TemplateKind;
+
+/// One request for the worker: the prompt's tokens and how to continue it.
+#[derive(Debug)]
+pub struct Job {
+    pub prompt: Vec<i64>,
+    /// At most this many new tokens; the prompt plus these fit the context.
+    pub max_tokens: i64,
+    pub sampling: RowSampling,
+    pub text: TextRules,
+    /// Where the text goes; closed when the client has gone.
+    pub events: UnboundedSender<Event>,
+}
+
+/// A request's decoding settings (validated before they reach the worker).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowSampling {
+    /// 0 decodes greedily, as `respond` does by default.
+    pub temperature: f64,
+    pub top_k: Option<i64>,
+    pub top_p: Option<f64>,
+    /// Seeds the request's own generator, so a sampled request gives the same text whatever
+    /// else is in its batch.
+    pub seed: Option<u64>,
+}
+
+/// What the worker sends a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Text that became visible (one per token that adds some).
+    Text(String),
+    /// The end of the response.
+    Done { reason: FinishReason, completion_tokens: usize },
+    /// Decoding failed; nothing more follows.
+    Failed(String),
+}
+
+/// Why a response ended, in OpenAI's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// The end-of-text token or a stop sequence.
+    Stop,
+    /// `max_tokens`.
+    Length,
+}
+
+/// Counters the worker keeps, shown by `GET /health`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    queued: AtomicUsize,
+    running: AtomicUsize,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+    failed: AtomicU64,
+    batches: AtomicU64,
+    batched_requests: AtomicU64,
+    tokens: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct StatsSnapshot {
+    /// Requests waiting for the worker.
+    pub queued: usize,
+    /// Requests in the batch being decoded.
+    pub running: usize,
+    pub completed: u64,
+    /// Requests whose client went away before the end.
+    pub cancelled: u64,
+    pub failed: u64,
+    /// Batches decoded, and the requests they held (their ratio is the mean batch size).
+    pub batches: u64,
+    pub batched_requests: u64,
+    /// New tokens generated.
+    pub tokens: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        StatsSnapshot {
+            queued: self.queued.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            completed: get(&self.completed),
+            cancelled: get(&self.cancelled),
+            failed: get(&self.failed),
+            batches: get(&self.batches),
+            batched_requests: get(&self.batched_requests),
+            tokens: get(&self.tokens),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// What the HTTP side needs to know of the model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub context_length: i64,
+    pub template: TemplateKind,
+    /// Where the model came from, for the log.
+    pub description: String,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    QueueFull,
+    Stopped,
+}
+
+/// The HTTP side's end of the worker.
+pub struct Worker {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+    max_queue: usize,
+}
+
+impl Worker {
+    /// Starts the worker thread, which loads the model with `load` (so the model never
+    /// leaves it) and then decodes up to `max_batch` requests at a time. Returns once the
+    /// model is loaded; the thread ends when the [`Worker`] is dropped.
+    pub fn spawn(
+        load: impl FnOnce() -> Result<InstructionModel> + Send + 'static,
+        max_batch: usize,
+        max_queue: usize,
+    ) -> Result<(Self, ModelInfo, JoinHandle<()>)> {
+        ensure!(max_batch > 0 && max_queue > 0, "the batch and the queue must hold at least one request each");
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let (ready, loaded) = mpsc::channel::<Result<ModelInfo>>();
+        let stats = Arc::new(Stats::default());
+        let worker_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new().name("model".into()).spawn(move || {
+            let model = match load().and_then(|model| check_vocabulary(&model.loaded.model).map(|()| model)) {
+                Ok(model) => model,
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                    return;
+                }
+            };
+            let info = ModelInfo {
+                context_length: model.loaded.model.cfg.context_length,
+                template: model.template,
+                description: model.loaded.description.clone(),
+            };
+            let _ = ready.send(Ok(info));
+            serve_jobs(&model.loaded.model, &receiver, max_batch, &worker_stats);
+        })?;
+        let info = loaded.recv().map_err(|_| anyhow!("the model's thread ended while loading"))??;
+        Ok((Self { jobs, stats, max_queue }, info, thread))
+    }
+
+    /// Queues `job`, unless `max_queue` requests are already waiting.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        let admitted = self
+            .stats
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| (queued < self.max_queue).then_some(queued + 1));
+        if admitted.is_err() {
+            return Err(SubmitError::QueueFull);
+        }
+        self.jobs.send(job).map_err(|_| {
+            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+            SubmitError::Stopped
+        })
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+}
+
+/// Responses are GPT-2 text, as `respond`'s are.
+fn check_vocabulary(model: &GptModel) -> Result<()> {
+    ensure!(
+        model.cfg.vocab_size >= GPT2_VOCAB_SIZE as i64,
+        "the server speaks GPT-2's tokenizer, and this model's vocabulary has only {} tokens",
+        model.cfg.vocab_size
+    );
+    Ok(())
+}
+
+/// The worker's loop: wait for a request, take what else is waiting, decode a batch, again.
+fn serve_jobs(model: &GptModel, jobs: &mpsc::Receiver<Job>, max_batch: usize, stats: &Stats) {
+    let _no_grad = tch::no_grad_guard();
+    let tokenizer = Gpt2Tokenizer::new();
+    let mut waiting = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match jobs.recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => return, // the server has stopped
+            }
+        }
+        waiting.extend(jobs.try_iter());
+        let batch = take_batch(&mut waiting, max_batch, model.cfg.context_length, stats);
+        if batch.is_empty() {
+            continue;
+        }
+        stats.running.store(batch.len(), Ordering::Relaxed);
+        Stats::add(&stats.batches, 1);
+        Stats::add(&stats.batched_requests, batch.len());
+        let mut rows: Vec<Row> = batch.into_iter().map(Row::new).collect();
+        let outcome = catch_unwind(AssertUnwindSafe(|| decode_batch(model, &tokenizer, &mut rows, stats)));
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(format!("{err:#}")),
+            Err(panic) => Some(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "decoding panicked".into()),
+            ),
+        };
+        if let Some(message) = failure {
+            Stats::add(&stats.failed, rows.len());
+            for row in rows {
+                let _ = row.job.events.send(Event::Failed(message.clone()));
+            }
+        }
+        stats.running.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The requests to decode together: the first in the queue and those after it that fit
+/// with it, in order, up to `max_batch` (left padding makes every row as long as the
+/// longest prompt, so the longest prompt plus the most new tokens must fit the context).
+/// Requests whose client has gone are dropped.
+fn take_batch(waiting: &mut VecDeque<Job>, max_batch: usize, context: i64, stats: &Stats) -> Vec<Job> {
+    let mut batch: Vec<Job> = Vec::new();
+    let mut left = VecDeque::new();
+    let (mut longest, mut most) = (0i64, 0i64);
+    for job in waiting.drain(..) {
+        if job.events.is_closed() {
+            stats.queued.fetch_sub(1, Ordering::SeqCst);
+            Stats::add(&stats.cancelled, 1);
+            continue;
+        }
+        let (prompt, new) = (longest.max(job.prompt.len() as i64), most.max(job.max_tokens));
+        if batch.len() < max_batch && prompt + new <= context {
+            (longest, most) = (prompt, new);
+            stats.queued.fetch_sub(1, Ordering::SeqCst);
+            batch.push(job);
+        } else {
+            left.push_back(job);
+        }
+    }
+    *waiting = left;
+    batch
+}
+
+/// Decodes `rows` together until each has finished or gone; a row leaves `rows` when it
+/// does. Rows still there after an error are the ones it cut short.
+fn decode_batch(model: &GptModel, tokenizer: &Gpt2Tokenizer, rows: &mut Vec<Row>, stats: &Stats) -> Result<()> {
+    let prompts: Vec<Vec<i64>> = rows.iter().map(|row| row.job.prompt.clone()).collect();
+    let most_new = rows.iter().map(|row| row.job.max_tokens).max().unwrap_or(0);
+    let mut decoder = BatchDecoder::new(model, &prompts, most_new)?;
+    loop {
+        let (mut keep, mut next) = (Vec::new(), Vec::new());
+        for (i, row) in rows.iter_mut().enumerate() {
+            if row.job.events.is_closed() {
+                Stats::add(&stats.cancelled, 1);
+                continue;
+            }
+            let i = i as i64;
+            let id = row.choose(&decoder.logits().narrow(0, i, 1), &decoder.tokens().narrow(0, i, 1))?;
+            let before = row.generated;
+            let running = row.accept(id, tokenizer)?;
+            Stats::add(&stats.tokens, row.generated - before);
+            if running {
+                keep.push(i);
+                next.push(id);
+            } else {
+                Stats::add(&stats.completed, 1);
+            }
+        }
+        if keep.is_empty() {
+            rows.clear();
+            return Ok(());
+        }
+        if keep.len() < rows.len() {
+            decoder.keep_rows(&keep)?;
+            let mut index = 0;
+            rows.retain(|_| {
+                index += 1;
+                keep.contains(&(index - 1))
+            });
+            stats.running.store(rows.len(), Ordering::Relaxed);
+        }
+        decoder.step(&Tensor::from_slice(&next).view([-1, 1]))?;
+    }
+}
+
+/// One request in a batch.
+struct Row {
+    job: Job,
+    sampler: Sampler,
+    rng: StdRng,
+    utf8: Utf8Stream,
+    text: ResponseText,
+    generated: usize,
+}
+
+impl Row {
+    fn new(job: Job) -> Self {
+        let RowSampling { temperature, top_k, top_p, seed } = job.sampling;
+        let sampling = Sampling { temperature, top_k, eos_id: Some(END_OF_TEXT_ID as i64) };
+        let sampler = Sampler::with_options(&sampling, top_p, None).expect("the server validates the settings");
+        let rng = StdRng::seed_from_u64(seed.unwrap_or_else(|| rand::rng().random()));
+        let text = ResponseText::new(job.text.clone());
+        Self { job, sampler, rng, utf8: Utf8Stream::default(), text, generated: 0 }
+    }
+
+    /// The next token for `logits` `(1, V)`: the argmax at temperature 0, else a draw from
+    /// the processed distribution with the request's own generator.
+    fn choose(&mut self, logits: &Tensor, tokens: &Tensor) -> Result<i64> {
+        if self.job.sampling.temperature == 0.0 {
+            return Ok(self.sampler.next_token(logits, tokens).int64_value(&[0, 0]));
+        }
+        let probabilities = self.sampler.probabilities(logits, tokens).to_kind(Kind::Double);
+        let probabilities = Vec::<f64>::try_from(probabilities.view([-1]).to_device(Device::Cpu))?;
+        let mut left = self.rng.random::<f64>() * probabilities.iter().sum::<f64>();
+        let last = probabilities.iter().rposition(|&p| p > 0.0).context("no token has any probability")?;
+        for (id, &p) in probabilities.iter().enumerate() {
+            left -= p;
+            if left < 0.0 && p > 0.0 {
+                return Ok(id as i64);
+            }
+        }
+        Ok(last as i64)
+    }
+
+    /// Takes the chosen token: sends the text it makes visible; false when the response has
+    /// ended (the end-of-text token, a stop sequence or `max_tokens`).
+    fn accept(&mut self, id: i64, tokenizer: &Gpt2Tokenizer) -> Result<bool> {
+        if id == END_OF_TEXT_ID as i64 {
+            self.finish(FinishReason::Stop);
+            return Ok(false);
+        }
+        self.generated += 1;
+        let piece = self.utf8.push(&tokenizer.decode_bytes(&[id as u32])?);
+        let (new, stopped) = self.text.push(&piece);
+        self.send_text(new);
+        if stopped {
+            self.finish(FinishReason::Stop);
+        } else if self.generated as i64 >= self.job.max_tokens {
+            self.finish(FinishReason::Length);
+        } else {
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn finish(&mut self, reason: FinishReason) {
+        let rest = self.utf8.finish();
+        let (new, _) = self.text.push(&rest);
+        self.send_text(new);
+        let tail = self.text.finish();
+        self.send_text(tail);
+        let _ = self.job.events.send(Event::Done { reason, completion_tokens: self.generated });
+    }
+
+    fn send_text(&self, text: String) {
+        if !text.is_empty() {
+            // A client that has gone is noticed before the next step.
+            let _ = self.job.events.send(Event::Text(text));
+        }
+    }
+}
