@@ -1,0 +1,361 @@
+//! The server's contract: every endpoint in OpenAI's shape, the text equal to `respond`'s,
+//! streaming equal to the whole response, batching invisible, each bad request a 4xx with an
+//! OpenAI error body, the queue bound, and disconnects stopping generation. One server with
+//! a small random model (`configs/small.json`) serves most tests, in this process.
+
+use std::io::{BufRead, BufReader};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ch07_instruction::finetune::InstructionModel;
+use ch07_instruction::records::InstructionRecord;
+use ch07_instruction::respond::respond;
+use ch07_instruction::serve::load_test::{self, LoadTestOptions};
+use ch07_instruction::serve::{self, RunningServer, ServeOptions};
+use ch07_instruction::template::TemplateKind;
+use serde_json::{json, Value};
+use shared::cli::RunContext;
+use shared::device::global_rng_lock;
+use shared::generate::{generate_text_cached, Sampler, Sampling};
+use shared::model_source::Init;
+use shared::tokenizer::END_OF_TEXT_ID;
+use tch::Device;
+
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/small.json");
+
+/// The model every server here and `respond` use: the same seed gives the same weights.
+fn small_model() -> anyhow::Result<InstructionModel> {
+    let loaded = Init::Random(CONFIG.into()).load(&RunContext::for_tests(), Some(0.0))?;
+    Ok(InstructionModel { loaded, template: TemplateKind::Alpaca })
+}
+
+fn start(options: ServeOptions) -> RunningServer {
+    let _rng = global_rng_lock(); // the model is built on the server's thread
+    serve::start(small_model, options).unwrap()
+}
+
+/// The server most tests share.
+fn server() -> &'static str {
+    static SERVER: OnceLock<(RunningServer, String)> = OnceLock::new();
+    &SERVER
+        .get_or_init(|| {
+            let server = start(ServeOptions { model_id: "small".into(), ..ServeOptions::local(0) });
+            let url = server.url();
+            (server, url)
+        })
+        .1
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into()
+}
+
+/// POSTs `body`; the status and the JSON answer.
+fn post(url: &str, path: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+    let mut response = agent().post(format!("{url}{path}")).send(body.into()).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+}
+
+fn get(url: &str, path: &str) -> (u16, String, String) {
+    let mut response = agent().get(format!("{url}{path}")).call().unwrap();
+    let content_type = response.headers().get("content-type").map_or("", |v| v.to_str().unwrap()).to_string();
+    (response.status().as_u16(), content_type, response.body_mut().read_to_string().unwrap())
+}
+
+/// POSTs a streaming request; every event's data, in order.
+fn stream(url: &str, path: &str, body: &Value) -> Vec<String> {
+    let mut response = agent().post(format!("{url}{path}")).send(body.to_string()).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let reader = BufReader::new(response.body_mut().as_reader());
+    reader.lines().map(Result::unwrap).filter_map(|line| line.strip_prefix("data: ").map(str::to_string)).collect()
+}
+
+/// The text of a streamed response (chat deltas or completion texts joined), and the chunks.
+fn streamed_text(url: &str, path: &str, body: &Value) -> (String, Vec<Value>) {
+    let events = stream(url, path, body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let text = chunks
+        .iter()
+        .filter_map(|chunk| {
+            let choice = chunk["choices"].get(0)?;
+            choice["delta"]["content"].as_str().or(choice["text"].as_str()).map(str::to_string)
+        })
+        .collect();
+    (text, chunks)
+}
+
+fn chat_body(instruction: &str, max_tokens: i64) -> Value {
+    json!({ "model": "small", "messages": [{ "role": "user", "content": instruction }], "max_tokens": max_tokens,
+            "temperature": 0 })
+}
+
+fn content(reply: &Value) -> &str {
+    reply["choices"][0]["message"]["content"].as_str().unwrap_or_else(|| panic!("no content in {reply}"))
+}
+
+#[test]
+fn chat_replies_equal_respond_streamed_or_not() {
+    let url = server();
+    let model = {
+        let _rng = global_rng_lock();
+        small_model().unwrap()
+    };
+    let template = TemplateKind::Alpaca.template();
+    for (instruction, input) in [("Name a planet.", ""), ("Rewrite the sentence.", "The cat sat on the mat.")] {
+        let record = InstructionRecord::new(instruction, input, "");
+        let expected = respond(&model.loaded.model, template, &record, 40, Device::Cpu).unwrap();
+        let mut body = chat_body(instruction, 40);
+        if !input.is_empty() {
+            // The input goes in as a system message.
+            body["messages"] = json!([{ "role": "system", "content": input }, { "role": "user", "content": instruction }]);
+        }
+        let (status, reply) = post(url, "/v1/chat/completions", body.to_string());
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(content(&reply), expected);
+        assert_eq!(reply["object"], "chat.completion");
+        assert_eq!(reply["model"], "small");
+        assert_eq!(reply["choices"][0]["message"]["role"], "assistant");
+        let usage = &reply["usage"];
+        let prompt_tokens = shared::tokenizer::Gpt2Tokenizer::new().encode(&template.format_input(&record)).len();
+        assert_eq!(usage["prompt_tokens"], prompt_tokens);
+        let completion = usage["completion_tokens"].as_u64().unwrap();
+        assert_eq!(usage["total_tokens"].as_u64().unwrap(), prompt_tokens as u64 + completion);
+        let finish = if completion == 40 { "length" } else { "stop" };
+        assert_eq!(reply["choices"][0]["finish_reason"], finish);
+
+        body["stream"] = json!(true);
+        let (text, chunks) = streamed_text(url, "/v1/chat/completions", &body);
+        assert_eq!(text, expected);
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], finish);
+        assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"]));
+    }
+}
+
+#[test]
+fn completions_continue_the_prompt_as_generate_does() {
+    let url = server();
+    let model = {
+        let _rng = global_rng_lock();
+        small_model().unwrap()
+    };
+    let prompt = "Every effort moves you";
+    let mut greedy = Sampler::new(&Sampling { eos_id: Some(END_OF_TEXT_ID as i64), ..Sampling::GREEDY }).unwrap();
+    let generated = generate_text_cached(&model.loaded.model, prompt, 30, &mut greedy).unwrap();
+    let expected = generated.text.strip_prefix(prompt).unwrap();
+    let body = json!({ "model": "small", "prompt": prompt, "max_tokens": 30, "temperature": 0 });
+    let (status, reply) = post(url, "/v1/completions", body.to_string());
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["object"], "text_completion");
+    assert_eq!(reply["choices"][0]["text"], expected);
+    assert_eq!(reply["usage"]["completion_tokens"], generated.ids.len() - generated.prompt_tokens);
+
+    let mut body = body;
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({ "include_usage": true });
+    let (text, chunks) = streamed_text(url, "/v1/completions", &body);
+    assert_eq!(text, expected);
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"], reply["usage"]);
+
+    // A stop sequence from the middle of the text ends it just before.
+    let stop: String = expected.chars().skip(expected.chars().count() / 2).take(3).collect();
+    let cut = &expected[..expected.find(&stop).unwrap()];
+    for streamed in [false, true] {
+        let body = json!({ "prompt": prompt, "max_tokens": 30, "temperature": 0, "stop": [stop], "stream": streamed });
+        let (text, finish) = if streamed {
+            let (text, chunks) = streamed_text(url, "/v1/completions", &body);
+            (text, chunks.last().unwrap()["choices"][0]["finish_reason"].clone())
+        } else {
+            let (_, reply) = post(url, "/v1/completions", body.to_string());
+            (reply["choices"][0]["text"].as_str().unwrap().to_string(), reply["choices"][0]["finish_reason"].clone())
+        };
+        assert_eq!((text.as_str(), finish), (cut, json!("stop")), "streamed: {streamed}");
+    }
+}
+
+#[test]
+fn a_seed_repeats_a_sampled_reply() {
+    let url = server();
+    let body = |seed: u64| {
+        let mut body = chat_body("Name a planet.", 16);
+        body["temperature"] = json!(1.0);
+        body["top_p"] = json!(0.9);
+        body["top_k"] = json!(50);
+        body["seed"] = json!(seed);
+        body.to_string()
+    };
+    let replies: Vec<String> =
+        [7, 7, 8].into_iter().map(|seed| content(&post(url, "/v1/chat/completions", body(seed)).1).to_string()).collect();
+    assert_eq!(replies[0], replies[1]);
+    assert_ne!(replies[0], replies[2]);
+}
+
+#[test]
+fn requests_decoded_together_get_their_own_replies() {
+    let url = server();
+    let instructions = ["Name a planet.", "What is 2 + 2?", "Write a haiku about the sea and the wind.", "Hi"];
+    let alone: Vec<String> = instructions
+        .iter()
+        .map(|i| content(&post(url, "/v1/chat/completions", chat_body(i, 24).to_string()).1).to_string())
+        .collect();
+    let before = health(url);
+    let together: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|n| {
+                let body = chat_body(instructions[n % 4], 24).to_string();
+                scope.spawn(move || content(&post(url, "/v1/chat/completions", body).1).to_string())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (n, reply) in together.iter().enumerate() {
+        assert_eq!(reply, &alone[n % 4], "request {n}");
+    }
+    let after = health(url);
+    let (batches, requests) = (after["batches"].as_u64().unwrap(), after["batched_requests"].as_u64().unwrap());
+    let (batches, requests) = (batches - before["batches"].as_u64().unwrap(), requests - before["batched_requests"].as_u64().unwrap());
+    assert!(requests >= 12 && batches < requests, "12 concurrent requests in {batches} batches");
+}
+
+fn health(url: &str) -> Value {
+    let (status, _, body) = get(url, "/health");
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    health["stats"].clone()
+}
+
+#[test]
+fn models_health_and_page() {
+    let url = server();
+    let (status, content_type, body) = get(url, "/v1/models");
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let models: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "small");
+    assert_eq!(models["data"][0]["object"], "model");
+    let (status, _, body) = get(url, "/v1/models/small");
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["id"].clone()), (200, json!("small")));
+    let (status, _, body) = get(url, "/v1/models/gpt-4");
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["error"]["code"].clone()), (404, json!("model_not_found")));
+    health(url);
+    let (status, content_type, page) = get(url, "/");
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    for part in ["<textarea id=\"prompt\"", "id=\"temperature\"", "id=\"max-tokens\"", "tokens/s", "/v1/chat/completions"] {
+        assert!(page.contains(part), "the page has no {part}");
+    }
+    // Nothing is fetched from elsewhere: the page works offline.
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("@import"));
+}
+
+#[test]
+fn bad_requests_get_openai_errors() {
+    let url = server();
+    let chat = "/v1/chat/completions";
+    let user = json!([{ "role": "user", "content": "Hi" }]);
+    let long_prompt = "word ".repeat(300);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (chat, b"{not json".to_vec(), 400, "invalid JSON"),
+        (chat, vec![0xff, 0xfe, 0x00], 400, "not UTF-8"),
+        (chat, b"{}".to_vec(), 400, "messages"),
+        (chat, json!({ "messages": [] }).to_string().into(), 400, "at least one message"),
+        (chat, json!({ "messages": "Hi" }).to_string().into(), 400, "invalid type"),
+        (chat, json!({ "messages": user, "max_tokens": "ten" }).to_string().into(), 400, "invalid type"),
+        (chat, json!({ "messages": user, "temperature": "hot" }).to_string().into(), 400, "invalid type"),
+        (chat, json!({ "messages": user, "temperature": 3 }).to_string().into(), 400, "temperature"),
+        (chat, json!({ "messages": user, "top_p": 0 }).to_string().into(), 400, "top_p"),
+        (chat, json!({ "messages": user, "top_k": 0 }).to_string().into(), 400, "top_k"),
+        (chat, json!({ "messages": user, "max_tokens": 0 }).to_string().into(), 400, "max_tokens"),
+        (chat, json!({ "messages": user, "n": 2 }).to_string().into(), 400, "n must be 1"),
+        (chat, json!({ "messages": user, "stop": ["a", "b", "c", "d", "e"] }).to_string().into(), 400, "stop"),
+        (chat, json!({ "messages": user, "max_tokens": 1000 }).to_string().into(), 400, "context is 256 tokens"),
+        (chat, json!({ "messages": [{ "role": "user", "content": long_prompt }] }).to_string().into(), 400, "context is 256"),
+        (chat, json!({ "messages": [{ "role": "tool", "content": "x" }] }).to_string().into(), 400, "role 'tool'"),
+        (chat, json!({ "messages": [{ "role": "user", "content": "x" }, { "role": "assistant", "content": "y" }] }).to_string().into(), 400, "must be the user's"),
+        (chat, json!({ "messages": [{ "role": "user", "content": [{ "type": "image_url" }] }] }).to_string().into(), 400, "image_url"),
+        (chat, json!({ "messages": [{ "role": "user" }] }).to_string().into(), 400, "text content"),
+        (chat, vec![b' '; 2 << 20], 413, "length limit"),
+        ("/v1/completions", json!({ "prompt": ["a", "b"] }).to_string().into(), 400, "one prompt"),
+        ("/v1/completions", json!({ "prompt": [1, 2] }).to_string().into(), 400, "invalid JSON"),
+        ("/v1/completions", json!({ "prompt": "a", "echo": true }).to_string().into(), 400, "echo"),
+        ("/v1/embeddings", b"{}".to_vec(), 404, "no such endpoint"),
+    ];
+    for (path, body, status, needle) in cases {
+        let (got, reply) = post(url, path, body);
+        let error = &reply["error"];
+        let message = error["message"].as_str().unwrap_or_default();
+        assert_eq!(got, status, "{path}: {reply}");
+        assert!(message.contains(needle), "{path}: '{needle}' not in {reply}");
+        assert!(error["type"].is_string() && error.get("param").is_some() && error.get("code").is_some(), "{reply}");
+    }
+    let (status, _, body) = get(url, "/v1/chat/completions");
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("\"error\""));
+    // The server still answers.
+    assert_eq!(post(url, chat, chat_body("Hi", 2).to_string()).0, 200);
+}
+
+#[test]
+fn a_full_queue_answers_429_and_a_gone_client_stops_its_generation() {
+    // One request decoded at a time, one waiting.
+    let server = start(ServeOptions { max_batch: 1, max_queue: 1, ..ServeOptions::local(0) });
+    let url = server.url();
+    let long = json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 200, "stream": true,
+                       "temperature": 0 });
+    let running = agent().post(format!("{url}/v1/chat/completions")).send(long.to_string()).unwrap();
+    let mut lines = BufReader::new(running.into_body().into_reader()).lines();
+    lines.next().unwrap().unwrap(); // the role chunk: it is running
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| post(&url, "/v1/chat/completions", chat_body("Hi", 3).to_string()));
+        wait_for(&url, |stats| stats["queued"] == 1);
+        let (status, reply) = post(&url, "/v1/chat/completions", chat_body("Hi", 3).to_string());
+        assert_eq!(status, 429, "{reply}");
+        assert_eq!(reply["error"]["code"], "queue_full");
+        // The client of the running request goes away: its generation stops, the next runs.
+        drop(lines);
+        wait_for(&url, |stats| stats["cancelled"] == 1);
+        let (status, reply) = waiting.join().unwrap();
+        assert_eq!(status, 200, "{reply}");
+    });
+    let stats = health(&url);
+    assert_eq!((stats["completed"].as_u64(), stats["cancelled"].as_u64()), (Some(1), Some(1)));
+    assert!(stats["tokens"].as_u64().unwrap() < 200, "the cancelled request ran to its end: {stats}");
+    server.stop().unwrap();
+}
+
+fn wait_for(url: &str, condition: impl Fn(&Value) -> bool) {
+    let start = Instant::now();
+    loop {
+        let stats = health(url);
+        if condition(&stats) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out; the server's counters: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_load_test_gets_every_request_answered() {
+    let server = start(ServeOptions::local(0));
+    let report = load_test::run(&server.url(), &LoadTestOptions { requests: 24, concurrency: 6, max_tokens: 8 }).unwrap();
+    assert_eq!((report.ok, report.errors.len()), (24, 0), "{report}");
+    assert!(report.latency_ms_p50 <= report.latency_ms_p99 && report.requests_per_second > 0.0);
+    assert!(report.mean_batch > 1.0, "{report}");
+    let error = load_test::run("http://example.com:80", &LoadTestOptions { requests: 1, concurrency: 1, max_tokens: 1 })
+        .unwrap_err();
+    assert!(error.to_string().contains("only runs against this machine"));
+    server.stop().unwrap();
+}
