@@ -1,0 +1,50 @@
+"""The chat page in headless Chromium, driven by Selenium: load it, type a message, wait
+for the streamed reply, check it, and save a screenshot.
+
+Usage: chat_page.py BASE_URL EXPECTED_FILE SCREENSHOT
+EXPECTED_FILE holds `respond`'s greedy reply to "Name a planet." with --max-new-tokens 20.
+"""
+import sys
+import tempfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+base_url, expected_file, screenshot = sys.argv[1:4]
+with open(expected_file, encoding="utf-8") as f:
+    expected = f.read().strip("\n")
+
+options = Options()
+options.binary_location = "/usr/bin/chromium"
+# Headless, and nothing that reaches for the network (this machine has none).
+for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+             "--window-size=1000,700", f"--user-data-dir={tempfile.mkdtemp()}"]:
+    options.add_argument(flag)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+try:
+    driver.get(f"{base_url}/")
+    wait = WebDriverWait(driver, 120)
+    wait.until(lambda d: "context" in d.find_element(By.ID, "model").text)
+    max_tokens = driver.find_element(By.ID, "max-tokens")
+    max_tokens.clear()
+    max_tokens.send_keys("20")
+    prompt = driver.find_element(By.ID, "prompt")
+    prompt.send_keys("Name a planet.")
+    prompt.send_keys(Keys.ENTER)
+    reply = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".message.assistant[data-done='true']"))
+    text = reply.get_attribute("textContent")
+    status = driver.find_element(By.ID, "status").text
+    user = driver.find_element(By.CSS_SELECTOR, ".message.user").text
+    assert user == "Name a planet.", user
+    assert text == expected, (text, expected)
+    assert "tokens/s" in status, status
+    assert not driver.find_elements(By.CSS_SELECTOR, ".message.error")
+    driver.save_screenshot(screenshot)
+    print(f"chat page: the streamed reply equals respond's ({status}); screenshot in {screenshot}")
+finally:
+    driver.quit()

@@ -1,0 +1,54 @@
+"""OpenAI's official Python client against `ch07-instruction serve`.
+
+Usage: openai_client.py BASE_URL MODEL EXPECTED_FILE
+EXPECTED_FILE holds `respond`'s greedy reply to "Name a planet." with --max-new-tokens 20.
+"""
+import sys
+
+import openai
+
+base_url, model, expected_file = sys.argv[1:4]
+with open(expected_file, encoding="utf-8") as f:
+    expected = f.read().strip("\n")
+
+client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+question = [{"role": "user", "content": "Name a planet."}]
+
+assert [m.id for m in client.models.list().data] == [model]
+
+reply = client.chat.completions.create(model=model, messages=question, max_tokens=20, temperature=0)
+choice = reply.choices[0]
+assert choice.message.role == "assistant"
+assert choice.message.content == expected, (choice.message.content, expected)
+assert choice.finish_reason in ("stop", "length")
+assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 0
+
+pieces, usage, finish = [], None, None
+stream = client.chat.completions.create(
+    model=model, messages=question, max_tokens=20, temperature=0, stream=True, stream_options={"include_usage": True}
+)
+for chunk in stream:
+    if chunk.usage is not None:
+        usage = chunk.usage
+    for c in chunk.choices:
+        pieces.append(c.delta.content or "")
+        finish = c.finish_reason or finish
+assert "".join(pieces) == expected, ("".join(pieces), expected)
+assert finish == choice.finish_reason and usage.completion_tokens == reply.usage.completion_tokens
+
+completion = client.completions.create(model=model, prompt="Every effort moves you", max_tokens=8, temperature=0)
+streamed = "".join(
+    c.choices[0].text
+    for c in client.completions.create(
+        model=model, prompt="Every effort moves you", max_tokens=8, temperature=0, stream=True
+    )
+)
+assert completion.choices[0].text == streamed and completion.usage.completion_tokens <= 8
+
+try:
+    client.chat.completions.create(model=model, messages=[], max_tokens=5)
+    raise AssertionError("an empty message list was accepted")
+except openai.BadRequestError as err:
+    assert err.status_code == 400 and "at least one message" in str(err), err
+
+print(f"openai {openai.__version__}: chat, streamed chat, completions and an error all as expected")
