@@ -194,6 +194,25 @@ fn bad_input_gives_clear_errors() {
 }
 
 #[test]
+fn serve_and_respond_take_any_model_and_refuse_bad_settings() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/small.json");
+    let random = ["--init", "random", "--config", config];
+    // `respond` (and so `serve`) work without a fine-tuned checkpoint.
+    let output = ch07(&[&["respond", "--instruction", "Name a planet.", "--max-new-tokens", "4"], &random[..]].concat());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).trim().is_empty());
+    let serve = |extra: &[&'static str]| [&["serve", "--port", "0"], &random[..], extra].concat();
+    fails_with(&serve(&["--max-batch", "0"]), "at least one request");
+    fails_with(&serve(&["--beams", "2"]), "--beams and --repetition-penalty are respond's flags");
+    fails_with(&serve(&["--temperature", "3"]), "temperatures up to 2");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    fails_with(&[&["serve", "--port", &port], &random[..]].concat(), "listening on 127.0.0.1");
+    fails_with(&["serve", "--port", "0", "--init", "random", "--config", "/nonexistent.json"], "nonexistent.json");
+    fails_with(&[&["load-test", "--concurrency", "0"], &random[..]].concat(), "at least one request and one client");
+}
+
+#[test]
 fn list_names_every_exercise() {
     let output = ch07(&["list"]);
     assert!(output.status.success());
