@@ -9,12 +9,14 @@
 //! | [`finetune`] | 7.5-7.7 | the chapter's run: losses, fine-tuning, plot, responses, checkpoint |
 //! | [`respond`] | 7.7 | a fine-tuned model's response to an instruction |
 //! | [`judge`] | 7.8 | scoring responses with a local LLM through Ollama's API |
+//! | [`serve`] | beyond 7.7 | the model behind OpenAI's HTTP API, with a chat page, batching requests |
 //!
 //! ```text
 //! cargo run --release -p ch07-instruction                                   # fine-tune GPT-2 medium (needs its weights)
 //! cargo run --release -p ch07-instruction -- --init random --config FILE    # without weights
 //! cargo run --release -p ch07-instruction -- respond --checkpoint runs/ch07-instruction/sft --instruction "..."
 //! cargo run --release -p ch07-instruction -- evaluate --responses runs/ch07-instruction/instruction-data-with-response.json
+//! cargo run --release -p ch07-instruction -- serve --checkpoint runs/ch07-instruction/sft   # http://127.0.0.1:8080/
 //! ```
 
 pub mod collate;

@@ -343,7 +343,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!(
                 "  chat page:  {url}/\n  OpenAI API: {url}/v1 (chat/completions, completions, models)\nCtrl-C stops."
             );
-            running.wait()?;
+            running.run_until_ctrl_c()?;
         }
         Some(Command::LoadTest { model, requests, concurrency, max_tokens, max_batch, json }) => {
             let server = ServerArgs {

@@ -198,7 +198,8 @@ fn serve_and_respond_take_any_model_and_refuse_bad_settings() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/small.json");
     let random = ["--init", "random", "--config", config];
     // `respond` (and so `serve`) work without a fine-tuned checkpoint.
-    let output = ch07(&[&["respond", "--instruction", "Name a planet.", "--max-new-tokens", "4"], &random[..]].concat());
+    let output =
+        ch07(&[&["respond", "--instruction", "Name a planet.", "--max-new-tokens", "4"], &random[..]].concat());
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(!text(&output.stdout).trim().is_empty());
     let serve = |extra: &[&'static str]| [&["serve", "--port", "0"], &random[..], extra].concat();

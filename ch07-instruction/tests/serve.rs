@@ -116,7 +116,8 @@ fn chat_replies_equal_respond_streamed_or_not() {
         let mut body = chat_body(instruction, 40);
         if !input.is_empty() {
             // The input goes in as a system message.
-            body["messages"] = json!([{ "role": "system", "content": input }, { "role": "user", "content": instruction }]);
+            body["messages"] =
+                json!([{ "role": "system", "content": input }, { "role": "user", "content": instruction }]);
         }
         let (status, reply) = post(url, "/v1/chat/completions", body.to_string());
         assert_eq!(status, 200, "{reply}");
@@ -195,10 +196,17 @@ fn a_seed_repeats_a_sampled_reply() {
         body["seed"] = json!(seed);
         body.to_string()
     };
-    let replies: Vec<String> =
-        [7, 7, 8].into_iter().map(|seed| content(&post(url, "/v1/chat/completions", body(seed)).1).to_string()).collect();
+    let replies: Vec<String> = [7, 7, 8]
+        .into_iter()
+        .map(|seed| content(&post(url, "/v1/chat/completions", body(seed)).1).to_string())
+        .collect();
     assert_eq!(replies[0], replies[1]);
     assert_ne!(replies[0], replies[2]);
+    // A temperature too small for the distribution to be computed decodes greedily.
+    let greedy = content(&post(url, "/v1/chat/completions", chat_body("Name a planet.", 16).to_string()).1).to_string();
+    let mut cold = chat_body("Name a planet.", 16);
+    cold["temperature"] = json!(1e-300);
+    assert_eq!(content(&post(url, "/v1/chat/completions", cold.to_string()).1), greedy);
 }
 
 #[test]
@@ -224,7 +232,8 @@ fn requests_decoded_together_get_their_own_replies() {
     }
     let after = health(url);
     let (batches, requests) = (after["batches"].as_u64().unwrap(), after["batched_requests"].as_u64().unwrap());
-    let (batches, requests) = (batches - before["batches"].as_u64().unwrap(), requests - before["batched_requests"].as_u64().unwrap());
+    let (batches, requests) =
+        (batches - before["batches"].as_u64().unwrap(), requests - before["batched_requests"].as_u64().unwrap());
     assert!(requests >= 12 && batches < requests, "12 concurrent requests in {batches} batches");
 }
 
@@ -248,12 +257,17 @@ fn models_health_and_page() {
     let (status, _, body) = get(url, "/v1/models/small");
     assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["id"].clone()), (200, json!("small")));
     let (status, _, body) = get(url, "/v1/models/gpt-4");
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["error"]["code"].clone()), (404, json!("model_not_found")));
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()["error"]["code"].clone()),
+        (404, json!("model_not_found"))
+    );
     health(url);
     let (status, content_type, page) = get(url, "/");
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/html"), "{content_type}");
-    for part in ["<textarea id=\"prompt\"", "id=\"temperature\"", "id=\"max-tokens\"", "tokens/s", "/v1/chat/completions"] {
+    for part in
+        ["<textarea id=\"prompt\"", "id=\"temperature\"", "id=\"max-tokens\"", "tokens/s", "/v1/chat/completions"]
+    {
         assert!(page.contains(part), "the page has no {part}");
     }
     // Nothing is fetched from elsewhere: the page works offline.
@@ -281,10 +295,27 @@ fn bad_requests_get_openai_errors() {
         (chat, json!({ "messages": user, "n": 2 }).to_string().into(), 400, "n must be 1"),
         (chat, json!({ "messages": user, "stop": ["a", "b", "c", "d", "e"] }).to_string().into(), 400, "stop"),
         (chat, json!({ "messages": user, "max_tokens": 1000 }).to_string().into(), 400, "context is 256 tokens"),
-        (chat, json!({ "messages": [{ "role": "user", "content": long_prompt }] }).to_string().into(), 400, "context is 256"),
+        (
+            chat,
+            json!({ "messages": [{ "role": "user", "content": long_prompt }] }).to_string().into(),
+            400,
+            "context is 256",
+        ),
         (chat, json!({ "messages": [{ "role": "tool", "content": "x" }] }).to_string().into(), 400, "role 'tool'"),
-        (chat, json!({ "messages": [{ "role": "user", "content": "x" }, { "role": "assistant", "content": "y" }] }).to_string().into(), 400, "must be the user's"),
-        (chat, json!({ "messages": [{ "role": "user", "content": [{ "type": "image_url" }] }] }).to_string().into(), 400, "image_url"),
+        (
+            chat,
+            json!({ "messages": [{ "role": "user", "content": "x" }, { "role": "assistant", "content": "y" }] })
+                .to_string()
+                .into(),
+            400,
+            "must be the user's",
+        ),
+        (
+            chat,
+            json!({ "messages": [{ "role": "user", "content": [{ "type": "image_url" }] }] }).to_string().into(),
+            400,
+            "image_url",
+        ),
         (chat, json!({ "messages": [{ "role": "user" }] }).to_string().into(), 400, "text content"),
         (chat, vec![b' '; 2 << 20], 413, "length limit"),
         ("/v1/completions", json!({ "prompt": ["a", "b"] }).to_string().into(), 400, "one prompt"),
@@ -332,6 +363,14 @@ fn a_full_queue_answers_429_and_a_gone_client_stops_its_generation() {
     let stats = health(&url);
     assert_eq!((stats["completed"].as_u64(), stats["cancelled"].as_u64()), (Some(1), Some(1)));
     assert!(stats["tokens"].as_u64().unwrap() < 200, "the cancelled request ran to its end: {stats}");
+    // A client that gives up on a whole (not streamed) response stops it too.
+    let impatient: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_millis(50))).build().into();
+    let body = json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 230 });
+    assert!(impatient.post(format!("{url}/v1/chat/completions")).send(body.to_string()).is_err());
+    wait_for(&url, |stats| stats["cancelled"] == 2);
+    let tokens = health(&url)["tokens"].as_u64().unwrap() - stats["tokens"].as_u64().unwrap();
+    assert!(tokens < 230, "the abandoned request ran to its end");
     server.stop().unwrap();
 }
 
@@ -350,12 +389,14 @@ fn wait_for(url: &str, condition: impl Fn(&Value) -> bool) {
 #[test]
 fn a_load_test_gets_every_request_answered() {
     let server = start(ServeOptions::local(0));
-    let report = load_test::run(&server.url(), &LoadTestOptions { requests: 24, concurrency: 6, max_tokens: 8 }).unwrap();
+    let report =
+        load_test::run(&server.url(), &LoadTestOptions { requests: 24, concurrency: 6, max_tokens: 8 }).unwrap();
     assert_eq!((report.ok, report.errors.len()), (24, 0), "{report}");
     assert!(report.latency_ms_p50 <= report.latency_ms_p99 && report.requests_per_second > 0.0);
     assert!(report.mean_batch > 1.0, "{report}");
-    let error = load_test::run("http://example.com:80", &LoadTestOptions { requests: 1, concurrency: 1, max_tokens: 1 })
-        .unwrap_err();
+    let error =
+        load_test::run("http://example.com:80", &LoadTestOptions { requests: 1, concurrency: 1, max_tokens: 1 })
+            .unwrap_err();
     assert!(error.to_string().contains("only runs against this machine"));
     server.stop().unwrap();
 }

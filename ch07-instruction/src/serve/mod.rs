@@ -64,7 +64,7 @@ impl ServeOptions {
     }
 }
 
-/// A server running on its own threads; [`RunningServer::stop`] ends it, as Ctrl-C does.
+/// A server running on its own threads until [`RunningServer::stop`] (or dropped).
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub info: ModelInfo,
@@ -88,9 +88,11 @@ impl RunningServer {
         self.join()
     }
 
-    /// Runs until Ctrl-C.
-    pub fn wait(mut self) -> Result<()> {
-        self.join()
+    /// Serves until Ctrl-C, then stops as [`RunningServer::stop`] does.
+    pub fn run_until_ctrl_c(self) -> Result<()> {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(tokio::signal::ctrl_c())?;
+        eprintln!("Stopping: finishing the open requests");
+        self.stop()
     }
 
     fn join(&mut self) -> Result<()> {
@@ -112,7 +114,7 @@ impl Drop for RunningServer {
 }
 
 /// Loads the model with `load` on the worker's thread, binds `host:port`, and serves until
-/// stopped or Ctrl-C. Returns once the model is loaded and the port is listening.
+/// stopped. Returns once the model is loaded and the port is listening.
 pub fn start(
     load: impl FnOnce() -> Result<InstructionModel> + Send + 'static,
     options: ServeOptions,
@@ -135,13 +137,7 @@ pub fn start(
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            let shutdown = async {
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = tokio::signal::ctrl_c() => eprintln!("Stopping: waiting for open requests to finish"),
-                }
-            };
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+            axum::serve(listener, app).with_graceful_shutdown(async { stopped.await.unwrap_or_default() }).await?;
             Ok(())
         })
     })?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
@@ -292,15 +292,12 @@ fn decode_batch(model: &GptModel, tokenizer: &Gpt2Tokenizer, rows: &mut Vec<Row>
                 continue;
             }
             let i = i as i64;
-            let id = row.choose(&decoder.logits().narrow(0, i, 1), &decoder.tokens().narrow(0, i, 1))?;
-            let before = row.generated;
-            let running = row.accept(id, tokenizer)?;
-            Stats::add(&stats.tokens, row.generated - before);
-            if running {
+            // Only tokens the tokenizer can write out (a model may pad its vocabulary).
+            let logits = decoder.logits().narrow(0, i, 1).narrow(1, 0, GPT2_VOCAB_SIZE as i64);
+            let id = row.choose(&logits, &decoder.tokens().narrow(0, i, 1))?;
+            if row.accept(id, tokenizer, stats)? {
                 keep.push(i);
                 next.push(id);
-            } else {
-                Stats::add(&stats.completed, 1);
             }
         }
         if keep.is_empty() {
@@ -341,43 +338,59 @@ impl Row {
     }
 
     /// The next token for `logits` `(1, V)`: the argmax at temperature 0, else a draw from
-    /// the processed distribution with the request's own generator.
+    /// the processed distribution with the request's own generator. A temperature so close
+    /// to 0 that the distribution overflows is greedy decoding too.
     fn choose(&mut self, logits: &Tensor, tokens: &Tensor) -> Result<i64> {
+        let greedy = |sampler: &mut Sampler| sampler.next_token(logits, tokens).int64_value(&[0, 0]);
         if self.job.sampling.temperature == 0.0 {
-            return Ok(self.sampler.next_token(logits, tokens).int64_value(&[0, 0]));
+            return Ok(greedy(&mut self.sampler));
         }
         let probabilities = self.sampler.probabilities(logits, tokens).to_kind(Kind::Double);
         let probabilities = Vec::<f64>::try_from(probabilities.view([-1]).to_device(Device::Cpu))?;
-        let mut left = self.rng.random::<f64>() * probabilities.iter().sum::<f64>();
-        let last = probabilities.iter().rposition(|&p| p > 0.0).context("no token has any probability")?;
+        let total: f64 = probabilities.iter().sum();
+        if !(total.is_finite() && total > 0.0) {
+            return Ok(logits.argmax(-1, false).int64_value(&[0]));
+        }
+        let mut left = self.rng.random::<f64>() * total;
         for (id, &p) in probabilities.iter().enumerate() {
             left -= p;
             if left < 0.0 && p > 0.0 {
                 return Ok(id as i64);
             }
         }
-        Ok(last as i64)
+        // Rounding left a sliver: the last token with any probability.
+        Ok(probabilities.iter().rposition(|&p| p > 0.0).unwrap_or(0) as i64)
     }
 
     /// Takes the chosen token: sends the text it makes visible; false when the response has
-    /// ended (the end-of-text token, a stop sequence or `max_tokens`).
-    fn accept(&mut self, id: i64, tokenizer: &Gpt2Tokenizer) -> Result<bool> {
+    /// ended (the end-of-text token, a stop sequence or `max_tokens`). The counters are
+    /// up to date before the client hears of the end.
+    fn accept(&mut self, id: i64, tokenizer: &Gpt2Tokenizer, stats: &Stats) -> Result<bool> {
+        let reason = self.advance(id, tokenizer, stats)?;
+        if let Some(reason) = reason {
+            Stats::add(&stats.completed, 1);
+            self.finish(reason);
+        }
+        Ok(reason.is_none())
+    }
+
+    /// Adds the token's text; why the response ends with it, if it does.
+    fn advance(&mut self, id: i64, tokenizer: &Gpt2Tokenizer, stats: &Stats) -> Result<Option<FinishReason>> {
         if id == END_OF_TEXT_ID as i64 {
-            self.finish(FinishReason::Stop);
-            return Ok(false);
+            return Ok(Some(FinishReason::Stop));
         }
         self.generated += 1;
+        Stats::add(&stats.tokens, 1);
         let piece = self.utf8.push(&tokenizer.decode_bytes(&[id as u32])?);
         let (new, stopped) = self.text.push(&piece);
         self.send_text(new);
-        if stopped {
-            self.finish(FinishReason::Stop);
+        Ok(if stopped {
+            Some(FinishReason::Stop)
         } else if self.generated as i64 >= self.job.max_tokens {
-            self.finish(FinishReason::Length);
+            Some(FinishReason::Length)
         } else {
-            return Ok(true);
-        }
-        Ok(false)
+            None
+        })
     }
 
     fn finish(&mut self, reason: FinishReason) {
