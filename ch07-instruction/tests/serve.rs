@@ -347,7 +347,8 @@ fn a_full_queue_answers_429_and_a_gone_client_stops_its_generation() {
                        "temperature": 0 });
     let running = agent().post(format!("{url}/v1/chat/completions")).send(long.to_string()).unwrap();
     let mut lines = BufReader::new(running.into_body().into_reader()).lines();
-    lines.next().unwrap().unwrap(); // the role chunk: it is running
+    lines.next().unwrap().unwrap(); // the role chunk
+    wait_for(&url, |stats| stats["running"] == 1);
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| post(&url, "/v1/chat/completions", chat_body("Hi", 3).to_string()));
         wait_for(&url, |stats| stats["queued"] == 1);
