@@ -109,7 +109,7 @@ async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes, Byt
 fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
-        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE { "invalid_request_error" } else { "server_error" };
+        let kind = if status.is_client_error() { "invalid_request_error" } else { "server_error" };
         ApiError::new(status, rejection.body_text(), kind, None, None)
     })?;
     serde_json::from_slice(&bytes).map_err(|err| {
