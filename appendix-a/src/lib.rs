@@ -9,6 +9,7 @@
 
 pub mod autograd;
 pub mod basics;
+pub mod ddp;
 pub mod exercises;
 pub mod mlp;
 pub mod timing;

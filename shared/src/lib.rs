@@ -34,6 +34,7 @@ pub mod classifier;
 pub mod cli;
 pub mod data;
 pub mod dataset;
+pub mod distributed;
 pub mod device;
 pub mod exercise;
 pub mod fuzz;

@@ -1,0 +1,203 @@
+//! Section A.9.3: the appendix's `DDP-script.py` on LibTorch's c10d (`shared::distributed`):
+//! each process joins the group, starts from rank 0's weights, trains on its
+//! `DistributedSampler` share of every epoch with gradients averaged over the ranks after
+//! `backward`, and rank 0 logs, evaluates and saves. [`launch`] starts the processes on this
+//! machine as `torchrun --nproc-per-node N` does; a process started with `RANK`,
+//! `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT` set (by hand, on several machines, or by
+//! `torchrun --no-python`) joins as that rank.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use shared::device::seed_everything;
+use shared::distributed::{shard, Backend, DataParallel, ProcessGroup, Rendezvous, BUCKET_BYTES};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Tensor};
+
+use crate::mlp::NeuralNetwork;
+use crate::toy_data::{self, ToyDataset, ToyLoader};
+use crate::training::{compute_accuracy, save};
+
+/// The script's settings.
+#[derive(Debug, Clone)]
+pub struct DdpOptions {
+    pub backend: Backend,
+    pub epochs: usize,
+    /// Examples per rank and step (the global batch is this times the ranks).
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Each rank seeds its model with `seed + rank`: rank 0's weights reach the others only
+    /// through the broadcast.
+    pub seed: u64,
+    /// How long a rank waits for the others, at the start and in every collective.
+    pub timeout: Duration,
+    pub out_dir: PathBuf,
+    /// Also write ranks 1.. 's weights (`ddp-rank<r>.safetensors`), to compare them.
+    pub save_every_rank: bool,
+}
+
+/// What one rank did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RankReport {
+    pub rank: usize,
+    pub world_size: usize,
+    pub steps: usize,
+    /// The mean loss over the global batch at each step.
+    pub losses: Vec<f64>,
+    pub seconds: f64,
+    pub communication_seconds: f64,
+    pub buckets: usize,
+    /// Rank 0 only: accuracy on the whole training and test sets.
+    pub train_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+}
+
+/// The examples of `rank`'s batches in `epoch`: its shard of the epoch's shuffle (seed 0,
+/// `DistributedSampler`'s default) in batches of `batch_size`, the last short one dropped.
+pub fn rank_batches(len: usize, world_size: usize, rank: usize, epoch: usize, batch_size: usize) -> Vec<Vec<usize>> {
+    let indices = shard(len, world_size, rank, epoch, 0, true);
+    indices.chunks(batch_size).filter(|batch| batch.len() == batch_size).map(<[usize]>::to_vec).collect()
+}
+
+fn select(dataset: &ToyDataset, indices: &[usize]) -> (Tensor, Tensor) {
+    let index = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    (dataset.features.index_select(0, &index), dataset.labels.index_select(0, &index))
+}
+
+/// Runs this process's rank of the script.
+pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankReport> {
+    let group = ProcessGroup::new(rendezvous, options.backend, options.timeout)?;
+    let (rank, world_size) = (group.rank, group.world_size);
+    seed_everything(options.seed + rank as u64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = NeuralNetwork::new(&vs.root(), 2, 2);
+    let mut parallel = DataParallel::new(&group, &vs.trainable_variables(), BUCKET_BYTES)?;
+    let mut optimizer = nn::Sgd::default().build(&vs, options.lr)?;
+    let train = toy_data::train_set();
+    let start = Instant::now();
+    let mut losses = Vec::new();
+    for epoch in 0..options.epochs {
+        for batch in rank_batches(train.len(), world_size, rank, epoch, options.batch_size) {
+            let (features, labels) = select(&train, &batch);
+            let loss = model.forward(&features).cross_entropy_for_logits(&labels);
+            optimizer.zero_grad();
+            loss.backward();
+            parallel.average_gradients(&group).with_context(|| format!("rank {rank}, epoch {}", epoch + 1))?;
+            optimizer.step();
+            // The global batch's loss, for rank 0's log.
+            let global = loss.detach().view([1]);
+            group.all_reduce_sum(std::slice::from_ref(&global))?;
+            let global = global.double_value(&[0]) / world_size as f64;
+            if rank == 0 {
+                println!(
+                    "[rank 0 of {world_size}] Epoch: {:03}/{:03} | Batchsize {:03} per rank | Train loss (all ranks): {global:.2}",
+                    epoch + 1,
+                    options.epochs,
+                    batch.len()
+                );
+            }
+            losses.push(global);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (mut train_accuracy, mut test_accuracy) = (None, None);
+    if rank == 0 {
+        let test = toy_data::test_set();
+        train_accuracy = Some(compute_accuracy(&model, &ToyLoader::new(&train, 2, false, false)));
+        test_accuracy = Some(compute_accuracy(&model, &ToyLoader::new(&test, 2, false, false)));
+        save(&vs, &options.out_dir.join("ddp-model.safetensors"))?;
+    }
+    if options.save_every_rank {
+        save(&vs, &rank_weights(&options.out_dir, rank))?;
+    }
+    group.barrier()?;
+    Ok(RankReport {
+        rank,
+        world_size,
+        steps: losses.len(),
+        losses,
+        seconds,
+        communication_seconds: parallel.communication_seconds,
+        buckets: parallel.bucket_count(),
+        train_accuracy,
+        test_accuracy,
+    })
+}
+
+/// Where `--save-every-rank` writes rank `rank`'s weights.
+pub fn rank_weights(out_dir: &Path, rank: usize) -> PathBuf {
+    out_dir.join(format!("ddp-rank{rank}.safetensors"))
+}
+
+/// The same training in one process: each step's batch is the union of every rank's batch,
+/// the model rank 0's. Data parallelism must give these weights, up to float rounding.
+pub fn train_single_process(world_size: usize, options: &DdpOptions) -> Result<(nn::VarStore, NeuralNetwork)> {
+    seed_everything(options.seed);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = NeuralNetwork::new(&vs.root(), 2, 2);
+    let mut optimizer = nn::Sgd::default().build(&vs, options.lr)?;
+    let train = toy_data::train_set();
+    for epoch in 0..options.epochs {
+        let per_rank: Vec<Vec<Vec<usize>>> = (0..world_size)
+            .map(|rank| rank_batches(train.len(), world_size, rank, epoch, options.batch_size))
+            .collect();
+        for step in 0..per_rank[0].len() {
+            let global: Vec<usize> = per_rank.iter().flat_map(|batches| batches[step].clone()).collect();
+            let (features, labels) = select(&train, &global);
+            let loss = model.forward(&features).cross_entropy_for_logits(&labels);
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+        }
+    }
+    Ok((vs, model))
+}
+
+/// Starts `nproc` copies of this program with `args` on this machine, each with its
+/// `RANK`, `LOCAL_RANK`, `WORLD_SIZE` and a free `MASTER_PORT` on 127.0.0.1, and waits for
+/// them. When one fails the others are stopped and the error names it.
+pub fn launch(nproc: usize, args: &[String]) -> Result<()> {
+    anyhow::ensure!(nproc >= 1, "--nproc-per-node must be at least 1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let program = std::env::current_exe().context("finding this program")?;
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    for rank in 0..nproc {
+        let child = Command::new(&program)
+            .args(args)
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", nproc.to_string())
+            .spawn()
+            .with_context(|| format!("starting rank {rank}"))?;
+        children.push((rank, child));
+    }
+    let mut failure = None;
+    while !children.is_empty() {
+        let mut running = Vec::new();
+        for (rank, mut child) in children {
+            match child.try_wait()? {
+                None => running.push((rank, child)),
+                Some(status) if status.success() => {}
+                Some(status) => failure = failure.or(Some(format!("rank {rank} failed ({status})"))),
+            }
+        }
+        children = running;
+        if failure.is_some() {
+            for (_, child) in &mut children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match failure {
+        Some(message) => bail!("{message}; the other ranks were stopped"),
+        None => Ok(()),
+    }
+}
