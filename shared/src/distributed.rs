@@ -7,12 +7,14 @@
 //! and each rank's share of every epoch's shuffle ([`shard`]). A peer that dies, a wrong
 //! address or a missing process is an `Err` once the timeout has passed, never a hang.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_void, CString};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tch::{Kind, Tensor};
 
+#[cfg(llms_gloo)]
+use crate::native::check;
 use crate::torch_rng;
 
 /// The rendezvous: where rank 0's store listens, and who this process is.
@@ -66,45 +68,35 @@ pub enum Backend {
     Nccl,
 }
 
-extern "C" {
-    fn llms_free_message(text: *mut c_char);
-}
-
 #[cfg(llms_gloo)]
 extern "C" {
     fn llms_gloo_group_new(
-        addr: *const c_char,
+        addr: *const std::ffi::c_char,
         port: i32,
         rank: i32,
         world_size: i32,
         timeout_ms: i64,
         out: *mut *mut c_void,
-    ) -> *mut c_char;
+    ) -> *mut std::ffi::c_char;
     fn llms_group_free(group: *mut c_void);
-    fn llms_group_all_reduce_sum(group: *mut c_void, items: *const *mut torch_sys::C_tensor, n: usize) -> *mut c_char;
+    fn llms_group_all_reduce_sum(
+        group: *mut c_void,
+        items: *const *mut torch_sys::C_tensor,
+        n: usize,
+    ) -> *mut std::ffi::c_char;
     fn llms_group_broadcast(
         group: *mut c_void,
         items: *const *mut torch_sys::C_tensor,
         n: usize,
         root: i32,
-    ) -> *mut c_char;
-    fn llms_group_barrier(group: *mut c_void) -> *mut c_char;
-}
-
-/// Turns the C side's message (NULL on success) into a `Result`.
-fn check(message: *mut c_char) -> Result<()> {
-    if message.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null message is a NUL-terminated string the C side allocated for us.
-    let text = unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned();
-    unsafe { llms_free_message(message) };
-    bail!("{}", text.trim_end())
+    ) -> *mut std::ffi::c_char;
+    fn llms_group_barrier(group: *mut c_void) -> *mut std::ffi::c_char;
 }
 
 /// A c10d process group (`torch.distributed.init_process_group`).
 #[derive(Debug)]
 pub struct ProcessGroup {
+    #[cfg_attr(not(llms_gloo), allow(dead_code))]
     group: *mut c_void,
     pub rank: usize,
     pub world_size: usize,

@@ -42,8 +42,8 @@ extern "C" {
     fn llms_set_cuda_autocast_bfloat16() -> *mut c_char;
 }
 
-/// Turns the C side's message (NULL on success) into a `Result`.
-fn check(message: *mut c_char) -> Result<()> {
+/// Turns the C side's message (NULL on success) into a `Result` (also for `distributed`).
+pub(crate) fn check(message: *mut c_char) -> Result<()> {
     if message.is_null() {
         return Ok(());
     }
