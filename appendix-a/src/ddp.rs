@@ -1,16 +1,15 @@
 //! Section A.9.3: the appendix's `DDP-script.py` on LibTorch's c10d (`shared::distributed`):
 //! each process joins the group, starts from rank 0's weights, trains on its
 //! `DistributedSampler` share of every epoch with gradients averaged over the ranks after
-//! `backward`, and rank 0 logs, evaluates and saves. [`launch`] starts the processes on this
-//! machine as `torchrun --nproc-per-node N` does; a process started with `RANK`,
+//! `backward`, and rank 0 logs, evaluates and saves. `shared::distributed::launch` starts
+//! the processes on this machine as `torchrun --nproc-per-node N` does; a process started with `RANK`,
 //! `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT` set (by hand, on several machines, or by
 //! `torchrun --no-python`) joins as that rank.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use shared::device::seed_everything;
 use shared::distributed::{shard, Backend, DataParallel, ProcessGroup, Rendezvous, BUCKET_BYTES};
@@ -154,50 +153,4 @@ pub fn train_single_process(world_size: usize, options: &DdpOptions) -> Result<(
         }
     }
     Ok((vs, model))
-}
-
-/// Starts `nproc` copies of this program with `args` on this machine, each with its
-/// `RANK`, `LOCAL_RANK`, `WORLD_SIZE` and a free `MASTER_PORT` on 127.0.0.1, and waits for
-/// them. When one fails the others are stopped and the error names it.
-pub fn launch(nproc: usize, args: &[String]) -> Result<()> {
-    anyhow::ensure!(nproc >= 1, "--nproc-per-node must be at least 1");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let program = std::env::current_exe().context("finding this program")?;
-    let mut children: Vec<(usize, Child)> = Vec::new();
-    for rank in 0..nproc {
-        let child = Command::new(&program)
-            .args(args)
-            .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string())
-            .env("RANK", rank.to_string())
-            .env("LOCAL_RANK", rank.to_string())
-            .env("WORLD_SIZE", nproc.to_string())
-            .spawn()
-            .with_context(|| format!("starting rank {rank}"))?;
-        children.push((rank, child));
-    }
-    let mut failure = None;
-    while !children.is_empty() {
-        let mut running = Vec::new();
-        for (rank, mut child) in children {
-            match child.try_wait()? {
-                None => running.push((rank, child)),
-                Some(status) if status.success() => {}
-                Some(status) => failure = failure.or(Some(format!("rank {rank} failed ({status})"))),
-            }
-        }
-        children = running;
-        if failure.is_some() {
-            for (_, child) in &mut children {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    match failure {
-        Some(message) => bail!("{message}; the other ranks were stopped"),
-        None => Ok(()),
-    }
 }

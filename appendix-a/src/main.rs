@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, RunContext};
-use shared::distributed::{Backend, Rendezvous};
+use shared::distributed::{self, Backend, Rendezvous};
 use shared::exercise::ExerciseCommand;
 
 use appendix_a::ddp::{self, DdpOptions};
@@ -79,7 +79,7 @@ fn run_ddp(args: &DdpArgs, context: &RunContext) -> Result<()> {
     anyhow::ensure!(args.batch_size >= 1 && args.epochs >= 1, "--batch-size and --epochs must be at least 1");
     let Some(rendezvous) = Rendezvous::from_env()? else {
         // The launcher: the same command once per rank.
-        return ddp::launch(args.nproc_per_node, &std::env::args().skip(1).collect::<Vec<_>>());
+        return distributed::launch(args.nproc_per_node, &std::env::args().skip(1).collect::<Vec<_>>());
     };
     let options = DdpOptions {
         backend: args.backend,

@@ -3,16 +3,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
-use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
+use ch05_pretraining::pretrain::{self, book_config, DdpSettings, PretrainOptions, START_CONTEXT};
 use ch05_pretraining::{bench, check_run};
 use clap::{Args, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::data::THE_VERDICT;
 use shared::device::seed_everything;
+use shared::distributed::{self, Backend, Rendezvous};
 use shared::exercise::ExerciseCommand;
 use shared::generate::{continue_text, Decoding, Sampling};
 use shared::gpt::GptConfig;
@@ -248,6 +250,18 @@ struct TrainArgs {
     /// book: the book's code, bit-exact with PyTorch; fast: fused kernels and AdamW (same model and loss, not bit-exact)
     #[arg(long, value_enum, default_value = "book")]
     mode: TrainMode,
+    /// Data-parallel training over LibTorch's c10d (appendix A.9.3): starts --nproc-per-node processes, or with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set runs as that rank
+    #[arg(long)]
+    ddp: bool,
+    /// With --ddp: processes to start on this machine
+    #[arg(long, default_value_t = 2, requires = "ddp")]
+    nproc_per_node: usize,
+    /// With --ddp: gloo (CPU tensors) or nccl (CUDA tensors)
+    #[arg(long, value_enum, default_value = "gloo", requires = "ddp")]
+    backend: Backend,
+    /// With --ddp: how long a process waits for the others before giving up
+    #[arg(long, default_value_t = 300.0, requires = "ddp")]
+    timeout_seconds: f64,
 }
 
 impl TrainArgs {
@@ -281,6 +295,13 @@ impl TrainArgs {
             resume: self.resume.clone(),
             initial_losses: !self.no_initial_losses,
             mode: self.mode,
+            ddp: self.ddp.then_some(DdpSettings {
+                backend: self.backend,
+                timeout: Duration::try_from_secs_f64(self.timeout_seconds)
+                    .ok()
+                    .filter(|t| !t.is_zero())
+                    .context("--timeout-seconds must be positive")?,
+            }),
             ..PretrainOptions::default()
         })
     }
@@ -295,6 +316,11 @@ fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
     match cli.command {
         None => train(&context, &PretrainOptions::default()),
+        Some(Command::Train(args)) if args.ddp && Rendezvous::from_env()?.is_none() => {
+            // The launcher: this command once per rank.
+            args.options()?;
+            distributed::launch(args.nproc_per_node, &std::env::args().skip(1).collect::<Vec<_>>())
+        }
         Some(Command::Train(args)) => train(&context, &args.options()?),
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
         Some(Command::Generate { model, prompt, max_new_tokens, sampling, ids }) => {

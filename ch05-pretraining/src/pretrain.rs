@@ -3,16 +3,18 @@
 //! loss plot). Resuming from a checkpoint is exercise 5.4.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::dataset::{DataLoader, GptDataset};
 use shared::device::{device_name, seed_everything};
+use shared::distributed::{Backend, DataParallel, ProcessGroup, Rendezvous, ShardedLoader, BUCKET_BYTES};
 use shared::gpt::{GptConfig, GptModel};
 use shared::train::{
-    calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
-    TrainHistory, TrainMode, TrainProgress, TrainSettings,
+    calc_loss_loader, check_token_ids, train_model, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
+    TrainHistory, TrainHooks, TrainMode, TrainProgress, TrainSettings,
 };
 use tch::nn::VarStore;
 
@@ -47,6 +49,18 @@ pub struct PretrainOptions {
     /// Book mode (bit-exact with PyTorch) or fast mode (fused kernels and optimizer).
     pub mode: TrainMode,
     pub verbose: bool,
+    /// Train as one rank of a data-parallel group (appendix A.9.3 on chapter 5's run).
+    #[serde(skip)]
+    pub ddp: Option<DdpSettings>,
+}
+
+/// How a data-parallel rank joins its group; the rank itself comes from the environment
+/// (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`), as the launcher or torchrun set it.
+#[derive(Debug, Clone, Copy)]
+pub struct DdpSettings {
+    pub backend: Backend,
+    /// How long a rank waits for the others, at the start and at each step.
+    pub timeout: Duration,
 }
 
 impl Default for PretrainOptions {
@@ -66,6 +80,7 @@ impl Default for PretrainOptions {
             initial_losses: true,
             mode: TrainMode::Book,
             verbose: true,
+            ddp: None,
         }
     }
 }
@@ -131,13 +146,39 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     };
     config.validate()?;
     context.create_out_dir()?;
+    let group = match &options.ddp {
+        Some(ddp) => {
+            let rendezvous = Rendezvous::from_env()?.context(
+                "a data-parallel run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: start it with \
+                 `train --ddp --nproc-per-node N`, which sets them, or set them on every machine",
+            )?;
+            Some(ProcessGroup::new(&rendezvous, ddp.backend, ddp.timeout)?)
+        }
+        None => None,
+    };
+    // Rank 0 (or the only process) logs, evaluates and writes files.
+    let lead = group.as_ref().is_none_or(|group| group.rank == 0);
+    let world_size = group.as_ref().map_or(1, |group| group.world_size);
     let context_tokens = config.context_length as usize;
     let (train_loader, val_loader) = loaders(text, options.train_ratio, context_tokens, options.batch_size)?;
     let say = |line: String| {
-        if options.verbose {
+        if options.verbose && lead {
             println!("{line}");
         }
     };
+    if let Some(group) = &group {
+        say(format!(
+            "Data-parallel training: {world_size} processes, each on its share of every epoch ({} x {context_tokens} \
+             tokens per process and step)",
+            options.batch_size
+        ));
+        anyhow::ensure!(
+            train_loader.dataset().len() >= world_size * options.batch_size,
+            "the training text has too few windows for {} processes with batches of {}",
+            group.world_size,
+            options.batch_size
+        );
+    }
     say(format!(
         "{} training and {} validation batches of {} x {context_tokens} tokens on {}",
         train_loader.len(),
@@ -148,7 +189,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
 
     // Section 5.1.3: the untrained model's losses (a seed-123 model, every batch).
     let (mut initial_train_loss, mut initial_val_loss) = (None, None);
-    if options.initial_losses && resumed.is_none() {
+    if options.initial_losses && resumed.is_none() && lead {
         seed_everything(context.seed);
         let vs = VarStore::new(device);
         let model = GptModel::new(&vs.root(), &config)?;
@@ -195,11 +236,12 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     }
     let settings = TrainSettings {
         num_epochs: options.epochs,
-        eval_freq: options.eval_freq,
+        // The other ranks neither evaluate nor print samples.
+        eval_freq: if lead { options.eval_freq } else { usize::MAX },
         eval_iter: options.eval_iter,
-        start_context: Some(options.start_context.clone()).filter(|s| !s.is_empty()),
+        start_context: Some(options.start_context.clone()).filter(|s| !s.is_empty() && lead),
         epoch_seed,
-        verbose: options.verbose,
+        verbose: options.verbose && lead,
         mode: options.mode,
     };
     // After every epoch the checkpoint is replaced (each file written under a temporary name,
@@ -208,24 +250,49 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     let meta = |progress: &TrainProgress, optimizer: &AdamW| {
         CheckpointMeta::new(&config, progress, optimizer.config, context.seed, epoch_seed)
     };
-    let mut save =
-        |progress: &TrainProgress, optimizer: &AdamW| checkpoint.save(&vs, Some(optimizer), &meta(progress, optimizer));
-    let history = train_model_simple(
-        &model,
-        &mut optimizer,
-        &train_loader,
-        &val_loader,
-        &settings,
-        &mut progress,
-        device,
-        &mut save,
-    )?;
+    let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
+        if lead {
+            checkpoint.save(&vs, Some(optimizer), &meta(progress, optimizer))?;
+        }
+        Ok(())
+    };
+    let history = match &group {
+        None => train_model_simple(
+            &model,
+            &mut optimizer,
+            &train_loader,
+            &val_loader,
+            &settings,
+            &mut progress,
+            device,
+            &mut save,
+        )?,
+        Some(group) => {
+            // Rank 0's weights everywhere, then each step's gradients averaged over the ranks.
+            let mut parallel = DataParallel::new(group, &vs.trainable_variables(), BUCKET_BYTES)?;
+            let shard = ShardedLoader::new(&train_loader, group, context.seed);
+            let mut average = || parallel.average_gradients(group);
+            let mut hooks = TrainHooks::book(&mut save);
+            hooks.after_backward = Some(&mut average);
+            let history =
+                train_model(&model, &mut optimizer, &shard, &val_loader, &settings, &mut progress, device, hooks)?;
+            say(format!(
+                "All-reduce of the gradients ({} bucket(s) per step): {:.2} s, {:.1} ms per step",
+                parallel.bucket_count(),
+                parallel.communication_seconds,
+                1e3 * parallel.communication_seconds / (progress.global_step.max(1) as f64)
+            ));
+            group.barrier()?;
+            history
+        }
+    };
     say(format!(
-        "Training completed in {:.2} minutes ({:.0} tokens/s)",
+        "Training completed in {:.2} minutes ({:.0} tokens/s{})",
         history.train_seconds / 60.0,
-        history.tokens_per_second
+        history.tokens_per_second * world_size as f64,
+        if world_size > 1 { format!(" over {world_size} processes") } else { String::new() }
     ));
-    if options.epochs == 0 {
+    if options.epochs == 0 && lead {
         checkpoint.save(&vs, Some(&optimizer), &meta(&progress, &optimizer))?;
     }
     let report = PretrainReport {
@@ -242,6 +309,9 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         metrics: context.out_dir.join("metrics.json"),
         plot: context.out_dir.join("losses.png"),
     };
+    if !lead {
+        return Ok(report);
+    }
     std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", report.metrics.display()))?;
     report.history.plot_losses(&report.plot, options.epochs)?;

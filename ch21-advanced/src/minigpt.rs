@@ -400,6 +400,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         schedule: Some(options.schedule()),
         max_grad_norm: Some(1.0),
         on_epoch_end: &mut save,
+        after_backward: None,
     };
     let history = train_model(&model, &mut optimizer, &train, &val, &settings, &mut progress, context.device, hooks)?;
     let final_val_loss = calc_loss_loader(&model, &val.with_batches(options.final_eval_batches), None, context.device);

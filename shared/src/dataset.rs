@@ -157,6 +157,16 @@ impl DataLoader {
         self.batch_size
     }
 
+    /// Whether every epoch draws a new order.
+    pub fn shuffle(&self) -> bool {
+        self.shuffle
+    }
+
+    /// Whether a last, short batch is left out.
+    pub fn drop_last(&self) -> bool {
+        self.drop_last
+    }
+
     /// The number of batches in one pass (`len(dataloader)`).
     pub fn len(&self) -> usize {
         let samples = self.dataset.len();

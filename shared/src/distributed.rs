@@ -7,15 +7,19 @@
 //! and each rank's share of every epoch's shuffle ([`shard`]). A peer that dies, a wrong
 //! address or a missing process is an `Err` once the timeout has passed, never a hang.
 
+use std::cell::Cell;
 use std::ffi::{c_void, CString};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tch::{Kind, Tensor};
 
+use crate::dataset::{batch_count, Batch, DataLoader};
 #[cfg(llms_gloo)]
 use crate::native::check;
 use crate::torch_rng;
+use crate::train::BatchSource;
 
 /// The rendezvous: where rank 0's store listens, and who this process is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +211,58 @@ pub fn shard(len: usize, world_size: usize, rank: usize, epoch: usize, seed: u64
     order.into_iter().skip(rank).step_by(world_size).collect()
 }
 
+/// One rank's view of a [`DataLoader`] in data-parallel training (a `DataLoader` with a
+/// `DistributedSampler`): each epoch's batches are made of [`shard`]'s indices for this
+/// rank, in the loader's batch size. The epoch advances when a pass runs to its end, so a
+/// partial pass (an evaluation on a few batches) does not move it.
+pub struct ShardedLoader<'a> {
+    loader: &'a DataLoader,
+    rank: usize,
+    world_size: usize,
+    seed: u64,
+    epoch: Cell<usize>,
+}
+
+impl<'a> ShardedLoader<'a> {
+    pub fn new(loader: &'a DataLoader, group: &ProcessGroup, seed: u64) -> Self {
+        Self { loader, rank: group.rank, world_size: group.world_size, seed, epoch: Cell::new(0) }
+    }
+
+    fn indices(&self) -> Vec<usize> {
+        let len = self.loader.dataset().len();
+        shard(len, self.world_size, self.rank, self.epoch.get(), self.seed, self.loader.shuffle())
+    }
+}
+
+impl BatchSource for ShardedLoader<'_> {
+    fn batch_count(&self) -> usize {
+        batch_count(self.indices().len(), self.loader.batch_size(), self.loader.drop_last())
+    }
+
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        let indices = self.indices();
+        let batch_size = self.loader.batch_size();
+        let count = batch_count(indices.len(), batch_size, self.loader.drop_last());
+        let mut next_batch = 0;
+        Box::new(std::iter::from_fn(move || {
+            if next_batch > count {
+                return None;
+            }
+            next_batch += 1;
+            if next_batch > count {
+                self.epoch.set(self.epoch.get() + 1);
+                return None;
+            }
+            let start = (next_batch - 1) * batch_size;
+            Some(self.loader.collate(&indices[start..(start + batch_size).min(indices.len())]))
+        }))
+    }
+
+    fn max_token_id(&self) -> Option<i64> {
+        self.loader.max_token_id()
+    }
+}
+
 /// The gradient bucket size `DistributedDataParallel` uses by default (`bucket_cap_mb=25`).
 pub const BUCKET_BYTES: usize = 25 << 20;
 
@@ -268,6 +324,57 @@ impl DataParallel {
             }
         }
         Ok(())
+    }
+}
+
+/// Starts `nproc` copies of this program with `args` on this machine, each with its
+/// `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, a free `MASTER_PORT` on 127.0.0.1 and (unless set)
+/// `OMP_NUM_THREADS` = cores / `nproc`, and waits for them. When one fails the others are
+/// stopped and the error names it.
+pub fn launch(nproc: usize, args: &[String]) -> Result<()> {
+    anyhow::ensure!(nproc >= 1, "--nproc-per-node must be at least 1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let program = std::env::current_exe().context("finding this program")?;
+    // As torchrun does: the processes share the cores instead of each taking them all.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = std::env::var("OMP_NUM_THREADS").unwrap_or_else(|_| (cores / nproc).max(1).to_string());
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    for rank in 0..nproc {
+        let child = Command::new(&program)
+            .args(args)
+            .env("OMP_NUM_THREADS", &threads)
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", nproc.to_string())
+            .spawn()
+            .with_context(|| format!("starting rank {rank}"))?;
+        children.push((rank, child));
+    }
+    let mut failure = None;
+    while !children.is_empty() {
+        let mut running = Vec::new();
+        for (rank, mut child) in children {
+            match child.try_wait()? {
+                None => running.push((rank, child)),
+                Some(status) if status.success() => {}
+                Some(status) => failure = failure.or(Some(format!("rank {rank} failed ({status})"))),
+            }
+        }
+        children = running;
+        if failure.is_some() {
+            for (_, child) in &mut children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match failure {
+        Some(message) => bail!("{message}; the other ranks were stopped"),
+        None => Ok(()),
     }
 }
 

@@ -371,6 +371,7 @@ fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
         schedule: Some(schedule),
         max_grad_norm: Some(1.0),
         on_epoch_end: &mut record,
+        after_backward: None,
     };
     let mut progress = TrainProgress::default();
     let history =

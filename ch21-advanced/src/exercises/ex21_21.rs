@@ -170,6 +170,7 @@ pub fn run(context: &RunContext, model: &Model, settings: &FineTuning) -> Result
         schedule: None,
         max_grad_norm: None,
         on_epoch_end: &mut nothing,
+        after_backward: None,
     };
     seed_everything(context.seed);
     let history = train_model(

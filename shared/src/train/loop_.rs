@@ -132,13 +132,24 @@ pub struct TrainHooks<'a> {
     /// Runs after every epoch (and its sample) with the progress so far and the optimizer,
     /// e.g. to save a checkpoint, so that a run killed midway loses at most one epoch.
     pub on_epoch_end: &'a mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
+    /// Runs after each `backward`, before clipping and the optimizer step: data-parallel
+    /// training averages the gradients over the processes here
+    /// ([`crate::distributed::DataParallel`]).
+    pub after_backward: Option<&'a mut dyn FnMut() -> Result<()>>,
 }
 
 impl<'a> TrainHooks<'a> {
     /// Listing 5.3's step: next-token loss, fixed learning rate, no clipping, GPT-2 samples.
     pub fn book(on_epoch_end: &'a mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>) -> Self {
         static GPT2: LazyLock<Gpt2Tokenizer> = LazyLock::new(Gpt2Tokenizer::new);
-        Self { loss: &NextTokenLoss, tokenizer: &*GPT2, schedule: None, max_grad_norm: None, on_epoch_end }
+        Self {
+            loss: &NextTokenLoss,
+            tokenizer: &*GPT2,
+            schedule: None,
+            max_grad_norm: None,
+            on_epoch_end,
+            after_backward: None,
+        }
     }
 }
 
@@ -171,7 +182,7 @@ pub fn train_model(
     settings: &TrainSettings,
     progress: &mut TrainProgress,
     device: Device,
-    hooks: TrainHooks,
+    mut hooks: TrainHooks,
 ) -> Result<TrainHistory> {
     anyhow::ensure!(settings.eval_freq > 0, "the evaluation frequency must be at least 1 step");
     anyhow::ensure!(train_loader.batch_count() > 0, "the training data has no complete batch");
@@ -204,6 +215,9 @@ pub fn train_model(
             }
             let loss = settings.mode.forward(device, || hooks.loss.loss(model, &batch, device, true));
             loss.backward();
+            if let Some(after_backward) = hooks.after_backward.as_mut() {
+                after_backward()?;
+            }
             let warmed_up = hooks.schedule.is_none_or(|schedule| step > schedule.warmup_steps);
             if let (Some(max_norm), true) = (hooks.max_grad_norm, warmed_up) {
                 optimizer.clip_grad_norm(max_norm);
