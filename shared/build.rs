@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=cpp/native.cpp");
     println!("cargo:rerun-if-changed=cpp/distributed.cpp");
+    println!("cargo:rerun-if-changed=cpp/c_api.hpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     println!("cargo::rustc-check-cfg=cfg(llms_gloo)");

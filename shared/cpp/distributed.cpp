@@ -8,6 +8,8 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+
+#include "c_api.hpp"
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -20,21 +22,8 @@
 
 namespace {
 
-char* message(const std::string& text) { return strdup(text.c_str()); }
-
-template <typename F>
-char* guarded(F&& f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return message(e.what());
-  } catch (...) {
-    return message("unknown C++ exception");
-  }
-}
+using llms::guarded;
+using llms::tensors;
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
@@ -42,12 +31,6 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-std::vector<at::Tensor> tensors(at::Tensor** items, size_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(*items[i]);
-  return out;
-}
 
 void wait(const c10::intrusive_ptr<c10d::Work>& work, std::chrono::milliseconds timeout) {
   if (!work->wait(timeout)) throw std::runtime_error("a collective operation did not complete");

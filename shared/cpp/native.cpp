@@ -9,6 +9,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
 
+#include "c_api.hpp"
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -16,28 +18,9 @@
 
 namespace {
 
-char* message(const char* text) { return strdup(text); }
+using llms::guarded;
+using llms::tensors;
 
-template <typename F>
-char* guarded(F&& f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return message(e.what());
-  } catch (...) {
-    return message("unknown C++ exception");
-  }
-}
-
-std::vector<at::Tensor> tensors(at::Tensor** items, size_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(*items[i]);
-  return out;
-}
 
 // Quantized operators warn that quantized tensors are deprecated; the warning says nothing
 // a user of these functions can act on.
