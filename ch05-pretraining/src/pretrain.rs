@@ -280,7 +280,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
                 "All-reduce of the gradients ({} bucket(s) per step): {:.2} s, {:.1} ms per step",
                 parallel.bucket_count(),
                 parallel.communication_seconds,
-                1e3 * parallel.communication_seconds / (progress.global_step.max(1) as f64)
+                1e3 * parallel.communication_seconds / parallel.steps.max(1) as f64
             ));
             group.barrier()?;
             history
