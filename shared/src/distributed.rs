@@ -18,6 +18,7 @@ use tch::{Kind, Tensor};
 use crate::dataset::{batch_count, Batch, DataLoader};
 #[cfg(llms_gloo)]
 use crate::native::check;
+use crate::native::pointers;
 use crate::torch_rng;
 use crate::train::BatchSource;
 
@@ -189,10 +190,6 @@ fn new_gloo(_: &CString, _: u16, _: usize, _: usize, _: Duration) -> Result<*mut
          Install them (apt-get install libgloo-dev, or set GLOO_INCLUDE_DIR), then rebuild \
          (cargo clean -p shared)"
     )
-}
-
-fn pointers(tensors: &[Tensor]) -> Vec<*mut torch_sys::C_tensor> {
-    tensors.iter().map(|t| t.as_ptr() as *mut torch_sys::C_tensor).collect()
 }
 
 /// `DistributedSampler`'s indices for `rank` in `epoch`: the epoch's order (with `shuffle`,

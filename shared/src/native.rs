@@ -53,7 +53,8 @@ pub(crate) fn check(message: *mut c_char) -> Result<()> {
     bail!("{}", text.trim_end())
 }
 
-fn pointers(tensors: &[Tensor]) -> Vec<*mut C_tensor> {
+/// The tensors' LibTorch pointers, for the C side (also for `distributed`).
+pub(crate) fn pointers(tensors: &[Tensor]) -> Vec<*mut C_tensor> {
     tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect()
 }
 
