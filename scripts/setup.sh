@@ -48,7 +48,19 @@ find_torch_dir() {
     [ -n "$dir" ] && has_libtorch "$dir" && printf '%s\n' "$dir"
 }
 
+# CCCL's headers, which torch's wheels leave out and c10d's NCCL backend needs at build time
+# (shared/cpp/distributed_nccl.cpp); a small header-only wheel. Without it the build leaves
+# the NCCL backend out with a warning.
+add_cccl_headers() {
+    local site
+    site="$(dirname "$1")"
+    [ -e "$site/nvidia/cu13/include/nv/target" ] || [ ! -f "$site/nvidia/nccl/include/nccl.h" ] && return 0
+    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "nvidia-cuda-cccl>=13,<14" \
+        || say "could not install nvidia-cuda-cccl: the NCCL backend will be left out of the build"
+}
+
 if [ -f "$stamp" ] && torch_dir="$(find_torch_dir)"; then
+    add_cccl_headers "$torch_dir"
     point_link_at "$torch_dir"
     exit 0
 fi
@@ -62,6 +74,7 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
 if [ -f "$stamp" ] && torch_dir="$(find_torch_dir)"; then
+    add_cccl_headers "$torch_dir"
     point_link_at "$torch_dir"
     exit 0
 fi
@@ -72,6 +85,7 @@ say "installing torch==$TORCH_VERSION into $venv (one time, about 5 GB)"
 "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "torch==$TORCH_VERSION" \
     || die "pip could not install torch==$TORCH_VERSION (is PyPI reachable?). Retry, or set LIBTORCH to an existing LibTorch $TORCH_VERSION folder."
 torch_dir="$(find_torch_dir)" || die "torch installed but $venv has no site-packages/torch with include/ and lib/"
+add_cccl_headers "$torch_dir"
 touch "$stamp"
 point_link_at "$torch_dir"
 say "LibTorch ready at $torch_dir"

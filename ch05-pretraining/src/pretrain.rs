@@ -17,6 +17,7 @@ use shared::train::{
     TrainHistory, TrainHooks, TrainMode, TrainProgress, TrainSettings,
 };
 use tch::nn::VarStore;
+use tch::Device;
 
 /// The prompt the book samples after every epoch.
 pub const START_CONTEXT: &str = "Every effort moves you";
@@ -134,7 +135,7 @@ pub fn loaders(text: &str, train_ratio: f64, context: usize, batch_size: usize) 
 /// Runs (or resumes) the pretraining on `text` and writes the checkpoint, `metrics.json`
 /// and `losses.png` into the context's output folder.
 pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Result<PretrainReport> {
-    let device = context.device;
+    let mut device = context.device;
     let resumed = match &options.resume {
         Some(path) => Some((path.clone(), read_resume_meta(path, options)?)),
         None => None,
@@ -152,7 +153,12 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
                 "a data-parallel run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: start it with \
                  `train --ddp --nproc-per-node N`, which sets them, or set them on every machine",
             )?;
-            Some(ProcessGroup::new(&rendezvous, ddp.backend, ddp.timeout)?)
+            let group = ProcessGroup::new(&rendezvous, ddp.backend, ddp.timeout)?;
+            // On GPUs each process takes its own, as `torch.cuda.set_device(local_rank)`.
+            if let Device::Cuda(_) = device {
+                device = Device::Cuda(rendezvous.local_rank);
+            }
+            Some(group)
         }
         None => None,
     };

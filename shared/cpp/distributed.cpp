@@ -10,6 +10,7 @@
 #include <c10/util/Exception.h>
 
 #include "c_api.hpp"
+#include "distributed.hpp"
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -22,14 +23,9 @@
 
 namespace {
 
+using llms::Group;
 using llms::guarded;
 using llms::tensors;
-
-struct Group {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::Backend> backend;
-  std::chrono::milliseconds timeout;
-};
 
 
 void wait(const c10::intrusive_ptr<c10d::Work>& work, std::chrono::milliseconds timeout) {
@@ -45,13 +41,7 @@ extern "C" {
 char* llms_gloo_group_new(const char* addr, int port, int rank, int world_size, int64_t timeout_ms, void** out) {
   return guarded([&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
-    c10d::TCPStoreOptions options;
-    options.port = static_cast<uint16_t>(port);
-    options.isServer = rank == 0;
-    options.numWorkers = world_size;
-    options.waitWorkers = true;
-    options.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(addr), options);
+    auto store = llms::join_store(addr, port, rank, world_size, timeout);
     auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(timeout);
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, gloo_options);
     *out = new Group{store, backend, timeout};

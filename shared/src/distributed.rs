@@ -1,7 +1,8 @@
 //! Appendix A.9.3's data-parallel training on LibTorch's own distributed engine, c10d
-//! (compiled from `cpp/distributed.cpp`, see `build.rs`): a [`ProcessGroup`] joined through
-//! a TCP store at `MASTER_ADDR:MASTER_PORT` (the variables `torchrun` sets), Gloo's
-//! collectives on CPU tensors, and on top of them what `DistributedDataParallel` and
+//! (compiled from `cpp/distributed.cpp` and `cpp/distributed_nccl.cpp`, see `build.rs`): a
+//! [`ProcessGroup`] joined through a TCP store at `MASTER_ADDR:MASTER_PORT` (the variables
+//! `torchrun` sets), the collectives of Gloo (CPU tensors) or NCCL (CUDA tensors; compiled,
+//! not yet run on a GPU), and on top of them what `DistributedDataParallel` and
 //! `DistributedSampler` do: parameters broadcast from rank 0 ([`DataParallel::new`]),
 //! gradients averaged in buckets after `backward` ([`DataParallel::average_gradients`]),
 //! and each rank's share of every epoch's shuffle ([`shard`]). A peer that dies, a wrong
@@ -120,10 +121,7 @@ impl ProcessGroup {
         let addr = CString::new(master_addr.as_str()).context("MASTER_ADDR holds a NUL byte")?;
         let group = match backend {
             Backend::Gloo => new_gloo(&addr, *master_port, *rank, *world_size, timeout),
-            Backend::Nccl => bail!(
-                "the NCCL backend is not built into this version: use --backend gloo (CPU tensors); NCCL's \
-                 binding is planned (see appendix-a's README)"
-            ),
+            Backend::Nccl => new_nccl(&addr, *master_port, *rank, *world_size, timeout, rendezvous.local_rank),
         }
         .with_context(|| {
             format!(
@@ -189,6 +187,54 @@ fn new_gloo(_: &CString, _: u16, _: usize, _: usize, _: Duration) -> Result<*mut
         "this build has no distributed training: Gloo's headers were missing when `shared` was compiled. \
          Install them (apt-get install libgloo-dev, or set GLOO_INCLUDE_DIR), then rebuild \
          (cargo clean -p shared)"
+    )
+}
+
+/// Whether this build has c10d's NCCL backend (it needs NCCL's, CUDA's and CCCL's headers
+/// at build time, which `scripts/setup.sh` installs).
+pub const NCCL_BUILT: bool = cfg!(llms_nccl);
+
+#[cfg(llms_nccl)]
+fn new_nccl(
+    addr: &CString,
+    port: u16,
+    rank: usize,
+    world_size: usize,
+    timeout: Duration,
+    device: usize,
+) -> Result<*mut c_void> {
+    extern "C" {
+        fn llms_nccl_group_new(
+            addr: *const std::ffi::c_char,
+            port: i32,
+            rank: i32,
+            world_size: i32,
+            timeout_ms: i64,
+            device: i32,
+            out: *mut *mut c_void,
+        ) -> *mut std::ffi::c_char;
+    }
+    let mut group = std::ptr::null_mut();
+    let timeout_ms = timeout.as_millis().min(i64::MAX as u128) as i64;
+    check(unsafe {
+        llms_nccl_group_new(
+            addr.as_ptr(),
+            port as i32,
+            rank as i32,
+            world_size as i32,
+            timeout_ms,
+            device as i32,
+            &mut group,
+        )
+    })?;
+    Ok(group)
+}
+
+#[cfg(not(llms_nccl))]
+fn new_nccl(_: &CString, _: u16, _: usize, _: usize, _: Duration, _: usize) -> Result<*mut c_void> {
+    bail!(
+        "this build has no NCCL backend: NCCL's, CUDA's and CCCL's headers were missing when `shared` was \
+         compiled (scripts/setup.sh installs them into its Python environment); use --backend gloo"
     )
 }
 
