@@ -256,9 +256,9 @@ struct TrainArgs {
     /// With --ddp: processes to start on this machine
     #[arg(long, default_value_t = 2, requires = "ddp")]
     nproc_per_node: usize,
-    /// With --ddp: gloo (CPU tensors) or nccl (CUDA tensors)
-    #[arg(long, value_enum, default_value = "gloo", requires = "ddp")]
-    backend: Backend,
+    /// With --ddp: gloo (CPU tensors) or nccl (CUDA tensors) [default: nccl on CUDA, else gloo]
+    #[arg(long, value_enum, requires = "ddp")]
+    backend: Option<Backend>,
     /// With --ddp: how long a process waits for the others before giving up
     #[arg(long, default_value_t = 300.0, requires = "ddp")]
     timeout_seconds: f64,

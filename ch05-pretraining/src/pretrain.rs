@@ -59,7 +59,8 @@ pub struct PretrainOptions {
 /// (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`), as the launcher or torchrun set it.
 #[derive(Debug, Clone, Copy)]
 pub struct DdpSettings {
-    pub backend: Backend,
+    /// `None`: NCCL on CUDA, Gloo on the CPU.
+    pub backend: Option<Backend>,
     /// How long a rank waits for the others, at the start and at each step.
     pub timeout: Duration,
 }
@@ -153,7 +154,8 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
                 "a data-parallel run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: start it with \
                  `train --ddp --nproc-per-node N`, which sets them, or set them on every machine",
             )?;
-            let group = ProcessGroup::new(&rendezvous, ddp.backend, ddp.timeout)?;
+            let backend = ddp.backend.unwrap_or(if device.is_cuda() { Backend::Nccl } else { Backend::Gloo });
+            let group = ProcessGroup::new(&rendezvous, backend, ddp.timeout)?;
             // On GPUs each process takes its own, as `torch.cuda.set_device(local_rank)`.
             if let Device::Cuda(_) = device {
                 device = Device::Cuda(rendezvous.local_rank);
