@@ -14,10 +14,10 @@ use serde::Serialize;
 use shared::device::seed_everything;
 use shared::distributed::{shard, Backend, DataParallel, ProcessGroup, Rendezvous, BUCKET_BYTES};
 use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::mlp::NeuralNetwork;
-use crate::toy_data::{self, ToyDataset, ToyLoader};
+use crate::toy_data::{self, ToyLoader};
 use crate::training::{compute_accuracy, save};
 
 /// The script's settings.
@@ -61,11 +61,6 @@ pub fn rank_batches(len: usize, world_size: usize, rank: usize, epoch: usize, ba
     indices.chunks(batch_size).filter(|batch| batch.len() == batch_size).map(<[usize]>::to_vec).collect()
 }
 
-fn select(dataset: &ToyDataset, indices: &[usize]) -> (Tensor, Tensor) {
-    let index = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    (dataset.features.index_select(0, &index), dataset.labels.index_select(0, &index))
-}
-
 /// Runs this process's rank of the script.
 pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankReport> {
     let group = ProcessGroup::new(rendezvous, options.backend, options.timeout)?;
@@ -80,7 +75,7 @@ pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankRep
     let mut losses = Vec::new();
     for epoch in 0..options.epochs {
         for batch in rank_batches(train.len(), world_size, rank, epoch, options.batch_size) {
-            let (features, labels) = select(&train, &batch);
+            let (features, labels) = train.select(&batch);
             let loss = model.forward(&features).cross_entropy_for_logits(&labels);
             optimizer.zero_grad();
             loss.backward();
@@ -145,7 +140,7 @@ pub fn train_single_process(world_size: usize, options: &DdpOptions) -> Result<(
             .collect();
         for step in 0..per_rank[0].len() {
             let global: Vec<usize> = per_rank.iter().flat_map(|batches| batches[step].clone()).collect();
-            let (features, labels) = select(&train, &global);
+            let (features, labels) = train.select(&global);
             let loss = model.forward(&features).cross_entropy_for_logits(&labels);
             optimizer.zero_grad();
             loss.backward();

@@ -26,6 +26,12 @@ impl ToyDataset {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The features and labels of the examples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> (Tensor, Tensor) {
+        let index = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        (self.features.index_select(0, &index), self.labels.index_select(0, &index))
+    }
 }
 
 /// Listing A.5's training examples: three of class 0, two of class 1.
@@ -64,11 +70,7 @@ impl<'a> ToyLoader<'a> {
     /// One epoch of batches.
     pub fn iter(&self) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
         let mut order = EpochOrder::start(self.dataset.len(), self.shuffle);
-        (0..self.len()).map(move |batch| {
-            let indices: Vec<i64> = order.batch(batch, self.batch_size).iter().map(|&i| i as i64).collect();
-            let index = Tensor::from_slice(&indices);
-            (self.dataset.features.index_select(0, &index), self.dataset.labels.index_select(0, &index))
-        })
+        (0..self.len()).map(move |batch| self.dataset.select(order.batch(batch, self.batch_size)))
     }
 }
 

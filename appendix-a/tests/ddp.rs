@@ -27,6 +27,10 @@ fn weights(path: &std::path::Path) -> Vec<(String, tch::Tensor)> {
     let mut vs = VarStore::new(Device::Cpu);
     let _model = NeuralNetwork::new(&vs.root(), 2, 2);
     vs.load(path).unwrap();
+    by_name(&vs)
+}
+
+fn by_name(vs: &VarStore) -> Vec<(String, tch::Tensor)> {
     let mut named: Vec<_> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
@@ -85,9 +89,7 @@ fn two_processes_end_where_one_process_on_the_global_batch_ends() {
         let single = {
             let _rng = global_rng_lock();
             let (vs, _model) = train_single_process(2, &options).unwrap();
-            let mut named: Vec<_> = vs.variables().into_iter().collect();
-            named.sort_by(|a, b| a.0.cmp(&b.0));
-            named
+            by_name(&vs)
         };
         // The mean of two means of equal batches is the global mean: equal up to float rounding.
         let difference = largest_difference(&ranks[0], &single);

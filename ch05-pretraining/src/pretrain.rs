@@ -245,7 +245,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     let settings = TrainSettings {
         num_epochs: options.epochs,
         // The other ranks neither evaluate nor print samples.
-        eval_freq: if lead { options.eval_freq } else { i64::MAX as usize },
+        eval_freq: if lead { options.eval_freq } else { usize::MAX },
         eval_iter: options.eval_iter,
         start_context: Some(options.start_context.clone()).filter(|s| !s.is_empty() && lead),
         epoch_seed,

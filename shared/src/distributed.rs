@@ -174,9 +174,8 @@ impl Drop for ProcessGroup {
 #[cfg(llms_gloo)]
 fn new_gloo(addr: &CString, port: u16, rank: usize, world_size: usize, timeout: Duration) -> Result<*mut c_void> {
     let mut group = std::ptr::null_mut();
-    let timeout_ms = timeout.as_millis().min(i64::MAX as u128) as i64;
     check(unsafe {
-        llms_gloo_group_new(addr.as_ptr(), port as i32, rank as i32, world_size as i32, timeout_ms, &mut group)
+        llms_gloo_group_new(addr.as_ptr(), port as i32, rank as i32, world_size as i32, millis(timeout), &mut group)
     })?;
     Ok(group)
 }
@@ -188,6 +187,12 @@ fn new_gloo(_: &CString, _: u16, _: usize, _: usize, _: Duration) -> Result<*mut
          Install them (apt-get install libgloo-dev, or set GLOO_INCLUDE_DIR), then rebuild \
          (cargo clean -p shared)"
     )
+}
+
+/// `timeout` in whole milliseconds, as c10d takes it.
+#[cfg(llms_gloo)]
+fn millis(timeout: Duration) -> i64 {
+    timeout.as_millis().min(i64::MAX as u128) as i64
 }
 
 /// Whether this build has c10d's NCCL backend (it needs NCCL's, CUDA's and CCCL's headers
@@ -215,14 +220,13 @@ fn new_nccl(
         ) -> *mut std::ffi::c_char;
     }
     let mut group = std::ptr::null_mut();
-    let timeout_ms = timeout.as_millis().min(i64::MAX as u128) as i64;
     check(unsafe {
         llms_nccl_group_new(
             addr.as_ptr(),
             port as i32,
             rank as i32,
             world_size as i32,
-            timeout_ms,
+            millis(timeout),
             device as i32,
             &mut group,
         )

@@ -233,7 +233,9 @@ pub fn train_model(
                 progress.global_step
             ));
             bar.inc(1);
-            if progress.global_step % settings.eval_freq as i64 == 0 {
+            // After a step `global_step` is at least 0; an `eval_freq` above `i64::MAX` (never
+            // evaluate) must not wrap to a negative divisor.
+            if progress.global_step as u64 % settings.eval_freq as u64 == 0 {
                 let evaluation = Evaluation {
                     epoch: progress.epoch + 1,
                     step: progress.global_step,
