@@ -287,8 +287,11 @@ fn generate_over_the_cache_with_top_p_and_a_repetition_penalty() {
         assert!(output.status.success(), "{extra:?}: {}", stderr(&output));
         String::from_utf8(output.stdout).unwrap().lines().last().unwrap().to_string()
     };
-    // Greedy decoding over the cache gives the book loop's tokens.
+    // Greedy decoding over the cache gives the book loop's tokens; so does a temperature
+    // that underflows (logits / 1e-40 overflow: the limit of sampling is the argmax).
     assert_eq!(run(&["--cached"]), run(&[]));
+    assert_eq!(run(&["--temperature", "1e-40"]), run(&[]));
+    assert_eq!(run(&["--temperature", "1e-40", "--cached"]), run(&[]));
     // A repetition penalty breaks the greedy loop's repeats; sampling repeats under a seed.
     let penalised = run(&["--repetition-penalty", "10"]);
     assert_ne!(penalised, run(&[]));

@@ -56,3 +56,39 @@ fn greedy_generation_with_a_repetition_penalty_matches_hugging_face() {
     let ours = generate_cached(&loaded.model, &prompt, 12, &mut sampler).unwrap();
     assert!(ours.equal(&expected), "{ours:?} vs {expected:?}");
 }
+
+/// A temperature so small that `logits / temperature` overflows decodes greedily (the
+/// limit as the temperature goes to 0), row by row; before, `multinomial` panicked.
+#[test]
+fn an_underflowing_temperature_decodes_greedily() {
+    let logits = Tensor::from_slice(&[1.0f32, 3.0, 2.0, -1.0, 0.5, 4.0, 0.0, -7.0]).view([2, 4]);
+    let none = Tensor::zeros([2, 0], (tch::Kind::Int64, Device::Cpu));
+    for temperature in [1e-40, 1e-300, f64::MIN_POSITIVE] {
+        for top_p in [None, Some(0.9)] {
+            let sampling = Sampling { temperature, ..Sampling::GREEDY };
+            let mut sampler = Sampler::with_options(&sampling, top_p, None).unwrap();
+            let next = sampler.next_token(&logits, &none).unwrap();
+            assert_eq!(Vec::<i64>::try_from(next.view([-1])).unwrap(), [1, 1], "{temperature} {top_p:?}");
+            let probabilities = sampler.probabilities(&logits, &none);
+            assert_eq!(Vec::<f32>::try_from(probabilities.view([-1])).unwrap(), [0., 1., 0., 0., 0., 1., 0., 0.]);
+        }
+    }
+}
+
+/// NaN or infinite logits (a model with NaN weights) are an error that names the cause, at
+/// every temperature; a distribution that is not one cannot be drawn from.
+#[test]
+fn non_finite_logits_are_a_clear_error() {
+    let none = Tensor::zeros([1, 0], (tch::Kind::Int64, Device::Cpu));
+    for (bad, name) in [(f32::NAN, "NaN"), (f32::INFINITY, "infinity")] {
+        let logits = Tensor::from_slice(&[1.0f32, bad, 2.0]).view([1, 3]);
+        for temperature in [0.0, 1.0] {
+            let mut sampler = Sampler::new(&Sampling { temperature, ..Sampling::GREEDY }).unwrap();
+            let err = sampler.next_token(&logits, &none).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("not finite"), "{err}");
+        }
+    }
+    let not_a_distribution = Tensor::from_slice(&[0.5f32, f32::NAN]).view([1, 2]);
+    assert!(shared::generate::draw(&not_a_distribution).unwrap_err().to_string().contains("NaN"));
+    assert!(shared::generate::draw(&Tensor::zeros([1, 2], (tch::Kind::Float, Device::Cpu))).is_err());
+}

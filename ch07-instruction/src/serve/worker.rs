@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use shared::generate::batch::BatchDecoder;
-use shared::generate::{Sampler, Sampling};
+use shared::generate::{check_logits, Sampler, Sampling};
 use shared::gpt::GptModel;
 use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
 use tch::{Device, Kind, Tensor};
@@ -338,19 +338,18 @@ impl Row {
     }
 
     /// The next token for `logits` `(1, V)`: the argmax at temperature 0, else a draw from
-    /// the processed distribution with the request's own generator. A temperature so close
-    /// to 0 that the distribution overflows is greedy decoding too.
+    /// the processed distribution with the request's own generator (a temperature so close
+    /// to 0 that the distribution overflows is greedy decoding too, see
+    /// [`Sampler::probabilities`]). Non-finite logits are an error.
     fn choose(&mut self, logits: &Tensor, tokens: &Tensor) -> Result<i64> {
-        let greedy = |sampler: &mut Sampler| sampler.next_token(logits, tokens).int64_value(&[0, 0]);
         if self.job.sampling.temperature == 0.0 {
-            return Ok(greedy(&mut self.sampler));
+            return Ok(self.sampler.next_token(logits, tokens)?.int64_value(&[0, 0]));
         }
+        check_logits(logits)?;
         let probabilities = self.sampler.probabilities(logits, tokens).to_kind(Kind::Double);
         let probabilities = Vec::<f64>::try_from(probabilities.view([-1]).to_device(Device::Cpu))?;
         let total: f64 = probabilities.iter().sum();
-        if !(total.is_finite() && total > 0.0) {
-            return Ok(logits.argmax(-1, false).int64_value(&[0]));
-        }
+        ensure!(total.is_finite() && total > 0.0, "the next-token distribution has no usable mass");
         let mut left = self.rng.random::<f64>() * total;
         for (id, &p) in probabilities.iter().enumerate() {
             left -= p;

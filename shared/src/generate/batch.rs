@@ -29,7 +29,7 @@ pub fn generate_batch(
     let mut generated = vec![Vec::new(); prompts.len()];
     let mut running = vec![true; prompts.len()];
     for step in 0..max_new_tokens {
-        let next = sampler.next_token(decoder.logits(), decoder.tokens()); // (B, 1)
+        let next = sampler.next_token(decoder.logits(), decoder.tokens())?; // (B, 1)
         let ids = Vec::<i64>::try_from(next.to_kind(Kind::Int64).view([-1]))?;
         for ((id, out), running) in ids.iter().zip(&mut generated).zip(&mut running) {
             *running &= sampler.eos_id() != Some(*id);

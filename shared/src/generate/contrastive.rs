@@ -10,7 +10,7 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::{check_prompt, Decoder};
+use super::{check_logits, check_prompt, draw, Decoder};
 use crate::gpt::GptModel;
 
 /// Contrastive-decoding settings.
@@ -63,12 +63,14 @@ impl Contrastive {
     }
 
     /// The next tokens `(B, 1)`.
-    pub fn next_token(&self, large_logits: &Tensor, small_logits: &Tensor) -> Tensor {
+    pub fn next_token(&self, large_logits: &Tensor, small_logits: &Tensor) -> Result<Tensor> {
+        check_logits(large_logits)?;
+        check_logits(small_logits)?;
         let scores = self.scores(large_logits, small_logits);
         if self.temperature > 0.0 {
-            (scores / self.temperature).softmax(-1, Kind::Float).multinomial(1, false)
+            draw(&(scores / self.temperature).softmax(-1, Kind::Float))
         } else {
-            scores.argmax(-1, true)
+            Ok(scores.argmax(-1, true))
         }
     }
 }
@@ -93,7 +95,7 @@ pub fn generate_contrastive(
     let (mut large_logits, mut small_logits) = (large_decoder.prefill(prompt)?, small_decoder.prefill(prompt)?);
     let mut tokens = vec![prompt.to_device(large.tok_emb.ws.device())];
     for step in 0..max_new_tokens {
-        let token = settings.next_token(&large_logits, &small_logits);
+        let token = settings.next_token(&large_logits, &small_logits)?;
         if eos_id.is_some_and(|eos| batch == 1 && token.int64_value(&[0, 0]) == eos) {
             break;
         }
@@ -125,14 +127,14 @@ mod tests {
         let plausible = probs.ge_tensor(&(best * 0.1));
         for temperature in [0.0, 1.0, 5.0] {
             let settings = Contrastive { alpha: 3.0, temperature, ..Contrastive::default() };
-            let chosen = settings.next_token(&large, &small);
+            let chosen = settings.next_token(&large, &small).unwrap();
             assert!(bool::try_from(plausible.gather(1, &chosen, false).all()).unwrap(), "temperature {temperature}");
             // Without the constraint the small model's dislikes would pick implausible tokens.
-            let unconstrained = Contrastive { plausibility: 1e-30, ..settings }.next_token(&large, &small);
+            let unconstrained = Contrastive { plausibility: 1e-30, ..settings }.next_token(&large, &small).unwrap();
             assert!(!bool::try_from(plausible.gather(1, &unconstrained, false).all()).unwrap());
         }
         // Alpha 0 with temperature 0 is the large model's greedy choice.
-        let greedy = Contrastive { alpha: 0.0, ..Contrastive::default() }.next_token(&large, &small);
+        let greedy = Contrastive { alpha: 0.0, ..Contrastive::default() }.next_token(&large, &small).unwrap();
         assert!(greedy.equal(&large.argmax(-1, true)));
     }
 

@@ -42,7 +42,9 @@ fn check_new_tokens(max_new_tokens: i64) -> Result<()> {
 /// at most its last `context_size` tokens each step.
 pub fn generate_text_simple(model: &GptModel, idx: &Tensor, max_new_tokens: i64, context_size: i64) -> Result<Tensor> {
     // (B, vocab) logits of the last position -> (B, 1), through the softmax as the book does.
-    decode(model, idx, max_new_tokens, context_size, None, |logits| logits.softmax(-1, Kind::Float).argmax(-1, true))
+    decode(model, idx, max_new_tokens, context_size, None, |logits| {
+        Ok(logits.softmax(-1, Kind::Float).argmax(-1, true))
+    })
 }
 
 /// The decoding loop both listings share: crop to the last `context_size` tokens, take the
@@ -53,7 +55,7 @@ fn decode(
     max_new_tokens: i64,
     context_size: i64,
     eos_id: Option<i64>,
-    choose: impl Fn(&Tensor) -> Tensor,
+    choose: impl Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     check_prompt(model, idx, max_new_tokens)?;
     ensure!(
@@ -66,7 +68,9 @@ fn decode(
     for _ in 0..max_new_tokens {
         let tokens = idx.size()[1];
         let idx_cond = idx.narrow(1, (tokens - context_size).max(0), tokens.min(context_size));
-        let idx_next = choose(&model.forward_t(&idx_cond, false).select(1, -1));
+        let logits = model.forward_t(&idx_cond, false).select(1, -1);
+        check_logits(&logits)?;
+        let idx_next = choose(&logits)?;
         if eos_id.is_some_and(|eos| idx_next.size()[0] == 1 && idx_next.int64_value(&[0, 0]) == eos) {
             break;
         }
@@ -100,7 +104,7 @@ pub fn generate_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i64, samp
     let mut logits = decoder.prefill(idx)?;
     let mut new_tokens: Vec<Tensor> = Vec::new();
     for step in 0..max_new_tokens {
-        let idx_next = sampler.next_token(&logits, decoder.tokens()); // (B, 1)
+        let idx_next = sampler.next_token(&logits, decoder.tokens())?; // (B, 1)
         if sampler.eos_id().is_some_and(|eos| batch == 1 && idx_next.int64_value(&[0, 0]) == eos) {
             break;
         }
@@ -347,7 +351,7 @@ pub fn temperature_probabilities(logits: &Tensor, temperature: f64) -> Tensor {
 }
 
 /// The next token `(B, 1)` for the last-position logits `(B, V)`.
-pub fn next_token(logits: &Tensor, sampling: &Sampling) -> Tensor {
+pub fn next_token(logits: &Tensor, sampling: &Sampling) -> Result<Tensor> {
     Sampler::from_settings(*sampling)
         .next_token(logits, &Tensor::zeros([logits.size()[0], 0], (Kind::Int64, logits.device())))
 }
@@ -483,6 +487,12 @@ impl Sampler {
 
     /// The logits `(B, V)` after the whole chain, before the final choice.
     pub fn process(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
+        let filtered = self.filter(logits, tokens);
+        self.temper(&filtered, tokens)
+    }
+
+    /// The chain up to temperature: repetition penalty, hooks, top-k.
+    fn filter(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
         let mut logits = logits.shallow_clone();
         if let Some(penalty) = self.repetition_penalty {
             logits = RepetitionPenalty(penalty).process(&logits, tokens);
@@ -493,35 +503,91 @@ impl Sampler {
         if let Some(k) = self.sampling.top_k {
             logits = TopK(k).process(&logits, tokens);
         }
-        if self.sampling.temperature > 0.0 {
-            logits = Temperature(self.sampling.temperature).process(&logits, tokens);
-            if let Some(p) = self.top_p {
-                logits = TopP(p).process(&logits, tokens);
-            }
-        }
         logits
+    }
+
+    /// The rest of the chain: temperature, then top-p (neither at temperature 0).
+    fn temper(&self, filtered: &Tensor, tokens: &Tensor) -> Tensor {
+        if self.sampling.temperature == 0.0 {
+            return filtered.shallow_clone();
+        }
+        let logits = Temperature(self.sampling.temperature).process(filtered, tokens);
+        match self.top_p {
+            Some(p) => TopP(p).process(&logits, tokens),
+            None => logits,
+        }
     }
 
     /// The distribution `(B, V)` the next token is drawn from: the softmax of the processed
     /// logits, or, at temperature 0, all the mass on the argmax (what greedy decoding draws).
+    /// A row whose logits overflow at a tiny temperature gets the argmax too, the limit
+    /// of the distribution as the temperature goes to 0.
     pub fn probabilities(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
-        let logits = self.process(logits, tokens);
-        if self.sampling.temperature > 0.0 {
-            logits.softmax(-1, Kind::Float)
-        } else {
-            logits.zeros_like().to_kind(Kind::Float).scatter_value(1, &logits.argmax(-1, true), 1.0)
+        let filtered = self.filter(logits, tokens);
+        let greedy = filtered.argmax(-1, true);
+        let one_hot = filtered.zeros_like().to_kind(Kind::Float).scatter_value(1, &greedy, 1.0);
+        if self.sampling.temperature == 0.0 {
+            return one_hot;
         }
+        let probabilities = self.temper(&filtered, tokens).softmax(-1, Kind::Float);
+        probabilities.where_self(&overflowed_rows(&probabilities).logical_not(), &one_hot)
     }
 
-    /// The next token `(B, 1)` for the last-position logits `(B, V)`, given the tokens so far.
-    pub fn next_token(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
-        let logits = self.process(logits, tokens);
-        if self.sampling.temperature > 0.0 {
-            logits.softmax(-1, Kind::Float).multinomial(1, false)
-        } else {
-            logits.argmax(-1, true)
+    /// The next token `(B, 1)` for the last-position logits `(B, V)`, given the tokens so
+    /// far: the argmax at temperature 0, else a draw (`torch.multinomial`) from the softmax.
+    /// At a temperature so small that `logits / temperature` overflows, the argmax. Logits
+    /// that are NaN or infinite (a model whose weights are) are an error.
+    pub fn next_token(&mut self, logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+        check_logits(logits)?;
+        let filtered = self.filter(logits, tokens);
+        if self.sampling.temperature == 0.0 {
+            return Ok(filtered.argmax(-1, true));
         }
+        let probabilities = self.temper(&filtered, tokens).softmax(-1, Kind::Float);
+        let overflowed = overflowed_rows(&probabilities);
+        if overflowed.any().int64_value(&[]) == 0 {
+            return draw(&probabilities);
+        }
+        let greedy = filtered.argmax(-1, true);
+        let one_hot = probabilities.zeros_like().scatter_value(1, &greedy, 1.0);
+        let drawn = draw(&probabilities.where_self(&overflowed.logical_not(), &one_hot))?;
+        Ok(drawn.where_self(&overflowed.logical_not(), &greedy))
     }
+}
+
+/// The rows `(B, 1)` of a softmax that hold NaN: their scaled logits overflowed (to `+inf`,
+/// or all to `-inf`), which only a temperature near 0 does to finite logits.
+fn overflowed_rows(probabilities: &Tensor) -> Tensor {
+    probabilities.isnan().any_dim(-1, true)
+}
+
+/// Checks that next-token logits `(B, V)` are usable: NaN or `+inf` (minus infinity is a
+/// filtered token) come from a model whose weights or activations are not finite.
+pub fn check_logits(logits: &Tensor) -> Result<()> {
+    let nan = logits.isnan().any().int64_value(&[]) != 0;
+    ensure!(
+        !nan && logits.isposinf().any().int64_value(&[]) == 0,
+        "the model's next-token logits hold {}: its weights or activations are not finite (a checkpoint \
+         from a training run that diverged?)",
+        if nan { "NaN" } else { "infinity" }
+    );
+    Ok(())
+}
+
+/// Draws one token per row `(B, 1)` from `probabilities` `(B, V)` with `torch.multinomial`
+/// (the global generator), or says why a row is not a distribution (NaN, infinite or
+/// negative entries, no mass) instead of failing inside LibTorch.
+pub fn draw(probabilities: &Tensor) -> Result<Tensor> {
+    let finite = probabilities.isfinite().all().int64_value(&[]) != 0;
+    ensure!(
+        finite && probabilities.min().double_value(&[]) >= 0.0,
+        "cannot sample: the next-token probabilities hold NaN, infinite or negative values"
+    );
+    ensure!(
+        probabilities.sum_dim_intlist(-1, false, Kind::Double).min().double_value(&[]) > 0.0,
+        "cannot sample: every token of a row has probability 0"
+    );
+    Ok(probabilities.f_multinomial(1, false)?)
 }
 
 /// How a command decodes over the KV cache: greedy decoding or sampling through a
@@ -665,7 +731,7 @@ mod tests {
         // A bias hook steers greedy decoding; temperature 0 ignores top-p.
         let bias = LogitBias(|_: &Tensor| Tensor::from_slice(&[0.0f32, 10.0, 0.0, 0.0]));
         let mut sampler = Sampler::new(&Sampling::GREEDY).unwrap().with_top_p(0.5).unwrap().with_hook(Box::new(bias));
-        assert_eq!(sampler.next_token(&logits, &tokens).int64_value(&[0, 0]), 1);
+        assert_eq!(sampler.next_token(&logits, &tokens).unwrap().int64_value(&[0, 0]), 1);
         assert!(Sampler::new(&Sampling::GREEDY).unwrap().with_top_p(0.0).is_err());
         assert!(Sampler::new(&Sampling::GREEDY).unwrap().with_repetition_penalty(-1.0).is_err());
     }

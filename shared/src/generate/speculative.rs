@@ -17,7 +17,7 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use super::{check_prompt, Decoder, Sampler};
+use super::{check_prompt, draw, Decoder, Sampler};
 use crate::gpt::GptModel;
 
 /// What a speculative run produced, and how often the target agreed with the draft.
@@ -120,7 +120,7 @@ pub fn generate_speculative(
         for i in 0..gamma {
             let seen = ids(&[&committed[..], &proposed[..]].concat());
             let q = sampler.probabilities(&logits, &seen);
-            let token = q.multinomial(1, false).int64_value(&[0, 0]);
+            let token = draw(&q)?.int64_value(&[0, 0]);
             proposed.push(token);
             draft_probs.push(q);
             if i + 1 < gamma {
@@ -149,7 +149,7 @@ pub fn generate_speculative(
             // (Rounding can leave no mass when p and q nearly agree; then p itself.)
             let residual = (&p - q).clamp_min(0.0);
             let residual = if residual.sum(Kind::Float).double_value(&[]) > 0.0 { residual } else { p };
-            next = Some(residual.multinomial(1, false).int64_value(&[0, 0]));
+            next = Some(draw(&residual)?.int64_value(&[0, 0]));
             break;
         }
         stats.accepted += kept;
@@ -159,7 +159,7 @@ pub fn generate_speculative(
                 // Every draft token kept: the target's last distribution gives one more.
                 let seen = ids(&[&committed[..], &proposed[..]].concat());
                 let p = sampler.probabilities(&target_logits.select(1, first + gamma), &seen);
-                p.multinomial(1, false).int64_value(&[0, 0])
+                draw(&p)?.int64_value(&[0, 0])
             }
         };
         committed.extend_from_slice(&proposed[..kept as usize]);

@@ -1,8 +1,13 @@
 //! GPT-2's byte-pair encoding (book section 2.5), through `tiktoken-rs`'s `r50k_base`
 //! (the `gpt2` encoding of OpenAI's `tiktoken`, which the book uses).
+//!
+//! `tiktoken`'s pre-tokenizer regex gives up on a very long run of whitespace (its
+//! backtracking engine has a limit near a million steps, reached at about a million
+//! whitespace characters), so text is cut inside such runs before the regex sees it: any
+//! text is encoded, in full, and the ids equal `tiktoken`'s for every text whose whitespace
+//! runs are at most [`MAX_WHITESPACE_RUN`] characters long.
 
 use anyhow::{bail, Result};
-use std::collections::HashSet;
 use tiktoken_rs::CoreBPE;
 
 use super::{TokenId, Tokenizer, TokenizerSpec};
@@ -13,6 +18,10 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 pub const END_OF_TEXT_ID: TokenId = 50256;
 /// 50,000 merges + 256 byte tokens + `<|endoftext|>`.
 pub const GPT2_VOCAB_SIZE: usize = 50257;
+
+/// The longest run of whitespace the regex sees at once; a longer run is cut into runs of
+/// this length (each then its own piece), far below where the regex's backtracking gives up.
+pub const MAX_WHITESPACE_RUN: usize = 1 << 16;
 
 /// The GPT-2 tokenizer: `tiktoken.get_encoding("gpt2")` with `<|endoftext|>` allowed.
 #[derive(Clone, Copy)]
@@ -34,13 +43,29 @@ impl Gpt2Tokenizer {
     /// Token ids of `text`; `<|endoftext|>` becomes 50256, as with
     /// `tokenizer.encode(text, allowed_special={"<|endoftext|>"})`.
     pub fn encode(&self, text: &str) -> Vec<TokenId> {
-        let allowed = HashSet::from([END_OF_TEXT]);
-        self.bpe.encode(text, &allowed).expect("every special token is allowed").0
+        let mut ids = Vec::new();
+        for (i, part) in text.split(END_OF_TEXT).enumerate() {
+            if i > 0 {
+                ids.push(END_OF_TEXT_ID);
+            }
+            self.encode_ordinary_into(part, &mut ids);
+        }
+        ids
     }
 
-    /// Token ids of `text` with `<|endoftext|>` treated as ordinary text.
+    /// Token ids of `text` with `<|endoftext|>` treated as ordinary text: what user text
+    /// inside a prompt template must be, so that it cannot end the document.
     pub fn encode_ordinary(&self, text: &str) -> Vec<TokenId> {
-        self.bpe.encode_ordinary(text)
+        let mut ids = Vec::new();
+        self.encode_ordinary_into(text, &mut ids);
+        ids
+    }
+
+    fn encode_ordinary_into(&self, text: &str, ids: &mut Vec<TokenId>) {
+        for chunk in BoundedWhitespace::new(text) {
+            // Every whitespace run in `chunk` is short enough for the regex.
+            ids.extend(self.bpe.encode_ordinary(chunk));
+        }
     }
 
     /// The text of `ids`; bytes that are not valid UTF-8 on their own (a token can hold
@@ -84,6 +109,44 @@ impl Tokenizer for Gpt2Tokenizer {
     }
 }
 
+/// `text` in consecutive pieces, cut only inside whitespace runs longer than
+/// [`MAX_WHITESPACE_RUN`] characters (after every `MAX_WHITESPACE_RUN` of them). Cutting a
+/// run cuts the regex's whitespace piece in two and changes no other piece.
+struct BoundedWhitespace<'a> {
+    rest: &'a str,
+}
+
+impl<'a> BoundedWhitespace<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { rest: text }
+    }
+}
+
+impl<'a> Iterator for BoundedWhitespace<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let mut run = 0;
+        let mut cut = self.rest.len();
+        for (at, c) in self.rest.char_indices() {
+            if !c.is_whitespace() {
+                run = 0;
+            } else if run == MAX_WHITESPACE_RUN {
+                cut = at;
+                break;
+            } else {
+                run += 1;
+            }
+        }
+        let (chunk, rest) = self.rest.split_at(cut);
+        self.rest = rest;
+        Some(chunk)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +166,52 @@ mod tests {
         );
         assert_eq!(tokenizer.decode(&ids).unwrap(), text);
         assert!(!tokenizer.encode_ordinary(text).contains(&END_OF_TEXT_ID));
+    }
+
+    /// A text of random fragments: words, numbers, punctuation, emoji, newlines, the special
+    /// token, and whitespace runs, some of them longer than [`MAX_WHITESPACE_RUN`] when `long`.
+    fn random_text(rng: &mut crate::fuzz::Rng, long: bool) -> String {
+        const FRAGMENTS: [&str; 12] =
+            ["Hello", " world", "42", "!?", "🦀", "\n", "\t", " ", "  x", "'s", END_OF_TEXT, "Übung."];
+        const SPACES: [&str; 5] = [" ", "\n", "\t", "\r\n", "\u{3000}"];
+        let mut text = String::new();
+        for _ in 0..rng.below(40) {
+            if rng.below(4) == 0 {
+                let limit = if long { 3 * MAX_WHITESPACE_RUN } else { MAX_WHITESPACE_RUN / 64 };
+                let unit = SPACES[rng.below(SPACES.len())];
+                text += &unit.repeat(1 + rng.below(limit / unit.chars().count()));
+            } else {
+                text += FRAGMENTS[rng.below(FRAGMENTS.len())];
+            }
+        }
+        text
+    }
+
+    /// tiktoken's own encoding, which gives up on long whitespace runs.
+    fn tiktoken_ids(text: &str) -> Option<Vec<TokenId>> {
+        let allowed = std::collections::HashSet::from([END_OF_TEXT]);
+        tiktoken_rs::r50k_base_singleton().encode(text, &allowed).ok().map(|(ids, _)| ids)
+    }
+
+    #[test]
+    fn any_text_is_encoded_whole_and_ordinary_text_as_tiktoken_does() {
+        let tokenizer = Gpt2Tokenizer::new();
+        let mut rng = crate::fuzz::Rng::new(29);
+        for case in 0..60 {
+            let ordinary = random_text(&mut rng, false);
+            assert_eq!(Some(tokenizer.encode(&ordinary)), tiktoken_ids(&ordinary), "case {case}");
+            let long = random_text(&mut rng, true);
+            let ids = tokenizer.encode(&long);
+            assert_eq!(tokenizer.decode(&ids).unwrap(), long, "case {case}");
+            assert_eq!(tokenizer.decode(&tokenizer.encode_ordinary(&long)).unwrap(), long, "case {case}");
+        }
+        // The hostile tester's input, which tiktoken refuses.
+        let spaces = " ".repeat(1_000_000) + "x";
+        assert!(tiktoken_ids(&spaces).is_none(), "tiktoken's regex gives up here");
+        assert_eq!(tokenizer.decode(&tokenizer.encode(&spaces)).unwrap(), spaces);
+        // Whitespace runs up to the bound are tiktoken's pieces, exactly.
+        let at_bound = " ".repeat(MAX_WHITESPACE_RUN) + "x";
+        assert_eq!(Some(tokenizer.encode(&at_bound)), tiktoken_ids(&at_bound));
     }
 
     #[test]
