@@ -194,6 +194,10 @@ fn bad_input_is_a_clear_error() {
     )
     .unwrap();
     fails_with(&["generate", "--config", huge.to_str().unwrap()], "context_length is 4000000, more than the largest");
+    // --data names what it is when it is not a file (it used to "not exist").
+    let folder = dir.path().to_str().unwrap();
+    fails_with(&["--data", "/dev/zero", "--out-dir", out, "train", "--config", small], "/dev/zero is a device");
+    fails_with(&["--data", folder, "eval", "--weights", &weights], "is a folder, not a regular file");
 }
 
 #[test]

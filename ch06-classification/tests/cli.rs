@@ -66,6 +66,11 @@ fn fine_tune_then_classify_and_evaluate() {
         &["--out-dir", out, "--init", "random", "--config", config, "--max-length", "200"],
         "more than the model's context length of 128",
     );
+    // Checked before anything is padded: this length once asked for 800 GB and aborted.
+    fails_with(
+        &["--out-dir", out, "--init", "random", "--config", config, "--max-length", "99999999999"],
+        "a padded length of 99999999999 tokens is more than the model's context length of 128",
+    );
 }
 
 #[test]

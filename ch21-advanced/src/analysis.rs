@@ -16,6 +16,7 @@ use crate::quality::one_line;
 /// their default).
 pub fn data_file(context: &RunContext) -> Result<Option<(String, String)>> {
     let Some(path) = &context.data.explicit else { return Ok(None) };
+    shared::data::check_explicit(path)?;
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {} (--data)", path.display()))?;
     Ok(Some((path.display().to_string(), text)))
 }

@@ -118,6 +118,8 @@ pub fn by_name(name: &str) -> Option<&'static DataSet> {
 pub enum DataError {
     #[error("data file {path} does not exist", path = .0.display())]
     MissingExplicit(PathBuf),
+    #[error("data file {path} is {what}, not a regular file: pass a text file", path = .path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
     #[error(
         "{name} is not available: it is not in {searched}, and downloading {url} failed ({reason}).\n\
          Download it yourself and pass --data FILE, or set {DATA_DIR_VAR} to a folder that holds {name}."
@@ -131,6 +133,31 @@ pub enum DataError {
     ChecksumMismatch { name: &'static str, path: PathBuf, expected: &'static str, actual: String },
     #[error("could not read {path}: {source}", path = .path.display())]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// An explicit `--data` path must be a regular file: a folder or a device (`/dev/zero`
+/// never ends) is named for what it is.
+pub fn check_explicit(path: &Path) -> Result<(), DataError> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = match std::fs::metadata(path) {
+        Ok(metadata) => metadata.file_type(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(DataError::MissingExplicit(path.into())),
+        Err(source) => return Err(DataError::Io { path: path.into(), source }),
+    };
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_fifo() {
+        "a pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(DataError::NotAFile { path: path.into(), what })
 }
 
 /// Where to look for data sets, in the order of the module documentation.
@@ -169,7 +196,7 @@ impl DataLocator {
     /// A path to a verified copy of `set`, downloading it if needed.
     pub fn locate(&self, set: &DataSet) -> Result<PathBuf, DataError> {
         if let Some(path) = &self.explicit {
-            return if path.is_file() { Ok(path.clone()) } else { Err(DataError::MissingExplicit(path.clone())) };
+            return check_explicit(path).map(|()| path.clone());
         }
         let mut searched = Vec::new();
         match &self.data_dir {
@@ -404,6 +431,12 @@ mod tests {
         locator.explicit = Some(dir.path().join("absent.txt"));
         let err = locator.locate(&UNREACHABLE).unwrap_err().to_string();
         assert!(err.contains("absent.txt does not exist"), "{err}");
+        // A folder or a device is named for what it is (it used to "not exist").
+        for (path, what) in [(dir.path(), "is a folder"), (Path::new("/dev/zero"), "is a device")] {
+            locator.explicit = Some(path.to_path_buf());
+            let err = locator.locate(&UNREACHABLE).unwrap_err().to_string();
+            assert!(err.contains(what) && err.contains("not a regular file"), "{err}");
+        }
     }
 
     #[test]

@@ -77,13 +77,8 @@ pub fn loaders(splits: &Splits, padding: Padding, context_length: usize, batch_s
         Padding::Context => Some(context_length),
         Padding::Tokens(n) => Some(n),
     };
-    let train = ClassificationDataset::new(&splits.train, max_length)?;
+    let train = ClassificationDataset::within(&splits.train, max_length, context_length)?;
     let max_length = train.max_length;
-    ensure!(
-        max_length <= context_length,
-        "a padded length of {max_length} tokens is more than the model's context length of {context_length}: \
-         pass a smaller --max-length"
-    );
     Ok(Loaders {
         train: ClassificationLoader::new(train, batch_size, true, true)?,
         validation: ClassificationLoader::new(

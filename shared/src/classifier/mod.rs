@@ -33,12 +33,21 @@ impl ClassificationDataset {
     /// `max_length`: `None` pads to the longest text (the book's default for the training
     /// set); the validation and test sets take the training set's length.
     pub fn new(messages: &[Message], max_length: Option<usize>) -> Result<Self> {
+        Self::within(messages, max_length, usize::MAX)
+    }
+
+    /// [`ClassificationDataset::new`] for a model of `context_length` tokens: a padded
+    /// length beyond it is an error before anything is padded.
+    pub fn within(messages: &[Message], max_length: Option<usize>, context_length: usize) -> Result<Self> {
         ensure!(!messages.is_empty(), "the data set has no messages");
+        if let Some(n) = max_length {
+            check_padded_length(n, context_length)?;
+        }
         let tokenizer = Gpt2Tokenizer::new();
         let encoded: Vec<Vec<i64>> =
             messages.iter().map(|m| tokenizer.encode(&m.text).into_iter().map(i64::from).collect()).collect();
         let max_length = max_length.unwrap_or_else(|| encoded.iter().map(Vec::len).max().unwrap_or(0));
-        ensure!(max_length > 0, "max_length must be at least 1");
+        check_padded_length(max_length, context_length)?;
         let inputs = encoded
             .into_iter()
             .map(|mut ids| {
@@ -332,4 +341,14 @@ pub fn classify(
     let probabilities = tch::no_grad(|| class_logits(model, &inputs, position, false).softmax(-1, Kind::Float));
     let label = probabilities.argmax(-1, false).int64_value(&[0]);
     Ok((label, probabilities.double_value(&[0, label])))
+}
+/// A padded length must be at least 1 and fit the model's context.
+fn check_padded_length(max_length: usize, context_length: usize) -> Result<()> {
+    ensure!(max_length > 0, "max_length must be at least 1");
+    ensure!(
+        max_length <= context_length,
+        "a padded length of {max_length} tokens is more than the model's context length of {context_length}: \
+         pass a smaller --max-length"
+    );
+    Ok(())
 }

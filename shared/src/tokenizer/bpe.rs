@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use super::{Gpt2Tokenizer, TokenId, Tokenizer, TokenizerSpec, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
+use super::{
+    BoundedWhitespace, Gpt2Tokenizer, TokenId, Tokenizer, TokenizerSpec, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE,
+};
 use anyhow::{bail, ensure, Context, Result};
 use fancy_regex::Regex;
 
@@ -20,9 +22,13 @@ pub const GPT2_PRETOKENIZER: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
 
 static PRETOKENIZER: LazyLock<Regex> = LazyLock::new(|| Regex::new(GPT2_PRETOKENIZER).expect("valid pattern"));
 
-/// The pre-tokens of `text`, in order; together they cover `text` exactly.
+/// The pre-tokens of `text`, in order; together they cover `text` exactly. Whitespace runs
+/// longer than [`super::MAX_WHITESPACE_RUN`] are cut first, as for [`Gpt2Tokenizer`].
 pub fn pretokenize(text: &str) -> Result<Vec<&str>> {
-    PRETOKENIZER.find_iter(text).map(|piece| piece.map(|m| m.as_str()).context("pre-tokenizer failed")).collect()
+    BoundedWhitespace::new(text)
+        .flat_map(|chunk| PRETOKENIZER.find_iter(chunk))
+        .map(|piece| piece.map(|m| m.as_str()).context("pre-tokenizer failed"))
+        .collect()
 }
 
 /// A byte-level BPE vocabulary with its encoder and decoder.
@@ -194,6 +200,11 @@ mod tests {
         assert_eq!(pieces.concat(), text);
         assert_eq!(&pieces[..5], ["Hello", ",", " ", " world", "!"]);
         assert!(pieces.contains(&"'s"));
+        // A million spaces, which the regex alone gives up on, are cut into bounded runs.
+        let spaces = " ".repeat(1_000_000) + "x";
+        let pieces = pretokenize(&spaces).unwrap();
+        assert_eq!(pieces.concat(), spaces);
+        assert!(pieces.iter().all(|piece| piece.len() <= super::super::MAX_WHITESPACE_RUN));
     }
 
     #[test]

@@ -1,16 +1,13 @@
 //! GPT-2's byte-pair encoding (book section 2.5), through `tiktoken-rs`'s `r50k_base`
 //! (the `gpt2` encoding of OpenAI's `tiktoken`, which the book uses).
 //!
-//! `tiktoken`'s pre-tokenizer regex gives up on a very long run of whitespace (its
-//! backtracking engine has a limit near a million steps, reached at about a million
-//! whitespace characters), so text is cut inside such runs before the regex sees it: any
-//! text is encoded, in full, and the ids equal `tiktoken`'s for every text whose whitespace
-//! runs are at most [`MAX_WHITESPACE_RUN`] characters long.
+//! Any text is encoded, in full: see [`BoundedWhitespace`] for the one place where the ids
+//! can differ from `tiktoken`'s (which refuses such texts).
 
 use anyhow::{bail, Result};
 use tiktoken_rs::CoreBPE;
 
-use super::{TokenId, Tokenizer, TokenizerSpec};
+use super::{BoundedWhitespace, TokenId, Tokenizer, TokenizerSpec};
 
 /// The special token that separates documents.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
@@ -18,10 +15,6 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 pub const END_OF_TEXT_ID: TokenId = 50256;
 /// 50,000 merges + 256 byte tokens + `<|endoftext|>`.
 pub const GPT2_VOCAB_SIZE: usize = 50257;
-
-/// The longest run of whitespace the regex sees at once; a longer run is cut into runs of
-/// this length (each then its own piece), far below where the regex's backtracking gives up.
-pub const MAX_WHITESPACE_RUN: usize = 1 << 16;
 
 /// The GPT-2 tokenizer: `tiktoken.get_encoding("gpt2")` with `<|endoftext|>` allowed.
 #[derive(Clone, Copy)]
@@ -109,46 +102,9 @@ impl Tokenizer for Gpt2Tokenizer {
     }
 }
 
-/// `text` in consecutive pieces, cut only inside whitespace runs longer than
-/// [`MAX_WHITESPACE_RUN`] characters (after every `MAX_WHITESPACE_RUN` of them). Cutting a
-/// run cuts the regex's whitespace piece in two and changes no other piece.
-struct BoundedWhitespace<'a> {
-    rest: &'a str,
-}
-
-impl<'a> BoundedWhitespace<'a> {
-    fn new(text: &'a str) -> Self {
-        Self { rest: text }
-    }
-}
-
-impl<'a> Iterator for BoundedWhitespace<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let mut run = 0;
-        let mut cut = self.rest.len();
-        for (at, c) in self.rest.char_indices() {
-            if !c.is_whitespace() {
-                run = 0;
-            } else if run == MAX_WHITESPACE_RUN {
-                cut = at;
-                break;
-            } else {
-                run += 1;
-            }
-        }
-        let (chunk, rest) = self.rest.split_at(cut);
-        self.rest = rest;
-        Some(chunk)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_WHITESPACE_RUN;
     use super::*;
 
     #[test]

@@ -22,6 +22,51 @@ use serde::{Deserialize, Serialize};
 pub use self::char::CharTokenizer;
 pub use gpt2::{Gpt2Tokenizer, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
 
+/// The longest run of whitespace GPT-2's pre-tokenizer regex sees at once (see
+/// [`BoundedWhitespace`]).
+pub const MAX_WHITESPACE_RUN: usize = 1 << 16;
+
+/// `text` in consecutive pieces, cut only inside whitespace runs longer than
+/// [`MAX_WHITESPACE_RUN`] characters (after every `MAX_WHITESPACE_RUN` of them), for GPT-2's
+/// pre-tokenizer regex: its backtracking engine gives up near a million steps, which a run
+/// of about a million whitespace characters takes. Cutting a run cuts the regex's
+/// whitespace piece in two and changes no other piece, so the ids equal `tiktoken`'s for
+/// every text whose whitespace runs are at most [`MAX_WHITESPACE_RUN`] long.
+pub(crate) struct BoundedWhitespace<'a> {
+    rest: &'a str,
+}
+
+impl<'a> BoundedWhitespace<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self { rest: text }
+    }
+}
+
+impl<'a> Iterator for BoundedWhitespace<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let mut run = 0;
+        let mut cut = self.rest.len();
+        for (at, c) in self.rest.char_indices() {
+            if !c.is_whitespace() {
+                run = 0;
+            } else if run == MAX_WHITESPACE_RUN {
+                cut = at;
+                break;
+            } else {
+                run += 1;
+            }
+        }
+        let (chunk, rest) = self.rest.split_at(cut);
+        self.rest = rest;
+        Some(chunk)
+    }
+}
+
 /// A token id.
 pub type TokenId = u32;
 
