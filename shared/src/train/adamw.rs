@@ -188,6 +188,15 @@ impl AdamW {
     }
 
     /// The number of updates applied so far (the largest per-parameter step count).
+    /// The name of the first parameter holding NaN or an infinity, if any (a diverged run).
+    pub fn first_non_finite_parameter(&self) -> Option<&str> {
+        let _no_grad = tch::no_grad_guard();
+        self.params
+            .iter()
+            .find(|(_, tensor)| tensor.isfinite().all().int64_value(&[]) == 0)
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn steps(&self) -> i64 {
         self.state.values().map(|s| s.step).max().unwrap_or(0)
     }

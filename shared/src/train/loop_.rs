@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
@@ -202,18 +202,31 @@ pub fn train_model(
     let mut history = TrainHistory::default();
     let start = Instant::now();
     let first_tokens = progress.tokens_seen;
-    let last_epoch = progress.epoch + settings.num_epochs;
+    let last_epoch = progress.epoch.checked_add(settings.num_epochs).with_context(|| {
+        format!("cannot train {} more epochs after epoch {}: the count overflows", settings.num_epochs, progress.epoch)
+    })?;
     while progress.epoch < last_epoch {
         if let Some(seed) = settings.epoch_seed {
-            seed_everything(seed + progress.epoch as u64);
+            seed_everything(seed.wrapping_add(progress.epoch as u64));
         }
         for batch in train_loader.batches() {
             optimizer.zero_grad();
-            let step = progress.global_step + 1;
+            let step = progress.global_step.checked_add(1).context("the step count overflows")?;
+            let tokens_seen = progress.tokens_seen.checked_add(batch.inputs.numel() as i64);
+            let tokens_seen = tokens_seen.context("the count of tokens seen overflows")?;
             if let Some(schedule) = &hooks.schedule {
                 optimizer.config.lr = schedule.lr(step);
             }
             let loss = settings.mode.forward(device, || hooks.loss.loss(model, &batch, device, true));
+            // Read before the update, so that a diverged run stops with the weights of its
+            // last good step, and the checkpoint on disk is the last finite one.
+            let loss_value = loss.double_value(&[]);
+            ensure!(
+                loss_value.is_finite(),
+                "training diverged at step {step} (epoch {}): the loss is {loss_value}. Nothing more is saved; \
+                 the last checkpoint written is kept. Lower the learning rate (--lr) or clip the gradients",
+                progress.epoch + 1
+            );
             loss.backward();
             if let Some(after_backward) = hooks.after_backward.as_mut() {
                 after_backward()?;
@@ -223,12 +236,11 @@ pub fn train_model(
                 optimizer.clip_grad_norm(max_norm);
             }
             optimizer.step();
-            progress.tokens_seen += batch.inputs.numel() as i64;
+            progress.tokens_seen = tokens_seen;
             progress.global_step = step;
-            let loss = loss.double_value(&[]);
             let rate = (progress.tokens_seen - first_tokens) as f64 / start.elapsed().as_secs_f64();
             bar.set_message(format!(
-                "epoch {}/{last_epoch} step {} loss {loss:.3} {rate:.0} tokens/s",
+                "epoch {}/{last_epoch} step {} loss {loss_value:.3} {rate:.0} tokens/s",
                 progress.epoch + 1,
                 progress.global_step
             ));
@@ -248,6 +260,15 @@ pub fn train_model(
             }
         }
         progress.epoch += 1;
+        // The last step's update can leave weights that are not finite although its loss was:
+        // such weights are never saved.
+        if let Some(name) = optimizer.first_non_finite_parameter() {
+            bail!(
+                "training diverged in epoch {}: parameter {name} is no longer finite. Nothing more is saved; the \
+                 last checkpoint written is kept. Lower the learning rate (--lr) or clip the gradients",
+                progress.epoch
+            );
+        }
         if let Some(context) = &settings.start_context {
             let sample = sample_text_with(model, hooks.tokenizer, context, 50, device)?;
             say(&sample);

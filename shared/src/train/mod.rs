@@ -10,7 +10,7 @@ mod mode;
 mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use checkpoint::{Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+pub use checkpoint::{Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT, PAUSE_IN_RENAMES_VAR};
 pub use loop_::{
     progress_bar, sample_text, sample_text_with, train_model, train_model_simple, write_loss_plot, Evaluation,
     TrainHistory, TrainHooks, TrainProgress, TrainSettings,
