@@ -5,15 +5,17 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use ch07_instruction::finetune::{self, FinetuneOptions, RESPONSES_FILE};
 use ch07_instruction::judge::{self, JudgeReport, OllamaClient};
 use ch07_instruction::records::{self, InstructionRecord, Splits};
 use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
 use ch07_instruction::serve::api::Defaults;
+use ch07_instruction::serve::guard::Access;
 use ch07_instruction::serve::load_test::{self, LoadTestOptions};
-use ch07_instruction::serve::{self, RunningServer, ServeOptions};
+use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOptions};
 use ch07_instruction::template::TemplateKind;
 use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -191,6 +193,8 @@ impl ModelArgs {
             max_queue: server.max_queue,
             max_body_bytes: server.max_body_bytes,
             defaults: self.serve_defaults()?,
+            access: server.access()?,
+            connections: server.connections()?,
         })
     }
 
@@ -232,6 +236,68 @@ struct ServerArgs {
     /// Largest request body in bytes; larger ones are answered 413
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// A host name requests may give in their Host header besides localhost, 127.0.0.1, ::1
+    /// and --host (repeatable; * allows any). Needed when serving on 0.0.0.0
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
+    /// An origin (https://example.org) whose web pages may call the server, with CORS
+    /// headers (repeatable; * allows any). By default only the server's own page may
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Require 'Authorization: Bearer KEY' on every /v1/ request (OpenAI clients send their api_key so)
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Connections open at once; more wait until one closes
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle connection is kept)
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's body
+    #[arg(long, default_value_t = ConnectionLimits::default().body_timeout.as_secs_f64())]
+    body_timeout: f64,
+}
+
+impl ServerArgs {
+    /// The server's settings on `127.0.0.1` with a free port (the load test's).
+    fn local(max_batch: usize, max_queue: usize) -> Self {
+        let limits = ConnectionLimits::default();
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            model_name: None,
+            max_batch,
+            max_queue,
+            max_body_bytes: 1 << 20,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            api_key: None,
+            max_connections: limits.max_connections,
+            header_timeout: limits.header_timeout.as_secs_f64(),
+            body_timeout: limits.body_timeout.as_secs_f64(),
+        }
+    }
+
+    fn connections(&self) -> Result<ConnectionLimits> {
+        let seconds = |value: f64, flag: &str| {
+            ensure!(value > 0.0 && value <= 86_400.0, "{flag} must be between 0 and 86400 seconds, got {value}");
+            Ok(Duration::from_secs_f64(value))
+        };
+        Ok(ConnectionLimits {
+            max_connections: self.max_connections,
+            header_timeout: seconds(self.header_timeout, "--header-timeout")?,
+            body_timeout: seconds(self.body_timeout, "--body-timeout")?,
+        })
+    }
+
+    fn access(&self) -> Result<Access> {
+        ensure!(self.api_key.as_ref().is_none_or(|key| !key.trim().is_empty()), "--api-key cannot be empty");
+        Ok(Access {
+            allowed_hosts: self.allowed_hosts.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            api_key: self.api_key.clone(),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -346,14 +412,7 @@ fn run(cli: Cli) -> Result<()> {
             running.run_until_ctrl_c()?;
         }
         Some(Command::LoadTest { model, requests, concurrency, max_tokens, max_batch, json }) => {
-            let server = ServerArgs {
-                host: "127.0.0.1".into(),
-                port: 0,
-                model_name: None,
-                max_batch,
-                max_queue: concurrency.max(1),
-                max_body_bytes: 1 << 20,
-            };
+            let server = ServerArgs::local(max_batch, concurrency.max(1));
             let running = model.start_server(&server, &cli.run.model, &context)?;
             let report = load_test::run(&running.url(), &LoadTestOptions { requests, concurrency, max_tokens })?;
             running.stop()?;

@@ -206,6 +206,10 @@ fn serve_and_respond_take_any_model_and_refuse_bad_settings() {
     fails_with(&serve(&["--max-batch", "0"]), "at least one request");
     fails_with(&serve(&["--beams", "2"]), "--beams and --repetition-penalty are respond's flags");
     fails_with(&serve(&["--temperature", "3"]), "temperatures up to 2");
+    fails_with(&serve(&["--api-key", " "]), "--api-key cannot be empty");
+    fails_with(&serve(&["--header-timeout", "0"]), "--header-timeout must be between 0 and 86400 seconds");
+    fails_with(&serve(&["--body-timeout", "NaN"]), "--body-timeout must be between");
+    fails_with(&serve(&["--max-connections", "0"]), "at least one connection");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     fails_with(&[&["serve", "--port", &port], &random[..]].concat(), "listening on 127.0.0.1");

@@ -295,6 +295,16 @@ fn bad_requests_get_openai_errors() {
         (chat, json!({ "messages": user, "n": 2 }).to_string().into(), 400, "n must be 1"),
         (chat, json!({ "messages": user, "stop": ["a", "b", "c", "d", "e"] }).to_string().into(), 400, "stop"),
         (chat, json!({ "messages": user, "max_tokens": 1000 }).to_string().into(), 400, "context is 256 tokens"),
+        // `prompt + max_tokens` overflowed i64 and failed the whole batch with a 500.
+        (chat, json!({ "messages": user, "max_tokens": i64::MAX }).to_string().into(), 400, "context is 256 tokens"),
+        (chat, json!({ "messages": user, "stop": "x".repeat(300) }).to_string().into(), 400, "at most 256 characters"),
+        // A million spaces panicked the tokenizer (tiktoken's regex gives up on them).
+        (
+            "/v1/completions",
+            json!({ "prompt": " ".repeat(1_000_000) + "x" }).to_string().into(),
+            400,
+            "context is 256 tokens",
+        ),
         (
             chat,
             json!({ "messages": [{ "role": "user", "content": long_prompt }] }).to_string().into(),

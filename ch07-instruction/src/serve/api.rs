@@ -15,6 +15,9 @@ use crate::template::PromptTemplate;
 
 /// Most stop sequences a request may give (OpenAI's limit).
 pub const MAX_STOPS: usize = 4;
+/// The longest stop sequence, in characters: every generated token is checked against
+/// each, and the text is held back by the longest, so their size is bounded as their count.
+pub const MAX_STOP_CHARS: usize = 256;
 
 /// `POST /v1/chat/completions`. Fields this server does not use are ignored.
 #[derive(Debug, Deserialize)]
@@ -151,6 +154,9 @@ impl Params {
         };
         if stops.len() > MAX_STOPS {
             return Err(ApiError::invalid(format!("stop takes at most {MAX_STOPS} sequences"), "stop"));
+        }
+        if stops.iter().any(|stop| stop.chars().count() > MAX_STOP_CHARS) {
+            return Err(ApiError::invalid(format!("a stop sequence has at most {MAX_STOP_CHARS} characters"), "stop"));
         }
         let stops = stops.into_iter().filter(|stop| !stop.is_empty()).collect();
         Ok(Generation {

@@ -4,12 +4,14 @@
 //! | module | holds |
 //! |---|---|
 //! | [`api`] | the wire format: requests and their checks, the chat template, responses, errors |
+//! | [`guard`] | who may call: loopback `Host`, same-origin pages, an optional API key |
 //! | [`routes`] | the axum handlers, streaming as server-sent events |
 //! | [`worker`] | the thread that owns the model and decodes queued requests in batches |
 //! | [`text`] | the streamed text: UTF-8 across tokens, the response marker, trimming, stop sequences |
 //! | [`load_test`] | concurrent clients against a server, with latency percentiles |
 
 pub mod api;
+pub mod guard;
 pub mod load_test;
 pub mod routes;
 pub mod text;
@@ -18,12 +20,18 @@ pub mod worker;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
-use tokio::sync::oneshot;
+use anyhow::{anyhow, ensure, Context, Result};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::finetune::InstructionModel;
 use api::Defaults;
+use guard::Access;
 use routes::AppState;
 use worker::{ModelInfo, Worker};
 
@@ -42,6 +50,27 @@ pub struct ServeOptions {
     /// Largest request body; larger ones get 413.
     pub max_body_bytes: usize,
     pub defaults: Defaults,
+    pub access: Access,
+    pub connections: ConnectionLimits,
+}
+
+/// How many connections the server holds at once and how long it waits for a client
+/// (hyper's header-read timeout, a semaphore on accepted connections, a deadline on bodies).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once; further ones wait in the listen queue until one closes.
+    pub max_connections: usize,
+    /// The time a client has to send a request's headers, which is also how long an idle
+    /// keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// The time a client has to send a request's body.
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { max_connections: 256, header_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(30) }
+    }
 }
 
 impl ServeOptions {
@@ -60,6 +89,8 @@ impl ServeOptions {
                 top_k: None,
                 top_p: None,
             },
+            access: Access::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -119,6 +150,12 @@ pub fn start(
     load: impl FnOnce() -> Result<InstructionModel> + Send + 'static,
     options: ServeOptions,
 ) -> Result<RunningServer> {
+    let limits = options.connections;
+    ensure!(limits.max_connections > 0, "the server must take at least one connection");
+    ensure!(
+        !limits.header_timeout.is_zero() && !limits.body_timeout.is_zero(),
+        "the header and body timeouts must be above 0"
+    );
     let listener = TcpListener::bind((options.host.as_str(), options.port))
         .with_context(|| format!("listening on {}:{}", options.host, options.port))?;
     listener.set_nonblocking(true)?;
@@ -130,16 +167,58 @@ pub fn start(
         model_id: options.model_id.clone(),
         defaults: options.defaults,
         started: routes::now(),
+        body_timeout: limits.body_timeout,
     });
-    let app = routes::router(state, options.max_body_bytes);
+    let access = options.access.clone().for_bind_address(&options.host);
+    let app = routes::router(state, options.max_body_bytes, access);
     let (stop, stopped) = oneshot::channel::<()>();
     let http = std::thread::Builder::new().name("http".into()).spawn(move || -> Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, app).with_graceful_shutdown(async { stopped.await.unwrap_or_default() }).await?;
-            Ok(())
+            serve_connections(listener, app, limits, stopped).await
         })
     })?;
     Ok(RunningServer { addr, info, model_id: options.model_id, stop: Some(stop), http: Some(http), model: Some(model) })
+}
+
+/// Accepts connections until `stopped`, at most `limits.max_connections` at a time, each
+/// served by hyper's HTTP/1 with the header-read timeout; then lets the open ones finish.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    stopped: oneshot::Receiver<()>,
+) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot?,
+            _ = &mut stopped => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, say: wait a moment and try again, as axum does.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => break,
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use rand::RngExt;
 use serde::de::DeserializeOwned;
@@ -22,6 +21,7 @@ use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::api::{ApiError, ChatRequest, CompletionRequest, Defaults, Endpoint, Generation, Reply};
+use super::guard::{guard, Access};
 use super::worker::{Event, Job, ModelInfo, SubmitError, Worker};
 
 /// The chat page: one self-contained file.
@@ -35,11 +35,15 @@ pub struct AppState {
     pub model_id: String,
     pub defaults: Defaults,
     pub started: u64,
+    /// The time a client has to send a request body.
+    pub body_timeout: std::time::Duration,
 }
 
-/// The routes, every error (unknown path, wrong method, body too large) in OpenAI's shape.
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    Router::new()
+/// The routes, every error (unknown path, wrong method, body too large) in OpenAI's shape,
+/// behind the [`guard`] of `access`.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize, access: Access) -> Router {
+    let cors = access.cors();
+    let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/health", get(health))
         .route("/v1/models", get(models))
@@ -59,7 +63,12 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(Arc::new(access), guard))
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -93,20 +102,33 @@ async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Re
     }
 }
 
-async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let request = parse::<ChatRequest>(body)
+async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let request = parse::<ChatRequest>(request, state.body_timeout)
+        .await
         .and_then(|request| request.generation(state.info.template.template(), &state.defaults));
     respond(state, Endpoint::Chat, request).await
 }
 
-async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let request = parse::<CompletionRequest>(body).and_then(|request| request.generation(&state.defaults));
+async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let request = parse::<CompletionRequest>(request, state.body_timeout)
+        .await
+        .and_then(|request| request.generation(&state.defaults));
     respond(state, Endpoint::Completion, request).await
 }
 
 /// The body as JSON of type `T`, whatever its content type says (`curl -d` sends a form
-/// type): 413 over the size limit, 400 for anything that is not such JSON.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+/// type): 413 over the size limit, 408 when it takes longer than `timeout` to arrive, 400
+/// for anything that is not such JSON.
+async fn parse<T: DeserializeOwned>(request: Request, timeout: std::time::Duration) -> Result<T, ApiError> {
+    let body = tokio::time::timeout(timeout, Bytes::from_request(request, &())).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", timeout.as_secs_f64()),
+            "invalid_request_error",
+            None,
+            None,
+        )
+    })?;
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
         let kind = if status.is_client_error() { "invalid_request_error" } else { "server_error" };
@@ -132,7 +154,10 @@ async fn generate(
     request: Result<Generation, ApiError>,
 ) -> Result<Response, ApiError> {
     let request = request?;
-    let mut prompt: Vec<i64> = Gpt2Tokenizer::new().encode(&request.prompt).into_iter().map(i64::from).collect();
+    // The prompt is text, the user's and the template's alike: `<|endoftext|>` written in a
+    // message is those characters, never the special token that ends a document.
+    let mut prompt: Vec<i64> =
+        Gpt2Tokenizer::new().encode_ordinary(&request.prompt).into_iter().map(i64::from).collect();
     if prompt.is_empty() {
         // An empty prompt starts a new document, as GPT-2 saw them in training.
         prompt.push(END_OF_TEXT_ID as i64);
@@ -176,13 +201,14 @@ async fn generate(
 /// context left after the prompt.
 fn max_tokens(state: &AppState, prompt: i64, asked: Option<i64>) -> Result<i64, ApiError> {
     let context = state.info.context_length;
+    // Saturating: a request for i64::MAX tokens is too long, not an overflow.
     let too_long = |requested: i64| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
                 "this model's context is {context} tokens, and the request needs {requested} ({prompt} in the \
                  prompt, {} for the completion); shorten the prompt or lower max_tokens",
-                requested - prompt
+                requested.saturating_sub(prompt)
             ),
             "invalid_request_error",
             Some(if asked.is_some() { "max_tokens" } else { "messages" }),
@@ -190,7 +216,7 @@ fn max_tokens(state: &AppState, prompt: i64, asked: Option<i64>) -> Result<i64, 
         )
     };
     match asked {
-        Some(n) if prompt + n > context => Err(too_long(prompt + n)),
+        Some(n) if prompt.saturating_add(n) > context => Err(too_long(prompt.saturating_add(n))),
         Some(n) => Ok(n),
         None if prompt >= context => Err(too_long(prompt + 1)),
         None => Ok(state.defaults.max_tokens.min(context - prompt)),

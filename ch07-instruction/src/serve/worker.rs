@@ -266,7 +266,7 @@ fn take_batch(waiting: &mut VecDeque<Job>, max_batch: usize, context: i64, stats
             continue;
         }
         let (prompt, new) = (longest.max(job.prompt.len() as i64), most.max(job.max_tokens));
-        if batch.len() < max_batch && prompt + new <= context {
+        if batch.len() < max_batch && prompt.saturating_add(new) <= context {
             (longest, most) = (prompt, new);
             stats.queued.fetch_sub(1, Ordering::SeqCst);
             batch.push(job);
