@@ -15,6 +15,7 @@ use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
 use ch07_instruction::serve::api::Defaults;
 use ch07_instruction::serve::guard::Access;
 use ch07_instruction::serve::load_test::{self, LoadTestOptions};
+use ch07_instruction::serve::soak::{self, SoakOptions};
 use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOptions};
 use ch07_instruction::template::TemplateKind;
 use ch07_instruction::{exercises, finetune::InstructionModel};
@@ -354,6 +355,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the model on a free local port and send it valid and hostile requests mixed
+    /// (the reliability soak test); fails unless every valid request got its whole answer,
+    /// every hostile one its 4xx, /health answers within 1 s and memory is back within 20 %
+    Soak {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Requests of every kind together (after a warm-up of one of each kind)
+        #[arg(long, default_value_t = 3000)]
+        requests: usize,
+        /// Clients sending at the same time
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// max_tokens of the valid requests
+        #[arg(long, default_value_t = 8)]
+        max_tokens: i64,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Score the responses in a file 0-100 with a local LLM judge served by Ollama
     Evaluate {
         /// Records with a model_response field, as the run writes them
@@ -421,6 +441,18 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("{report}");
             }
+        }
+        Some(Command::Soak { model, requests, concurrency, max_tokens, json }) => {
+            let server = ServerArgs::local(8, concurrency.max(1) * 2);
+            let running = model.start_server(&server, &cli.run.model, &context)?;
+            let report = soak::run(running.addr, &SoakOptions { requests, concurrency, max_tokens })?;
+            running.stop()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            ensure!(report.passed(), "the server did not hold up under the soak (see the report above)");
         }
         Some(Command::Responses { model, records: file }) => {
             let mut decoding = model.decoding(&context)?;

@@ -168,7 +168,7 @@ fn server_stats(agent: &ureq::Agent, url: &str) -> Result<StatsSnapshot> {
 }
 
 /// This process's resident memory in MB (Linux).
-fn resident_mb() -> Option<f64> {
+pub fn resident_mb() -> Option<f64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096.0 / 1e6)

@@ -9,11 +9,13 @@
 //! | [`worker`] | the thread that owns the model and decodes queued requests in batches |
 //! | [`text`] | the streamed text: UTF-8 across tokens, the response marker, trimming, stop sequences |
 //! | [`load_test`] | concurrent clients against a server, with latency percentiles |
+//! | [`soak`] | valid and hostile requests mixed, and what the server must show afterwards |
 
 pub mod api;
 pub mod guard;
 pub mod load_test;
 pub mod routes;
+pub mod soak;
 pub mod text;
 pub mod worker;
 
