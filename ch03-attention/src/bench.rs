@@ -70,14 +70,16 @@ pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&BenchRow)) -> Result<Be
     let scores = [config.batch, config.heads, config.tokens, config.tokens, 4]
         .iter()
         .try_fold(1i64, |acc, &n| acc.checked_mul(n));
-    let available = shared::device::system_memory_bytes().unwrap_or(i64::MAX);
+    let budget = shared::device::memory_budget();
     ensure!(
-        scores.is_some_and(|bytes| bytes <= available),
-        "batch {} x {} heads x {} x {} tokens of attention scores do not fit in this machine's memory",
+        scores.is_some_and(|bytes| budget.is_none_or(|budget| bytes <= budget.bytes)),
+        "batch {} x {} heads x {} x {} tokens of attention scores do not fit in the memory this process can \
+         allocate (the bound: {})",
         config.batch,
         config.heads,
         config.tokens,
-        config.tokens
+        config.tokens,
+        budget.map_or("its size", |budget| budget.limit)
     );
     let mut rows = Vec::new();
     for &dtype in &config.dtypes {

@@ -64,7 +64,7 @@ fn bench_with_impossible_sizes_is_a_clear_error() {
         (&["--heads", "0"][..], "emb-dim and heads must be positive"),
         (&["--emb-dim", "0"][..], "emb-dim and heads must be positive"),
         (&["--heads", "5"][..], "emb_dim must be divisible by heads"),
-        (&["--tokens", "4000000000"][..], "do not fit in this machine's memory"),
+        (&["--tokens", "4000000000"][..], "do not fit in the memory this process can allocate"),
     ] {
         let output = ch03(&[&["--device", "cpu", "bench"][..], flags].concat());
         let message = String::from_utf8_lossy(&output.stderr);

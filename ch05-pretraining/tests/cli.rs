@@ -200,6 +200,36 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["--data", folder, "eval", "--weights", &weights], "is a folder, not a regular file");
 }
 
+/// A 9.2 GB model under a 3 GB address-space limit (`ulimit -v`) is refused before
+/// anything is allocated; it used to panic inside tch (and hang with RUST_BACKTRACE=1).
+#[test]
+fn a_model_beyond_the_address_space_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("big.json");
+    let big = shared::gpt::GptConfig {
+        context_length: 1024,
+        emb_dim: 2560,
+        n_heads: 20,
+        n_layers: 26,
+        ..shared::gpt::GptConfig::gpt2_small()
+    };
+    assert!(big.memory_bytes() > 8_000_000_000);
+    big.save(&config).unwrap();
+    let output = Command::new("sh")
+        .args(["-c", "ulimit -v 3000000 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_ch05-pretraining"))
+        .args(["--device", "cpu", "generate", "--max-new-tokens", "1", "--config"])
+        .arg(&config)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    let needs = format!("error: this model needs {:.1} GB", big.memory_bytes() as f64 / 1e9);
+    assert!(message.starts_with(&needs), "{message}");
+    assert!(message.contains("(the bound: the address-space limit, ulimit -v)"), "{message}");
+}
+
 #[test]
 fn exercise_5_5_offline_without_weights_is_the_clear_weights_error() {
     let cache = tempfile::tempdir().unwrap();

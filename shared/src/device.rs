@@ -94,6 +94,49 @@ pub fn system_memory_bytes() -> Option<i64> {
     kib.checked_mul(1024)
 }
 
+/// How much memory this process may still allocate, and what sets that bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub bytes: i64,
+    /// `the machine's memory`, `the address-space limit, ulimit -v`, ...
+    pub limit: &'static str,
+}
+
+/// The smallest of the machine's memory, what is left under this process's address-space
+/// and data limits (`ulimit -v`, `ulimit -d`; the address space LibTorch's libraries
+/// already map counts against the first), and its cgroup's memory limit (a container's).
+/// `None` when none of them can be read.
+pub fn memory_budget() -> Option<MemoryBudget> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status_bytes = |field: &str| -> i64 {
+        let line = status.lines().find(|line| line.starts_with(field));
+        let kib = line.and_then(|line| line.split_whitespace().nth(1)).and_then(|kib| kib.parse::<i64>().ok());
+        kib.unwrap_or(0).saturating_mul(1024)
+    };
+    let rlimit_left = |resource, used: i64| -> Option<i64> {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into the struct it is given.
+        let read = unsafe { libc::getrlimit(resource, &mut limit) } == 0;
+        (read && limit.rlim_cur != libc::RLIM_INFINITY)
+            .then(|| i64::try_from(limit.rlim_cur).unwrap_or(i64::MAX).saturating_sub(used).max(0))
+    };
+    // The whole limit, like the machine's total: page cache counts in a cgroup's use.
+    let cgroup_limit = || -> Option<i64> {
+        std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?.trim().parse().ok()
+        // "max" does not parse
+    };
+    [
+        system_memory_bytes().map(|bytes| (bytes, "the machine's memory")),
+        rlimit_left(libc::RLIMIT_AS, status_bytes("VmSize:")).map(|b| (b, "the address-space limit, ulimit -v")),
+        rlimit_left(libc::RLIMIT_DATA, status_bytes("VmData:")).map(|b| (b, "the data-segment limit, ulimit -d")),
+        cgroup_limit().map(|bytes| (bytes, "the memory limit of its cgroup")),
+    ]
+    .into_iter()
+    .flatten()
+    .min_by_key(|(bytes, _)| *bytes)
+    .map(|(bytes, limit)| MemoryBudget { bytes, limit })
+}
+
 /// Seeds LibTorch's global generators (CPU and CUDA) like `torch.manual_seed(seed)`.
 pub fn seed_everything(seed: u64) {
     tch::manual_seed(seed as i64);
@@ -124,6 +167,12 @@ mod tests {
             let err = bad.parse::<DeviceChoice>().unwrap_err();
             assert!(err.contains("expected auto, cpu, cuda or cuda:N"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_memory_budget_is_at_most_the_machines_memory() {
+        let budget = memory_budget().expect("Linux tells");
+        assert!(budget.bytes > 0 && budget.bytes <= system_memory_bytes().unwrap(), "{budget:?}");
     }
 
     #[test]

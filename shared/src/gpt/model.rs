@@ -118,13 +118,16 @@ impl GptModel {
     /// Validates `cfg`, then creates the parameters under `path` in the book's order.
     pub fn new(path: &nn::Path, cfg: &GptConfig) -> Result<Self> {
         cfg.validate()?;
-        if let (Device::Cpu, Some(available)) = (path.device(), crate::device::system_memory_bytes()) {
+        // Refused before anything is allocated: LibTorch's allocation failures panic in tch.
+        if let (Device::Cpu, Some(budget)) = (path.device(), crate::device::memory_budget()) {
             let needed = cfg.memory_bytes();
             ensure!(
-                needed <= available,
-                "this model needs {:.1} GB for its parameters and masks, more than this machine's {:.1} GB of memory",
+                needed <= budget.bytes,
+                "this model needs {:.1} GB for its parameters and masks, more than the {:.1} GB this process can \
+                 allocate (the bound: {})",
                 needed as f64 / 1e9,
-                available as f64 / 1e9
+                budget.bytes as f64 / 1e9,
+                budget.limit
             );
         }
         let tok_emb = init::embedding(path / "tok_emb", cfg.vocab_size, cfg.emb_dim);
