@@ -14,9 +14,10 @@
 //! the journal `NAME.commit` is created (one rename) to say that the new checkpoint is
 //! complete, then the files are renamed over the old ones and the journal is removed. A
 //! process killed before the journal leaves the old checkpoint (and partial files, which
-//! the next save replaces or removes); killed after it, it leaves the new one half renamed, which
-//! the next reader or writer finishes ([`Checkpoint::recover`]). Either way one whole
-//! checkpoint is read, never the weights of one epoch with the optimizer of another.
+//! the next save replaces or removes); killed after it, it leaves the new one half
+//! renamed, which the next reader or writer finishes ([`Checkpoint::recover`]). Either way
+//! one whole checkpoint is read, never the weights of one epoch with the optimizer of
+//! another.
 
 use std::path::{Path, PathBuf};
 
@@ -184,11 +185,10 @@ impl Checkpoint {
             let _ = std::fs::remove_file(dir.join(file));
         }
         sync_dir(&dir)?;
-        match std::fs::remove_file(self.journal()) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(err).with_context(|| format!("removing {}", self.journal().display()))
+        if let Err(err) = std::fs::remove_file(self.journal()) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                return Err(err).with_context(|| format!("removing {}", self.journal().display()));
             }
-            _ => {}
         }
         sync_dir(&dir)
     }

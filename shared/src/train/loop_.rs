@@ -224,7 +224,7 @@ pub fn train_model(
             ensure!(
                 loss_value.is_finite(),
                 "training diverged at step {step} (epoch {}): the loss is {loss_value}. Nothing more is saved; \
-                 the last checkpoint written is kept. Lower the learning rate (--lr) or clip the gradients",
+                 the last checkpoint written is kept. Lower the learning rate (--lr)",
                 progress.epoch + 1
             );
             loss.backward();
@@ -265,7 +265,7 @@ pub fn train_model(
         if let Some(name) = optimizer.first_non_finite_parameter() {
             bail!(
                 "training diverged in epoch {}: parameter {name} is no longer finite. Nothing more is saved; the \
-                 last checkpoint written is kept. Lower the learning rate (--lr) or clip the gradients",
+                 last checkpoint written is kept. Lower the learning rate (--lr)",
                 progress.epoch
             );
         }
