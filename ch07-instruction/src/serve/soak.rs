@@ -114,12 +114,13 @@ pub fn run(addr: SocketAddr, options: &SoakOptions) -> Result<SoakReport> {
     ensure!(addr.ip().is_loopback(), "the soak test only runs against this machine, not {addr}");
     ensure!(options.requests > 0 && options.concurrency > 0, "the soak needs at least one request and one client");
     ensure!(options.max_tokens > 0, "max_tokens must be at least 1");
-    // The warm-up: every kind once, so that buffers, caches and thread stacks exist.
-    let warmup = run_phase(addr, options, MIX.len(), 1)?;
+    // The warm-up: every kind once per client, so that the buffers, caches, allocator
+    // arenas and thread stacks of a concurrent load exist before memory is measured.
+    let warmup = run_phase(addr, options, MIX.len() * options.concurrency)?;
     ensure!(warmup.failures.is_empty(), "the warm-up failed: {:?}", warmup.failures);
     let rss_mb_after_warmup = resident_mb().context("reading this process's memory")?;
     let start = Instant::now();
-    let mut report = run_phase(addr, options, options.requests, options.concurrency)?;
+    let mut report = run_phase(addr, options, options.requests)?;
     report.seconds = start.elapsed().as_secs_f64();
     let health = Instant::now();
     let (status, _) = send(addr, &request("GET", "/health", &[], ""))?;
@@ -132,11 +133,11 @@ pub fn run(addr: SocketAddr, options: &SoakOptions) -> Result<SoakReport> {
     Ok(report)
 }
 
-fn run_phase(addr: SocketAddr, options: &SoakOptions, requests: usize, concurrency: usize) -> Result<SoakReport> {
+fn run_phase(addr: SocketAddr, options: &SoakOptions, requests: usize) -> Result<SoakReport> {
     let next = AtomicUsize::new(0);
     let report = Mutex::new(SoakReport::default());
     std::thread::scope(|scope| {
-        for _ in 0..concurrency {
+        for _ in 0..options.concurrency {
             scope.spawn(|| {
                 while let Some(i) = Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < requests) {
                     let kind = MIX[i % MIX.len()];
