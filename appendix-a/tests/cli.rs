@@ -34,3 +34,13 @@ fn unknown_exercise_is_a_clear_error() {
         "error: unknown exercise id 'A.9'; this chapter has: A.1, A.2, A.3, A.4"
     );
 }
+
+/// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
+#[test]
+fn help_is_unchanged() {
+    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_appendix-a")));
+    shared::reference::assert_snapshot(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
+        &help,
+    );
+}

@@ -91,3 +91,13 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
+#[test]
+fn help_is_unchanged() {
+    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_ch02-tokenization")));
+    shared::reference::assert_snapshot(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
+        &help,
+    );
+}

@@ -78,3 +78,13 @@ fn bench_generate_reports_both_decodings() {
     assert!(text.contains("| float32 |") && text.contains("| bfloat16 |"), "{text}");
     assert_eq!(text.matches("| true |").count(), 2, "{text}");
 }
+
+/// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
+#[test]
+fn help_is_unchanged() {
+    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_ch04-gpt")));
+    shared::reference::assert_snapshot(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
+        &help,
+    );
+}

@@ -334,3 +334,13 @@ fn generate_over_the_cache_with_top_p_and_a_repetition_penalty() {
     fails_with(&["generate", "--top-p", "1.5"], "top-p must be in (0, 1]");
     fails_with(&["generate", "--repetition-penalty", "0"], "repetition penalty must be positive");
 }
+
+/// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
+#[test]
+fn help_is_unchanged() {
+    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_ch05-pretraining")));
+    shared::reference::assert_snapshot(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
+        &help,
+    );
+}

@@ -1,5 +1,10 @@
 //! Comparing results with reference values stored as JSON (the PyTorch fixtures that
-//! `scripts/reference/generate.sh` writes into each crate's `tests/fixtures/`).
+//! `scripts/reference/generate.sh` writes into each crate's `tests/fixtures/`), and with
+//! committed text snapshots (every binary's `--help`, so that a refactoring cannot change a
+//! flag unnoticed).
+
+use std::path::Path;
+use std::process::Command;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -21,6 +26,52 @@ pub fn assert_close(name: &str, ours: impl Serialize, expected: &Value, tol: f64
     assert_eq!(ours.len(), expected.len(), "{name}: {} values, the reference has {}", ours.len(), expected.len());
     for (i, (a, e)) in ours.iter().zip(&expected).enumerate() {
         assert!((a - e).abs() <= tol, "{name}[{i}]: {a} vs reference {e} (tolerance {tol})");
+    }
+}
+
+/// The help of the binary at `bin` and of every command under it, recursively: each
+/// `bin [COMMAND...] --help` under a `## ` heading.
+pub fn help_snapshot(bin: &Path) -> String {
+    fn collect(bin: &Path, commands: &mut Vec<String>, out: &mut String) {
+        let output = Command::new(bin).args(commands.iter()).arg("--help").output().expect("the binary runs");
+        assert!(output.status.success(), "{commands:?} --help failed");
+        let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+        *out += &format!("## {}\n{help}\n", [&["<bin>".to_string()][..], commands].concat().join(" "));
+        let listed = help.split("\nCommands:\n").nth(1).map(|rest| rest.split("\n\n").next().unwrap_or(""));
+        for line in listed.unwrap_or("").lines() {
+            // "  name   summary": a command's line starts with two spaces and its name.
+            let Some(name) = line.strip_prefix("  ").and_then(|l| l.split_whitespace().next()) else { continue };
+            if name != "help" && !line.starts_with("   ") {
+                commands.push(name.to_string());
+                collect(bin, commands, out);
+                commands.pop();
+            }
+        }
+    }
+    let mut out = String::new();
+    collect(bin, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Panics (for tests) unless the file at `path` holds `actual`; with `UPDATE_SNAPSHOTS=1` it
+/// writes `actual` there instead (review the diff before committing it).
+pub fn assert_snapshot(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("a file in a folder")).expect("the folder can be made");
+        std::fs::write(path, actual).expect("the snapshot can be written");
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| panic!("no snapshot at {}: run the test with UPDATE_SNAPSHOTS=1", path.display()));
+    if expected != actual {
+        let line = expected.lines().zip(actual.lines()).position(|(e, a)| e != a).unwrap_or(0);
+        panic!(
+            "{} differs from the output at line {}:\n  snapshot: {:?}\n  now:      {:?}\n(UPDATE_SNAPSHOTS=1 rewrites it)",
+            path.display(),
+            line + 1,
+            expected.lines().nth(line).unwrap_or(""),
+            actual.lines().nth(line).unwrap_or("")
+        );
     }
 }
 
