@@ -170,6 +170,7 @@ pub fn start(
         defaults: options.defaults,
         started: routes::now(),
         body_timeout: limits.body_timeout,
+        max_body_bytes: options.max_body_bytes,
     });
     let access = options.access.clone().for_bind_address(&options.host);
     let app = routes::router(state, options.max_body_bytes, access);

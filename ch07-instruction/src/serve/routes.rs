@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -37,7 +38,12 @@ pub struct AppState {
     pub started: u64,
     /// The time a client has to send a request body.
     pub body_timeout: std::time::Duration,
+    /// The largest request body.
+    pub max_body_bytes: usize,
 }
+
+/// How much of a body over the limit is read (and dropped) before the 413 goes out.
+const DRAIN_BYTES: u64 = 16 << 20;
 
 /// The routes, every error (unknown path, wrong method, body too large) in OpenAI's shape,
 /// behind the [`guard`] of `access`.
@@ -103,23 +109,43 @@ async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Re
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let request = parse::<ChatRequest>(request, state.body_timeout)
+    let request = parse::<ChatRequest>(request, &state)
         .await
         .and_then(|request| request.generation(state.info.template.template(), &state.defaults));
     respond(state, Endpoint::Chat, request).await
 }
 
 async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let request = parse::<CompletionRequest>(request, state.body_timeout)
-        .await
-        .and_then(|request| request.generation(&state.defaults));
+    let request =
+        parse::<CompletionRequest>(request, &state).await.and_then(|request| request.generation(&state.defaults));
     respond(state, Endpoint::Completion, request).await
 }
 
 /// The body as JSON of type `T`, whatever its content type says (`curl -d` sends a form
-/// type): 413 over the size limit, 408 when it takes longer than `timeout` to arrive, 400
-/// for anything that is not such JSON.
-async fn parse<T: DeserializeOwned>(request: Request, timeout: std::time::Duration) -> Result<T, ApiError> {
+/// type): 413 over the size limit, 408 when it takes longer than the body timeout to
+/// arrive, 400 for anything that is not such JSON.
+async fn parse<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
+    let timeout = state.body_timeout;
+    let declared = request.headers().get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|&n| n > state.max_body_bytes as u64) {
+        // Read what the client sends (up to a bound) before answering: a connection closed
+        // in the middle of an upload reaches the client as a broken pipe, not as the 413.
+        let mut body = request.into_body().into_data_stream();
+        let (mut drained, deadline) = (0u64, tokio::time::Instant::now() + timeout);
+        while drained < DRAIN_BYTES.min(declared) {
+            match tokio::time::timeout_at(deadline, body.next()).await {
+                Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
+                _ => break,
+            }
+        }
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("length limit exceeded: the body has {declared} bytes, the limit is {}", state.max_body_bytes),
+            "invalid_request_error",
+            None,
+            None,
+        ));
+    }
     let body = tokio::time::timeout(timeout, Bytes::from_request(request, &())).await.map_err(|_| {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
