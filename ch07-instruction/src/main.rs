@@ -22,7 +22,7 @@ use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::device::seed_everything;
-use shared::exercise::ExerciseCommand;
+use shared::exercise::{ExerciseCommand, ExerciseContext};
 use shared::generate::{Decoding, Sampling};
 use shared::lora::LoraConfig;
 use shared::model_source::InitArgs;
@@ -408,11 +408,10 @@ fn run(cli: Cli) -> Result<()> {
             finetune::run(&context, &cli.run.options()?)?;
         }
         Some(Command::Exercises(command)) => {
-            if let ExerciseCommand::Exercise { json, .. } = command {
-                // With --json, stdout carries the result alone.
-                exercises::BASE_OPTIONS.set(FinetuneOptions { verbose: !json, ..cli.run.options()? });
-            }
-            command.run(exercises::ALL, &context)?
+            // With --json, stdout carries the result alone.
+            let json = matches!(command, ExerciseCommand::Exercise { json: true, .. });
+            let flags = FinetuneOptions { verbose: !json, ..cli.run.options()? };
+            command.run(exercises::ALL, &ExerciseContext { run: context, flags })?
         }
         Some(Command::Respond { model, instruction, input }) => {
             let mut decoding = model.decoding(&context)?;

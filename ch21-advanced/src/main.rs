@@ -7,7 +7,7 @@ use anyhow::Result;
 use ch21_advanced::compare::{self, Study};
 use ch21_advanced::exercises;
 use ch21_advanced::minigpt::{self, Distill, MiniGptOptions, Teacher, TokenizerChoice};
-use ch21_advanced::models::{ModelFlags, MODEL_FLAGS};
+use ch21_advanced::models::ModelFlags;
 use ch21_advanced::pretrained::Pretraining;
 use clap::{Args, Parser, Subcommand};
 use shared::attention::AttentionMask;
@@ -233,11 +233,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
-    MODEL_FLAGS.set(cli.models.flags());
     match cli.command {
         None => minigpt::run(&context, &minigpt::corpus(&context)?, &MiniGptOptions::default()).map(|_| ()),
         Some(Command::Train(args)) => minigpt::run(&context, &minigpt::corpus(&context)?, &args.options()).map(|_| ()),
-        Some(Command::Exercises(command)) => command.run(exercises::ALL, &context),
+        Some(Command::Exercises(command)) => {
+            command.run(exercises::ALL, &exercises::Context { run: context, flags: cli.models.flags() })
+        }
         Some(Command::Compare { study, steps, json }) => {
             let base = compare::base_options(steps);
             let comparison = compare::run(&context, &minigpt::corpus(&context)?, study, &base)?;

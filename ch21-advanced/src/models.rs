@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::RunFlags;
 use shared::model_source::{LoadedModel, ModelSource};
 use shared::train::Checkpoint;
 
@@ -30,9 +29,6 @@ pub struct ModelFlags {
     /// Training steps of the small model trained here (default: [`Budget::standard`]'s).
     pub small_steps: Option<usize>,
 }
-
-/// The flags the binary passes to the exercises.
-pub static MODEL_FLAGS: RunFlags<ModelFlags> = RunFlags::new();
 
 /// How much text a decoding exercise generates: prompts (cut from the validation text) and
 /// new tokens after each.

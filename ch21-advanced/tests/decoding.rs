@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use ch21_advanced::exercises::{ex21_18, ex21_19, ex21_27, ex21_31, ex21_32, ex21_34, ex21_35};
+use ch21_advanced::exercises::{ex21_18, ex21_19, ex21_27, ex21_31, ex21_32, ex21_34, ex21_35, Context};
 use ch21_advanced::models::{self, Budget, ModelFlags, Sizes};
 use ch21_advanced::quality::one_line;
 use shared::cli::RunContext;
@@ -11,10 +11,12 @@ use shared::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
 use shared::gpt::{GptModel, Granularity, QuantScheme, Quantization};
 
-fn context() -> RunContext {
+/// The exercises' context, with the default model flags (models trained here).
+fn context() -> Context {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() }
+    let run = RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() };
+    Context { run, flags: ModelFlags::default() }
 }
 
 fn budget() -> Budget {

@@ -11,12 +11,39 @@ use serde::Serialize;
 
 use crate::cli::RunContext;
 
-/// One exercise: its id as the book numbers it, a one-line summary, and how to run it.
-#[derive(Clone, Copy)]
-pub struct Exercise {
+/// One exercise: its id as the book numbers it, a one-line summary, and how to run it with
+/// the binary's context `C`: the run's [`RunContext`], or an [`ExerciseContext`] for
+/// chapters whose exercises also take the binary's flags.
+pub struct Exercise<C: 'static = RunContext> {
     pub id: &'static str,
     pub summary: &'static str,
-    pub run: fn(&RunContext) -> Result<Report>,
+    pub run: fn(&C) -> Result<Report>,
+}
+
+impl<C> Clone for Exercise<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Exercise<C> {}
+
+/// What an exercise of a chapter with run flags receives: the run's context and the flags
+/// its binary parsed (chapters 6 and 7 start their exercises from the main run's settings,
+/// chapter 21's decoding and analysis exercises from its model flags). It dereferences to
+/// the [`RunContext`], so an exercise that needs no flags reads it as one.
+#[derive(Debug, Clone)]
+pub struct ExerciseContext<F> {
+    pub run: RunContext,
+    pub flags: F,
+}
+
+impl<F> std::ops::Deref for ExerciseContext<F> {
+    type Target = RunContext;
+
+    fn deref(&self) -> &RunContext {
+        &self.run
+    }
 }
 
 /// An exercise's result, as text for people and as JSON for tools.
@@ -32,35 +59,8 @@ impl Report {
     }
 }
 
-/// The run flags a binary hands to its exercises, for chapters whose exercises are the main
-/// run with one setting changed (6 and 7): `exercise 6.2 --init random --config FILE` then
-/// starts from a small model instead of GPT-2. Unset, the exercises use the book's settings.
-pub struct RunFlags<T>(std::sync::OnceLock<T>);
-
-impl<T: Clone + Default> RunFlags<T> {
-    pub const fn new() -> Self {
-        Self(std::sync::OnceLock::new())
-    }
-
-    /// Sets the flags (the first call wins).
-    pub fn set(&self, options: T) {
-        let _ = self.0.set(options);
-    }
-
-    /// The flags given, or the defaults (the book's settings).
-    pub fn get(&self) -> T {
-        self.0.get().cloned().unwrap_or_default()
-    }
-}
-
-impl<T: Clone + Default> Default for RunFlags<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The entry with this id, or an error that lists the known ids.
-pub fn find<'a>(exercises: &'a [Exercise], id: &str) -> Result<&'a Exercise> {
+pub fn find<'a, C>(exercises: &'a [Exercise<C>], id: &str) -> Result<&'a Exercise<C>> {
     match exercises.iter().find(|exercise| exercise.id == id) {
         Some(exercise) => Ok(exercise),
         None => {
@@ -71,7 +71,7 @@ pub fn find<'a>(exercises: &'a [Exercise], id: &str) -> Result<&'a Exercise> {
 }
 
 /// The `list` output: one line per exercise.
-pub fn list(exercises: &[Exercise]) -> String {
+pub fn list<C>(exercises: &[Exercise<C>]) -> String {
     let width = exercises.iter().map(|exercise| exercise.id.len()).max().unwrap_or(0);
     exercises.iter().fold(String::new(), |mut out, exercise| {
         let _ = writeln!(out, "{:width$}  {}", exercise.id, exercise.summary);
@@ -97,7 +97,7 @@ pub enum ExerciseCommand {
 
 impl ExerciseCommand {
     /// Prints the list or the exercise's result.
-    pub fn run(&self, exercises: &[Exercise], context: &RunContext) -> Result<()> {
+    pub fn run<C>(&self, exercises: &[Exercise<C>], context: &C) -> Result<()> {
         match self {
             Self::List => print!("{}", list(exercises)),
             Self::Exercise { id, json } => println!("{}", run(exercises, id, *json, context)?),
@@ -108,7 +108,7 @@ impl ExerciseCommand {
 
 /// The README table rows (`| id | summary |`) missing from `readme` for these exercises;
 /// each crate's tests call this so that the README cannot drift from the code.
-pub fn missing_readme_rows(exercises: &[Exercise], readme: &str) -> Vec<String> {
+pub fn missing_readme_rows<C>(exercises: &[Exercise<C>], readme: &str) -> Vec<String> {
     exercises
         .iter()
         .map(|exercise| format!("| {} | {} |", exercise.id, exercise.summary))
@@ -117,7 +117,7 @@ pub fn missing_readme_rows(exercises: &[Exercise], readme: &str) -> Vec<String> 
 }
 
 /// Runs exercise `id` and renders its report as text or pretty JSON.
-pub fn run(exercises: &[Exercise], id: &str, json: bool, context: &RunContext) -> Result<String> {
+pub fn run<C>(exercises: &[Exercise<C>], id: &str, json: bool, context: &C) -> Result<String> {
     let report = (find(exercises, id)?.run)(context)?;
     Ok(if json { serde_json::to_string_pretty(&report.json)? } else { report.text })
 }

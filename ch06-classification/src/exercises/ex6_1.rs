@@ -2,9 +2,9 @@
 //! of the longest training text (120 tokens).
 
 use shared::classifier::data::Padding;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
 
-use super::compare;
+use super::{compare, Exercise};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "6.1",

@@ -2,9 +2,9 @@
 //! and the head.
 
 use shared::classifier::Trainable;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
 
-use super::compare;
+use super::{compare, Exercise};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "6.2",

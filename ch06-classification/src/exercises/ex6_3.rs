@@ -2,9 +2,9 @@
 //! mask the first token sees only itself, so it knows nothing of the rest of the message.
 
 use shared::classifier::TokenPosition;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
 
-use super::compare;
+use super::{compare, Exercise};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "6.3",

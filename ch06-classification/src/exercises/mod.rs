@@ -11,15 +11,19 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, RunFlags};
+use shared::exercise::ExerciseContext;
 
 use shared::classifier::finetune::{self, Accuracies, FinetuneOptions};
 
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] = &[ex6_1::EXERCISE, ex6_2::EXERCISE, ex6_3::EXERCISE];
 
-/// The settings the exercises start from: the binary passes its run flags.
-pub static BASE_OPTIONS: RunFlags<FinetuneOptions> = RunFlags::new();
+/// What an exercise receives: the run's context and the binary's run flags, the settings
+/// the exercises start from (the book's by default).
+pub type Context = ExerciseContext<FinetuneOptions>;
+
+/// A chapter 6 exercise.
+pub type Exercise = shared::exercise::Exercise<Context>;
 
 /// The main setting and one variant, fine-tuned in turn (outputs in `main/` and `variant/`
 /// under the output folder).
@@ -32,11 +36,11 @@ pub struct Comparison {
     pub changed_minutes: f64,
 }
 
-pub fn compare(context: &RunContext, variant: &str, change: impl FnOnce(&mut FinetuneOptions)) -> Result<Comparison> {
-    let main_options = BASE_OPTIONS.get();
+pub fn compare(context: &Context, variant: &str, change: impl FnOnce(&mut FinetuneOptions)) -> Result<Comparison> {
+    let main_options = context.flags.clone();
     let mut changed_options = main_options.clone();
     change(&mut changed_options);
-    let in_dir = |name: &str| RunContext { out_dir: context.out_dir.join(name), ..context.clone() };
+    let in_dir = |name: &str| RunContext { out_dir: context.out_dir.join(name), ..context.run.clone() };
     let main = finetune::run(&in_dir("main"), &main_options)?;
     let changed = finetune::run(&in_dir("variant"), &changed_options)?;
     Ok(Comparison {

@@ -4,9 +4,9 @@
 
 use shared::cli::RunContext;
 use shared::data::DataLocator;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
 
-use super::{base_options, Comparison, RunSummary};
+use super::{Comparison, Exercise, RunSummary};
 use crate::finetune;
 
 pub const EXERCISE: Exercise = Exercise {
@@ -14,8 +14,8 @@ pub const EXERCISE: Exercise = Exercise {
     summary: "fine-tune on the 52k Stanford Alpaca records (downloaded; mind --allowed-max-length and --batch-size)",
     run: |context| {
         let data = DataLocator { explicit: Some("alpaca".into()), ..context.data.clone() };
-        let context = RunContext { data, ..context.clone() };
-        let report = finetune::run(&context, &base_options())?;
-        Report::new(&Comparison { runs: vec![RunSummary::new("Stanford Alpaca", &report, context.out_dir)] })
+        let run = RunContext { data, ..context.run.clone() };
+        let report = finetune::run(&run, &context.flags)?;
+        Report::new(&Comparison { runs: vec![RunSummary::new("Stanford Alpaca", &report, run.out_dir)] })
     },
 };

@@ -1,10 +1,10 @@
 //! Exercise 7.4: LoRA instead of full fine-tuning (appendix E's adapters on every linear
 //! layer, rank 16, alpha 16): far fewer trainable parameters and a faster epoch.
 
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
 use shared::lora::LoraConfig;
 
-use super::{base_options, compare};
+use super::{compare, Exercise};
 
 /// The exercise's adapter size.
 pub const LORA: LoraConfig = LoraConfig { rank: 16, alpha: 16.0 };
@@ -13,7 +13,7 @@ pub const EXERCISE: Exercise = Exercise {
     id: "7.4",
     summary: "LoRA fine-tuning (rank 16, alpha 16): trainable parameters and time per epoch against full fine-tuning",
     run: |context| {
-        let base = base_options();
-        Report::new(&compare(context, &base, "LoRA rank 16, alpha 16", |o| o.lora = Some(LORA))?)
+        let base = &context.flags;
+        Report::new(&compare(context, base, "LoRA rank 16, alpha 16", |o| o.lora = Some(LORA))?)
     },
 };

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, RunFlags};
+use shared::exercise::ExerciseContext;
 
 use crate::collate::TokenStats;
 use crate::finetune::{self, FinetuneOptions, FinetuneReport};
@@ -22,12 +22,12 @@ use crate::finetune::{self, FinetuneOptions, FinetuneReport};
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] = &[ex7_1::EXERCISE, ex7_2::EXERCISE, ex7_3::EXERCISE, ex7_4::EXERCISE];
 
-/// The settings the exercises start from: the binary passes its run flags.
-pub static BASE_OPTIONS: RunFlags<FinetuneOptions> = RunFlags::new();
+/// What an exercise receives: the run's context and the binary's run flags, the settings
+/// the exercises start from (the book's by default).
+pub type Context = ExerciseContext<FinetuneOptions>;
 
-pub fn base_options() -> FinetuneOptions {
-    BASE_OPTIONS.get()
-}
+/// A chapter 7 exercise.
+pub type Exercise = shared::exercise::Exercise<Context>;
 
 /// What one fine-tuning run came to.
 #[derive(Debug, Clone, Serialize)]

@@ -9,7 +9,9 @@ use std::fmt;
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::gpt::GptModel;
 use tch::{Kind, Tensor};
 

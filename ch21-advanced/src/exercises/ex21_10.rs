@@ -8,7 +8,9 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::attention::AttentionMask;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::gpt::{GptConfig, GptModel};
 use shared::tokenizer::TokenizerSpec;
 use tch::{nn::VarStore, Device, Kind, Tensor};

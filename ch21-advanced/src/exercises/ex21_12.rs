@@ -5,7 +5,9 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::tensors::rows_f32;
 use tch::{Device, Kind, Tensor};
 

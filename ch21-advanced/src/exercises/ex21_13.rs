@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::plot::{write_grid, BarSeries, Bars, Figure, PALETTE};
 use tch::{Device, Kind, Tensor};
 

@@ -6,7 +6,9 @@ use std::fmt;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::generate::{LogitsProcessor, TopP};
 use tch::{Device, Kind, Tensor};
 

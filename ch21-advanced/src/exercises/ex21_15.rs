@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::train::Evaluation;
 
 use crate::minigpt::{self, MiniGptOptions};

@@ -12,7 +12,9 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::generate::Decoder;
 use shared::gpt::{GptConfig, GptModel};
 use shared::plot::{Chart, Series, PALETTE};

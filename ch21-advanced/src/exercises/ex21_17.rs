@@ -14,7 +14,9 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::device::seed_everything;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::gpt::GptModel;
 use shared::plot::{write_grid, Figure, Heatmap};
 use shared::tensors::rows_f64;
@@ -22,13 +24,13 @@ use shared::tokenizer::TokenId;
 use tch::{Kind, Tensor};
 
 use crate::analysis::{held_out_text, token_labels};
-use crate::models::{Model, MODEL_FLAGS};
+use crate::models::Model;
 use crate::pretrained::{subject, Pretraining};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.17",
     summary: "attention patterns of the pretrained model on 5 sentences (4 layers x 4 heads each, PNG grids); heads scored for previous-token, first-token and punctuation attention, and induction heads found on repeated random tokens",
-    run: |context| Report::new(&run(context, &subject(context, &MODEL_FLAGS.get(), &Pretraining::standard())?)?),
+    run: |context| Report::new(&run(context, &subject(context, &context.flags, &Pretraining::standard())?)?),
 };
 
 /// The five sentences: punctuation, names that come back, and Shakespeare's register (the

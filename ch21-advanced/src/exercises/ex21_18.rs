@@ -7,19 +7,20 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
 use shared::device::seed_everything;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::{Context, Exercise};
 use shared::generate::beam::BeamSearch;
 use shared::generate::{Decoding, Sampler, Sampling};
 
-use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::models::{self, Budget, Sizes};
 use crate::quality::{continuations, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.18",
     summary: "beam search (widths 2, 4, 8) vs greedy, top-k 50, top-p 0.92 and temperature 0.7: the small model continues 10 validation prompts by 200 tokens with each, the large model scores them (mean and standard deviation of perplexity)",
-    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD)?),
+    run: |context| Report::new(&run(context, &Budget::from_flags(&context.flags), Sizes::STANDARD)?),
 };
 
 /// A decoding strategy of the comparison.
@@ -88,10 +89,9 @@ pub struct Result21_18 {
     pub rows: Vec<Row>,
 }
 
-pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_18> {
-    let flags = MODEL_FLAGS.get();
-    let large = models::large(context, &flags, budget)?;
-    let small = models::small(context, &flags, budget, &large, None)?;
+pub fn run(context: &Context, budget: &Budget, sizes: Sizes) -> Result<Result21_18> {
+    let large = models::large(context, &context.flags, budget)?;
+    let small = models::small(context, &context.flags, budget, &large, None)?;
     let prompts = sizes.prompts(context, budget)?;
     let mut rows = Vec::new();
     for strategy in Strategy::ALL {

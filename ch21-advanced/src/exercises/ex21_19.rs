@@ -8,17 +8,18 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::{Context, Exercise};
 use shared::generate::{Decoding, Sampler, Sampling};
 
-use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::models::{self, Budget, Sizes};
 use crate::quality::{continuations, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.19",
     summary: "the CTRL repetition penalty at 1.0, 1.2, 1.5 and 2.0: the large model continues 10 validation prompts by 200 tokens greedily; shares of repeated word 2-, 3- and 4-grams and the model's own perplexity",
-    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD)?),
+    run: |context| Report::new(&run(context, &Budget::from_flags(&context.flags), Sizes::STANDARD)?),
 };
 
 pub const PENALTIES: [f64; 4] = [1.0, 1.2, 1.5, 2.0];
@@ -37,8 +38,8 @@ pub struct Result21_19 {
     pub rows: Vec<Row>,
 }
 
-pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_19> {
-    let large = models::large(context, &MODEL_FLAGS.get(), budget)?;
+pub fn run(context: &Context, budget: &Budget, sizes: Sizes) -> Result<Result21_19> {
+    let large = models::large(context, &context.flags, budget)?;
     let prompts = sizes.prompts(context, budget)?;
     let mut rows = Vec::new();
     for penalty in PENALTIES {

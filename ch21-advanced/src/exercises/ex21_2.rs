@@ -9,7 +9,9 @@ use anyhow::Result;
 use serde::Serialize;
 use shared::attention::AttentionMask;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::generate::{generate_text, Sampling};
 use shared::gpt::{GptConfig, GptModel};
 use tch::{nn::VarStore, Device, Kind, Tensor};

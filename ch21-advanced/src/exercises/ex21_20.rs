@@ -13,19 +13,21 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::plot::{write_grid, Chart, Figure, Heatmap, Scatter, Series, PALETTE};
 use shared::positions::sinusoidal_table;
 use shared::tensors::rows_f64;
 use tch::{Kind, Tensor};
 
-use crate::models::{Model, MODEL_FLAGS};
+use crate::models::Model;
 use crate::pretrained::{subject, Pretraining};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.20",
     summary: "the pretrained model's learned position embeddings against a sinusoidal table of the same size: cosine similarity of all positions (heatmap), PCA to 2-D (scatter), similarity against distance",
-    run: |context| Report::new(&run(context, &subject(context, &MODEL_FLAGS.get(), &Pretraining::standard())?)?),
+    run: |context| Report::new(&run(context, &subject(context, &context.flags, &Pretraining::standard())?)?),
 };
 
 /// What one table shows.

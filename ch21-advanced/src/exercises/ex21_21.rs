@@ -16,7 +16,9 @@ use shared::cli::RunContext;
 use shared::data::INSTRUCTION_DATA;
 use shared::dataset::{DataLoader, GptDataset};
 use shared::device::seed_everything;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::gpt::GptModel;
 use shared::tokenizer::{TokenId, Tokenizer};
 use shared::train::{
@@ -24,7 +26,7 @@ use shared::train::{
 };
 
 use crate::analysis::{data_file, held_out_text, seeded_sample};
-use crate::models::{Model, MODEL_FLAGS};
+use crate::models::Model;
 use crate::pretrained::{subject, Pretraining};
 use crate::quality::{perplexity_of, token_log_probs};
 
@@ -32,7 +34,7 @@ pub const EXERCISE: Exercise = Exercise {
     id: "21.21",
     summary: "fine-tuning the pretrained model on a small domain corpus (chapter 7's instruction responses, or --data FILE): 3 epochs at lr 5e-5; held-out perplexity and samples before and after",
     run: |context| {
-        let model = subject(context, &MODEL_FLAGS.get(), &Pretraining::standard())?;
+        let model = subject(context, &context.flags, &Pretraining::standard())?;
         Report::new(&run(context, &model, &FineTuning::BOOK)?)
     },
 };

@@ -12,21 +12,23 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::model_source::LoadedModel;
 use shared::plot::{Chart, Series, PALETTE};
 use shared::tokenizer::{Gpt2Tokenizer, Tokenizer};
 
 use crate::analysis::seeded_sample;
 use crate::minigpt::{self, split_loss, MiniGptOptions, TokenizerChoice};
-use crate::models::{self, Model, MODEL_FLAGS};
+use crate::models::{self, Model};
 use crate::pretrained::Pretraining;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.22",
     summary: "three model sizes (2/128/4, 4/256/8, 6/384/12) trained alike with GPT-2's tokenizer: loss curves, validation perplexity, samples, time per epoch, real parameter counts",
     run: |context| {
-        let reference = models::from_flags(context, &MODEL_FLAGS.get())?;
+        let reference = models::from_flags(context, &context.flags)?;
         Report::new(&run(context, &SizeStudy::standard(), reference.as_ref())?)
     },
 };

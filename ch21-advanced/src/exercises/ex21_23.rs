@@ -14,17 +14,19 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::data::THE_VERDICT;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::tokenizer::word::{split_text, Vocabulary, END_OF_TEXT, UNKNOWN};
 
 use crate::analysis::{data_file, token_labels};
-use crate::models::{Model, MODEL_FLAGS};
+use crate::models::Model;
 use crate::pretrained::{subject, Pretraining};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.23",
     summary: "one paragraph under character, GPT-2 BPE and word tokenizers: lengths, characters per token, what a context window holds, out-of-vocabulary units, tokens and output-layer work per epoch",
-    run: |context| Report::new(&run(context, &subject(context, &MODEL_FLAGS.get(), &Pretraining::standard())?)?),
+    run: |context| Report::new(&run(context, &subject(context, &context.flags, &Pretraining::standard())?)?),
 };
 
 /// Pieces from which a word counts as split into many.

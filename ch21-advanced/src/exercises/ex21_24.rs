@@ -11,18 +11,20 @@ use std::path::PathBuf;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::plot::{Chart, Series, PALETTE};
 
 use crate::analysis::{data_file, held_out_text, token_labels};
-use crate::models::{Model, MODEL_FLAGS};
+use crate::models::Model;
 use crate::pretrained::{subject, Pretraining};
 use crate::quality::token_log_probs;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.24",
     summary: "per-token cross-entropy of a held-out passage: the 10 highest- and lowest-loss tokens in context, mean loss by position in the sentence and for function vs content words, a per-token loss chart",
-    run: |context| Report::new(&run(context, &subject(context, &MODEL_FLAGS.get(), &Pretraining::standard())?, 400)?),
+    run: |context| Report::new(&run(context, &subject(context, &context.flags, &Pretraining::standard())?, 400)?),
 };
 
 /// Function words: English stop words and Shakespeare's forms of them.

@@ -3,7 +3,7 @@
 //! positions stop at 64 and say so), with the rotation printed on a 2-D query and RoPE's
 //! relative-position property measured on the trained model.
 
-use shared::exercise::Exercise;
+use super::Exercise;
 
 use crate::compare::{self, Study};
 

@@ -2,7 +2,7 @@
 //! 8, 16, 32 and 64 (full causal) positions, their score memory and FLOPs per layer, and the
 //! copy task that shows the reach of `layers x (window - 1)` positions.
 
-use shared::exercise::Exercise;
+use super::Exercise;
 
 use crate::compare::{self, Study};
 

@@ -11,21 +11,22 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
 use shared::device::seed_everything;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::{Context, Exercise};
 use shared::generate::speculative::{expected_speedup, generate_speculative, SpeculativeStats};
 use shared::generate::{generate_cached, Decoder, Sampler, Sampling};
 use shared::gpt::GptModel;
 use shared::timing::{median_seconds, synchronize};
 use tch::Tensor;
 
-use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::models::{self, Budget, Sizes};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.27",
     summary: "speculative decoding: the 6-layer target (2,000 steps) with 2-layer drafts trained 100 and 600 steps, gamma 1, 2, 4, 8, greedy and at temperature 1: acceptance rate, tokens per target pass, measured speedup and the paper's expected speedup; greedy output identical to the target's",
-    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD)?),
+    run: |context| Report::new(&run(context, &Budget::from_flags(&context.flags), Sizes::STANDARD)?),
 };
 
 pub const GAMMAS: [i64; 4] = [1, 2, 4, 8];
@@ -102,12 +103,11 @@ fn sampler(temperature: f64) -> Result<Sampler> {
     Sampler::new(&Sampling { temperature, ..Sampling::GREEDY })
 }
 
-pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_27> {
-    let flags = MODEL_FLAGS.get();
-    let target = models::large(context, &flags, budget)?;
+pub fn run(context: &Context, budget: &Budget, sizes: Sizes) -> Result<Result21_27> {
+    let target = models::large(context, &context.flags, budget)?;
     let (strong_steps, weak_steps) = (budget.small.iters, (budget.small.iters / 6).max(1));
-    let weak = models::small(context, &flags, budget, &target, Some(weak_steps))?;
-    let strong = models::small(context, &flags, budget, &target, None)?;
+    let weak = models::small(context, &context.flags, budget, &target, Some(weak_steps))?;
+    let strong = models::small(context, &context.flags, budget, &target, None)?;
     let tokenizer = target.gpt().cfg.tokenizer.build()?;
     let device = context.device;
     let prompts: Vec<Tensor> = sizes

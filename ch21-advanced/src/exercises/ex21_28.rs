@@ -3,7 +3,7 @@
 //! of the mini-GPT with 8 query heads and 8, 4, 2 or 1 key/value heads, and GPT-2 small's
 //! cache sizes by the same formula.
 
-use shared::exercise::Exercise;
+use super::Exercise;
 
 use crate::compare::{self, Study};
 

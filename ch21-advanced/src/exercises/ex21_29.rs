@@ -2,7 +2,7 @@
 //! trained at context 64 stream 2,048 validation tokens with window attention, 4 sinks plus a
 //! window, and recomputation; the weight their queries give the first positions.
 
-use shared::exercise::Exercise;
+use super::Exercise;
 
 use crate::compare::{self, Study};
 

@@ -2,7 +2,7 @@
 //! 32-token prompt and a 32-token completion, causal models (trained on every token or on the
 //! completion) against a prefix LM (bidirectional over the prompt), scored on the completion.
 
-use shared::exercise::Exercise;
+use super::Exercise;
 
 use crate::compare::{self, Study};
 

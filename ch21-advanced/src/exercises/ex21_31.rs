@@ -9,19 +9,20 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
 use shared::device::seed_everything;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::{Context, Exercise};
 use shared::generate::contrastive::{generate_contrastive, Contrastive};
 use shared::generate::{continue_text, Decoding, Sampler, Sampling};
 
-use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::models::{self, Budget, Sizes};
 use crate::quality::{continuations, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.31",
     summary: "contrastive decoding (large 6-layer expert, small 2-layer amateur, plausibility 0.1) at alpha 0, 0.25, 0.5, 1 and 1.5 against sampling from the large model: its perplexity and repeated n-grams over 10 prompts of 200 tokens",
-    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD)?),
+    run: |context| Report::new(&run(context, &Budget::from_flags(&context.flags), Sizes::STANDARD)?),
 };
 
 pub const ALPHAS: [f64; 5] = [0.0, 0.25, 0.5, 1.0, 1.5];
@@ -41,10 +42,9 @@ pub struct Result21_31 {
     pub rows: Vec<Row>,
 }
 
-pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_31> {
-    let flags = MODEL_FLAGS.get();
-    let large = models::large(context, &flags, budget)?;
-    let small = models::small(context, &flags, budget, &large, None)?;
+pub fn run(context: &Context, budget: &Budget, sizes: Sizes) -> Result<Result21_31> {
+    let large = models::large(context, &context.flags, budget)?;
+    let small = models::small(context, &context.flags, budget, &large, None)?;
     let prompts = sizes.prompts(context, budget)?;
     let row = |method: String, texts: Vec<String>| -> Result<Row> {
         Ok(Row { method, quality: TextQuality::of(large.gpt(), &texts, sizes.prompt_chars)? })

@@ -9,19 +9,20 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
 use shared::device::seed_everything;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::{Context, Exercise};
 use shared::generate::watermark::{detect_text, expected_green_share, Watermark, WatermarkKey, Z_THRESHOLD};
 use shared::generate::{Decoding, Sampler, Sampling};
 
-use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::models::{self, Budget, Sizes};
 use crate::quality::{continuations, mean_std, TextQuality};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.32",
     summary: "a green-list watermark (gamma 0.25) at delta 0, 0.5, 1, 2 and 5 on the large model's samples of 200 tokens after 10 prompts: z-scores, detection rate at z > 4, green share and perplexity",
-    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD)?),
+    run: |context| Report::new(&run(context, &Budget::from_flags(&context.flags), Sizes::STANDARD)?),
 };
 
 pub const DELTAS: [f64; 5] = [0.0, 0.5, 1.0, 2.0, 5.0];
@@ -53,8 +54,8 @@ pub struct Result21_32 {
     pub rows: Vec<Row>,
 }
 
-pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes) -> Result<Result21_32> {
-    let large = models::large(context, &MODEL_FLAGS.get(), budget)?;
+pub fn run(context: &Context, budget: &Budget, sizes: Sizes) -> Result<Result21_32> {
+    let large = models::large(context, &context.flags, budget)?;
     let tokenizer = large.gpt().cfg.tokenizer.build()?;
     let key = WatermarkKey::new(KEY, GAMMA, large.gpt().cfg.vocab_size)?;
     let prompts = sizes.prompts(context, budget)?;

@@ -2,7 +2,7 @@
 //! output heads on one trunk, the next-token head's loss, and self-speculative decoding with
 //! the extra heads drafting.
 
-use shared::exercise::Exercise;
+use super::Exercise;
 
 use crate::compare::{self, Study};
 

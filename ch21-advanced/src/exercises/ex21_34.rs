@@ -13,20 +13,21 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::{Context, Exercise};
 use shared::generate::generate_greedy_cached;
 use shared::gpt::{GptModel, Granularity, LinearWeight, QuantScheme, Quantization};
 use shared::timing::median_seconds;
 use tch::Tensor;
 
 use crate::minigpt::split_loss;
-use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::models::{self, Budget, Sizes};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.34",
     summary: "post-training quantization of the large model's linear layers: fixed-grid round-to-nearest, absmax and zero-point, per tensor and per channel, at 8, 6, 4, 3 and 2 bits: validation perplexity, bytes, tokens/s, and fbgemm's int8 kernel",
-    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD, 50)?),
+    run: |context| Report::new(&run(context, &Budget::from_flags(&context.flags), Sizes::STANDARD, 50)?),
 };
 
 pub const BITS: [u8; 5] = [8, 6, 4, 3, 2];
@@ -106,8 +107,8 @@ fn with_quantized<T>(
     result
 }
 
-pub fn run(context: &RunContext, budget: &Budget, sizes: Sizes, validation_batches: usize) -> Result<Result21_34> {
-    let mut large = models::large(context, &MODEL_FLAGS.get(), budget)?;
+pub fn run(context: &Context, budget: &Budget, sizes: Sizes, validation_batches: usize) -> Result<Result21_34> {
+    let mut large = models::large(context, &context.flags, budget)?;
     let text = budget.corpus(context)?;
     let prompt = sizes.prompts(context, budget)?.remove(0);
     let train_ratio = budget.large.train_ratio;

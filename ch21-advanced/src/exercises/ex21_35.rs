@@ -9,18 +9,19 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::{Context, Exercise};
 use shared::generate::{generate_text_cached, Sampler, Sampling};
 
 use crate::minigpt::{split_loss, Distill};
-use crate::models::{self, Budget, Sizes, MODEL_FLAGS};
+use crate::models::{self, Budget, Sizes};
 use crate::quality::one_line;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.35",
     summary: "knowledge distillation: 2-layer students of the 6-layer teacher trained with lambda 0.5 at temperatures 1, 2, 4 and 8 against one trained on cross-entropy alone: validation loss and samples",
-    run: |context| Report::new(&run(context, &Budget::from_flags(&MODEL_FLAGS.get()), Sizes::STANDARD, 0.5, 50)?),
+    run: |context| Report::new(&run(context, &Budget::from_flags(&context.flags), Sizes::STANDARD, 0.5, 50)?),
 };
 
 pub const TEMPERATURES: [f64; 4] = [1.0, 2.0, 4.0, 8.0];
@@ -45,13 +46,13 @@ pub struct Result21_35 {
 
 /// The students: cross-entropy alone, then `weight` of distillation at each temperature.
 pub fn run(
-    context: &RunContext,
+    context: &Context,
     budget: &Budget,
     sizes: Sizes,
     weight: f64,
     validation_batches: usize,
 ) -> Result<Result21_35> {
-    let teacher = models::large(context, &MODEL_FLAGS.get(), budget)?;
+    let teacher = models::large(context, &context.flags, budget)?;
     let text = budget.corpus(context)?;
     let prompt = sizes.prompts(context, budget)?.remove(0);
     let train_ratio = budget.small.train_ratio;

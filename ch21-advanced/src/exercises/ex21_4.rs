@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::gpt::{GptModel, NormPlacement};
 use shared::plot::{write_grid, Chart, Figure, Series, PALETTE};
 use shared::train::{calc_loss_batch, BatchSource};

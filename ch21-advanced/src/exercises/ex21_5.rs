@@ -7,7 +7,9 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::gpt::{GptConfig, ParameterCounts};
 
 use crate::minigpt::{self, MiniGptOptions};

@@ -7,7 +7,9 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::generate::temperature_probabilities;
 use shared::plot::{Chart, Series, PALETTE};
 use tch::Tensor;

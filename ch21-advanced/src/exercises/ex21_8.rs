@@ -7,7 +7,9 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::gpt::{GptConfig, GptModel};
 use tch::{nn, Device, Kind};
 

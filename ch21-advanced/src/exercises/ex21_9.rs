@@ -5,7 +5,9 @@
 use std::fmt;
 
 use serde::Serialize;
-use shared::exercise::{Exercise, Report};
+use shared::exercise::Report;
+
+use super::Exercise;
 use shared::train::{cross_entropy, perplexity};
 use tch::{Device, Kind, Tensor};
 

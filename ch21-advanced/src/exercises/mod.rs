@@ -36,7 +36,17 @@ pub mod ex21_7;
 pub mod ex21_8;
 pub mod ex21_9;
 
-use shared::exercise::Exercise;
+use shared::exercise::ExerciseContext;
+
+use crate::models::ModelFlags;
+
+/// What an exercise receives: the run's context and the binary's model flags (`--checkpoint`,
+/// `--weights`, `--small-checkpoint`, ...), which the decoding, compression and analysis
+/// exercises load their models from.
+pub type Context = ExerciseContext<ModelFlags>;
+
+/// A chapter 21 exercise.
+pub type Exercise = shared::exercise::Exercise<Context>;
 
 /// Every exercise done so far, in book order.
 pub const ALL: &[Exercise] = &[
