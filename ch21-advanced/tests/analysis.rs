@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ch21_advanced::exercises::ex21_17::{self, uniform_attention, Attention};
-use ch21_advanced::exercises::{ex21_20, ex21_21, ex21_22, ex21_23, ex21_24};
+use ch21_advanced::exercises::analysis::ex21_17::{self, uniform_attention, Attention};
+use ch21_advanced::exercises::{
+    analysis::ex21_20, analysis::ex21_21, analysis::ex21_22, analysis::ex21_23, analysis::ex21_24,
+};
 use ch21_advanced::models::{self, Model, ModelFlags};
 use ch21_advanced::pretrained::Pretraining;
 use ch21_advanced::quality::token_log_probs;

@@ -3,7 +3,10 @@
 
 use std::sync::OnceLock;
 
-use ch21_advanced::exercises::{ex21_18, ex21_19, ex21_27, ex21_31, ex21_32, ex21_34, ex21_35, Context};
+use ch21_advanced::exercises::{
+    compression::ex21_34, compression::ex21_35, decoding::ex21_18, decoding::ex21_19, decoding::ex21_27,
+    decoding::ex21_31, decoding::ex21_32, Context,
+};
 use ch21_advanced::models::{self, Budget, ModelFlags, Sizes};
 use ch21_advanced::quality::one_line;
 use shared::cli::RunContext;

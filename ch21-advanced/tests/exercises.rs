@@ -1,8 +1,10 @@
 //! Chapter 21's exercises, and the README rows that list them.
 
 use ch21_advanced::exercises::{
-    self, ex21_1, ex21_10, ex21_11, ex21_12, ex21_13, ex21_14, ex21_15, ex21_16, ex21_2, ex21_3, ex21_4, ex21_5,
-    ex21_6, ex21_7, ex21_8, ex21_9,
+    self, foundations::ex21_1, foundations::ex21_10, foundations::ex21_11, foundations::ex21_12, foundations::ex21_13,
+    foundations::ex21_14, foundations::ex21_15, foundations::ex21_16, foundations::ex21_2, foundations::ex21_3,
+    foundations::ex21_4, foundations::ex21_5, foundations::ex21_6, foundations::ex21_7, foundations::ex21_8,
+    foundations::ex21_9,
 };
 use shared::cli::RunContext;
 
@@ -119,11 +121,18 @@ fn exercise_21_11_masks_the_future() {
     assert_eq!(result.weights_after[0][0], 1.0);
 }
 
+/// Every exercise has a README row whose id links to its file.
 #[test]
-fn every_exercise_has_a_readme_row() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+fn every_exercise_has_a_readme_row_linking_to_its_file() {
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
     for exercise in exercises::ALL {
-        assert!(readme.contains(&format!("| {} |", exercise.id)), "no README row for {}", exercise.id);
+        let start = format!("| [{}](", exercise.id);
+        let row = readme.lines().find(|line| line.starts_with(&start));
+        let row = row.unwrap_or_else(|| panic!("no README row for {}", exercise.id));
+        let path = &row[start.len()..row.find(") |").unwrap()];
+        let file = format!("/ex{}.rs", exercise.id.replace('.', "_"));
+        assert!(path.ends_with(&file) && crate_dir.join(path).is_file(), "{} links to {path}", exercise.id);
     }
 }
 
