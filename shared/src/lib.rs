@@ -22,12 +22,14 @@
 //! | [`classifier`] | 6 | padded classification data, the 2-class head, freezing, loss and accuracy, `train_classifier_simple` |
 //! | [`plot`] | 4, 5 | PNG line charts |
 //! | [`spam`] | 6.2 | the SMS Spam Collection: pandas-compatible parsing, numpy-identical balancing and split, CSV files |
-//! | [`reference`] | all | comparing results with JSON reference values (tests) |
+//! | [`reference`] | all | comparing results with JSON reference values and text snapshots (tests; the `testing` feature) |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
-//! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>` |
-//! | [`fuzz`] | all | mutation testing of the loaders (tests) |
+//! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>`, and the context an exercise runs with |
+//! | [`fuzz`] | all | mutation testing of the loaders (tests; the `testing` feature) |
 //! | [`cli`] | all | the flags every binary takes (`--device`, `--seed`, `--out-dir`, `--data`) |
+//! | [`distributed`] | A.9.3 | data-parallel training over LibTorch's c10d: process groups, gradient averaging, sharded loaders, the launcher |
+//! | [`native`] | 5, 21 | LibTorch operators `tch` does not generate (the fused AdamW kernel, fbgemm's int8 linear layer), compiled from `cpp/` |
 
 pub mod attention;
 pub mod classifier;
@@ -37,6 +39,7 @@ pub mod dataset;
 pub mod device;
 pub mod distributed;
 pub mod exercise;
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzz;
 pub mod generate;
 pub mod gpt;
@@ -46,6 +49,7 @@ pub mod model_source;
 pub mod native;
 pub mod plot;
 pub mod positions;
+#[cfg(any(test, feature = "testing"))]
 pub mod reference;
 pub mod spam;
 pub mod tensors;
