@@ -1,10 +1,10 @@
 //! A bounded soak test: concurrent clients send a server on this machine a mix of valid
-//! requests (chat, streamed chat, completions) and hostile ones (overflowing `max_tokens`,
-//! broken JSON, a huge stop string, a prompt of 100,000 spaces, a foreign `Host` or
-//! `Origin`, streams cut after the first event, headers sent slowly, headers never
-//! finished), then checks what a server that survives them must show: every valid request
-//! got its whole answer, every hostile one its 4xx, `/health` still answers at once, and
-//! the memory is back near its level after the warm-up. It stops by itself.
+//! requests (chat, streamed chat, completions, headers sent slowly, streams read slowly)
+//! and hostile ones (overflowing `max_tokens`, broken JSON, a huge stop string, a prompt of
+//! 100,000 spaces, a foreign `Host` or `Origin`, streams cut after the first event, headers
+//! never finished), then checks what a server that survives them must show: every valid
+//! request got its whole answer, every hostile one its 4xx, `/health` still answers at
+//! once, and the memory is back near its level after the warm-up. It stops by itself.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -81,10 +81,11 @@ enum Kind {
     CrossSite,
     CutStream,
     SlowHeaders,
+    SlowReader,
     UnfinishedHeaders,
 }
 
-const MIX: [Kind; 13] = [
+const MIX: [Kind; 14] = [
     Kind::Chat,
     Kind::HugeMaxTokens,
     Kind::SampledStream,
@@ -94,6 +95,7 @@ const MIX: [Kind; 13] = [
     Kind::ForeignHost,
     Kind::SlowHeaders,
     Kind::HugeStop,
+    Kind::SlowReader,
     Kind::SpecialTokenText,
     Kind::CrossSite,
     Kind::UnfinishedHeaders,
@@ -151,6 +153,7 @@ fn run_phase(addr: SocketAddr, options: &SoakOptions, requests: usize) -> Result
                             | Kind::Completion
                             | Kind::SpecialTokenText
                             | Kind::SlowHeaders
+                            | Kind::SlowReader
                     );
                     let hostile = !valid && !matches!(kind, Kind::CutStream | Kind::UnfinishedHeaders);
                     report.valid += usize::from(valid);
@@ -165,7 +168,7 @@ fn run_phase(addr: SocketAddr, options: &SoakOptions, requests: usize) -> Result
                         }
                         Outcome::Failed(message) => report.failures.push(format!("request {i} ({kind:?}): {message}")),
                     }
-                    if kind == Kind::SlowHeaders {
+                    if matches!(kind, Kind::SlowHeaders | Kind::SlowReader) {
                         report.slow_clients += 1;
                     }
                     report.failures.truncate(20);
@@ -201,7 +204,7 @@ fn one(addr: SocketAddr, kind: Kind, i: usize, max_tokens: i64) -> Result<Outcom
         }
         Kind::SampledStream => {
             let body = chat("What is the capital of France?", json!({ "stream": true, "temperature": 0.8, "seed": i }));
-            let events = stream_events(addr, &post("/v1/chat/completions", &body, &[]), None)?;
+            let events = stream_events(addr, &post("/v1/chat/completions", &body, &[]), None, Duration::ZERO)?;
             ensure!(events.last().map(String::as_str) == Some("[DONE]"), "the stream ended early: {events:?}");
             Ok(Outcome::Answered)
         }
@@ -223,6 +226,14 @@ fn one(addr: SocketAddr, kind: Kind, i: usize, max_tokens: i64) -> Result<Outcom
                 std::thread::sleep(Duration::from_millis(100));
             }
             expect(read_answer(stream)?, 200)
+        }
+        Kind::SlowReader => {
+            // A streamed reply read a few bytes at a time, 10 ms apart.
+            let body = chat("Name a planet.", json!({ "stream": true }));
+            let events =
+                stream_events(addr, &post("/v1/chat/completions", &body, &[]), None, Duration::from_millis(10))?;
+            ensure!(events.last().map(String::as_str) == Some("[DONE]"), "the stream ended early: {events:?}");
+            Ok(Outcome::Answered)
         }
         Kind::HugeMaxTokens => {
             expect(send(addr, &post("/v1/chat/completions", &chat("Hi", json!({ "max_tokens": i64::MAX })), &[]))?, 400)
@@ -254,7 +265,7 @@ fn one(addr: SocketAddr, kind: Kind, i: usize, max_tokens: i64) -> Result<Outcom
         }
         Kind::CutStream => {
             let body = chat("Write a long story.", json!({ "stream": true, "max_tokens": 200 }));
-            stream_events(addr, &post("/v1/chat/completions", &body, &[]), Some(1))?;
+            stream_events(addr, &post("/v1/chat/completions", &body, &[]), Some(1), Duration::ZERO)?;
             Ok(Outcome::Cut)
         }
         Kind::UnfinishedHeaders => {
@@ -297,16 +308,18 @@ fn read_answer(mut stream: TcpStream) -> Result<(u16, String)> {
 }
 
 /// The data of a stream's events, all of them or the first `keep` (then the connection is
-/// dropped mid-stream).
-fn stream_events(addr: SocketAddr, text: &str, keep: Option<usize>) -> Result<Vec<String>> {
+/// dropped mid-stream), read in small pieces `pace` apart.
+fn stream_events(addr: SocketAddr, text: &str, keep: Option<usize>, pace: Duration) -> Result<Vec<String>> {
     let mut stream = connect(addr)?;
     stream.write_all(text.as_bytes())?;
-    let mut lines = BufReader::new(stream).lines();
+    let capacity = if pace.is_zero() { 8 << 10 } else { 64 };
+    let mut lines = BufReader::with_capacity(capacity, stream).lines();
     let status = lines.next().context("no answer")??;
     ensure!(status.starts_with("HTTP/1.1 200"), "{status}");
     let mut events = Vec::new();
     for line in lines {
         // Chunked transfer: the data lines are whole within their chunks.
+        std::thread::sleep(pace);
         if let Some(data) = line?.strip_prefix("data: ") {
             events.push(data.to_string());
             if keep.is_some_and(|keep| events.len() >= keep) {
