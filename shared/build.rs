@@ -1,4 +1,4 @@
-//! Compiles `cpp/native.cpp` (see `src/native.rs`) against the LibTorch that `torch-sys`
+//! Compiles `cpp/native.cpp` (see `src/core/native.rs`) against the LibTorch that `torch-sys`
 //! found: its `lib/` comes as `DEP_TCH_LIBTORCH_LIB`, with `include/` beside it. With Gloo's
 //! headers at hand (`GLOO_INCLUDE_DIR`, else Debian's libgloo-dev in /usr/include) it also
 //! compiles `cpp/distributed.cpp` (see `src/distributed.rs`) and sets `cfg(llms_gloo)`.

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use shared::tensors::rows_i64;
+use shared::core::tensors::rows_i64;
 use tch::{Kind, Tensor};
 
 /// What the appendix prints about tensors.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::distributed::{shard, Backend, DataParallel, ProcessGroup, Rendezvous, BUCKET_BYTES};
 use tch::nn::{self, OptimizerConfig};
 use tch::Device;

@@ -1,7 +1,7 @@
 //! Section A.5, listing A.4: a multilayer perceptron with two hidden layers (30 and 20
 //! units, ReLU). Parameters are named like the book's `state_dict` (`layers.0.weight`, ...).
 
-use shared::init;
+use shared::core::init;
 use tch::{nn, Tensor};
 
 /// The hidden layer sizes.

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use shared::timing::median_seconds;
+use shared::core::timing::median_seconds;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize)]

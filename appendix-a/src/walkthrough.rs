@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::device::{device_name, seed_everything};
+use shared::core::device::{device_name, seed_everything};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::autograd::{self, LogisticGradients};
@@ -14,7 +14,7 @@ use crate::basics::{self, TensorBasics};
 use crate::mlp::NeuralNetwork;
 use crate::toy_data::{self, batch_values, ToyLoader};
 use crate::training::{self, StepLog};
-use shared::tensors::{format_rows, rows_f32};
+use shared::core::tensors::{format_rows, rows_f32};
 
 /// One printed batch of the toy loader.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use appendix_a::ddp::{rank_weights, train_single_process, DdpOptions};
 use appendix_a::mlp::NeuralNetwork;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::distributed::Backend;
 use tch::nn::VarStore;
 use tch::Device;

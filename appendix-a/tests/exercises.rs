@@ -6,7 +6,7 @@ use appendix_a::timing;
 use appendix_a::toy_data::{self, ToyLoader};
 use appendix_a::training;
 use shared::cli::RunContext;
-use shared::device::{global_rng_lock, seed_everything};
+use shared::core::device::{global_rng_lock, seed_everything};
 use shared::exercise;
 use tch::{nn, Device};
 

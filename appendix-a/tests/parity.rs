@@ -4,7 +4,7 @@
 
 use appendix_a::walkthrough::{self, Walkthrough};
 use serde_json::Value;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::reference::assert_close;
 use tch::Device;
 

@@ -6,7 +6,7 @@ use std::process::Command;
 use appendix_e_lora::counts;
 use shared::classifier::finetune::{self, FinetuneOptions};
 use shared::cli::RunContext;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::gpt::GptConfig;
 use shared::lora::LoraConfig;
 use shared::model_source::Init;

@@ -2,7 +2,7 @@
 
 use ch02_tokenization::exercises::{self, ex2_1, ex2_2};
 use shared::cli::RunContext;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::exercise;
 
 #[test]

@@ -2,7 +2,7 @@
 
 use ch02_tokenization::walkthrough::{self, BatchRows, Walkthrough};
 use shared::cli::RunContext;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 
 fn walkthrough() -> Walkthrough {
     let _rng = global_rng_lock();

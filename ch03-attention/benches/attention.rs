@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tch::{nn, Device, Kind, Tensor};
 
 fn bench_device(c: &mut Criterion, device: Device) {
-    let mut group = c.benchmark_group(format!("mha_forward_{}", shared::device::device_name(device)));
+    let mut group = c.benchmark_group(format!("mha_forward_{}", shared::core::device::device_name(device)));
     group.sample_size(10);
     for kind in [Kind::Float, Kind::BFloat16] {
         tch::manual_seed(123);

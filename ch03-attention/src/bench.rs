@@ -4,8 +4,8 @@ use std::fmt;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::device::{device_name, dtype_name, seed_everything};
-use shared::timing::median_seconds;
+use shared::core::device::{device_name, dtype_name, seed_everything};
+use shared::core::timing::median_seconds;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::variants::{AttentionVariants, Variant};
@@ -70,7 +70,7 @@ pub fn run(config: &BenchConfig, mut on_row: impl FnMut(&BenchRow)) -> Result<Be
     let scores = [config.batch, config.heads, config.tokens, config.tokens, 4]
         .iter()
         .try_fold(1i64, |acc, &n| acc.checked_mul(n));
-    let budget = shared::device::memory_budget();
+    let budget = shared::core::device::memory_budget();
     ensure!(
         scores.is_some_and(|bytes| budget.is_none_or(|budget| bytes <= budget.bytes)),
         "batch {} x {} heads x {} x {} tokens of attention scores do not fit in the memory this process can \

@@ -1,6 +1,6 @@
 //! Section 3.4: self-attention with trainable weights (listings 3.1 and 3.2).
 
-use shared::init;
+use shared::core::init;
 use tch::{nn, Kind, Tensor};
 
 /// Softmax of `scores / sqrt(d_k)`, the scaled dot-product weights (section 3.4.1).

@@ -6,14 +6,14 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::attention::MultiHeadAttention;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::causal::CausalAttention;
 use crate::multihead::MultiHeadAttentionWrapper;
 use crate::self_attention::{scaled_weights, SelfAttentionV1, SelfAttentionV2};
 use crate::simplified::{all_context_vectors, attention_scores, naive_softmax, normalize_by_sum};
-use shared::tensors::{format_rows, matrices_f32, rows_f32, vec_f32};
+use shared::core::tensors::{format_rows, matrices_f32, rows_f32, vec_f32};
 
 type Matrix = Vec<Vec<f32>>;
 

@@ -2,7 +2,7 @@
 
 use ch03_attention::exercises::{self, ex3_1, ex3_2, ex3_3};
 use shared::cli::RunContext;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::exercise;
 
 #[test]

@@ -3,7 +3,7 @@
 
 use ch03_attention::walkthrough::{self, Walkthrough};
 use serde_json::Value;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::reference::json_floats;
 
 fn reference() -> Value {

@@ -2,7 +2,7 @@
 
 use ch03_attention::bench::{self, BenchConfig};
 use ch03_attention::variants::{AttentionVariants, Variant};
-use shared::device::{global_rng_lock, seed_everything};
+use shared::core::device::{global_rng_lock, seed_everything};
 use tch::{nn, Device, Kind, Tensor};
 
 #[test]

@@ -1,8 +1,8 @@
 //! Listing 4.1: the placeholder GPT: embeddings, dropout and the output head, with blocks
 //! and the final norm left as identity functions (they are filled in later in the chapter).
 
+use shared::core::init;
 use shared::gpt::GptConfig;
-use shared::init;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]

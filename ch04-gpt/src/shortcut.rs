@@ -1,8 +1,8 @@
 //! Section 4.4, listing 4.5: a deep stack of small layers, with and without shortcut
 //! connections, to see how shortcuts keep gradients from vanishing.
 
+use shared::core::init;
 use shared::gpt::gelu;
-use shared::init;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]

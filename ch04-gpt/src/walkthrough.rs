@@ -7,12 +7,12 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
+use shared::core::init;
+use shared::core::tensors::{format_rows, rows_f32, vec_f32};
 use shared::generate::generate_text_simple;
 use shared::gpt::{gelu, FeedForward, GptConfig, GptModel, LayerNorm, ParameterCounts, TransformerBlock};
-use shared::init;
 use shared::plot;
-use shared::tensors::{format_rows, rows_f32, vec_f32};
 use shared::tokenizer::Gpt2Tokenizer;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -138,7 +138,7 @@ pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
     let ids: Vec<u32> = generated_ids.iter().map(|&id| id as u32).collect();
 
     Ok(Walkthrough {
-        batch: shared::tensors::rows_i64(&batch),
+        batch: shared::core::tensors::rows_i64(&batch),
         dummy_logits_shape: dummy_logits.size(),
         ln_layer_out: rows_f32(&out),
         ln_mean: vec_f32(&mean),

@@ -1,7 +1,7 @@
 //! Exercises 4.1-4.3.
 
 use ch04_gpt::exercises::{self, ex4_1, ex4_2, ex4_3};
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 
 #[test]
 fn exercise_4_1_counts_a_block() {

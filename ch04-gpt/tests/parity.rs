@@ -3,7 +3,7 @@
 
 use ch04_gpt::walkthrough;
 use serde_json::Value;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::reference::assert_close;
 
 #[test]

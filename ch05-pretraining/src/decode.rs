@@ -40,7 +40,7 @@ pub fn text_losses(
     let (train, val) = loaders(text, train_ratio, context_length, 2)?;
     check_token_ids(model, &[("training", &train), ("validation", &val)])?;
     let device = model.tok_emb.ws.device();
-    shared::device::seed_everything(seed);
+    shared::core::device::seed_everything(seed);
     let train_loss = calc_loss_loader(model, &train, None, device);
     let val_loss = calc_loss_loader(model, &val, None, device);
     Ok(TextLosses {

@@ -12,8 +12,8 @@ use ch05_pretraining::pretrain::{self, book_config, DdpSettings, PretrainOptions
 use ch05_pretraining::{bench, check_run};
 use clap::{Args, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
+use shared::core::device::seed_everything;
 use shared::data::THE_VERDICT;
-use shared::device::seed_everything;
 use shared::distributed::{self, Backend, Rendezvous};
 use shared::exercise::ExerciseCommand;
 use shared::generate::{continue_text, Decoding, Sampling};

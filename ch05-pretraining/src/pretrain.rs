@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
+use shared::core::device::{device_name, seed_everything};
 use shared::dataset::{DataLoader, GptDataset};
-use shared::device::{device_name, seed_everything};
 use shared::distributed::{Backend, DataParallel, ProcessGroup, Rendezvous, ShardedLoader, BUCKET_BYTES};
 use shared::gpt::{GptConfig, GptModel};
 use shared::train::{

@@ -6,8 +6,8 @@ use ch05_pretraining::exercises::{self, ex5_1, ex5_2, ex5_3, ex5_4, ex5_5, ex5_6
 use ch05_pretraining::pretrain;
 use serde_json::Value;
 use shared::cli::RunContext;
+use shared::core::device::global_rng_lock;
 use shared::data::THE_VERDICT;
-use shared::device::global_rng_lock;
 use shared::generate::Sampling;
 use shared::gpt::GptConfig;
 use shared::model_source::ModelSource;

@@ -5,8 +5,8 @@ use ch05_pretraining::decode::generate_text;
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
 use serde_json::Value;
 use shared::cli::RunContext;
+use shared::core::device::{global_rng_lock, seed_everything};
 use shared::data::THE_VERDICT;
-use shared::device::{global_rng_lock, seed_everything};
 use shared::generate::{generate, generate_text_simple, Sampling};
 use shared::gpt::{GptConfig, GptModel};
 use shared::reference::assert_close;
@@ -40,7 +40,7 @@ fn untrained_model_losses_and_sampling_match_pytorch() {
     let targets = Tensor::from_slice(&[3626i64, 6100, 345, 1107, 588, 11311]).view([2, 3]);
     let logits = tch::no_grad(|| model.forward_t(&inputs, false));
     let probas = logits.softmax(-1, Kind::Float).gather(2, &targets.unsqueeze(-1), false).squeeze_dim(-1);
-    assert_close("target probabilities", shared::tensors::rows_f32(&probas), &reference["target_probas"], 1e-9);
+    assert_close("target probabilities", shared::core::tensors::rows_f32(&probas), &reference["target_probas"], 1e-9);
     let loss = cross_entropy(&logits, &targets).double_value(&[]);
     assert!((loss - reference["example_loss"].as_f64().unwrap()).abs() < 1e-5, "loss {loss}");
     let ppl = perplexity(loss);

@@ -7,7 +7,7 @@ use shared::classifier::{
     calc_accuracy_loader, freeze, replace_head, ClassificationDataset, ClassificationLoader, TokenPosition, Trainable,
 };
 use shared::cli::RunContext;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::gpt::{GptConfig, GptModel};
 use shared::model_source::Init;
 use shared::spam::Message;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::cli::RunContext;
-use shared::device::{device_name, seed_everything};
+use shared::core::device::{device_name, seed_everything};
 use shared::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
 use shared::model_source::{Init, LoadedModel, ModelSource};
 use shared::train::{

@@ -21,7 +21,7 @@ use ch07_instruction::template::TemplateKind;
 use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::{ExerciseCommand, ExerciseContext};
 use shared::generate::{Decoding, Sampling};
 use shared::lora::LoraConfig;

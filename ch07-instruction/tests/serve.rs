@@ -15,7 +15,7 @@ use ch07_instruction::serve::{self, RunningServer, ServeOptions};
 use ch07_instruction::template::TemplateKind;
 use serde_json::{json, Value};
 use shared::cli::RunContext;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
 use shared::model_source::Init;
 use shared::tokenizer::END_OF_TEXT_ID;

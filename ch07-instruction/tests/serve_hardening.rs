@@ -12,7 +12,7 @@ use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOption
 use ch07_instruction::template::TemplateKind;
 use serde_json::{json, Value};
 use shared::cli::RunContext;
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::model_source::Init;
 use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT};
 

@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn targets_are_the_inputs_shifted_by_one() {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         tch::manual_seed(1);
         let tokens: Vec<u32> = (0..50).collect();
         let windows = RandomWindows::new(&tokens, 8, 3, 2).unwrap();

@@ -11,8 +11,8 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use shared::attention::AttentionMask;
 use shared::cli::RunContext;
+use shared::core::device::{device_name, seed_everything};
 use shared::data::TINY_SHAKESPEARE;
-use shared::device::{device_name, seed_everything};
 use shared::gpt::{Activation, GptConfig, GptModel, NormPlacement};
 use shared::model_source::ModelSource;
 use shared::positions::PosEncoding;
@@ -337,7 +337,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     let vs = VarStore::new(context.device);
     let mut model = GptModel::new(&vs.root(), &config)?;
     options.choose_kernels(&mut model);
-    shared::init::gpt2_init(&vs, config.n_layers);
+    shared::core::init::gpt2_init(&vs, config.n_layers);
     let mut optimizer = AdamW::new(&vs, options.optimizer())?.decay_matrices_only();
     let mut progress = TrainProgress::default();
     if let (Some(meta), Some(path)) = (&resumed, &options.resume) {

@@ -28,7 +28,7 @@ fn small() -> MiniGptOptions {
 fn run(study: Study, dir: &tempfile::TempDir) -> Comparison {
     let context = RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() };
     let text: String = minigpt::corpus(&context).unwrap().chars().take(20_000).collect();
-    let _rng = shared::device::global_rng_lock();
+    let _rng = shared::core::device::global_rng_lock();
     let result = compare::run(&context, &text, study, &small()).unwrap();
     assert!(result.charts.iter().all(|chart| chart.is_file()), "{:?}", result.charts);
     assert!(result.rows.iter().all(|row| row.measurements.len() == result.columns.len()));
@@ -88,7 +88,7 @@ fn window_costs_and_the_copy_tasks_reach() {
     assert!(result.notes.iter().any(|n| n.starts_with("| 3 | 21 |")), "{:?}", result.notes);
 
     // One layer with a window of 4 reads 3 positions back: period 4 is copied, period 6 is not.
-    let _rng = shared::device::global_rng_lock();
+    let _rng = shared::core::device::global_rng_lock();
     let task = |distance| CopyTask { vocab: 16, length: 16, distance, layers: 1, window: 4, steps: 150 };
     let within = compare::copy_task(&task(4), Device::Cpu, 1).unwrap();
     let beyond = compare::copy_task(&task(6), Device::Cpu, 1).unwrap();

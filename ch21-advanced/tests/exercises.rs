@@ -40,7 +40,7 @@ fn exercise_21_5_counts_the_saving_and_trains_both() {
     let dir = tempfile::tempdir().unwrap();
     let context = RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() };
     let result = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         ex21_5::run(&context, 20).unwrap()
     };
     assert_eq!(result.saved, 50_257 * 768);
@@ -58,7 +58,7 @@ fn exercise_21_12_equals_the_shared_attention_with_one_head() {
     assert_eq!(result.above_diagonal, 0.0);
     assert!(result.row_sum_error < 1e-6);
     // The same projections in the book's MultiHeadAttention (one head, identity output).
-    let _rng = shared::device::global_rng_lock();
+    let _rng = shared::core::device::global_rng_lock();
     tch::manual_seed(11);
     let ours = ex21_12::SingleHeadAttention::new(8, 4);
     let x = tch::Tensor::randn([2, 5, 8], (tch::Kind::Float, tch::Device::Cpu));
@@ -142,7 +142,7 @@ fn exercise_21_13_draws_follow_the_target_distributions() {
     let dir = tempfile::tempdir().unwrap();
     let context = RunContext { out_dir: dir.path().to_path_buf(), ..RunContext::for_tests() };
     let result = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         ex21_13::run(&context, 1000).unwrap()
     };
     for h in &result.histograms {
@@ -217,7 +217,7 @@ fn context_in(dir: &tempfile::TempDir) -> RunContext {
 fn exercise_21_1_sums_the_conditionals() {
     let dir = tempfile::tempdir().unwrap();
     let result = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         ex21_1::run(&context_in(&dir), 30).unwrap()
     };
     assert_eq!(result.word_conditionals, 6);
@@ -239,7 +239,7 @@ fn exercise_21_2_mask_row_sums_and_the_bidirectional_model() {
     assert_eq!(mask.concat().iter().filter(|b| !**b).count(), 36, "8 * 9 / 2 visible pairs");
     let dir = tempfile::tempdir().unwrap();
     let result = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         ex21_2::run(&context_in(&dir), 100).unwrap()
     };
     assert_eq!((result.weights_zero_based, result.weights_one_based), (6, 5));
@@ -268,7 +268,7 @@ fn exercise_21_3_counts_every_model_from_its_configuration() {
 fn exercise_21_4_gradient_norms_and_training_in_both_placements() {
     let dir = tempfile::tempdir().unwrap();
     let result = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         ex21_4::run(&context_in(&dir), 8, 10).unwrap()
     };
     let [pre, post] = &result.placements[..] else { panic!() };
@@ -309,7 +309,7 @@ fn exercise_21_15_reports_losses_and_samples_per_round() {
         ..ch21_advanced::minigpt::MiniGptOptions::small(30)
     };
     let result = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         ex21_15::run(&context, &text, &options).unwrap()
     };
     assert_eq!(result.samples.iter().map(|s| s.after_steps).collect::<Vec<_>>(), [10, 20, 30]);

@@ -3,8 +3,8 @@
 
 use ch21_advanced::minigpt::{self, MiniGptOptions, TokenizerChoice};
 use shared::cli::RunContext;
+use shared::core::device::global_rng_lock;
 use shared::data::TINY_SHAKESPEARE;
-use shared::device::global_rng_lock;
 use shared::generate::{Decoding, Sampler, Sampling};
 
 fn text() -> String {

@@ -16,7 +16,7 @@ def randperm(n, seed):
 
 def main():
     values = {"torch": torch.__version__}
-    # shared/src/torch_rng.rs: randperm on a fresh generator, global int64 draws.
+    # shared/src/core/torch_rng.rs: randperm on a fresh generator, global int64 draws.
     values["randperm_10_seed_123"] = randperm(10, 123)
     values["randperm_20_seed_2^40+5"] = randperm(20, 2**40 + 5)
     torch.manual_seed(123)

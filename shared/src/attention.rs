@@ -15,8 +15,8 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::core::init;
 use crate::gpt::{Linear, LinearWeight};
-use crate::init;
 use crate::positions::Rope;
 
 /// How attention weights are computed.
@@ -431,7 +431,7 @@ impl nn::ModuleT for MultiHeadAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::core::device::{global_rng_lock, seed_everything};
 
     #[test]
     fn mask_hides_the_future() {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use tch::Device;
 
+use crate::core::device::{self, DeviceChoice};
 use crate::data::DataLocator;
-use crate::device::{self, DeviceChoice};
 use crate::generate::beam::BeamSearch;
 use crate::generate::{Decoding, Sampler, Sampling};
 use crate::gpt::GptModel;

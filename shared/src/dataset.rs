@@ -4,8 +4,8 @@
 use anyhow::{bail, ensure, Result};
 use tch::Tensor;
 
+use crate::core::torch_rng;
 use crate::tokenizer::{Gpt2Tokenizer, TokenId, Tokenizer};
-use crate::torch_rng;
 
 /// Listing 2.5: every window of `max_length` tokens whose start advances by `stride`,
 /// paired with the same window shifted one token to the right (the next-token targets).
@@ -263,8 +263,8 @@ pub fn create_dataloader(text: &str, tokenizer: &dyn Tokenizer, config: LoaderCo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
-    use crate::tensors::rows_i64 as rows;
+    use crate::core::device::{global_rng_lock, seed_everything};
+    use crate::core::tensors::rows_i64 as rows;
 
     fn ids(n: u32) -> Vec<TokenId> {
         (0..n).collect()

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use tch::{Kind, Tensor};
 
-use crate::dataset::{batch_count, Batch, DataLoader};
 #[cfg(llms_gloo)]
-use crate::native::check;
-use crate::native::pointers;
-use crate::torch_rng;
+use crate::core::native::check;
+use crate::core::native::pointers;
+use crate::core::torch_rng;
+use crate::dataset::{batch_count, Batch, DataLoader};
 use crate::train::BatchSource;
 
 /// The rendezvous: where rank 0's store listens, and who this process is.

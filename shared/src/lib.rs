@@ -5,12 +5,10 @@
 //!
 //! | module | book | holds |
 //! |---|---|---|
-//! | [`device`] | appendix A | `--device auto\|cpu\|cuda\|cuda:N`, seeding |
+//! | [`core`] | A, 2.6, 3.4, 4.6 | the bottom layer: devices and seeding, PyTorch's initializers and generator, LibTorch operators `tch` lacks, tensors as nested vectors, timing |
 //! | [`data`] | 2, 6, 7 | the data-set registry, resolution order, checksummed download |
 //! | [`tokenizer`] | 2, 21 | the `Tokenizer` trait: GPT-2's BPE (`tiktoken-rs`), BPE from scratch, word- and character-level |
-//! | [`torch_rng`] | 2.6 | PyTorch's CPU generator (mt19937) and `randperm`, for loader parity |
 //! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
-//! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
 //! | [`attention`] | 3.5-3.6, 21 | the book's `MultiHeadAttention` (causal mask, SDPA kernel), grouped-query attention, sliding-window and prefix masks, KV-cache access |
 //! | [`positions`] | 2.8, 21 | learned, sinusoidal, rotary (RoPE) or no position information |
 //! | [`gpt`] | 4, 21 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, the `Linear` layer (dense, LoRA, int8), `GptModel` and its heads, KV cache, parameter counts |
@@ -23,39 +21,31 @@
 //! | [`plot`] | 4, 5 | PNG line charts |
 //! | [`spam`] | 6.2 | the SMS Spam Collection: pandas-compatible parsing, numpy-identical balancing and split, CSV files |
 //! | [`reference`] | all | comparing results with JSON reference values and text snapshots (tests; the `testing` feature) |
-//! | [`timing`] | A.9 | median wall time with device synchronisation |
-//! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>`, and the context an exercise runs with |
 //! | [`fuzz`] | all | mutation testing of the loaders (tests; the `testing` feature) |
 //! | [`cli`] | all | the flags every binary takes (`--device`, `--seed`, `--out-dir`, `--data`) |
 //! | [`distributed`] | A.9.3 | data-parallel training over LibTorch's c10d: process groups, gradient averaging, sharded loaders, the launcher |
-//! | [`native`] | 5, 21 | LibTorch operators `tch` does not generate (the fused AdamW kernel, fbgemm's int8 linear layer), compiled from `cpp/` |
 
 pub mod attention;
 pub mod classifier;
 pub mod cli;
+pub mod core;
 pub mod data;
 pub mod dataset;
-pub mod device;
 pub mod distributed;
 pub mod exercise;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzz;
 pub mod generate;
 pub mod gpt;
-pub mod init;
 pub mod lora;
 pub mod model_source;
-pub mod native;
 pub mod plot;
 pub mod positions;
 #[cfg(any(test, feature = "testing"))]
 pub mod reference;
 pub mod spam;
-pub mod tensors;
-pub mod timing;
 pub mod tokenizer;
-pub mod torch_rng;
 pub mod train;
 pub mod weights;
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
 use tch::Tensor;
 
+use crate::core::init::linear_weight_bound;
 use crate::gpt::{Adapter, GptModel, Linear};
-use crate::init::linear_weight_bound;
 
 /// The adapter's size: `rank` and `alpha`, scaling the update by `alpha / rank`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

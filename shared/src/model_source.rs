@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use tch::{nn::VarStore, Device};
 
 use crate::cli::RunContext;
-use crate::device::seed_everything;
+use crate::core::device::seed_everything;
 use crate::gpt::{GptConfig, GptModel};
 use crate::train::{Checkpoint, CheckpointMeta};
 use crate::weights::{infer_config, load_state_dict, state_dict_shapes, Gpt2Weights};

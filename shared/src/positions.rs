@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn rope_preserves_norms_and_sees_only_distances() {
-        let _rng = crate::device::global_rng_lock();
+        let _rng = crate::core::device::global_rng_lock();
         tch::manual_seed(3);
         let rope = Rope::new(8, 10_000.0, Device::Cpu);
         let q = Tensor::randn([1, 2, 5, 8], (Kind::Float, Device::Cpu));

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::torch_rng::Mt19937;
+use crate::core::torch_rng::Mt19937;
 
 /// 0 = "ham" (not spam), 1 = "spam", the book's `{"ham": 0, "spam": 1}`.
 pub type Label = i64;

@@ -6,8 +6,8 @@ use std::path::Path;
 use shared::classifier::data::{loaders, Splits};
 use shared::classifier::finetune::ClassifierMeta;
 use shared::classifier::{classify, TokenPosition};
+use shared::core::device::global_rng_lock;
 use shared::dataset::{DataLoader, GptDataset};
-use shared::device::global_rng_lock;
 use shared::gpt::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use shared::spam::Message;
 use shared::train::{check_token_ids, train_model_simple, AdamW, AdamWConfig, TrainProgress, TrainSettings};
@@ -101,7 +101,7 @@ fn configs_with_sizes_that_cannot_fit_are_refused() {
 /// A config that passes the limits but not this machine's memory is refused when built.
 #[test]
 fn a_model_larger_than_the_memory_is_refused_before_allocating() {
-    let Some(memory) = shared::device::system_memory_bytes() else {
+    let Some(memory) = shared::core::device::system_memory_bytes() else {
         panic!("this test needs /proc/meminfo (Linux)");
     };
     // Layers of width 8,192 (805 MB each) until they pass the machine's memory.

@@ -1,9 +1,9 @@
 //! The faster inference paths compute what the plain ones compute: batched decoding gives
 //! every prompt the tokens it gets alone, and int8 weights stay close to float32.
 
+use shared::core::device::{global_rng_lock, seed_everything};
 use shared::data::{DataLocator, THE_VERDICT};
 use shared::dataset::{DataLoader, GptDataset};
-use shared::device::{global_rng_lock, seed_everything};
 use shared::generate::batch::{generate_batch, BatchDecoder};
 use shared::generate::{generate_cached, Sampler, Sampling};
 use shared::gpt::{GptConfig, GptModel};

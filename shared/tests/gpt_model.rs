@@ -4,7 +4,7 @@
 //! parameters from a config agrees with counting a built model.
 
 use serde_json::Value;
-use shared::device::{global_rng_lock, seed_everything};
+use shared::core::device::{global_rng_lock, seed_everything};
 use shared::gpt::{GptConfig, GptModel, ParameterCounts};
 use tch::{nn, Device, Kind};
 

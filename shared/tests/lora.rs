@@ -1,7 +1,7 @@
 //! LoRA adapters (appendix E): a fresh adapter changes nothing, merging changes nothing,
 //! only the adapters train, and the adapters save and load on their own.
 
-use shared::device::global_rng_lock;
+use shared::core::device::global_rng_lock;
 use shared::gpt::{GptConfig, GptModel};
 use shared::lora::{apply_lora, lora_state, merge_lora, LoraConfig};
 use tch::{nn, Device, Kind, Tensor};

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use shared::core::tensors::vec_f32;
 use shared::generate::{generate_greedy_cached, generate_text_simple};
 use shared::gpt::{GptConfig, GptModel};
 use shared::reference::assert_close;
-use shared::tensors::vec_f32;
 use shared::train::{cross_entropy, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use shared::weights::{infer_config, load_state_dict, state_dict_shapes, Gpt2Weights};
 use tch::{nn, Device, Kind, Tensor};
@@ -18,7 +18,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn build(cfg: &GptConfig) -> (nn::VarStore, GptModel) {
-    let _rng = shared::device::global_rng_lock();
+    let _rng = shared::core::device::global_rng_lock();
     let vs = nn::VarStore::new(Device::Cpu);
     let model = GptModel::new(&vs.root(), cfg).unwrap();
     (vs, model)
@@ -137,8 +137,8 @@ fn our_checkpoints_have_the_books_state_dict() {
     assert_eq!(serde_json::to_value(&cfg).unwrap()["n_layers"], reference["config"]["n_layers"]);
     let vs = nn::VarStore::new(Device::Cpu);
     {
-        let _rng = shared::device::global_rng_lock();
-        shared::device::seed_everything(123);
+        let _rng = shared::core::device::global_rng_lock();
+        shared::core::device::seed_everything(123);
         GptModel::new(&vs.root(), &cfg).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();

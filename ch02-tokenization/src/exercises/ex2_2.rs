@@ -5,10 +5,10 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
+use shared::core::tensors::rows_i64;
 use shared::data::THE_VERDICT;
 use shared::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::exercise::{Exercise, Report};
-use shared::tensors::rows_i64;
 
 pub const EXERCISE: Exercise = Exercise {
     id: "2.2",

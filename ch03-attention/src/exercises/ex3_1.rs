@@ -7,12 +7,12 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use tch::{nn, Device, Tensor};
 
 use crate::self_attention::{SelfAttentionV1, SelfAttentionV2};
-use shared::tensors::{format_rows, rows_f32};
+use shared::core::tensors::{format_rows, rows_f32};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "3.1",

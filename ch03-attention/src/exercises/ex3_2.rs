@@ -4,12 +4,12 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use tch::{nn, Device, Tensor};
 
 use crate::multihead::MultiHeadAttentionWrapper;
-use shared::tensors::{format_rows, matrices_f32};
+use shared::core::tensors::{format_rows, matrices_f32};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "3.2",

@@ -6,7 +6,7 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::attention::MultiHeadAttention;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use tch::{nn, Kind, Tensor};
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::temperature_probabilities;
 use tch::Tensor;

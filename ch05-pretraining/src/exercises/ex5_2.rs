@@ -5,7 +5,7 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::Sampling;
 use shared::gpt::GptModel;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::Sampling;
 use shared::gpt::ParameterCounts;

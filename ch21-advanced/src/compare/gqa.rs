@@ -42,7 +42,7 @@ impl Plan for Gqa {
 pub fn cached_tokens_per_second(model: &GptModel, batch: i64, seed: u64) -> Result<f64> {
     let _no_grad = tch::no_grad_guard();
     let device = model.tok_emb.ws.device();
-    shared::device::seed_everything(seed);
+    shared::core::device::seed_everything(seed);
     let prompt_len = 8.min(model.cfg.context_length - 1);
     let prompt = Tensor::randint(model.cfg.vocab_size, [batch, prompt_len], (Kind::Int64, device));
     let new_tokens = model.cfg.context_length - prompt_len;

@@ -8,7 +8,7 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::attention::AttentionMask;
 use shared::cli::RunContext;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::gpt::{GptConfig, GptModel};
 use shared::positions::PosEncoding;
 use shared::train::{cross_entropy, AdamW, AdamWConfig, WarmupCosine, IGNORE_INDEX};

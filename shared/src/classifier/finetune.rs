@@ -16,7 +16,7 @@ use super::{
     TokenPosition, Trainable,
 };
 use crate::cli::RunContext;
-use crate::device::{device_name, seed_everything};
+use crate::core::device::{device_name, seed_everything};
 use crate::gpt::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use crate::lora::{apply_lora, counts_text, lora_state, LoraConfig};
 use crate::model_source::Init;

@@ -13,9 +13,9 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::core::init;
 use crate::dataset::{batch_count, Batch, EpochOrder};
 use crate::gpt::GptModel;
-use crate::init;
 use crate::spam::{Label, Message};
 use crate::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
 use crate::train::{AdamW, BatchSource};

@@ -152,7 +152,7 @@ pub fn sequence_log_prob(model: &GptModel, prompt: &[i64], continuation: &[i64])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::global_rng_lock;
+    use crate::core::device::global_rng_lock;
     use crate::generate::{generate_greedy_cached, scaled_test_model};
     use crate::gpt::GptConfig;
     use tch::nn;

@@ -111,7 +111,7 @@ pub fn generate_contrastive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::scaled_test_model;
     use crate::gpt::GptConfig;
     use tch::{nn, Device};

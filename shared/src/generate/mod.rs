@@ -632,7 +632,7 @@ pub fn generate(
 /// distributions that differ from one seed to another.
 #[cfg(test)]
 pub(crate) fn scaled_test_model(seed: u64, cfg: &crate::gpt::GptConfig, scale: f64) -> (tch::nn::VarStore, GptModel) {
-    crate::device::seed_everything(seed);
+    crate::core::device::seed_everything(seed);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let model = GptModel::new(&vs.root(), cfg).unwrap();
     tch::no_grad(|| {
@@ -646,7 +646,7 @@ pub(crate) fn scaled_test_model(seed: u64, cfg: &crate::gpt::GptConfig, scale: f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::core::device::{global_rng_lock, seed_everything};
     use crate::gpt::GptConfig;
     use tch::{nn, Device};
 

@@ -246,7 +246,7 @@ pub fn generate_self_speculative(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::generate_greedy_cached;
     use crate::gpt::GptConfig;
     use tch::{nn, Device};
@@ -300,7 +300,7 @@ mod tests {
 #[cfg(test)]
 mod draft_model_tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::{generate_greedy_cached, Sampling};
     use crate::gpt::GptConfig;
     use tch::nn;

@@ -174,7 +174,7 @@ pub fn expected_green_share(gamma: f64, delta: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::{generate_cached, Sampler, Sampling};
     use crate::gpt::{GptConfig, GptModel};
     use crate::tokenizer::CharTokenizer;

@@ -6,7 +6,7 @@ use tch::{nn, Tensor};
 
 use super::{Activation, GptConfig, Linear, NormPlacement};
 use crate::attention::{CacheAccess, MultiHeadAttention};
-use crate::init;
+use crate::core::init;
 
 /// Listing 4.2: normalises the last dimension to mean 0 and (biased) variance 1, then
 /// applies a learned `scale` (ones) and `shift` (zeros; absent without biases).

@@ -7,7 +7,7 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-use crate::native::PackedInt8Linear;
+use crate::core::native::PackedInt8Linear;
 
 /// A trainable update added to a layer's output (appendix E's LoRA is one). The model knows
 /// adapters only through this trait, so `gpt` does not depend on the module that makes them.
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn quantization_error_is_at_most_half_a_step_and_extremes_hit_the_limits() {
-        let _rng = crate::device::global_rng_lock();
+        let _rng = crate::core::device::global_rng_lock();
         tch::manual_seed(5);
         // Rows of different spreads, some skewed positive.
         let weight = Tensor::randn([16, 24], (Kind::Float, Device::Cpu))
@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn the_int8_kernel_matches_the_dequantized_product() {
-        let _rng = crate::device::global_rng_lock();
+        let _rng = crate::core::device::global_rng_lock();
         tch::manual_seed(3);
         let weight = Tensor::randn([48, 32], (Kind::Float, Device::Cpu)) * 0.05;
         let x = Tensor::randn([2, 5, 32], (Kind::Float, Device::Cpu));

@@ -7,7 +7,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::{GptConfig, LayerNorm, Linear, LinearWeight, ParameterCounts, Quantization, TransformerBlock};
 use crate::attention::{AttentionMask, CacheAccess, LayerKvCache};
-use crate::init;
+use crate::core::init;
 use crate::positions::{sinusoidal_table, PosEncoding};
 
 /// Every layer's keys and values for cached generation, and how many positions they hold.
@@ -119,7 +119,7 @@ impl GptModel {
     pub fn new(path: &nn::Path, cfg: &GptConfig) -> Result<Self> {
         cfg.validate()?;
         // Refused before anything is allocated: LibTorch's allocation failures panic in tch.
-        if let (Device::Cpu, Some(budget)) = (path.device(), crate::device::memory_budget()) {
+        if let (Device::Cpu, Some(budget)) = (path.device(), crate::core::device::memory_budget()) {
             let needed = cfg.memory_bytes();
             ensure!(
                 needed <= budget.bytes,
@@ -509,7 +509,7 @@ impl nn::ModuleT for GptModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::global_rng_lock;
+    use crate::core::device::global_rng_lock;
 
     /// Builds a model while holding the generator lock (building draws random numbers).
     fn tiny(cfg: &GptConfig) -> (nn::VarStore, GptModel) {

@@ -101,7 +101,7 @@ impl AdamW {
             let mut grad = param.grad();
             if grad.defined() {
                 if self.fused {
-                    crate::native::drop_grad(param).expect("a parameter's gradient can be dropped");
+                    crate::core::native::drop_grad(param).expect("a parameter's gradient can be dropped");
                 } else {
                     let _ = grad.detach_().zero_();
                 }
@@ -145,7 +145,7 @@ impl AdamW {
         let AdamWConfig { lr, beta1, beta2, eps, weight_decay } = self.config;
         let _no_grad = tch::no_grad_guard();
         for decays in [true, false] {
-            let mut tensors = crate::native::AdamWTensors::default();
+            let mut tensors = crate::core::native::AdamWTensors::default();
             for (name, param) in &self.params {
                 let grad = param.grad();
                 if !grad.defined() || self.no_decay.contains(name.as_str()) == decays {
@@ -163,7 +163,7 @@ impl AdamW {
                 continue;
             }
             let decay = if decays { weight_decay } else { 0.0 };
-            crate::native::fused_adamw(&tensors, lr, beta1, beta2, decay, eps)
+            crate::core::native::fused_adamw(&tensors, lr, beta1, beta2, decay, eps)
                 .expect("the fused AdamW kernel takes the parameters, gradients and moments of one device and dtype");
         }
     }
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_fused_step_matches_the_book_step() {
-        let _rng = crate::device::global_rng_lock();
+        let _rng = crate::core::device::global_rng_lock();
         let run = |fused: bool| {
             tch::manual_seed(7);
             let vs = VarStore::new(Device::Cpu);

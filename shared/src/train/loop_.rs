@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::{calc_loss_loader, AdamW, BatchSource, NextTokenLoss, TrainMode, TrainingLoss, WarmupCosine};
-use crate::device::seed_everything;
+use crate::core::device::seed_everything;
 use crate::generate::generate_text_simple;
 use crate::gpt::GptModel;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};

@@ -210,8 +210,8 @@ mod tests {
     #[test]
     fn distillation_matches_its_definition() {
         use crate::gpt::GptConfig;
-        let _rng = crate::device::global_rng_lock();
-        crate::device::seed_everything(2);
+        let _rng = crate::core::device::global_rng_lock();
+        crate::core::device::seed_everything(2);
         let cfg = GptConfig { vocab_size: 10, drop_rate: 0.0, ..GptConfig::tiny() };
         let (teacher_vs, student_vs) = (tch::nn::VarStore::new(Device::Cpu), tch::nn::VarStore::new(Device::Cpu));
         let teacher = GptModel::new(&teacher_vs.root(), &cfg).unwrap();

@@ -52,7 +52,7 @@ impl TrainMode {
             model.use_fused_kernels();
             optimizer.fused = true;
             if model.tok_emb.ws.device().is_cuda() {
-                crate::native::set_cuda_autocast_bfloat16()?;
+                crate::core::native::set_cuda_autocast_bfloat16()?;
             }
         }
         Ok(())

@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::core::tensors::rows_f64;
 use shared::gpt::GptModel;
 use shared::plot::{write_grid, Figure, Heatmap};
-use shared::tensors::rows_f64;
 use shared::tokenizer::TokenId;
 use tch::{Kind, Tensor};
 

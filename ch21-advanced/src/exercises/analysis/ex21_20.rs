@@ -16,9 +16,9 @@ use shared::cli::RunContext;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::core::tensors::rows_f64;
 use shared::plot::{write_grid, Chart, Figure, Heatmap, Scatter, Series, PALETTE};
 use shared::positions::sinusoidal_table;
-use shared::tensors::rows_f64;
 use tch::{Kind, Tensor};
 
 use crate::models::Model;

@@ -13,9 +13,9 @@ use std::fmt;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::cli::RunContext;
+use shared::core::device::seed_everything;
 use shared::data::INSTRUCTION_DATA;
 use shared::dataset::{DataLoader, GptDataset};
-use shared::device::seed_everything;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;

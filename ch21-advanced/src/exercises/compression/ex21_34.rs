@@ -5,7 +5,7 @@
 //! packed. The quantized layers compute with the dequantized weight (a simulation: the same
 //! work at every bit width, plus the dequantization), so generation speed is measured once for
 //! it, against float32 and against fbgemm's dynamically quantized int8 kernel (the one
-//! `--int8` uses everywhere, reached through `shared::native`): real int8 products, the
+//! `--int8` uses everywhere, reached through `shared::core::native`): real int8 products, the
 //! activations quantized at every call; the three are timed in turn, several rounds, and the
 //! medians kept.
 
@@ -16,9 +16,9 @@ use serde::Serialize;
 use shared::exercise::Report;
 
 use crate::exercises::{Context, Exercise};
+use shared::core::timing::median_seconds;
 use shared::generate::generate_greedy_cached;
 use shared::gpt::{GptModel, Granularity, LinearWeight, QuantScheme, Quantization};
-use shared::timing::median_seconds;
 use tch::Tensor;
 
 use crate::minigpt::split_loss;

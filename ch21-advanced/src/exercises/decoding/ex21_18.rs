@@ -7,7 +7,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::Report;
 
 use crate::exercises::{Context, Exercise};

@@ -11,14 +11,14 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::device::seed_everything;
+use shared::core::device::seed_everything;
 use shared::exercise::Report;
 
 use crate::exercises::{Context, Exercise};
+use shared::core::timing::{median_seconds, synchronize};
 use shared::generate::speculative::{expected_speedup, generate_speculative, SpeculativeStats};
 use shared::generate::{generate_cached, Decoder, Sampler, Sampling};
 use shared::gpt::GptModel;
-use shared::timing::{median_seconds, synchronize};
 use tch::Tensor;
 
 use crate::models::{self, Budget, Sizes};

@@ -53,7 +53,7 @@ pub fn dependence(mask: AttentionMask) -> Result<Vec<Vec<bool>>> {
     };
     let vs = VarStore::new(Device::Cpu);
     let model = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         tch::manual_seed(21);
         GptModel::new(&vs.root(), &config)?
     };

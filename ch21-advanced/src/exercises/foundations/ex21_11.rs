@@ -9,7 +9,7 @@ use serde::Serialize;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::tensors::rows_f32;
+use shared::core::tensors::rows_f32;
 use tch::{Device, Kind, Tensor};
 
 pub const EXERCISE: Exercise = Exercise {
@@ -37,7 +37,7 @@ pub fn run(seed: u64) -> Result<Ex21_11> {
     let len = 4;
     let mask = create_causal_mask(len);
     let scores = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         tch::manual_seed(seed as i64);
         Tensor::randn([len as i64, len as i64], (Kind::Float, Device::Cpu))
     };

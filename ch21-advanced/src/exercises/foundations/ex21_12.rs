@@ -8,7 +8,7 @@ use serde::Serialize;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::tensors::rows_f32;
+use shared::core::tensors::rows_f32;
 use tch::{Device, Kind, Tensor};
 
 pub const EXERCISE: Exercise = Exercise {
@@ -59,7 +59,7 @@ pub struct Ex21_12 {
 
 pub fn run(seed: u64) -> Result<Ex21_12> {
     let (attention, x) = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         tch::manual_seed(seed as i64);
         (SingleHeadAttention::new(8, 4), Tensor::randn([2, 5, 8], (Kind::Float, Device::Cpu)))
     };

@@ -109,7 +109,7 @@ pub fn settings() -> [Setting; 4] {
 
 /// `samples` draws per setting (seeded by the run's seed), counted and compared.
 pub fn run(context: &RunContext, samples: usize) -> Result<Ex21_13> {
-    shared::device::seed_everything(context.seed);
+    shared::core::device::seed_everything(context.seed);
     let mut histograms = Vec::new();
     for setting in settings() {
         let expected = distribution(&LOGITS, setting)?;

@@ -134,7 +134,7 @@ pub fn compare(cases: &[(Vec<f64>, f64)]) -> Result<Comparison> {
 }
 
 pub fn run(random_cases: usize) -> Result<Ex21_14> {
-    let _rng = shared::device::global_rng_lock();
+    let _rng = shared::core::device::global_rng_lock();
     tch::manual_seed(123);
     let example_logits = vec![2.0, 1.0, 0.5, -1.0, 1.5, 0.0, -0.5, 0.8];
     let example_p = 0.9;

@@ -99,10 +99,10 @@ pub fn run(context: &RunContext, lengths: &[i64]) -> Result<Ex21_16> {
     );
     let vs = VarStore::new(context.device);
     let (model, prompt) = {
-        let _rng = shared::device::global_rng_lock();
-        shared::device::seed_everything(context.seed);
+        let _rng = shared::core::device::global_rng_lock();
+        shared::core::device::seed_everything(context.seed);
         let model = GptModel::new(&vs.root(), &cfg)?;
-        shared::init::gpt2_init(&vs, cfg.n_layers);
+        shared::core::init::gpt2_init(&vs, cfg.n_layers);
         let prompt = Tensor::randint(cfg.vocab_size, [1, prompt_tokens], (Kind::Int64, context.device));
         (model, prompt)
     };

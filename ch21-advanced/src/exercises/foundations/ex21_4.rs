@@ -66,10 +66,10 @@ pub fn layer_grad_norms(context: &RunContext, text: &str, options: &MiniGptOptio
     let tokenizer = options.tokenizer.build(text);
     let config = options.config(tokenizer.as_ref());
     let ids = tokenizer.encode(text).context("tokenizing")?;
-    shared::device::seed_everything(context.seed);
+    shared::core::device::seed_everything(context.seed);
     let vs = VarStore::new(context.device);
     let model = GptModel::new(&vs.root(), &config)?;
-    shared::init::gpt2_init(&vs, config.n_layers);
+    shared::core::init::gpt2_init(&vs, config.n_layers);
     let batch = RandomWindows::new(&ids, config.context_length, 12, 1)?.batches().next().context("a batch")?;
     calc_loss_batch(&model, &batch, context.device, true).backward();
     let variables = vs.variables();

@@ -66,7 +66,7 @@ pub fn run() -> Result<Ex21_8> {
     let cfg = config();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = {
-        let _rng = shared::device::global_rng_lock();
+        let _rng = shared::core::device::global_rng_lock();
         GptModel::new(&vs.root(), &cfg)?
     };
     let mut caches = Vec::new();

@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn int8_linear_is_close_to_float_and_errors_come_back() {
-        let _rng = crate::device::global_rng_lock();
+        let _rng = crate::core::device::global_rng_lock();
         tch::manual_seed(1);
         let weight = Tensor::randn([64, 48], (Kind::Float, Device::Cpu)) * 0.05;
         let bias = Tensor::randn([64], (Kind::Float, Device::Cpu)) * 0.01;

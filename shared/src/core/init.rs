@@ -78,7 +78,7 @@ pub fn gpt2_init(vs: &nn::VarStore, n_layers: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{global_rng_lock, seed_everything};
+    use crate::core::device::{global_rng_lock, seed_everything};
     use tch::{Device, Kind};
 
     #[test]

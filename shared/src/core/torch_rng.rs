@@ -114,8 +114,8 @@ mod tests {
     #[test]
     fn global_draws_match_pytorch() {
         // torch.manual_seed(123); torch.empty((), dtype=torch.int64).random_() twice.
-        let _rng = crate::device::global_rng_lock();
-        crate::device::seed_everything(123);
+        let _rng = crate::core::device::global_rng_lock();
+        crate::core::device::seed_everything(123);
         assert_eq!(draw_global_seed(), 3624216819017203053);
         assert_eq!(draw_global_seed(), 5278339153051796802);
     }

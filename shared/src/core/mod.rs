@@ -1,0 +1,18 @@
+//! The bottom layer of `shared`: what every other layer builds on and which imports none
+//! of them.
+//!
+//! | module | book | holds |
+//! |---|---|---|
+//! | [`device`] | appendix A | `--device auto\|cpu\|cuda\|cuda:N`, seeding |
+//! | [`init`] | 3.4, 4.6 | PyTorch-identical default initializers (`nn.Linear`, `nn.Embedding`, `torch.rand`) |
+//! | [`torch_rng`] | 2.6 | PyTorch's CPU generator (mt19937) and `randperm`, for loader parity |
+//! | [`native`] | 5, 21 | LibTorch operators `tch` does not generate (the fused AdamW kernel, fbgemm's int8 linear layer), compiled from `cpp/` |
+//! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
+//! | [`timing`] | A.9 | median wall time with device synchronisation |
+
+pub mod device;
+pub mod init;
+pub mod native;
+pub mod tensors;
+pub mod timing;
+pub mod torch_rng;

@@ -1,0 +1,55 @@
+//! The crate's layering rule: a layer's files import only their own layer and the layers
+//! below it, read off their `crate::` paths (test modules, which may import anything, left
+//! out). Each layer is a folder of `src/`; modules not yet in a layer folder sit above them.
+
+use std::path::Path;
+
+/// The layers, bottom first.
+const LAYERS: &[&str] = &["core"];
+
+/// A module's layer: its position in [`LAYERS`], or above all of them.
+fn rank(module: &str) -> usize {
+    LAYERS.iter().position(|layer| *layer == module).unwrap_or(LAYERS.len())
+}
+
+/// The `crate::X` paths a file's library code uses (everything before `#[cfg(test)]`).
+fn imports(source: &str) -> Vec<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or("");
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if !name.is_empty() && !found.contains(&name) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn each_layer_imports_only_the_layers_below_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut broken = Vec::new();
+    for (own, layer) in LAYERS.iter().enumerate() {
+        let mut files: Vec<_> = std::fs::read_dir(src.join(layer)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            for module in imports(&source) {
+                // `workspace_root` is a function at the crate root, usable by every layer.
+                if rank(&module) > own && module != "workspace_root" {
+                    broken.push(format!("{} imports crate::{module}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "imports that run up the layers:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn imports_are_read_from_library_code_only() {
+    let source = "use crate::core::device;\nfn f() { crate::gpt::x(); }\n#[cfg(test)]\nmod tests { use crate::train; }";
+    assert_eq!(imports(source), ["core", "gpt"]);
+    assert_eq!(rank("core"), 0);
+    assert_eq!(rank("gpt"), LAYERS.len());
+}
