@@ -2,7 +2,7 @@
 //! connections, to see how shortcuts keep gradients from vanishing.
 
 use shared::core::init;
-use shared::gpt::gelu;
+use shared::nn::gelu;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]

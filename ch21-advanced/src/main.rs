@@ -14,7 +14,7 @@ use shared::attention::AttentionMask;
 use shared::cli::{self, CommonArgs, DecodingArgs};
 use shared::exercise::ExerciseCommand;
 use shared::generate::Sampling;
-use shared::gpt::Activation;
+use shared::nn::Activation;
 use shared::positions::PosEncoding;
 
 /// Chapter 21. Without a command: trains the character-level mini-GPT on tiny Shakespeare

@@ -13,8 +13,9 @@ use shared::attention::AttentionMask;
 use shared::cli::RunContext;
 use shared::core::device::{device_name, seed_everything};
 use shared::data::TINY_SHAKESPEARE;
-use shared::gpt::{Activation, GptConfig, GptModel, NormPlacement};
+use shared::gpt::{GptConfig, GptModel, NormPlacement};
 use shared::model_source::ModelSource;
+use shared::nn::Activation;
 use shared::positions::PosEncoding;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 use shared::train::{

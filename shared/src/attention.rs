@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::core::init;
-use crate::gpt::{Linear, LinearWeight};
+use crate::nn::{Linear, LinearWeight};
 use crate::positions::Rope;
 
 /// How attention weights are computed.

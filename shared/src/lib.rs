@@ -6,12 +6,13 @@
 //! | module | book | holds |
 //! |---|---|---|
 //! | [`core`] | A, 2.6, 3.4, 4.6 | the bottom layer: devices and seeding, PyTorch's initializers and generator, LibTorch operators `tch` lacks, tensors as nested vectors, timing |
+//! | [`nn`] | 3-4, 21, E | the second layer: `Linear` (dense, LoRA, quantized), `LayerNorm`, GELU, `FeedForward` |
 //! | [`data`] | 2, 6, 7 | the data-set registry, resolution order, checksummed download |
 //! | [`tokenizer`] | 2, 21 | the `Tokenizer` trait: GPT-2's BPE (`tiktoken-rs`), BPE from scratch, word- and character-level |
 //! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
 //! | [`attention`] | 3.5-3.6, 21 | the book's `MultiHeadAttention` (causal mask, SDPA kernel), grouped-query attention, sliding-window and prefix masks, KV-cache access |
 //! | [`positions`] | 2.8, 21 | learned, sinusoidal, rotary (RoPE) or no position information |
-//! | [`gpt`] | 4, 21 | `GptConfig` and presets, LayerNorm, GELU, FeedForward, TransformerBlock, the `Linear` layer (dense, LoRA, int8), `GptModel` and its heads, KV cache, parameter counts |
+//! | [`gpt`] | 4, 21 | `GptConfig` and presets, TransformerBlock, `GptModel` and its heads, KV cache, parameter counts |
 //! | [`generate`] | 4.7, 5.3, 21 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling; the step-wise decoder and its logits processors (top-p, repetition penalty, watermark); beam search, speculative (draft-model and self-speculative) and contrastive decoding |
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
@@ -40,6 +41,7 @@ pub mod generate;
 pub mod gpt;
 pub mod lora;
 pub mod model_source;
+pub mod nn;
 pub mod plot;
 pub mod positions;
 #[cfg(any(test, feature = "testing"))]

@@ -2,7 +2,7 @@
 //! `scaling * (x @ A @ B)` with `A` `(in, rank)` and `B` `(rank, out)`; `B` starts at zero, so a
 //! freshly adapted model computes exactly what the base model computes.
 //!
-//! Every linear layer of the GPT model is a [`crate::gpt::Linear`], which computes a plain
+//! Every linear layer of the GPT model is a [`crate::nn::Linear`], which computes a plain
 //! `nn.Linear` until [`apply_lora`] gives it a [`LoraLayer`] (through the model's
 //! [`Adapter`] trait: the model does not depend on this module). The adapter's parameters are named
 //! `<layer>.lora.A` and `<layer>.lora.B` beside the base `<layer>.weight`, so base checkpoints
@@ -14,7 +14,8 @@ use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::core::init::linear_weight_bound;
-use crate::gpt::{Adapter, GptModel, Linear};
+use crate::gpt::GptModel;
+use crate::nn::{Adapter, Linear};
 
 /// The adapter's size: `rank` and `alpha`, scaling the update by `alpha / rank`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

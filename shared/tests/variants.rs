@@ -6,8 +6,9 @@ use shared::attention::{AttentionKernel, AttentionMask};
 use shared::core::device::{global_rng_lock, seed_everything};
 use shared::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
-use shared::gpt::{Activation, GptConfig, GptModel, NormPlacement, ParameterCounts};
+use shared::gpt::{GptConfig, GptModel, NormPlacement, ParameterCounts};
 use shared::model_source::ModelSource;
+use shared::nn::Activation;
 use shared::positions::PosEncoding;
 use shared::tokenizer::{CharTokenizer, Tokenizer};
 use shared::train::{

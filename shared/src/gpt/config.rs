@@ -6,6 +6,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{AttentionMask, AttentionOptions};
+use crate::nn::Activation;
 use crate::positions::PosEncoding;
 use crate::tokenizer::TokenizerSpec;
 
@@ -71,16 +72,6 @@ pub struct GptConfig {
     /// `gelu` (the exact `x * Phi(x)`, PyTorch's `nn.GELU()`).
     #[serde(default)]
     pub activation: Activation,
-}
-
-/// The feed-forward module's activation (`GptConfig::activation`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum Activation {
-    #[default]
-    GeluTanh,
-    Gelu,
 }
 
 /// Where each block normalises (`GptConfig::norm_placement`).

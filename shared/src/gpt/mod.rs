@@ -7,17 +7,15 @@
 //! created in the reference order with PyTorch's initializers, so `tch::manual_seed(123)` then
 //! [`GptModel::new`] gives the book's initial weights.
 
+mod block;
 mod config;
 mod count;
-mod layers;
-mod linear;
 mod model;
 
+pub use block::TransformerBlock;
 pub use config::{
-    Activation, GptConfig, NormPlacement, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_FUTURE_HEADS, MAX_LAYERS,
-    MAX_MODEL_BYTES, MAX_VOCAB_SIZE, PRESETS,
+    GptConfig, NormPlacement, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_FUTURE_HEADS, MAX_LAYERS, MAX_MODEL_BYTES,
+    MAX_VOCAB_SIZE, PRESETS,
 };
 pub use count::ParameterCounts;
-pub use layers::{gelu, FeedForward, LayerNorm, TransformerBlock};
-pub use linear::{Adapter, Granularity, Linear, LinearWeight, QuantScheme, Quantization, QuantizedWeight};
 pub use model::{GptModel, KvCache};

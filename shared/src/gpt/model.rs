@@ -5,9 +5,10 @@
 use anyhow::{ensure, Result};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{GptConfig, LayerNorm, Linear, LinearWeight, ParameterCounts, Quantization, TransformerBlock};
+use super::{GptConfig, ParameterCounts, TransformerBlock};
 use crate::attention::{AttentionMask, CacheAccess, LayerKvCache};
 use crate::core::init;
+use crate::nn::{LayerNorm, Linear, LinearWeight, Quantization};
 use crate::positions::{sinusoidal_table, PosEncoding};
 
 /// Every layer's keys and values for cached generation, and how many positions they hold.

@@ -1,5 +1,5 @@
 //! Exercise 21.34: post-training quantization of every linear layer of the large model
-//! ([`shared::gpt::Quantization`]): naive round-to-nearest on a fixed grid, absmax (symmetric)
+//! ([`shared::nn::Quantization`]): naive round-to-nearest on a fixed grid, absmax (symmetric)
 //! and zero-point (asymmetric) grids, per tensor and per channel, at 8, 6, 4, 3 and 2 bits.
 //! Each is measured by the validation perplexity and the model's bytes with the weights
 //! packed. The quantized layers compute with the dequantized weight (a simulation: the same
@@ -18,7 +18,8 @@ use shared::exercise::Report;
 use crate::exercises::{Context, Exercise};
 use shared::core::timing::median_seconds;
 use shared::generate::generate_greedy_cached;
-use shared::gpt::{GptModel, Granularity, LinearWeight, QuantScheme, Quantization};
+use shared::gpt::GptModel;
+use shared::nn::{Granularity, LinearWeight, QuantScheme, Quantization};
 use tch::Tensor;
 
 use crate::minigpt::split_loss;

@@ -1,0 +1,38 @@
+//! Section 4.3, listing 4.3: GELU, in GPT-2's tanh approximation and exact.
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// The feed-forward module's activation (`GptConfig::activation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    GeluTanh,
+    Gelu,
+}
+
+/// Listing 4.3: GELU with the tanh approximation GPT-2 was trained with.
+pub fn gelu(x: &Tensor) -> Tensor {
+    let cubic: Tensor = x.pow_tensor_scalar(3) * 0.044715;
+    let inner: Tensor = (x + cubic) * (2.0 / std::f64::consts::PI).sqrt();
+    x * (inner.tanh() + 1.0) * 0.5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_is_the_tanh_approximation() {
+        let x = Tensor::from_slice(&[-3.0f32, -1.0, 0.0, 0.5, 2.0]);
+        let ours = Vec::<f32>::try_from(gelu(&x)).unwrap();
+        let reference = Vec::<f32>::try_from(x.gelu("tanh")).unwrap();
+        for (a, b) in ours.iter().zip(&reference) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // It differs from the erf form, if only slightly.
+        assert_ne!(reference, Vec::<f32>::try_from(x.gelu("none")).unwrap());
+    }
+}
