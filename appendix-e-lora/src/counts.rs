@@ -6,8 +6,8 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::classifier::replace_head;
-use shared::gpt::{GptConfig, GptModel};
-use shared::lora::{apply_lora, LoraConfig};
+use shared::model::lora::{apply_lora, LoraConfig};
+use shared::model::{GptConfig, GptModel};
 use tch::{nn, Device};
 
 /// The appendix's adapters: rank 16, alpha 16.

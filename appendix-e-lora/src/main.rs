@@ -13,7 +13,7 @@ use shared::cli::{self, CommonArgs, RunContext};
 use shared::exercise::ExerciseCommand;
 use shared::model_source::InitArgs;
 
-use shared::lora::{merge_lora, LoraConfig};
+use shared::model::lora::{merge_lora, LoraConfig};
 
 /// Appendix E, "Parameter-efficient fine-tuning with LoRA". Without a command: chapter 6's
 /// spam classifier fine-tuned with LoRA adapters (rank 16, alpha 16) on every linear layer of

@@ -7,8 +7,8 @@ use appendix_e_lora::counts;
 use shared::classifier::finetune::{self, FinetuneOptions};
 use shared::cli::RunContext;
 use shared::core::device::global_rng_lock;
-use shared::gpt::GptConfig;
-use shared::lora::LoraConfig;
+use shared::model::lora::LoraConfig;
+use shared::model::GptConfig;
 use shared::model_source::Init;
 
 #[test]

@@ -1,7 +1,7 @@
 //! Section 3.5: causal attention with dropout (listing 3.3).
 
-use shared::attention::{causal_mask, masked_attention_weights};
 use shared::core::init;
+use shared::model::attention::{causal_mask, masked_attention_weights};
 use tch::{nn, Tensor};
 
 /// Listing 3.3: single-head attention over batches, future tokens masked, dropout on the

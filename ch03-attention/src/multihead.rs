@@ -4,7 +4,7 @@
 use tch::{nn, Tensor};
 
 use crate::causal::CausalAttention;
-pub use shared::attention::MultiHeadAttention;
+pub use shared::model::attention::MultiHeadAttention;
 
 /// Listing 3.4: `num_heads` independent causal attention heads, outputs concatenated.
 #[derive(Debug)]

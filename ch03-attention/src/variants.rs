@@ -9,7 +9,7 @@
 use std::fmt;
 
 use anyhow::Result;
-use shared::attention::{causal_mask, masked_attention_weights, MultiHeadAttention};
+use shared::model::attention::{causal_mask, masked_attention_weights, MultiHeadAttention};
 use tch::{nn, Tensor};
 
 /// One implementation of causal multi-head attention.

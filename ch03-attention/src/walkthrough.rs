@@ -5,8 +5,8 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::attention::MultiHeadAttention;
 use shared::core::device::seed_everything;
+use shared::model::attention::MultiHeadAttention;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::causal::CausalAttention;
@@ -102,8 +102,8 @@ pub fn run(seed: u64) -> Result<Walkthrough> {
     let masked_simple = &causal_weights * &mask_simple;
     let masked_simple_norm = &masked_simple / masked_simple.sum_dim_intlist(-1, true, Kind::Float);
     let scores = inputs.apply(&sa_v2.w_query).matmul(&inputs.apply(&sa_v2.w_key).tr());
-    let mask = shared::attention::causal_mask(context_length, device);
-    let masked_weights = shared::attention::masked_attention_weights(&scores, &mask, d_out);
+    let mask = shared::model::attention::causal_mask(context_length, device);
+    let masked_weights = shared::model::attention::masked_attention_weights(&scores, &mask, d_out);
 
     // 3.5.2: dropout with rate 0.5 scales the kept values by 2.
     seed_everything(seed);

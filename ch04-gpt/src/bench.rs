@@ -7,7 +7,7 @@ use serde::Serialize;
 use shared::core::device::{device_name, dtype_name, seed_everything};
 use shared::core::timing::timed;
 use shared::generate::{generate_greedy_cached, generate_text_simple};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use tch::{nn, Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize)]

@@ -2,7 +2,7 @@
 //! and the final norm left as identity functions (they are filled in later in the chapter).
 
 use shared::core::init;
-use shared::gpt::GptConfig;
+use shared::model::GptConfig;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use shared::cli::{self, CommonArgs, RunContext};
 use shared::exercise::ExerciseCommand;
 use shared::generate::{generate_greedy_cached, generate_text_simple};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::tokenizer::Gpt2Tokenizer;
 use tch::{nn, Kind, Tensor};
 

@@ -11,7 +11,7 @@ use shared::core::device::seed_everything;
 use shared::core::init;
 use shared::core::tensors::{format_rows, rows_f32, vec_f32};
 use shared::generate::generate_text_simple;
-use shared::gpt::{GptConfig, GptModel, ParameterCounts, TransformerBlock};
+use shared::model::{GptConfig, GptModel, ParameterCounts, TransformerBlock};
 use shared::nn::{gelu, FeedForward, LayerNorm};
 use shared::plot;
 use shared::tokenizer::Gpt2Tokenizer;

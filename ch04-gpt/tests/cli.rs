@@ -14,7 +14,7 @@ fn tiny_config(context_length: i64) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("ch04-cli-{}-{context_length}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tiny.json");
-    let config = shared::gpt::GptConfig { context_length, ..shared::gpt::GptConfig::tiny() };
+    let config = shared::model::GptConfig { context_length, ..shared::model::GptConfig::tiny() };
     config.save(&path).unwrap();
     path
 }

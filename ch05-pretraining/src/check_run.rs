@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use shared::gpt::GptConfig;
+use shared::model::GptConfig;
 use shared::train::Evaluation;
 
 /// The PyTorch reference of the main run, committed with the crate.

@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 use serde::Serialize;
 pub use shared::generate::{generate_text, generate_text_cached, Generated};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::train::{calc_loss_loader, check_token_ids, perplexity};
 
 use crate::pretrain::loaders;

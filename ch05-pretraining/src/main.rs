@@ -17,7 +17,7 @@ use shared::data::THE_VERDICT;
 use shared::distributed::{self, Backend, Rendezvous};
 use shared::exercise::ExerciseCommand;
 use shared::generate::{continue_text, Decoding, Sampling};
-use shared::gpt::GptConfig;
+use shared::model::GptConfig;
 use shared::model_source::ModelSource;
 use shared::train::TrainMode;
 

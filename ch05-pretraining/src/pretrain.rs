@@ -11,7 +11,7 @@ use shared::cli::RunContext;
 use shared::core::device::{device_name, seed_everything};
 use shared::dataset::{DataLoader, GptDataset};
 use shared::distributed::{Backend, DataParallel, ProcessGroup, Rendezvous, ShardedLoader, BUCKET_BYTES};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
     TrainHistory, TrainHooks, TrainMode, TrainProgress, TrainSettings,

@@ -4,7 +4,7 @@
 use ch05_pretraining::bench::{bench_generate, bench_step, GenerateBenchOptions, StepBenchOptions};
 use shared::core::device::global_rng_lock;
 use shared::data::{DataLocator, THE_VERDICT};
-use shared::gpt::GptConfig;
+use shared::model::GptConfig;
 use shared::model_source::ModelSource;
 use shared::train::TrainMode;
 use tch::Device;

@@ -174,7 +174,7 @@ fn bad_input_is_a_clear_error() {
     // A vocabulary smaller than GPT-2's cannot read The Verdict's token ids: training and
     // evaluation say so before the first forward pass.
     let small = dir.path().join("small-vocab.json");
-    shared::gpt::GptConfig { vocab_size: 1000, context_length: 32, ..shared::gpt::GptConfig::tiny() }
+    shared::model::GptConfig { vocab_size: 1000, context_length: 32, ..shared::model::GptConfig::tiny() }
         .save(&small)
         .unwrap();
     let small = small.to_str().unwrap();
@@ -206,12 +206,12 @@ fn bad_input_is_a_clear_error() {
 fn a_model_beyond_the_address_space_limit_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("big.json");
-    let big = shared::gpt::GptConfig {
+    let big = shared::model::GptConfig {
         context_length: 1024,
         emb_dim: 2560,
         n_heads: 20,
         n_layers: 26,
-        ..shared::gpt::GptConfig::gpt2_small()
+        ..shared::model::GptConfig::gpt2_small()
     };
     assert!(big.memory_bytes() > 8_000_000_000);
     big.save(&config).unwrap();
@@ -250,7 +250,7 @@ fn resuming_with_another_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     let config = dir.path().join("tiny.json");
-    let tiny = shared::gpt::GptConfig { context_length: 32, ..shared::gpt::GptConfig::tiny() };
+    let tiny = shared::model::GptConfig { context_length: 32, ..shared::model::GptConfig::tiny() };
     tiny.save(&config).unwrap();
     let train = |extra: &[&str]| {
         let mut args = vec!["--out-dir", out, "train", "--epochs", "1", "--eval-freq", "50", "--no-initial-losses"];

@@ -8,13 +8,13 @@ use std::process::Command;
 fn two_processes_pretrain_together() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tiny.json");
-    let tiny = shared::gpt::GptConfig {
+    let tiny = shared::model::GptConfig {
         context_length: 64,
         emb_dim: 16,
         n_heads: 2,
         n_layers: 1,
         drop_rate: 0.0,
-        ..shared::gpt::GptConfig::gpt2_small()
+        ..shared::model::GptConfig::gpt2_small()
     };
     tiny.save(&config).unwrap();
     let out = dir.path().join("run");

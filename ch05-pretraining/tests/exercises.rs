@@ -9,7 +9,7 @@ use shared::cli::RunContext;
 use shared::core::device::global_rng_lock;
 use shared::data::THE_VERDICT;
 use shared::generate::Sampling;
-use shared::gpt::GptConfig;
+use shared::model::GptConfig;
 use shared::model_source::ModelSource;
 
 fn reference() -> Value {
@@ -125,7 +125,7 @@ fn exercise_5_6_runs_models_side_by_side() {
         ex5_6::run(&sources, "Hello, I am", 5, &Sampling::GREEDY, tch::Device::Cpu, 123).unwrap()
     };
     assert_eq!(result.outputs.len(), 2);
-    assert_eq!(result.outputs[1].parameters, shared::gpt::ParameterCounts::from_config(&GptConfig::tiny()).total());
+    assert_eq!(result.outputs[1].parameters, shared::model::ParameterCounts::from_config(&GptConfig::tiny()).total());
     // The fixture's greedy continuation of "Hello, I am" is token 49764, five times over.
     let expected =
         shared::tokenizer::Gpt2Tokenizer::new().decode(&[15496, 11, 314, 716, 49764, 49764, 49764, 49764, 49764]);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ch05_pretraining::exercises::ex5_4::same_tensors;
 use serde_json::Value;
-use shared::gpt::GptConfig;
+use shared::model::GptConfig;
 use shared::train::Checkpoint;
 
 const EPOCHS: usize = 4;
@@ -116,7 +116,7 @@ fn killed_and_resumed(dir: &Path, text: &Path, fresh: &[&str], whole: &Path, kil
         Kill::InRenames => assert_eq!(meta.epoch, 2),
     }
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let _model = shared::gpt::GptModel::new(&vs.root(), &meta.config).unwrap();
+    let _model = shared::model::GptModel::new(&vs.root(), &meta.config).unwrap();
     checkpoint.load_model(&vs).unwrap();
 
     // Resuming for the remaining epochs gives the uninterrupted run's losses, samples,

@@ -8,7 +8,7 @@ use shared::cli::RunContext;
 use shared::core::device::{global_rng_lock, seed_everything};
 use shared::data::THE_VERDICT;
 use shared::generate::{generate, generate_text_simple, Sampling};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::reference::assert_close;
 use shared::train::{cross_entropy, perplexity};
 use tch::{nn, Device, Kind, Tensor};

@@ -8,7 +8,7 @@ use shared::classifier::{
 };
 use shared::cli::RunContext;
 use shared::core::device::global_rng_lock;
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::model_source::Init;
 use shared::spam::Message;
 use shared::train::BatchSource;

@@ -26,12 +26,12 @@ fn fails_with(args: &[&str], needle: &str) {
 /// A small model's config (1 layer of width 32) with `context_length`, saved in `dir`.
 fn small_config(dir: &std::path::Path, context_length: i64) -> String {
     let path = dir.join("small.json");
-    shared::gpt::GptConfig {
+    shared::model::GptConfig {
         context_length,
         emb_dim: 32,
         n_heads: 4,
         n_layers: 1,
-        ..shared::gpt::GptConfig::gpt2_small()
+        ..shared::model::GptConfig::gpt2_small()
     }
     .save(&path)
     .unwrap();

@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::cli::RunContext;
 use shared::core::device::{device_name, seed_everything};
-use shared::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
+use shared::model::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
 use shared::model_source::{Init, LoadedModel, ModelSource};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
@@ -304,7 +304,7 @@ fn instruction_meta_path(checkpoint: &Checkpoint) -> PathBuf {
 fn save_model(
     checkpoint: &Checkpoint,
     vs: &tch::nn::VarStore,
-    config: &shared::gpt::GptConfig,
+    config: &shared::model::GptConfig,
     instruction: &InstructionMeta,
     progress: TrainProgress,
     seed: u64,

@@ -24,7 +24,7 @@ use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::core::device::seed_everything;
 use shared::exercise::{ExerciseCommand, ExerciseContext};
 use shared::generate::{Decoding, Sampling};
-use shared::lora::LoraConfig;
+use shared::model::lora::LoraConfig;
 use shared::model_source::InitArgs;
 use shared::tokenizer::END_OF_TEXT_ID;
 use shared::train::TrainMode;

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use shared::generate::batch::generate_batch;
 use shared::generate::{Decoding, Sampler, Sampling};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::tokenizer::{Gpt2Tokenizer, TokenId, END_OF_TEXT_ID};
 use shared::train::progress_bar;
 use tch::{Device, Tensor};

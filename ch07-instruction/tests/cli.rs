@@ -34,13 +34,13 @@ fn fails_with(args: &[&str], needle: &str) {
 
 fn small_config(dir: &std::path::Path) -> String {
     let config = dir.join("small.json");
-    let small = shared::gpt::GptConfig {
+    let small = shared::model::GptConfig {
         context_length: 128,
         emb_dim: 32,
         n_heads: 4,
         n_layers: 1,
         drop_rate: 0.0,
-        ..shared::gpt::GptConfig::gpt2_small()
+        ..shared::model::GptConfig::gpt2_small()
     };
     small.save(&config).unwrap();
     config.to_str().unwrap().to_string()

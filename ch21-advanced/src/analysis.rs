@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use shared::cli::RunContext;
 use shared::core::device::seed_everything;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::tokenizer::{TokenId, Tokenizer};
 
 use crate::pretrained::Pretraining;

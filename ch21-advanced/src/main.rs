@@ -10,12 +10,12 @@ use ch21_advanced::minigpt::{self, Distill, MiniGptOptions, Teacher, TokenizerCh
 use ch21_advanced::models::ModelFlags;
 use ch21_advanced::pretrained::Pretraining;
 use clap::{Args, Parser, Subcommand};
-use shared::attention::AttentionMask;
 use shared::cli::{self, CommonArgs, DecodingArgs};
 use shared::exercise::ExerciseCommand;
 use shared::generate::Sampling;
+use shared::model::attention::AttentionMask;
+use shared::model::positions::PosEncoding;
 use shared::nn::Activation;
-use shared::positions::PosEncoding;
 
 /// Chapter 21. Without a command: trains the character-level mini-GPT on tiny Shakespeare
 /// with nanoGPT's CPU settings, printing losses and samples, and writes a checkpoint,

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use shared::attention::AttentionMask;
 use shared::cli::RunContext;
 use shared::core::device::{device_name, seed_everything};
 use shared::data::TINY_SHAKESPEARE;
-use shared::gpt::{GptConfig, GptModel, NormPlacement};
+use shared::model::attention::AttentionMask;
+use shared::model::positions::PosEncoding;
+use shared::model::{GptConfig, GptModel, NormPlacement};
 use shared::model_source::ModelSource;
 use shared::nn::Activation;
-use shared::positions::PosEncoding;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 use shared::train::{
     calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, DistillationLoss, MultiTokenLoss,

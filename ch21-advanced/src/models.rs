@@ -113,7 +113,7 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn gpt(&self) -> &shared::gpt::GptModel {
+    pub fn gpt(&self) -> &shared::model::GptModel {
         &self.loaded.model
     }
 }

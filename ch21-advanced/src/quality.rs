@@ -8,7 +8,7 @@ use std::fmt::Write;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::generate::{continue_text, Decoding};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use tch::{Kind, Tensor};
 
 /// `count` prompts of `chars` characters from the validation part of `text` (after the first

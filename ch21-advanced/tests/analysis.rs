@@ -14,7 +14,7 @@ use ch21_advanced::pretrained::Pretraining;
 use ch21_advanced::quality::token_log_probs;
 use shared::cli::RunContext;
 use shared::core::device::global_rng_lock;
-use shared::positions::sinusoidal_table;
+use shared::model::positions::sinusoidal_table;
 use tch::{Device, Kind, Tensor};
 
 fn context() -> RunContext {

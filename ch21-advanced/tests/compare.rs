@@ -2,8 +2,8 @@
 
 use ch21_advanced::compare::{self, Comparison, CopyTask, StreamMode, Study};
 use ch21_advanced::minigpt::{self, MiniGptOptions};
-use shared::attention::AttentionMask;
 use shared::cli::RunContext;
+use shared::model::attention::AttentionMask;
 use shared::model_source::ModelSource;
 use tch::{Device, Tensor};
 
@@ -154,7 +154,7 @@ fn prefix_lm_sees_its_prompt_both_ways_and_is_scored_on_the_completion() {
         let _ = other.narrow(1, at, 1).fill_(11);
         other
     };
-    let moves = |model: &shared::gpt::GptModel, at: i64, position: i64| {
+    let moves = |model: &shared::model::GptModel, at: i64, position: i64| {
         let before = model.forward_t(&tokens, false).select(1, position);
         let after = model.forward_t(&changed(at), false).select(1, position);
         !before.allclose(&after, 1e-6, 1e-6, false)

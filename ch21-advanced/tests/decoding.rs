@@ -12,7 +12,7 @@ use ch21_advanced::quality::one_line;
 use shared::cli::RunContext;
 use shared::core::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::nn::{Granularity, QuantScheme, Quantization};
 
 /// The exercises' context, with the default model flags (models trained here).

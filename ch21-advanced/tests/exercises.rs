@@ -63,7 +63,7 @@ fn exercise_21_12_equals_the_shared_attention_with_one_head() {
     let ours = ex21_12::SingleHeadAttention::new(8, 4);
     let x = tch::Tensor::randn([2, 5, 8], (tch::Kind::Float, tch::Device::Cpu));
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let mha = shared::attention::MultiHeadAttention::new(vs.root(), 8, 4, 5, 0.0, 1, false).unwrap();
+    let mha = shared::model::attention::MultiHeadAttention::new(vs.root(), 8, 4, 5, 0.0, 1, false).unwrap();
     tch::no_grad(|| {
         mha.w_query.ws().shallow_clone().copy_(&ours.w_q.tr());
         mha.w_key.ws().shallow_clone().copy_(&ours.w_k.tr());
@@ -112,7 +112,7 @@ fn exercise_21_7_truncation_sets() {
 #[test]
 fn exercise_21_11_masks_the_future() {
     let result = ex21_11::run(123).unwrap();
-    let shared_mask = shared::attention::causal_mask(4, tch::Device::Cpu);
+    let shared_mask = shared::model::attention::causal_mask(4, tch::Device::Cpu);
     let flat: Vec<bool> = result.mask.concat();
     assert_eq!(flat, Vec::<bool>::try_from(shared_mask.view([-1])).unwrap());
     assert_eq!(result.future_weight, 0.0);

@@ -1,4 +1,4 @@
-"""PyTorch reference values for shared::gpt: the book's GPTModel (chapter 4, listing 4.7)
+"""PyTorch reference values for shared::model: the book's GPTModel (chapter 4, listing 4.7)
 built right after torch.manual_seed(123) with GPT_CONFIG_124M (context 1,024, no QKV bias).
 For a few parameters: shape, first five values, float64 sum, in the format of the
 independent reference ../shared/fixtures/pytorch-parity/gpt124m-init-seed123.json.

@@ -10,7 +10,7 @@ use crate::core::device::{self, DeviceChoice};
 use crate::data::DataLocator;
 use crate::generate::beam::BeamSearch;
 use crate::generate::{Decoding, Sampler, Sampling};
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 
 /// The decoding flags beyond the book's temperature and top-k, for every command that
 /// generates (chapter 5's `generate`, chapter 7's `respond`, chapter 21's `generate`).

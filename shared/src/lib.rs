@@ -7,16 +7,13 @@
 //! |---|---|---|
 //! | [`core`] | A, 2.6, 3.4, 4.6 | the bottom layer: devices and seeding, PyTorch's initializers and generator, LibTorch operators `tch` lacks, tensors as nested vectors, timing |
 //! | [`nn`] | 3-4, 21, E | the second layer: `Linear` (dense, LoRA, quantized), `LayerNorm`, GELU, `FeedForward` |
+//! | [`model`] | 3-4, 21, E | the third layer: `GptConfig`, attention, positions, `TransformerBlock`, `GptModel` and its KV cache, parameter counts, LoRA |
 //! | [`data`] | 2, 6, 7 | the data-set registry, resolution order, checksummed download |
 //! | [`tokenizer`] | 2, 21 | the `Tokenizer` trait: GPT-2's BPE (`tiktoken-rs`), BPE from scratch, word- and character-level |
 //! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
-//! | [`attention`] | 3.5-3.6, 21 | the book's `MultiHeadAttention` (causal mask, SDPA kernel), grouped-query attention, sliding-window and prefix masks, KV-cache access |
-//! | [`positions`] | 2.8, 21 | learned, sinusoidal, rotary (RoPE) or no position information |
-//! | [`gpt`] | 4, 21 | `GptConfig` and presets, TransformerBlock, `GptModel` and its heads, KV cache, parameter counts |
 //! | [`generate`] | 4.7, 5.3, 21 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling; the step-wise decoder and its logits processors (top-p, repetition penalty, watermark); beam search, speculative (draft-model and self-speculative) and contrastive decoding |
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
-//! | [`lora`] | E | LoRA adapters on every linear layer, merging, adapter-only state |
 //! | [`model_source`] | 5-7 | `--checkpoint`, `--weights` or a fresh seeded model, for every command that takes a model; the fine-tuning runs' `--init` |
 //! | [`classifier`] | 6 | padded classification data, the 2-class head, freezing, loss and accuracy, `train_classifier_simple` |
 //! | [`plot`] | 4, 5 | PNG line charts |
@@ -27,7 +24,6 @@
 //! | [`cli`] | all | the flags every binary takes (`--device`, `--seed`, `--out-dir`, `--data`) |
 //! | [`distributed`] | A.9.3 | data-parallel training over LibTorch's c10d: process groups, gradient averaging, sharded loaders, the launcher |
 
-pub mod attention;
 pub mod classifier;
 pub mod cli;
 pub mod core;
@@ -38,12 +34,10 @@ pub mod exercise;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzz;
 pub mod generate;
-pub mod gpt;
-pub mod lora;
+pub mod model;
 pub mod model_source;
 pub mod nn;
 pub mod plot;
-pub mod positions;
 #[cfg(any(test, feature = "testing"))]
 pub mod reference;
 pub mod spam;

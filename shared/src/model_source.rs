@@ -10,7 +10,7 @@ use tch::{nn::VarStore, Device};
 
 use crate::cli::RunContext;
 use crate::core::device::seed_everything;
-use crate::gpt::{GptConfig, GptModel};
+use crate::model::{GptConfig, GptModel};
 use crate::train::{Checkpoint, CheckpointMeta};
 use crate::weights::{infer_config, load_state_dict, state_dict_shapes, Gpt2Weights};
 

@@ -8,7 +8,7 @@ use shared::classifier::finetune::ClassifierMeta;
 use shared::classifier::{classify, TokenPosition};
 use shared::core::device::global_rng_lock;
 use shared::dataset::{DataLoader, GptDataset};
-use shared::gpt::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
+use shared::model::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use shared::spam::Message;
 use shared::train::{check_token_ids, train_model_simple, AdamW, AdamWConfig, TrainProgress, TrainSettings};
 use shared::weights::{infer_config, Gpt2Weights, SafeTensorsFile};

@@ -6,8 +6,8 @@ use shared::data::{DataLocator, THE_VERDICT};
 use shared::dataset::{DataLoader, GptDataset};
 use shared::generate::batch::{generate_batch, BatchDecoder};
 use shared::generate::{generate_cached, Sampler, Sampling};
-use shared::gpt::{GptConfig, GptModel};
-use shared::positions::PosEncoding;
+use shared::model::positions::PosEncoding;
+use shared::model::{GptConfig, GptModel};
 use shared::train::{
     calc_loss_loader, perplexity, train_model_simple, AdamW, AdamWConfig, TrainProgress, TrainSettings,
 };

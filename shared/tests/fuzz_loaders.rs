@@ -11,7 +11,7 @@ use shared::core::device::global_rng_lock;
 use shared::data::{DataLocator, SMS_SPAM_COLLECTION, THE_VERDICT};
 use shared::dataset::{DataLoader, GptDataset};
 use shared::fuzz::{cases_from_env, check_loader};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use shared::weights::{state_dict_shapes, Gpt2Weights, SafeTensorsFile};
 use tch::{nn, Device, Kind, Tensor};

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use shared::core::device::{global_rng_lock, seed_everything};
-use shared::gpt::{GptConfig, GptModel, ParameterCounts};
+use shared::model::{GptConfig, GptModel, ParameterCounts};
 use tch::{nn, Device, Kind};
 
 fn build(cfg: &GptConfig) -> (nn::VarStore, GptModel) {

@@ -2,8 +2,8 @@
 //! only the adapters train, and the adapters save and load on their own.
 
 use shared::core::device::global_rng_lock;
-use shared::gpt::{GptConfig, GptModel};
-use shared::lora::{apply_lora, lora_state, merge_lora, LoraConfig};
+use shared::model::lora::{apply_lora, lora_state, merge_lora, LoraConfig};
+use shared::model::{GptConfig, GptModel};
 use tch::{nn, Device, Kind, Tensor};
 
 const CONFIG: LoraConfig = LoraConfig { rank: 4, alpha: 8.0 };

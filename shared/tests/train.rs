@@ -1,7 +1,7 @@
 //! Checkpoints restore a training run exactly: weights, AdamW moments and step counts.
 
 use shared::core::device::{global_rng_lock, seed_everything};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::train::{cross_entropy, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use tch::{nn, Device, Kind, Tensor};
 

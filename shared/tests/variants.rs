@@ -2,14 +2,14 @@
 //! implementation of positions, masks, key/value heads, norms, heads, caching or checkpoints
 //! would break.
 
-use shared::attention::{AttentionKernel, AttentionMask};
 use shared::core::device::{global_rng_lock, seed_everything};
 use shared::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
-use shared::gpt::{GptConfig, GptModel, NormPlacement, ParameterCounts};
+use shared::model::attention::{AttentionKernel, AttentionMask};
+use shared::model::positions::PosEncoding;
+use shared::model::{GptConfig, GptModel, NormPlacement, ParameterCounts};
 use shared::model_source::ModelSource;
 use shared::nn::Activation;
-use shared::positions::PosEncoding;
 use shared::tokenizer::{CharTokenizer, Tokenizer};
 use shared::train::{
     calc_loss_batch, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, TrainHooks,

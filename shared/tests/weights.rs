@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use shared::core::tensors::vec_f32;
 use shared::generate::{generate_greedy_cached, generate_text_simple};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::reference::assert_close;
 use shared::train::{cross_entropy, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use shared::weights::{infer_config, load_state_dict, state_dict_shapes, Gpt2Weights};

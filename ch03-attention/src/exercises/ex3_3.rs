@@ -5,9 +5,9 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::attention::MultiHeadAttention;
 use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
+use shared::model::attention::MultiHeadAttention;
 use tch::{nn, Kind, Tensor};
 
 pub const EXERCISE: Exercise = Exercise {

@@ -6,7 +6,7 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::exercise::{Exercise, Report};
-use shared::gpt::{GptConfig, TransformerBlock};
+use shared::model::{GptConfig, TransformerBlock};
 use tch::{nn, Device};
 
 pub const EXERCISE: Exercise = Exercise {

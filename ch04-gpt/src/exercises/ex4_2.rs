@@ -6,7 +6,7 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 use shared::exercise::{Exercise, Report};
-use shared::gpt::{GptConfig, ParameterCounts};
+use shared::model::{GptConfig, ParameterCounts};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "4.2",
@@ -28,7 +28,7 @@ pub struct Ex4_2 {
 }
 
 pub fn run() -> Result<Ex4_2> {
-    let models = shared::gpt::PRESETS
+    let models = shared::model::PRESETS
         .iter()
         .map(|&preset| -> Result<ModelSize> {
             let counts = ParameterCounts::from_config(&GptConfig::preset(preset)?);

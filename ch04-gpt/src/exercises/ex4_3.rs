@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use tch::{nn, Device, Kind, Tensor};
 
 pub const EXERCISE: Exercise = Exercise {

@@ -8,7 +8,7 @@ use shared::cli::RunContext;
 use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::Sampling;
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::model_source::ModelSource;
 use shared::train::Checkpoint;
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::{generate, generate_text_simple, Sampling};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::model_source::ModelSource;
 use shared::tokenizer::Gpt2Tokenizer;
 use tch::Tensor;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use shared::cli::RunContext;
 use shared::data::THE_VERDICT;
 use shared::exercise::{Exercise, Report};
-use shared::gpt::GptConfig;
+use shared::model::GptConfig;
 use shared::train::{Checkpoint, Evaluation};
 use tch::Tensor;
 

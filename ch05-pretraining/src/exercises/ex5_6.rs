@@ -10,7 +10,7 @@ use serde::Serialize;
 use shared::core::device::seed_everything;
 use shared::exercise::{Exercise, Report};
 use shared::generate::Sampling;
-use shared::gpt::ParameterCounts;
+use shared::model::ParameterCounts;
 use shared::model_source::ModelSource;
 
 use crate::decode::generate_text;

@@ -2,7 +2,7 @@
 //! layer, rank 16, alpha 16): far fewer trainable parameters and a faster epoch.
 
 use shared::exercise::Report;
-use shared::lora::LoraConfig;
+use shared::model::lora::LoraConfig;
 
 use super::{compare, Exercise};
 

@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use shared::generate::batch::BatchDecoder;
 use shared::generate::{check_logits, Sampler, Sampling};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
 use tch::{Device, Kind, Tensor};
 use tokio::sync::mpsc::UnboundedSender;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use shared::cli::RunContext;
 use shared::generate::generate_greedy_cached;
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use tch::{Kind, Tensor};
 
 use super::{Findings, Plan, Trained};

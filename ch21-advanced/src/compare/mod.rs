@@ -20,7 +20,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::exercise::Report;
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::plot::{write_png, Area, Chart, Figure, Series, PALETTE};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};

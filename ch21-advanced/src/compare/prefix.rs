@@ -5,9 +5,9 @@
 //! on every token (the standard objective, twice the training signal per window).
 
 use anyhow::Result;
-use shared::attention::AttentionMask;
 use shared::cli::RunContext;
 use shared::generate::generate_greedy_cached;
+use shared::model::attention::AttentionMask;
 
 use super::{token_ids, validation_prompts, Findings, Plan, Trained};
 use crate::minigpt::{self, MiniGptOptions};

@@ -6,8 +6,8 @@
 
 use anyhow::Result;
 use shared::cli::RunContext;
-use shared::gpt::{GptConfig, GptModel};
-use shared::positions::{self, PosEncoding};
+use shared::model::positions::{self, PosEncoding};
+use shared::model::{GptConfig, GptModel};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 

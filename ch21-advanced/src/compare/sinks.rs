@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
-use shared::gpt::GptModel;
+use shared::model::positions::PosEncoding;
+use shared::model::GptModel;
 use shared::plot::{write_grid, Figure, Heatmap};
-use shared::positions::PosEncoding;
 use tch::{Kind, Tensor};
 
 use super::{validation_prompts, Findings, Line, Lines, Plan, Trained};

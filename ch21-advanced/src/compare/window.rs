@@ -6,11 +6,11 @@
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::attention::AttentionMask;
 use shared::cli::RunContext;
 use shared::core::device::seed_everything;
-use shared::gpt::{GptConfig, GptModel};
-use shared::positions::PosEncoding;
+use shared::model::attention::AttentionMask;
+use shared::model::positions::PosEncoding;
+use shared::model::{GptConfig, GptModel};
 use shared::train::{cross_entropy, AdamW, AdamWConfig, WarmupCosine, IGNORE_INDEX};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};

@@ -108,7 +108,7 @@ impl Splits {
 
 impl Loaders {
     /// Every token id of the three splits is inside `model`'s vocabulary.
-    pub fn check_token_ids(&self, model: &crate::gpt::GptModel) -> Result<()> {
+    pub fn check_token_ids(&self, model: &crate::model::GptModel) -> Result<()> {
         crate::train::check_token_ids(
             model,
             &[("training", &self.train), ("validation", &self.validation), ("test", &self.test)],

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::cli::RunContext;
 use crate::core::device::{device_name, seed_everything};
-use crate::gpt::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
-use crate::lora::{apply_lora, counts_text, lora_state, LoraConfig};
+use crate::model::lora::{apply_lora, counts_text, lora_state, LoraConfig};
+use crate::model::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use crate::model_source::Init;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
 use crate::spam;

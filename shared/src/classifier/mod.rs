@@ -15,7 +15,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::core::init;
 use crate::dataset::{batch_count, Batch, EpochOrder};
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 use crate::spam::{Label, Message};
 use crate::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
 use crate::train::{AdamW, BatchSource};
@@ -132,7 +132,7 @@ impl TokenPosition {
 /// must have been built at the root of `vs`. Draws from the global generator (the book
 /// seeds it with 123 first).
 pub fn replace_head(vs: &nn::VarStore, model: &mut GptModel, num_classes: i64) {
-    crate::weights::remove_variables(vs, |name| name == "out_head.weight" || name == "out_head.bias");
+    crate::core::var_store::remove_variables(vs, |name| name == "out_head.weight" || name == "out_head.bias");
     model.out_head = init::linear(vs.root() / "out_head", model.cfg.emb_dim, num_classes, true).into();
 }
 

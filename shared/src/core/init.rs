@@ -86,8 +86,8 @@ mod tests {
         let _rng = global_rng_lock();
         seed_everything(3);
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = crate::gpt::GptConfig { n_layers: 8, ..crate::gpt::GptConfig::tiny() };
-        let _model = crate::gpt::GptModel::new(&vs.root(), &cfg).unwrap();
+        let cfg = crate::model::GptConfig { n_layers: 8, ..crate::model::GptConfig::tiny() };
+        let _model = crate::model::GptModel::new(&vs.root(), &cfg).unwrap();
         gpt2_init(&vs, cfg.n_layers);
         let variables = vs.variables();
         let std = |name: &str| variables[name].std(true).double_value(&[]);

@@ -8,6 +8,7 @@
 //! | [`torch_rng`] | 2.6 | PyTorch's CPU generator (mt19937) and `randperm`, for loader parity |
 //! | [`native`] | 5, 21 | LibTorch operators `tch` does not generate (the fused AdamW kernel, fbgemm's int8 linear layer), compiled from `cpp/` |
 //! | [`tensors`] | all | tensors as nested vectors for printing, JSON and tests |
+//! | [`var_store`] | 6, E | dropping variables from a store (a replaced head, merged LoRA adapters) |
 //! | [`timing`] | A.9 | median wall time with device synchronisation |
 
 pub mod device;
@@ -16,3 +17,4 @@ pub mod native;
 pub mod tensors;
 pub mod timing;
 pub mod torch_rng;
+pub mod var_store;

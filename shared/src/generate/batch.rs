@@ -13,7 +13,7 @@ use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
 
 use super::{check_new_tokens, check_prompt, Sampler};
-use crate::gpt::{GptModel, KvCache};
+use crate::model::{GptModel, KvCache};
 
 /// Decodes up to `max_new_tokens` tokens after each prompt with `sampler`; returns each
 /// sequence's new tokens. A sequence stops before the sampler's end-of-text token; the

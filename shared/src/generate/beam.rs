@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::{check_prompt, Decoder};
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 
 /// Beam-search settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -154,7 +154,7 @@ mod tests {
     use super::*;
     use crate::core::device::global_rng_lock;
     use crate::generate::{generate_greedy_cached, scaled_test_model};
-    use crate::gpt::GptConfig;
+    use crate::model::GptConfig;
     use tch::nn;
 
     fn model(seed: i64) -> (nn::VarStore, GptModel) {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::{check_logits, check_prompt, draw, Decoder};
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 
 /// Contrastive-decoding settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ mod tests {
     use super::*;
     use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::scaled_test_model;
-    use crate::gpt::GptConfig;
+    use crate::model::GptConfig;
     use tch::{nn, Device};
 
     #[test]

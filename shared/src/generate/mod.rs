@@ -19,8 +19,8 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::attention::AttentionMask;
-use crate::gpt::{GptModel, KvCache};
+use crate::model::attention::AttentionMask;
+use crate::model::{GptModel, KvCache};
 
 /// The most tokens one call may generate (about 2,000 times GPT-2's context).
 pub const MAX_NEW_TOKENS: i64 = 1 << 21;
@@ -631,7 +631,7 @@ pub fn generate(
 /// `scale`: larger weights than the initialisation's make peaked, prompt-dependent
 /// distributions that differ from one seed to another.
 #[cfg(test)]
-pub(crate) fn scaled_test_model(seed: u64, cfg: &crate::gpt::GptConfig, scale: f64) -> (tch::nn::VarStore, GptModel) {
+pub(crate) fn scaled_test_model(seed: u64, cfg: &crate::model::GptConfig, scale: f64) -> (tch::nn::VarStore, GptModel) {
     crate::core::device::seed_everything(seed);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let model = GptModel::new(&vs.root(), cfg).unwrap();
@@ -647,7 +647,7 @@ pub(crate) fn scaled_test_model(seed: u64, cfg: &crate::gpt::GptConfig, scale: f
 mod tests {
     use super::*;
     use crate::core::device::{global_rng_lock, seed_everything};
-    use crate::gpt::GptConfig;
+    use crate::model::GptConfig;
     use tch::{nn, Device};
 
     fn model(cfg: &GptConfig) -> (nn::VarStore, GptModel) {

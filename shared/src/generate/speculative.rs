@@ -18,7 +18,7 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use super::{check_prompt, draw, Decoder, Sampler};
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 
 /// What a speculative run produced, and how often the target agreed with the draft.
 #[derive(Debug)]
@@ -248,7 +248,7 @@ mod tests {
     use super::*;
     use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::generate_greedy_cached;
-    use crate::gpt::GptConfig;
+    use crate::model::GptConfig;
     use tch::{nn, Device};
 
     fn model(heads: i64) -> (nn::VarStore, GptModel) {
@@ -302,7 +302,7 @@ mod draft_model_tests {
     use super::*;
     use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::{generate_greedy_cached, Sampling};
-    use crate::gpt::GptConfig;
+    use crate::model::GptConfig;
     use tch::nn;
 
     fn model(seed: u64, vocab_size: i64, scale: f64) -> (nn::VarStore, GptModel) {

@@ -176,7 +176,7 @@ mod tests {
     use super::*;
     use crate::core::device::{global_rng_lock, seed_everything};
     use crate::generate::{generate_cached, Sampler, Sampling};
-    use crate::gpt::{GptConfig, GptModel};
+    use crate::model::{GptConfig, GptModel};
     use crate::tokenizer::CharTokenizer;
     use tch::{nn, Device, Kind};
 

@@ -10,7 +10,7 @@ pub struct LayerNorm {
     pub shift: Option<Tensor>,
     pub eps: f64,
     /// Computes with LibTorch's fused `layer_norm` instead of listing 4.2's steps (the same
-    /// function, one pass; see [`crate::gpt::GptModel::use_fused_kernels`]).
+    /// function, one pass; see [`crate::model::GptModel::use_fused_kernels`]).
     pub fused: bool,
 }
 

@@ -1,6 +1,6 @@
 //! The one linear layer every projection of the GPT model uses (`nn.Linear`, sections 3.4-4.6):
 //! a dense weight, optionally with a low-rank adapter added to its output (appendix E's
-//! LoRA, implemented in [`crate::lora`] through the [`Adapter`] trait), or integer weights
+//! LoRA, implemented in [`crate::model::lora`] through the [`Adapter`] trait), or integer weights
 //! of 2-8 bits with per-tensor or per-channel scales (post-training quantization, exercise 21.34).
 
 use anyhow::{ensure, Result};
@@ -193,7 +193,7 @@ pub enum LinearWeight {
 pub struct Linear {
     pub weight: LinearWeight,
     pub bias: Option<Tensor>,
-    /// Appendix E's LoRA adapter, once [`crate::lora::apply_lora`] adds one.
+    /// Appendix E's LoRA adapter, once [`crate::model::lora::apply_lora`] adds one.
     pub lora: Option<Box<dyn Adapter>>,
 }
 

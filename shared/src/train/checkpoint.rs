@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
 
 use super::{AdamW, AdamWConfig};
-use crate::gpt::{GptConfig, GptModel};
+use crate::model::{GptConfig, GptModel};
 use crate::weights;
 
 /// The version written into [`CheckpointMeta::format`].

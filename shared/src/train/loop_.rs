@@ -13,7 +13,7 @@ use tch::{Device, Tensor};
 use super::{calc_loss_loader, AdamW, BatchSource, NextTokenLoss, TrainMode, TrainingLoss, WarmupCosine};
 use crate::core::device::seed_everything;
 use crate::generate::generate_text_simple;
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
 use crate::tokenizer::{Gpt2Tokenizer, TokenId, Tokenizer};
 

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::dataset::{Batch, DataLoader};
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 
 /// Targets with this value are left out of the loss (PyTorch's default `ignore_index`;
 /// chapter 7 marks padding with it).
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn distillation_matches_its_definition() {
-        use crate::gpt::GptConfig;
+        use crate::model::GptConfig;
         let _rng = crate::core::device::global_rng_lock();
         crate::core::device::seed_everything(2);
         let cfg = GptConfig { vocab_size: 10, drop_rate: 0.0, ..GptConfig::tiny() };

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::AdamW;
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

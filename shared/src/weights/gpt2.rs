@@ -18,7 +18,7 @@ use tch::nn::VarStore;
 
 use super::hub::HubFile;
 use super::{SafeTensorsFile, VarTargets};
-use crate::gpt::GptConfig;
+use crate::model::GptConfig;
 
 /// The book's model names and their Hugging Face hub ids.
 pub const GPT2_HUB_IDS: [(&str, &str); 4] = [

@@ -1,4 +1,4 @@
-//! Loading weights into a [`GptModel`](crate::gpt::GptModel): the book's own `state_dict()`
+//! Loading weights into a [`GptModel`](crate::model::GptModel): the book's own `state_dict()`
 //! files (section 5.4: ours in safetensors, or a `model.pth` written by the book's
 //! `torch.save`), and OpenAI's GPT-2 in the Hugging Face layout (section 5.5), from a folder
 //! or the Hugging Face hub. Every load checks each tensor's name and shape and reports
@@ -18,7 +18,7 @@ use tch::{nn::VarStore, Tensor};
 pub use self::gpt2::{Gpt2Weights, GPT2_HUB_IDS};
 pub use self::hub::{hub_cache_dir, HubFile};
 pub use self::safetensors::SafeTensorsFile;
-use crate::gpt::GptConfig;
+use crate::model::GptConfig;
 
 /// The variables of a model being filled from a file, with a record of what went wrong.
 pub(crate) struct VarTargets {
@@ -98,18 +98,6 @@ pub fn mask_buffers(cfg: &GptConfig) -> Vec<(String, Tensor)> {
     let ctx = cfg.context_length;
     let mask = Tensor::ones([ctx, ctx], (tch::Kind::Float, tch::Device::Cpu)).triu(1);
     (0..cfg.n_layers).map(|i| (format!("trf_blocks.{i}.att.mask"), mask.shallow_clone())).collect()
-}
-
-/// Drops every variable of `vs` whose name `remove` picks (a replaced head, merged LoRA
-/// adapters), so that saving `vs` no longer writes it.
-pub fn remove_variables(vs: &VarStore, remove: impl Fn(&str) -> bool) {
-    let mut variables = vs.variables_.lock().expect("the variable store is not poisoned");
-    let names: Vec<String> = variables.named_variables.keys().filter(|name| remove(name)).cloned().collect();
-    for name in names {
-        if let Some(old) = variables.named_variables.remove(&name) {
-            variables.trainable_variables.retain(|var| var.tensor.data_ptr() != old.data_ptr());
-        }
-    }
 }
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {

@@ -18,7 +18,7 @@ use shared::exercise::Report;
 
 use crate::exercises::Exercise;
 use shared::core::tensors::rows_f64;
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::plot::{write_grid, Figure, Heatmap};
 use shared::tokenizer::TokenId;
 use tch::{Kind, Tensor};

@@ -17,8 +17,8 @@ use shared::exercise::Report;
 
 use crate::exercises::Exercise;
 use shared::core::tensors::rows_f64;
+use shared::model::positions::sinusoidal_table;
 use shared::plot::{write_grid, Chart, Figure, Heatmap, Scatter, Series, PALETTE};
-use shared::positions::sinusoidal_table;
 use tch::{Kind, Tensor};
 
 use crate::models::Model;

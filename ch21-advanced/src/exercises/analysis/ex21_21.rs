@@ -19,7 +19,7 @@ use shared::dataset::{DataLoader, GptDataset};
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::tokenizer::{TokenId, Tokenizer};
 use shared::train::{
     train_model, AdamW, AdamWConfig, BatchSource, Evaluation, NextTokenLoss, TrainHooks, TrainProgress, TrainSettings,

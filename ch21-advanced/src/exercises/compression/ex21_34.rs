@@ -18,7 +18,7 @@ use shared::exercise::Report;
 use crate::exercises::{Context, Exercise};
 use shared::core::timing::median_seconds;
 use shared::generate::generate_greedy_cached;
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use shared::nn::{Granularity, LinearWeight, QuantScheme, Quantization};
 use tch::Tensor;
 

@@ -56,8 +56,9 @@ pub fn run(
     let text = budget.corpus(context)?;
     let prompt = sizes.prompts(context, budget)?.remove(0);
     let train_ratio = budget.small.train_ratio;
-    let loss =
-        |model: &shared::gpt::GptModel| split_loss(model, &text, train_ratio, false, validation_batches, context.seed);
+    let loss = |model: &shared::model::GptModel| {
+        split_loss(model, &text, train_ratio, false, validation_batches, context.seed)
+    };
     let mut rows = Vec::new();
     let mut student_name = String::new();
     for temperature in std::iter::once(None).chain(TEMPERATURES.map(Some)) {

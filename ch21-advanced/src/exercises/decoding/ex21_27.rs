@@ -18,7 +18,7 @@ use crate::exercises::{Context, Exercise};
 use shared::core::timing::{median_seconds, synchronize};
 use shared::generate::speculative::{expected_speedup, generate_speculative, SpeculativeStats};
 use shared::generate::{generate_cached, Decoder, Sampler, Sampling};
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use tch::Tensor;
 
 use crate::models::{self, Budget, Sizes};

@@ -12,7 +12,7 @@ use shared::cli::RunContext;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::gpt::GptModel;
+use shared::model::GptModel;
 use tch::{Kind, Tensor};
 
 use crate::minigpt::{self, MiniGptOptions};

@@ -7,11 +7,11 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::attention::AttentionMask;
 use shared::exercise::Report;
+use shared::model::attention::AttentionMask;
 
 use crate::exercises::Exercise;
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::tokenizer::TokenizerSpec;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 

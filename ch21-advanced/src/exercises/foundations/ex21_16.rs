@@ -16,7 +16,7 @@ use shared::exercise::Report;
 
 use crate::exercises::Exercise;
 use shared::generate::Decoder;
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use shared::plot::{Chart, Series, PALETTE};
 use tch::{nn::VarStore, Kind, Tensor};
 

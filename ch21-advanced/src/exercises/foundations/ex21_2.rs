@@ -7,13 +7,13 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::attention::AttentionMask;
 use shared::cli::RunContext;
 use shared::exercise::Report;
+use shared::model::attention::AttentionMask;
 
 use crate::exercises::Exercise;
 use shared::generate::{generate_text, Sampling};
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::minigpt::{self, MiniGptOptions};

@@ -8,7 +8,7 @@ use serde::Serialize;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::gpt::{GptConfig, NormPlacement, ParameterCounts};
+use shared::model::{GptConfig, NormPlacement, ParameterCounts};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "21.3",

@@ -11,7 +11,7 @@ use shared::cli::RunContext;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::gpt::{GptModel, NormPlacement};
+use shared::model::{GptModel, NormPlacement};
 use shared::plot::{write_grid, Chart, Figure, Series, PALETTE};
 use shared::train::{calc_loss_batch, BatchSource};
 use tch::nn::VarStore;

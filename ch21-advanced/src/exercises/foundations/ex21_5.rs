@@ -10,7 +10,7 @@ use shared::cli::RunContext;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::gpt::{GptConfig, ParameterCounts};
+use shared::model::{GptConfig, ParameterCounts};
 
 use crate::minigpt::{self, MiniGptOptions};
 

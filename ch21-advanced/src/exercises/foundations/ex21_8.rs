@@ -10,7 +10,7 @@ use serde::Serialize;
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::gpt::{GptConfig, GptModel};
+use shared::model::{GptConfig, GptModel};
 use tch::{nn, Device, Kind};
 
 pub const EXERCISE: Exercise = Exercise {

@@ -5,7 +5,7 @@ use anyhow::Result;
 use tch::{nn, Tensor};
 
 use super::{GptConfig, NormPlacement};
-use crate::attention::{CacheAccess, MultiHeadAttention};
+use crate::model::attention::{CacheAccess, MultiHeadAttention};
 use crate::nn::{FeedForward, LayerNorm};
 
 /// Listing 4.6: attention and feed-forward, each wrapped in a shortcut connection, with

@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::attention::{AttentionMask, AttentionOptions};
+use crate::model::attention::{AttentionMask, AttentionOptions};
+use crate::model::positions::PosEncoding;
 use crate::nn::Activation;
-use crate::positions::PosEncoding;
 use crate::tokenizer::TokenizerSpec;
 
 /// The model's hyperparameters, with the book's field names.

@@ -30,7 +30,7 @@ impl ParameterCounts {
         let attention = qkv + e * e + b * e; // + output projection
         let feed_forward = (e * 4 * e + b * 4 * e) + (4 * e * e + b * e);
         let norm = (1 + b) * e; // scale (and shift)
-        let positions = if cfg.pos_encoding == crate::positions::PosEncoding::Learned { c * e } else { 0 };
+        let positions = if cfg.pos_encoding == crate::model::positions::PosEncoding::Learned { c * e } else { 0 };
         let heads = cfg.n_future_heads - i64::from(cfg.tie_embeddings);
         Self {
             embeddings: v * e + positions,

@@ -14,7 +14,7 @@ use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::core::init::linear_weight_bound;
-use crate::gpt::GptModel;
+use crate::model::GptModel;
 use crate::nn::{Adapter, Linear};
 
 /// The adapter's size: `rank` and `alpha`, scaling the update by `alpha / rank`.
@@ -110,7 +110,7 @@ pub fn merge_lora(vs: &nn::VarStore, model: &mut GptModel) {
     for (_, layer) in model.linear_layers_mut() {
         layer.merge();
     }
-    crate::weights::remove_variables(vs, |name| name.contains(".lora."));
+    crate::core::var_store::remove_variables(vs, |name| name.contains(".lora."));
 }
 
 /// The adapters' parameters alone (`*.lora.A`, `*.lora.B`), for a small file.

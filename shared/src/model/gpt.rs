@@ -6,10 +6,10 @@ use anyhow::{ensure, Result};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::{GptConfig, ParameterCounts, TransformerBlock};
-use crate::attention::{AttentionMask, CacheAccess, LayerKvCache};
 use crate::core::init;
+use crate::model::attention::{AttentionMask, CacheAccess, LayerKvCache};
+use crate::model::positions::{sinusoidal_table, PosEncoding};
 use crate::nn::{LayerNorm, Linear, LinearWeight, Quantization};
-use crate::positions::{sinusoidal_table, PosEncoding};
 
 /// Every layer's keys and values for cached generation, and how many positions they hold.
 ///
@@ -162,7 +162,7 @@ impl GptModel {
             block.norm1.fused = true;
             block.norm2.fused = true;
             block.ff.fused = true;
-            block.att.kernel = crate::attention::AttentionKernel::Sdpa;
+            block.att.kernel = crate::model::attention::AttentionKernel::Sdpa;
         }
     }
 

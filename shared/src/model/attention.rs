@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::core::init;
+use crate::model::positions::Rope;
 use crate::nn::{Linear, LinearWeight};
-use crate::positions::Rope;
 
 /// How attention weights are computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
