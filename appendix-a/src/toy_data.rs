@@ -1,7 +1,7 @@
 //! Section A.6: the five-example toy data set and a data loader over it that shuffles like
-//! PyTorch's `DataLoader` (see `shared::dataset::EpochOrder` for what is replicated).
+//! PyTorch's `DataLoader` (see `shared::data::dataset::EpochOrder` for what is replicated).
 
-use shared::dataset::{batch_count, EpochOrder};
+use shared::data::dataset::{batch_count, EpochOrder};
 use tch::{Kind, Tensor};
 
 /// Features `(N, 2)` float32 and class labels `(N,)` int64.

@@ -6,8 +6,8 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::core::tensors::{format_rows, rows_f32, rows_i64};
+use shared::data::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::data::THE_VERDICT;
-use shared::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::tokenizer::{Gpt2Tokenizer, TokenId};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 

@@ -70,9 +70,9 @@ pub fn file_loss(model: &GptModel, text: &str, context_length: usize) -> Result<
         "a context of {context_length} tokens is more than the model's {}",
         model.cfg.context_length
     );
-    let dataset = shared::dataset::GptDataset::from_text(text, context_length, context_length)?;
+    let dataset = shared::data::dataset::GptDataset::from_text(text, context_length, context_length)?;
     ensure!(!dataset.is_empty(), "the text is too short for a context of {context_length} tokens");
-    let loader = shared::dataset::DataLoader::new(dataset, 2, false, false)?;
+    let loader = shared::data::dataset::DataLoader::new(dataset, 2, false, false)?;
     check_token_ids(model, &[("file's", &loader)])?;
     let loss = calc_loss_loader(model, &loader, None, model.tok_emb.ws.device());
     Ok(FileLoss { loss, perplexity: perplexity(loss), batches: loader.len(), context_length })

@@ -9,7 +9,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::core::device::{device_name, seed_everything};
-use shared::dataset::{DataLoader, GptDataset};
+use shared::data::dataset::{DataLoader, GptDataset};
 use shared::distributed::{Backend, DataParallel, ProcessGroup, Rendezvous, ShardedLoader, BUCKET_BYTES};
 use shared::model::{GptConfig, GptModel};
 use shared::train::{

@@ -8,9 +8,9 @@ use shared::classifier::{
 };
 use shared::cli::RunContext;
 use shared::core::device::global_rng_lock;
+use shared::data::spam::Message;
 use shared::model::{GptConfig, GptModel};
 use shared::model_source::Init;
-use shared::spam::Message;
 use shared::train::BatchSource;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -125,7 +125,7 @@ fn a_small_random_model_learns_to_tell_spam_from_ham() {
     let again = finetune::evaluate(&classifier, &context).unwrap();
     assert_eq!((again.validation, again.test), (report.accuracies.validation, report.accuracies.test));
     let splits = data::prepare(&context.data).unwrap();
-    assert_eq!(shared::spam::read_csv(&context.out_dir.join("test.csv")).unwrap(), splits.test);
+    assert_eq!(shared::data::spam::read_csv(&context.out_dir.join("test.csv")).unwrap(), splits.test);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! `DataLoader`.
 
 use serde::Serialize;
-use shared::dataset::{batch_count, Batch, EpochOrder};
+use shared::data::dataset::{batch_count, Batch, EpochOrder};
 use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
 use shared::train::{BatchSource, IGNORE_INDEX};
 use tch::Tensor;

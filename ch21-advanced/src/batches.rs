@@ -4,7 +4,7 @@
 //! whose tokens are given, not predicted (their targets are [`IGNORE_INDEX`]).
 
 use anyhow::{ensure, Result};
-use shared::dataset::Batch;
+use shared::data::dataset::Batch;
 use shared::train::{BatchSource, IGNORE_INDEX};
 use tch::{Device, Kind, Tensor};
 

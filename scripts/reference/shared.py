@@ -22,7 +22,7 @@ def main():
     torch.manual_seed(123)
     draws = [torch.empty((), dtype=torch.int64).random_().item() for _ in range(2)]
     values["global_int64_draws_after_seed_123"] = draws
-    # shared/src/dataset.rs: DataLoader(shuffle=True) over 9 samples, batch 3, seed 123.
+    # shared/src/data/dataset.rs: DataLoader(shuffle=True) over 9 samples, batch 3, seed 123.
     torch.manual_seed(123)
     loader = torch.utils.data.DataLoader(list(range(9)), batch_size=3, shuffle=True, drop_last=True)
     values["dataloader_epoch_seed_123"] = [int(x) for batch in loader for x in batch]

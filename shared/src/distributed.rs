@@ -20,7 +20,7 @@ use tch::{Kind, Tensor};
 use crate::core::native::check;
 use crate::core::native::pointers;
 use crate::core::torch_rng;
-use crate::dataset::{batch_count, Batch, DataLoader};
+use crate::data::dataset::{batch_count, Batch, DataLoader};
 use crate::train::BatchSource;
 
 /// The rendezvous: where rank 0's store listens, and who this process is.

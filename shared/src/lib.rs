@@ -8,16 +8,14 @@
 //! | [`core`] | A, 2.6, 3.4, 4.6 | the bottom layer: devices and seeding, PyTorch's initializers and generator, LibTorch operators `tch` lacks, tensors as nested vectors, timing |
 //! | [`nn`] | 3-4, 21, E | the second layer: `Linear` (dense, LoRA, quantized), `LayerNorm`, GELU, `FeedForward` |
 //! | [`model`] | 3-4, 21, E | the third layer: `GptConfig`, attention, positions, `TransformerBlock`, `GptModel` and its KV cache, parameter counts, LoRA |
-//! | [`data`] | 2, 6, 7 | the data-set registry, resolution order, checksummed download |
+//! | [`data`] | 2, 6, 7 | the data-set registry, resolution order, checksummed download; the next-token dataset and loader; the SMS Spam Collection |
 //! | [`tokenizer`] | 2, 21 | the `Tokenizer` trait: GPT-2's BPE (`tiktoken-rs`), BPE from scratch, word- and character-level |
-//! | [`dataset`] | 2.6 | the sliding-window next-token dataset and its batch loader |
 //! | [`generate`] | 4.7, 5.3, 21 | `generate_text_simple`, greedy decoding with a KV cache, temperature and top-k sampling; the step-wise decoder and its logits processors (top-p, repetition penalty, watermark); beam search, speculative (draft-model and self-speculative) and contrastive decoding |
 //! | [`train`] | 5.1-5.4 | cross-entropy and perplexity, loss over a loader, AdamW with savable state, checkpoints, `train_model_simple` |
 //! | [`weights`] | 5.4-5.5 | loading the book's state dicts and OpenAI's GPT-2 (Hugging Face layout, hub cache) |
 //! | [`model_source`] | 5-7 | `--checkpoint`, `--weights` or a fresh seeded model, for every command that takes a model; the fine-tuning runs' `--init` |
 //! | [`classifier`] | 6 | padded classification data, the 2-class head, freezing, loss and accuracy, `train_classifier_simple` |
 //! | [`plot`] | 4, 5 | PNG line charts |
-//! | [`spam`] | 6.2 | the SMS Spam Collection: pandas-compatible parsing, numpy-identical balancing and split, CSV files |
 //! | [`reference`] | all | comparing results with JSON reference values and text snapshots (tests; the `testing` feature) |
 //! | [`exercise`] | all | the exercise registry behind every crate's `list` and `exercise <id>`, and the context an exercise runs with |
 //! | [`fuzz`] | all | mutation testing of the loaders (tests; the `testing` feature) |
@@ -28,7 +26,6 @@ pub mod classifier;
 pub mod cli;
 pub mod core;
 pub mod data;
-pub mod dataset;
 pub mod distributed;
 pub mod exercise;
 #[cfg(any(test, feature = "testing"))]
@@ -40,7 +37,6 @@ pub mod nn;
 pub mod plot;
 #[cfg(any(test, feature = "testing"))]
 pub mod reference;
-pub mod spam;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;

@@ -2,8 +2,8 @@
 //! every prompt the tokens it gets alone, and int8 weights stay close to float32.
 
 use shared::core::device::{global_rng_lock, seed_everything};
+use shared::data::dataset::{DataLoader, GptDataset};
 use shared::data::{DataLocator, THE_VERDICT};
-use shared::dataset::{DataLoader, GptDataset};
 use shared::generate::batch::{generate_batch, BatchDecoder};
 use shared::generate::{generate_cached, Sampler, Sampling};
 use shared::model::positions::PosEncoding;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// The layers, bottom first. `tokenizer` sits below `model`: a model's config names its
 /// tokenizer, so that a checkpoint carries it.
-const LAYERS: &[&str] = &["core", "nn", "tokenizer", "model", "generate"];
+const LAYERS: &[&str] = &["core", "nn", "tokenizer", "model", "data", "weights", "generate"];
 
 /// A module's layer: its position in [`LAYERS`], or above all of them.
 fn rank(module: &str) -> usize {
@@ -30,14 +30,27 @@ fn imports(source: &str) -> Vec<String> {
     found
 }
 
+/// The `.rs` files under `dir`, in subfolders too, sorted.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
 #[test]
 fn each_layer_imports_only_the_layers_below_it() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut broken = Vec::new();
     for (own, layer) in LAYERS.iter().enumerate() {
-        let mut files: Vec<_> = std::fs::read_dir(src.join(layer)).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        for file in files {
+        for file in rust_files(&src.join(layer)) {
             let source = std::fs::read_to_string(&file).unwrap();
             for module in imports(&source) {
                 // `workspace_root` is a function at the crate root, usable by every layer.

@@ -4,8 +4,8 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::cli::RunContext;
+use shared::data::spam::{self, Message};
 use shared::data::SMS_SPAM_COLLECTION;
-use shared::spam::{self, Message};
 
 fn digest(messages: &[Message]) -> String {
     let rows: Vec<String> = messages.iter().map(|m| format!("{}\t{}", m.label, m.text)).collect();

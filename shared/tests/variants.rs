@@ -3,7 +3,7 @@
 //! would break.
 
 use shared::core::device::{global_rng_lock, seed_everything};
-use shared::dataset::{create_dataloader, Batch, LoaderConfig};
+use shared::data::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
 use shared::model::attention::{AttentionKernel, AttentionMask};
 use shared::model::positions::PosEncoding;

@@ -6,8 +6,8 @@ use anyhow::Result;
 use serde::Serialize;
 use shared::cli::RunContext;
 use shared::core::tensors::rows_i64;
+use shared::data::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::data::THE_VERDICT;
-use shared::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::exercise::{Exercise, Report};
 
 pub const EXERCISE: Exercise = Exercise {

@@ -1,8 +1,8 @@
 //! Section 6.2-6.4: the spam data from the data set to the three loaders.
 
 use super::{ClassificationDataset, ClassificationLoader};
+use crate::data::spam::{self, Message};
 use crate::data::{DataLocator, SMS_SPAM_COLLECTION};
-use crate::spam::{self, Message};
 use anyhow::{ensure, Result};
 use serde::Serialize;
 

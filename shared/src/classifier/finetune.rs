@@ -17,11 +17,11 @@ use super::{
 };
 use crate::cli::RunContext;
 use crate::core::device::{device_name, seed_everything};
+use crate::data::spam;
 use crate::model::lora::{apply_lora, counts_text, lora_state, LoraConfig};
 use crate::model::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use crate::model_source::Init;
 use crate::plot::{Chart, Series, TopAxis, PALETTE};
-use crate::spam;
 use crate::train::{write_loss_plot, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainMode, CHECKPOINT_FORMAT};
 
 /// The run's settings; the defaults are the book's.

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::core::init;
-use crate::dataset::{batch_count, Batch, EpochOrder};
+use crate::data::dataset::{batch_count, Batch, EpochOrder};
+use crate::data::spam::{Label, Message};
 use crate::model::GptModel;
-use crate::spam::{Label, Message};
 use crate::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
 use crate::train::{AdamW, BatchSource};
 

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::dataset::{Batch, DataLoader};
+use crate::data::dataset::{Batch, DataLoader};
 use crate::model::GptModel;
 
 /// Targets with this value are left out of the loss (PyTorch's default `ignore_index`;

@@ -14,8 +14,8 @@ use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::cli::RunContext;
 use shared::core::device::seed_everything;
+use shared::data::dataset::{DataLoader, GptDataset};
 use shared::data::INSTRUCTION_DATA;
-use shared::dataset::{DataLoader, GptDataset};
 use shared::exercise::Report;
 
 use crate::exercises::Exercise;

@@ -307,7 +307,7 @@ mod tests {
         let epoch: Vec<Vec<i64>> = loader.iter().flat_map(|b| rows(&b.inputs)).collect();
         // What torch.utils.data.DataLoader printed (scripts/reference/shared.py).
         let reference: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/fixtures/pytorch-reference.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/pytorch-reference.json")).unwrap();
         let expected: Vec<Vec<i64>> = reference["dataloader_epoch_seed_123"]
             .as_array()
             .unwrap()

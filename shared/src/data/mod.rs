@@ -13,6 +13,13 @@
 //! Files found in 2-4 are checked against the registry's SHA-256 too: a mismatch is an
 //! error, never silently used. When every source fails the error names the file, the URL
 //! and `LLMS_DATA_DIR`.
+//!
+//! This layer also holds what the chapters make of the data: [`dataset`], chapter 2's
+//! sliding-window next-token dataset and its loader, and [`spam`], chapter 6's SMS Spam
+//! Collection (pandas-compatible parsing, numpy-identical balancing and split).
+
+pub mod dataset;
+pub mod spam;
 
 use std::fmt;
 use std::fs::{self, File};
