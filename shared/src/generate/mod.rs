@@ -524,35 +524,33 @@ impl Sampler {
     /// of the distribution as the temperature goes to 0.
     pub fn probabilities(&mut self, logits: &Tensor, tokens: &Tensor) -> Tensor {
         let filtered = self.filter(logits, tokens);
-        let greedy = filtered.argmax(-1, true);
-        let one_hot = filtered.zeros_like().to_kind(Kind::Float).scatter_value(1, &greedy, 1.0);
         if self.sampling.temperature == 0.0 {
-            return one_hot;
-        }
-        let probabilities = self.temper(&filtered, tokens).softmax(-1, Kind::Float);
-        probabilities.where_self(&overflowed_rows(&probabilities).logical_not(), &one_hot)
-    }
-
-    /// The next token `(B, 1)` for the last-position logits `(B, V)`, given the tokens so
-    /// far: the argmax at temperature 0, else a draw (`torch.multinomial`) from the softmax.
-    /// At a temperature so small that `logits / temperature` overflows, the argmax. Logits
-    /// that are NaN or infinite (a model whose weights are) are an error.
-    pub fn next_token(&mut self, logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
-        check_logits(logits)?;
-        let filtered = self.filter(logits, tokens);
-        if self.sampling.temperature == 0.0 {
-            return Ok(filtered.argmax(-1, true));
+            return one_hot_argmax(&filtered);
         }
         let probabilities = self.temper(&filtered, tokens).softmax(-1, Kind::Float);
         let overflowed = overflowed_rows(&probabilities);
         if overflowed.any().int64_value(&[]) == 0 {
-            return draw(&probabilities);
+            return probabilities;
         }
-        let greedy = filtered.argmax(-1, true);
-        let one_hot = probabilities.zeros_like().scatter_value(1, &greedy, 1.0);
-        let drawn = draw(&probabilities.where_self(&overflowed.logical_not(), &one_hot))?;
-        Ok(drawn.where_self(&overflowed.logical_not(), &greedy))
+        probabilities.where_self(&overflowed.logical_not(), &one_hot_argmax(&filtered))
     }
+
+    /// The next token `(B, 1)` for the last-position logits `(B, V)`, given the tokens so
+    /// far: the argmax at temperature 0, else a draw (`torch.multinomial`) from
+    /// [`Sampler::probabilities`] (so the argmax, too, where a temperature near 0 overflows).
+    /// Logits that are NaN or infinite (a model whose weights are) are an error.
+    pub fn next_token(&mut self, logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+        check_logits(logits)?;
+        if self.sampling.temperature == 0.0 {
+            return Ok(self.filter(logits, tokens).argmax(-1, true));
+        }
+        draw(&self.probabilities(logits, tokens))
+    }
+}
+
+/// All the mass on each row's largest logit, `(B, V)`.
+fn one_hot_argmax(logits: &Tensor) -> Tensor {
+    logits.zeros_like().to_kind(Kind::Float).scatter_value(1, &logits.argmax(-1, true), 1.0)
 }
 
 /// The rows `(B, 1)` of a softmax that hold NaN: their scaled logits overflowed (to `+inf`,
