@@ -88,10 +88,13 @@ pub fn device_name(device: Device) -> String {
 
 /// The machine's memory in bytes (Linux's `MemTotal`), when it can be read.
 pub fn system_memory_bytes() -> Option<i64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
-    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal:")?.checked_mul(1024)
+}
+
+/// The number of a `/proc` line `FIELD   N kB`.
+fn kib_field(text: &str, field: &str) -> Option<i64> {
+    let line = text.lines().find(|line| line.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// How much memory this process may still allocate, and what sets that bound.
@@ -108,11 +111,7 @@ pub struct MemoryBudget {
 /// `None` when none of them can be read.
 pub fn memory_budget() -> Option<MemoryBudget> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let status_bytes = |field: &str| -> i64 {
-        let line = status.lines().find(|line| line.starts_with(field));
-        let kib = line.and_then(|line| line.split_whitespace().nth(1)).and_then(|kib| kib.parse::<i64>().ok());
-        kib.unwrap_or(0).saturating_mul(1024)
-    };
+    let status_bytes = |field: &str| kib_field(&status, field).unwrap_or(0).saturating_mul(1024);
     let rlimit_left = |resource, used: i64| -> Option<i64> {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes into the struct it is given.
@@ -120,11 +119,10 @@ pub fn memory_budget() -> Option<MemoryBudget> {
         (read && limit.rlim_cur != libc::RLIM_INFINITY)
             .then(|| i64::try_from(limit.rlim_cur).unwrap_or(i64::MAX).saturating_sub(used).max(0))
     };
-    // The whole limit, like the machine's total: page cache counts in a cgroup's use.
-    let cgroup_limit = || -> Option<i64> {
-        std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?.trim().parse().ok()
-        // "max" does not parse
-    };
+    // The whole limit, like the machine's total: page cache counts in a cgroup's use. No
+    // limit reads "max", which does not parse.
+    let cgroup_limit =
+        || -> Option<i64> { std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?.trim().parse().ok() };
     [
         system_memory_bytes().map(|bytes| (bytes, "the machine's memory")),
         rlimit_left(libc::RLIMIT_AS, status_bytes("VmSize:")).map(|b| (b, "the address-space limit, ulimit -v")),
