@@ -11,7 +11,7 @@ use shared::classifier::data::Padding;
 use shared::classifier::finetune::{self, FinetuneOptions};
 use shared::classifier::{classify, TokenPosition, Trainable};
 use shared::cli::{self, CommonArgs};
-use shared::exercise::{ExerciseCommand, ExerciseContext};
+use shared::exercise::ExerciseCommand;
 use shared::model_source::InitArgs;
 
 /// Chapter 6, "Fine-tuning for classification". Without a command: the book's run, which
@@ -115,12 +115,9 @@ fn run(cli: Cli) -> Result<()> {
         None => {
             finetune::run(&context, &cli.run.options()?)?;
         }
-        Some(Command::Exercises(command)) => {
-            // With --json, stdout carries the result alone.
-            let json = matches!(command, ExerciseCommand::Exercise { json: true, .. });
-            let flags = FinetuneOptions { verbose: !json, ..cli.run.options()? };
-            command.run(exercises::ALL, &ExerciseContext { run: context, flags })?
-        }
+        Some(Command::Exercises(command)) => command.run_with_flags(exercises::ALL, context, |json| {
+            Ok(FinetuneOptions { verbose: !json, ..cli.run.options()? })
+        })?,
         Some(Command::Classify { checkpoint, texts }) => {
             let classifier = finetune::load_classifier(&checkpoint, context.device)?;
             for text in texts {

@@ -22,7 +22,7 @@ use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::core::device::seed_everything;
-use shared::exercise::{ExerciseCommand, ExerciseContext};
+use shared::exercise::ExerciseCommand;
 use shared::generate::{Decoding, Sampling};
 use shared::model::lora::LoraConfig;
 use shared::model_source::InitArgs;
@@ -407,12 +407,9 @@ fn run(cli: Cli) -> Result<()> {
         None => {
             finetune::run(&context, &cli.run.options()?)?;
         }
-        Some(Command::Exercises(command)) => {
-            // With --json, stdout carries the result alone.
-            let json = matches!(command, ExerciseCommand::Exercise { json: true, .. });
-            let flags = FinetuneOptions { verbose: !json, ..cli.run.options()? };
-            command.run(exercises::ALL, &ExerciseContext { run: context, flags })?
-        }
+        Some(Command::Exercises(command)) => command.run_with_flags(exercises::ALL, context, |json| {
+            Ok(FinetuneOptions { verbose: !json, ..cli.run.options()? })
+        })?,
         Some(Command::Respond { model, instruction, input }) => {
             let mut decoding = model.decoding(&context)?;
             let loaded = model.load(&cli.run.model, &context)?;

@@ -225,6 +225,9 @@ fn list_names_every_exercise() {
     for id in ["7.1", "7.2", "7.3", "7.4"] {
         assert!(listing.contains(id), "{listing}");
     }
+    // Listing needs no run flags: ones that could not start a run do not stop it.
+    let output = ch07(&["--init", "checkpoint", "list"]);
+    assert!(output.status.success() && text(&output.stdout) == listing, "{}", text(&output.stderr));
 }
 
 #[test]

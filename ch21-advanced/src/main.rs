@@ -237,7 +237,7 @@ fn run(cli: Cli) -> Result<()> {
         None => minigpt::run(&context, &minigpt::corpus(&context)?, &MiniGptOptions::default()).map(|_| ()),
         Some(Command::Train(args)) => minigpt::run(&context, &minigpt::corpus(&context)?, &args.options()).map(|_| ()),
         Some(Command::Exercises(command)) => {
-            command.run(exercises::ALL, &exercises::Context { run: context, flags: cli.models.flags() })
+            command.run_with_flags(exercises::ALL, context, |_| Ok(cli.models.flags()))
         }
         Some(Command::Compare { study, steps, json }) => {
             let base = compare::base_options(steps);

@@ -104,6 +104,22 @@ impl ExerciseCommand {
         }
         Ok(())
     }
+
+    /// [`ExerciseCommand::run`] for exercises that take the binary's flags: `flags(json)`
+    /// builds them for `exercise` (`json`: whether stdout must carry the result alone), and
+    /// `list` runs without building them.
+    pub fn run_with_flags<F: Default>(
+        &self,
+        exercises: &[Exercise<ExerciseContext<F>>],
+        run: RunContext,
+        flags: impl FnOnce(bool) -> Result<F>,
+    ) -> Result<()> {
+        let flags = match self {
+            Self::List => F::default(),
+            Self::Exercise { json, .. } => flags(*json)?,
+        };
+        self.run(exercises, &ExerciseContext { run, flags })
+    }
 }
 
 /// The README table rows (`| id | summary |`) missing from `readme` for these exercises;
