@@ -3,36 +3,23 @@
 //! OpenAI error body, the queue bound, and disconnects stopping generation. One server with
 //! a small random model (`configs/small.json`) serves most tests, in this process.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ch07_instruction::finetune::InstructionModel;
 use ch07_instruction::records::InstructionRecord;
 use ch07_instruction::respond::respond;
 use ch07_instruction::serve::load_test::{self, LoadTestOptions};
-use ch07_instruction::serve::{self, RunningServer, ServeOptions};
+use ch07_instruction::serve::{RunningServer, ServeOptions};
 use ch07_instruction::template::TemplateKind;
+use common::model::{small_model, start};
 use serde_json::{json, Value};
-use shared::cli::RunContext;
 use shared::core::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
-use shared::model_source::Init;
 use shared::tokenizer::END_OF_TEXT_ID;
 use tch::Device;
-
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/small.json");
-
-/// The model every server here and `respond` use: the same seed gives the same weights.
-fn small_model() -> anyhow::Result<InstructionModel> {
-    let loaded = Init::Random(CONFIG.into()).load(&RunContext::for_tests(), Some(0.0))?;
-    Ok(InstructionModel { loaded, template: TemplateKind::Alpaca })
-}
-
-fn start(options: ServeOptions) -> RunningServer {
-    let _rng = global_rng_lock(); // the model is built on the server's thread
-    serve::start(small_model, options).unwrap()
-}
 
 /// The server most tests share.
 fn server() -> &'static str {

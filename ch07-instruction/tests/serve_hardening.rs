@@ -6,46 +6,18 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use ch07_instruction::finetune::InstructionModel;
+mod common;
+
 use ch07_instruction::serve::guard::Access;
-use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOptions};
-use ch07_instruction::template::TemplateKind;
+use ch07_instruction::serve::soak::{self, request};
+use ch07_instruction::serve::{ConnectionLimits, ServeOptions};
+use common::model::start;
 use serde_json::{json, Value};
-use shared::cli::RunContext;
-use shared::core::device::global_rng_lock;
-use shared::model_source::Init;
 use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT};
 
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/small.json");
-
-fn start(options: ServeOptions) -> RunningServer {
-    let _rng = global_rng_lock();
-    let load = || {
-        let loaded = Init::Random(CONFIG.into()).load(&RunContext::for_tests(), Some(0.0))?;
-        Ok(InstructionModel { loaded, template: TemplateKind::Alpaca })
-    };
-    serve::start(load, options).unwrap()
-}
-
-/// Sends `request` as it is and reads until the server closes: the status and the body.
+/// Sends `request` as it is: the status and the body.
 fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_string();
-    (status, body)
-}
-
-/// A request with these headers (and `Connection: close`).
-fn request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
-    let mut text = format!("{method} {path} HTTP/1.1\r\n");
-    for header in headers {
-        text += &format!("{header}\r\n");
-    }
-    text + &format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    soak::send(addr, request).unwrap()
 }
 
 #[test]

@@ -4,22 +4,15 @@
 //! its level after the warm-up. `SOAK_REQUESTS=N` sends more (the README's numbers come
 //! from the `soak` command with 3,000).
 
-use ch07_instruction::finetune::InstructionModel;
-use ch07_instruction::serve::soak::{self, SoakOptions};
-use ch07_instruction::serve::{self, ServeOptions};
-use ch07_instruction::template::TemplateKind;
-use shared::cli::RunContext;
-use shared::model_source::Init;
+mod common;
 
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/small.json");
+use ch07_instruction::serve::soak::{self, SoakOptions};
+use ch07_instruction::serve::ServeOptions;
+use common::model::start;
 
 #[test]
 fn the_server_holds_up_under_a_hostile_mix() {
-    let load = || {
-        let loaded = Init::Random(CONFIG.into()).load(&RunContext::for_tests(), Some(0.0))?;
-        Ok(InstructionModel { loaded, template: TemplateKind::Alpaca })
-    };
-    let server = serve::start(load, ServeOptions { max_queue: 32, ..ServeOptions::local(0) }).unwrap();
+    let server = start(ServeOptions { max_queue: 32, ..ServeOptions::local(0) });
     let requests = std::env::var("SOAK_REQUESTS").ok().and_then(|n| n.parse().ok()).unwrap_or(2600);
     let report = soak::run(server.addr, &SoakOptions { requests, concurrency: 12, max_tokens: 4 }).unwrap();
     println!("{report}");

@@ -248,11 +248,7 @@ fn one(addr: SocketAddr, kind: Kind, i: usize, max_tokens: i64) -> Result<Outcom
             expect(send(addr, &post("/v1/completions", &body, &[]))?, 400)
         }
         Kind::ForeignHost => {
-            let text = post("/v1/chat/completions", &chat("Hi", json!({})), &[]).replacen(
-                "Host: localhost",
-                "Host: evil.example",
-                1,
-            );
+            let text = post("/v1/chat/completions", &chat("Hi", json!({})), &["Host: evil.example"]);
             expect(send(addr, &text)?, 403)
         }
         Kind::CrossSite => {
@@ -277,9 +273,13 @@ fn one(addr: SocketAddr, kind: Kind, i: usize, max_tokens: i64) -> Result<Outcom
     }
 }
 
-/// A request to the server on `Host: localhost`, closing the connection after the answer.
-fn request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+/// A request as raw HTTP/1.1 with `headers`, on `Host: localhost` unless they name another
+/// host, closing the connection after the answer.
+pub fn request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
+    let mut text = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|header| header.to_ascii_lowercase().starts_with("host:")) {
+        text += "Host: localhost\r\n";
+    }
     for header in headers {
         text += &format!("{header}\r\n");
     }
@@ -292,7 +292,8 @@ fn connect(addr: SocketAddr) -> Result<TcpStream> {
     Ok(stream)
 }
 
-fn send(addr: SocketAddr, text: &str) -> Result<(u16, String)> {
+/// Sends `text` (a [`request`]) and reads the answer to the end: its status and body.
+pub fn send(addr: SocketAddr, text: &str) -> Result<(u16, String)> {
     let mut stream = connect(addr)?;
     stream.write_all(text.as_bytes())?;
     read_answer(stream)

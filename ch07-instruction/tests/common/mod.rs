@@ -1,5 +1,8 @@
-//! A local test server that speaks Ollama's chat API, for the client and CLI tests.
+//! Helpers of the test binaries: a local test server that speaks Ollama's chat API (here),
+//! for the client and CLI tests, and [`model`], the small model the server tests serve.
 #![allow(dead_code)] // each test binary uses a part of it
+
+pub mod model;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
