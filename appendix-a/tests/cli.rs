@@ -38,9 +38,5 @@ fn unknown_exercise_is_a_clear_error() {
 /// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
 #[test]
 fn help_is_unchanged() {
-    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_appendix-a")));
-    shared::reference::assert_snapshot(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
-        &help,
-    );
+    shared::reference::assert_help_unchanged(env!("CARGO_BIN_EXE_appendix-a"), env!("CARGO_MANIFEST_DIR"));
 }

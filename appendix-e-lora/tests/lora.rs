@@ -63,9 +63,5 @@ fn lora_fine_tuning_learns_and_the_adapters_alone_rebuild_it() {
 /// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
 #[test]
 fn help_is_unchanged() {
-    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_appendix-e-lora")));
-    shared::reference::assert_snapshot(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
-        &help,
-    );
+    shared::reference::assert_help_unchanged(env!("CARGO_BIN_EXE_appendix-e-lora"), env!("CARGO_MANIFEST_DIR"));
 }

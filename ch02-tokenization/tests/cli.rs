@@ -95,9 +95,5 @@ fn tempfile_dir() -> std::path::PathBuf {
 /// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
 #[test]
 fn help_is_unchanged() {
-    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_ch02-tokenization")));
-    shared::reference::assert_snapshot(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
-        &help,
-    );
+    shared::reference::assert_help_unchanged(env!("CARGO_BIN_EXE_ch02-tokenization"), env!("CARGO_MANIFEST_DIR"));
 }

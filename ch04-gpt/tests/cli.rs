@@ -82,9 +82,5 @@ fn bench_generate_reports_both_decodings() {
 /// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
 #[test]
 fn help_is_unchanged() {
-    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_ch04-gpt")));
-    shared::reference::assert_snapshot(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
-        &help,
-    );
+    shared::reference::assert_help_unchanged(env!("CARGO_BIN_EXE_ch04-gpt"), env!("CARGO_MANIFEST_DIR"));
 }

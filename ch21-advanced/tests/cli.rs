@@ -90,9 +90,5 @@ fn the_analysis_exercises_run_on_weights_and_reject_bad_input() {
 /// Every command's flags and defaults, as `--help` prints them, equal the committed snapshot.
 #[test]
 fn help_is_unchanged() {
-    let help = shared::reference::help_snapshot(std::path::Path::new(env!("CARGO_BIN_EXE_ch21-advanced")));
-    shared::reference::assert_snapshot(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/help.txt")),
-        &help,
-    );
+    shared::reference::assert_help_unchanged(env!("CARGO_BIN_EXE_ch21-advanced"), env!("CARGO_MANIFEST_DIR"));
 }

@@ -53,6 +53,13 @@ pub fn help_snapshot(bin: &Path) -> String {
     out
 }
 
+/// Panics (for tests) unless [`help_snapshot`] of the binary at `bin` equals the crate's
+/// committed `tests/snapshots/help.txt` (`crate_dir`: the crate's `CARGO_MANIFEST_DIR`).
+pub fn assert_help_unchanged(bin: &str, crate_dir: &str) {
+    let snapshot = Path::new(crate_dir).join("tests/snapshots/help.txt");
+    assert_snapshot(&snapshot, &help_snapshot(Path::new(bin)));
+}
+
 /// Panics (for tests) unless the file at `path` holds `actual`; with `UPDATE_SNAPSHOTS=1` it
 /// writes `actual` there instead (review the diff before committing it).
 pub fn assert_snapshot(path: &Path, actual: &str) {
