@@ -1,7 +1,7 @@
 //! Compiles `cpp/native.cpp` (see `src/core/native.rs`) against the LibTorch that `torch-sys`
 //! found: its `lib/` comes as `DEP_TCH_LIBTORCH_LIB`, with `include/` beside it. With Gloo's
 //! headers at hand (`GLOO_INCLUDE_DIR`, else Debian's libgloo-dev in /usr/include) it also
-//! compiles `cpp/distributed.cpp` (see `src/distributed.rs`) and sets `cfg(llms_gloo)`.
+//! compiles `cpp/distributed.cpp` (see `src/train/distributed.rs`) and sets `cfg(llms_gloo)`.
 
 use std::path::{Path, PathBuf};
 

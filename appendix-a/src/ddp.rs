@@ -1,7 +1,7 @@
-//! Section A.9.3: the appendix's `DDP-script.py` on LibTorch's c10d (`shared::distributed`):
+//! Section A.9.3: the appendix's `DDP-script.py` on LibTorch's c10d (`shared::train::distributed`):
 //! each process joins the group, starts from rank 0's weights, trains on its
 //! `DistributedSampler` share of every epoch with gradients averaged over the ranks after
-//! `backward`, and rank 0 logs, evaluates and saves. `shared::distributed::launch` starts
+//! `backward`, and rank 0 logs, evaluates and saves. `shared::train::distributed::launch` starts
 //! the processes on this machine as `torchrun --nproc-per-node N` does; a process started with `RANK`,
 //! `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT` set (by hand, on several machines, or by
 //! `torchrun --no-python`) joins as that rank.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use shared::core::device::seed_everything;
-use shared::distributed::{shard, Backend, DataParallel, ProcessGroup, Rendezvous, BUCKET_BYTES};
+use shared::train::distributed::{shard, Backend, DataParallel, ProcessGroup, Rendezvous, BUCKET_BYTES};
 use tch::nn::{self, OptimizerConfig};
 use tch::Device;
 

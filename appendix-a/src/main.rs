@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use shared::cli::{self, CommonArgs, RunContext};
-use shared::distributed::{self, Backend, Rendezvous};
-use shared::exercise::ExerciseCommand;
+use shared::app::cli::{self, CommonArgs, RunContext};
+use shared::app::exercise::ExerciseCommand;
+use shared::train::distributed::{self, Backend, Rendezvous};
 
 use appendix_a::ddp::{self, DdpOptions};
 use appendix_a::{exercises, walkthrough};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use appendix_a::ddp::{rank_weights, train_single_process, DdpOptions};
 use appendix_a::mlp::NeuralNetwork;
 use shared::core::device::global_rng_lock;
-use shared::distributed::Backend;
+use shared::train::distributed::Backend;
 use tch::nn::VarStore;
 use tch::Device;
 
@@ -169,7 +169,7 @@ fn the_launcher_names_the_rank_that_failed() {
     let output = appendix_a(&["ddp", "--backend", "nccl"]).output().unwrap();
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
-    let why = if !shared::distributed::NCCL_BUILT {
+    let why = if !shared::train::distributed::NCCL_BUILT {
         "this build has no NCCL backend"
     } else if !tch::Cuda::is_available() {
         "ProcessGroupNCCL is only supported with GPUs, no GPUs found!"

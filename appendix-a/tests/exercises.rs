@@ -5,9 +5,9 @@ use appendix_a::mlp::{parameter_formula, NeuralNetwork};
 use appendix_a::timing;
 use appendix_a::toy_data::{self, ToyLoader};
 use appendix_a::training;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise;
 use shared::core::device::{global_rng_lock, seed_everything};
-use shared::exercise;
 use tch::{nn, Device};
 
 #[test]
@@ -42,7 +42,7 @@ fn every_exercise_is_listed_in_the_readme_and_runs_as_json() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let ids: Vec<&str> = exercises::ALL.iter().map(|e| e.id).collect();
     assert_eq!(ids, ["A.1", "A.2", "A.3", "A.4"]);
-    let missing = shared::exercise::missing_readme_rows(exercises::ALL, &readme);
+    let missing = shared::app::exercise::missing_readme_rows(exercises::ALL, &readme);
     assert!(missing.is_empty(), "README.md lacks the rows {missing:?}");
     let json = exercise::run(exercises::ALL, "A.3", true, &RunContext::for_tests()).unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();

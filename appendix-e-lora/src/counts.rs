@@ -5,7 +5,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::classifier::replace_head;
+use shared::model::classifier::replace_head;
 use shared::model::lora::{apply_lora, LoraConfig};
 use shared::model::{GptConfig, GptModel};
 use tch::{nn, Device};

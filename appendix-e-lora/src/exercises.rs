@@ -1,5 +1,5 @@
 //! Appendix E has no exercises; `list` says so.
 
-use shared::exercise::Exercise;
+use shared::app::exercise::Exercise;
 
 pub const ALL: &[Exercise] = &[];

@@ -1,5 +1,5 @@
 //! Appendix E, "Parameter-efficient fine-tuning with LoRA". The LoRA layers live in
-//! `shared::model::lora` and the spam fine-tuning run in `shared::classifier::finetune`; this crate
+//! `shared::model::lora` and the spam fine-tuning run in `shared::app::finetune`; this crate
 //! holds the appendix's parameter counts and its comparison with chapter 6.
 //!
 //! ```text

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use appendix_e_lora::{counts, exercises};
 use clap::{Args, Parser, Subcommand};
-use shared::classifier::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport};
-use shared::classifier::{classify, Trainable};
-use shared::cli::{self, CommonArgs, RunContext};
-use shared::exercise::ExerciseCommand;
-use shared::model_source::InitArgs;
+use shared::app::cli::{self, CommonArgs, RunContext};
+use shared::app::exercise::ExerciseCommand;
+use shared::app::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport};
+use shared::app::model_source::InitArgs;
+use shared::model::classifier::{classify, Trainable};
 
 use shared::model::lora::{merge_lora, LoraConfig};
 
@@ -129,7 +129,7 @@ fn run(cli: Cli) -> Result<()> {
                     let meta = ClassifierMeta {
                         num_classes: 2,
                         max_length: max_length_beside(&adapters)?,
-                        position: shared::classifier::TokenPosition::Last,
+                        position: shared::model::classifier::TokenPosition::Last,
                         lora: Some(cli.run.lora()),
                     };
                     finetune::classifier_from_adapters(&cli.run.backbone.init()?, &adapters, meta, &context)?

@@ -4,12 +4,12 @@
 use std::process::Command;
 
 use appendix_e_lora::counts;
-use shared::classifier::finetune::{self, FinetuneOptions};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::finetune::{self, FinetuneOptions};
+use shared::app::model_source::Init;
 use shared::core::device::global_rng_lock;
 use shared::model::lora::LoraConfig;
 use shared::model::GptConfig;
-use shared::model_source::Init;
 
 #[test]
 fn counts_json_prints_the_books_numbers() {

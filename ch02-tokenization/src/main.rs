@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use shared::cli::{self, CommonArgs, RunContext};
+use shared::app::cli::{self, CommonArgs, RunContext};
+use shared::app::exercise::ExerciseCommand;
 use shared::data::{SMS_SPAM_COLLECTION, THE_VERDICT};
-use shared::exercise::ExerciseCommand;
 use shared::tokenizer::Gpt2Tokenizer;
 
 use ch02_tokenization::bpe::BytePairEncoder;

@@ -4,7 +4,7 @@ use std::fmt;
 
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::tensors::{format_rows, rows_f32, rows_i64};
 use shared::data::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::data::THE_VERDICT;

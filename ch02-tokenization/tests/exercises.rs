@@ -1,9 +1,9 @@
 //! Exercises 2.1 and 2.2 give the values of the book's solutions (appendix C).
 
 use ch02_tokenization::exercises::{self, ex2_1, ex2_2};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise;
 use shared::core::device::global_rng_lock;
-use shared::exercise;
 
 #[test]
 fn exercise_2_1_encodes_and_decodes_the_unknown_words() {
@@ -54,6 +54,6 @@ fn every_exercise_is_listed_and_runs_as_json() {
 #[test]
 fn the_readme_lists_every_exercise() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let missing = shared::exercise::missing_readme_rows(exercises::ALL, &readme);
+    let missing = shared::app::exercise::missing_readme_rows(exercises::ALL, &readme);
     assert!(missing.is_empty(), "README.md lacks the rows {missing:?}");
 }

@@ -1,7 +1,7 @@
 //! The chapter's walk-through reproduces the numbers the book prints (sections 2.2-2.8).
 
 use ch02_tokenization::walkthrough::{self, BatchRows, Walkthrough};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::global_rng_lock;
 
 fn walkthrough() -> Walkthrough {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use shared::cli::{self, CommonArgs};
-use shared::exercise::ExerciseCommand;
+use shared::app::cli::{self, CommonArgs};
+use shared::app::exercise::ExerciseCommand;
 use tch::Kind;
 
 use ch03_attention::bench::{self, BenchConfig, BenchTable};

@@ -1,9 +1,9 @@
 //! Exercises 3.1-3.3.
 
 use ch03_attention::exercises::{self, ex3_1, ex3_2, ex3_3};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise;
 use shared::core::device::global_rng_lock;
-use shared::exercise;
 
 #[test]
 fn exercise_3_1_outputs_are_identical_after_the_transfer() {
@@ -45,7 +45,7 @@ fn every_exercise_is_listed_in_the_readme_and_runs_as_json() {
     let _rng = global_rng_lock();
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let context = RunContext::for_tests();
-    let missing = shared::exercise::missing_readme_rows(exercises::ALL, &readme);
+    let missing = shared::app::exercise::missing_readme_rows(exercises::ALL, &readme);
     assert!(missing.is_empty(), "README.md lacks the rows {missing:?}");
     for entry in exercises::ALL {
         let json = exercise::run(exercises::ALL, entry.id, true, &context).unwrap();

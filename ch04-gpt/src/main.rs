@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use shared::cli::{self, CommonArgs, RunContext};
-use shared::exercise::ExerciseCommand;
+use shared::app::cli::{self, CommonArgs, RunContext};
+use shared::app::exercise::ExerciseCommand;
 use shared::generate::{generate_greedy_cached, generate_text_simple};
 use shared::model::{GptConfig, GptModel};
 use shared::tokenizer::Gpt2Tokenizer;

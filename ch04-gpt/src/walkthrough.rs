@@ -7,13 +7,13 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::plot;
 use shared::core::device::seed_everything;
 use shared::core::init;
 use shared::core::tensors::{format_rows, rows_f32, vec_f32};
 use shared::generate::generate_text_simple;
 use shared::model::{GptConfig, GptModel, ParameterCounts, TransformerBlock};
 use shared::nn::{gelu, FeedForward, LayerNorm};
-use shared::plot;
 use shared::tokenizer::Gpt2Tokenizer;
 use tch::{nn, Device, Kind, Tensor};
 

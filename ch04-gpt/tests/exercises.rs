@@ -48,6 +48,6 @@ fn exercise_4_3_puts_each_rate_in_its_place_only() {
 #[test]
 fn the_readme_lists_every_exercise() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let missing = shared::exercise::missing_readme_rows(exercises::ALL, &readme);
+    let missing = shared::app::exercise::missing_readme_rows(exercises::ALL, &readme);
     assert!(missing.is_empty(), "README.md lacks the rows {missing:?}");
 }

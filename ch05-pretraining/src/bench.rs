@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
+use shared::app::model_source::ModelSource;
 use shared::core::device::{device_name, seed_everything};
 use shared::core::timing::{median_seconds, synchronize, timed};
 use shared::generate::batch::generate_batch;
 use shared::generate::{generate_greedy_cached, Sampler, Sampling};
 use shared::model::{GptConfig, GptModel};
-use shared::model_source::ModelSource;
 use shared::train::{calc_loss_batch, AdamW, AdamWConfig, TrainMode};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 

@@ -11,14 +11,14 @@ use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, DdpSettings, PretrainOptions, START_CONTEXT};
 use ch05_pretraining::{bench, check_run};
 use clap::{Args, Parser, Subcommand};
-use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
+use shared::app::cli::{self, CommonArgs, DecodingArgs, RunContext};
+use shared::app::exercise::ExerciseCommand;
+use shared::app::model_source::ModelSource;
 use shared::core::device::seed_everything;
 use shared::data::THE_VERDICT;
-use shared::distributed::{self, Backend, Rendezvous};
-use shared::exercise::ExerciseCommand;
 use shared::generate::{continue_text, Decoding, Sampling};
 use shared::model::GptConfig;
-use shared::model_source::ModelSource;
+use shared::train::distributed::{self, Backend, Rendezvous};
 use shared::train::TrainMode;
 
 /// Chapter 5, "Pretraining on unlabeled data". Without a command: the book's pretraining run

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::{device_name, seed_everything};
 use shared::data::dataset::{DataLoader, GptDataset};
-use shared::distributed::{Backend, DataParallel, ProcessGroup, Rendezvous, ShardedLoader, BUCKET_BYTES};
 use shared::model::{GptConfig, GptModel};
+use shared::train::distributed::{Backend, DataParallel, ProcessGroup, Rendezvous, ShardedLoader, BUCKET_BYTES};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
     TrainHistory, TrainHooks, TrainMode, TrainProgress, TrainSettings,
@@ -322,7 +322,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
     }
     std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", report.metrics.display()))?;
-    report.history.plot_losses(&report.plot, options.epochs)?;
+    shared::app::report::write_history_plot(&report.plot, options.epochs, &report.history)?;
     say(format!("Wrote {}, {} and {}", report.checkpoint.display(), report.metrics.display(), report.plot.display()));
     Ok(report)
 }

@@ -2,10 +2,10 @@
 //! book's loss (its losses follow book mode's), and the decoding rows agree with each other.
 
 use ch05_pretraining::bench::{bench_generate, bench_step, GenerateBenchOptions, StepBenchOptions};
+use shared::app::model_source::ModelSource;
 use shared::core::device::global_rng_lock;
 use shared::data::{DataLocator, THE_VERDICT};
 use shared::model::GptConfig;
-use shared::model_source::ModelSource;
 use shared::train::TrainMode;
 use tch::Device;
 

@@ -5,12 +5,12 @@ use std::path::Path;
 use ch05_pretraining::exercises::{self, ex5_1, ex5_2, ex5_3, ex5_4, ex5_5, ex5_6};
 use ch05_pretraining::pretrain;
 use serde_json::Value;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::model_source::ModelSource;
 use shared::core::device::global_rng_lock;
 use shared::data::THE_VERDICT;
 use shared::generate::Sampling;
 use shared::model::GptConfig;
-use shared::model_source::ModelSource;
 
 fn reference() -> Value {
     serde_json::from_str(include_str!("fixtures/pytorch-reference.json")).unwrap()
@@ -42,7 +42,7 @@ fn exercise_5_1_counts_match_the_book() {
     assert!((pizza[2].1 - 0.0430).abs() < 1e-4 && pizza[0].1 < 2e-4 && pizza[1].1 < 1e-30, "{pizza:?}");
 }
 
-fn tiny_model() -> shared::model_source::LoadedModel {
+fn tiny_model() -> shared::app::model_source::LoadedModel {
     ModelSource::Fresh(GptConfig { context_length: 64, ..GptConfig::tiny() }).load(tch::Device::Cpu, 123).unwrap()
 }
 
@@ -135,6 +135,6 @@ fn exercise_5_6_runs_models_side_by_side() {
 #[test]
 fn every_exercise_has_a_readme_row() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let missing = shared::exercise::missing_readme_rows(exercises::ALL, &readme);
+    let missing = shared::app::exercise::missing_readme_rows(exercises::ALL, &readme);
     assert!(missing.is_empty(), "README rows missing: {missing:?}");
 }

@@ -4,7 +4,7 @@
 use ch05_pretraining::decode::generate_text;
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
 use serde_json::Value;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::{global_rng_lock, seed_everything};
 use shared::data::THE_VERDICT;
 use shared::generate::{generate, generate_text_simple, Sampling};

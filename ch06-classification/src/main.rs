@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use ch06_classification::exercises;
 use clap::{Args, Parser, Subcommand};
-use shared::classifier::data::Padding;
-use shared::classifier::finetune::{self, FinetuneOptions};
-use shared::classifier::{classify, TokenPosition, Trainable};
-use shared::cli::{self, CommonArgs};
-use shared::exercise::ExerciseCommand;
-use shared::model_source::InitArgs;
+use shared::app::cli::{self, CommonArgs};
+use shared::app::exercise::ExerciseCommand;
+use shared::app::finetune::{self, FinetuneOptions};
+use shared::app::model_source::InitArgs;
+use shared::data::classification::Padding;
+use shared::model::classifier::{classify, TokenPosition, Trainable};
 
 /// Chapter 6, "Fine-tuning for classification". Without a command: the book's run, which
 /// fine-tunes GPT-2 124M (the last block, the final norm and a new 2-class head) to tell spam

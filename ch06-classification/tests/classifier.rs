@@ -1,17 +1,17 @@
 //! Chapter 6's pieces: padding and truncation, the head and the freezing, the accuracy
 //! function, and a short fine-tuning of a small random model on the real data.
 
-use shared::classifier::data;
-use shared::classifier::finetune::{self, FinetuneOptions};
-use shared::classifier::{
-    calc_accuracy_loader, freeze, replace_head, ClassificationDataset, ClassificationLoader, TokenPosition, Trainable,
-};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::finetune::{self, FinetuneOptions};
+use shared::app::model_source::Init;
 use shared::core::device::global_rng_lock;
+use shared::data::classification;
+use shared::data::classification::{ClassificationDataset, ClassificationLoader};
+use shared::data::dataset::BatchSource;
 use shared::data::spam::Message;
+use shared::model::classifier::{freeze, replace_head, TokenPosition, Trainable};
 use shared::model::{GptConfig, GptModel};
-use shared::model_source::Init;
-use shared::train::BatchSource;
+use shared::train::classifier::calc_accuracy_loader;
 use tch::{nn, Device, Kind, Tensor};
 
 fn message(label: i64, text: &str) -> Message {
@@ -124,13 +124,13 @@ fn a_small_random_model_learns_to_tell_spam_from_ham() {
     let classifier = finetune::load_classifier(&report.checkpoint, Device::Cpu).unwrap();
     let again = finetune::evaluate(&classifier, &context).unwrap();
     assert_eq!((again.validation, again.test), (report.accuracies.validation, report.accuracies.test));
-    let splits = data::prepare(&context.data).unwrap();
+    let splits = classification::prepare(&context.data).unwrap();
     assert_eq!(shared::data::spam::read_csv(&context.out_dir.join("test.csv")).unwrap(), splits.test);
 }
 
 #[test]
 fn every_exercise_has_a_readme_row() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let missing = shared::exercise::missing_readme_rows(ch06_classification::exercises::ALL, &readme);
+    let missing = shared::app::exercise::missing_readme_rows(ch06_classification::exercises::ALL, &readme);
     assert!(missing.is_empty(), "README rows missing: {missing:?}");
 }

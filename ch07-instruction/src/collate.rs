@@ -5,9 +5,10 @@
 //! `DataLoader`.
 
 use serde::Serialize;
+use shared::data::dataset::BatchSource;
 use shared::data::dataset::{batch_count, Batch, EpochOrder};
 use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
-use shared::train::{BatchSource, IGNORE_INDEX};
+use shared::train::IGNORE_INDEX;
 use tch::Tensor;
 
 use crate::records::InstructionRecord;

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::model_source::{Init, LoadedModel, ModelSource};
 use shared::core::device::{device_name, seed_everything};
 use shared::model::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
-use shared::model_source::{Init, LoadedModel, ModelSource};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
     TrainHistory, TrainMode, TrainProgress, TrainSettings,
@@ -228,7 +228,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let seconds_per_epoch = history.train_seconds / options.epochs.max(1) as f64;
     say(format!("Training completed in {:.2} minutes.", history.train_seconds / 60.0));
     let plot = context.out_dir.join("loss-plot.png");
-    history.plot_losses(&plot, options.epochs)?;
+    shared::app::report::write_history_plot(&plot, options.epochs, &history)?;
 
     // The LoRA adapters go into the weights: the checkpoint is a plain GPT model.
     if options.lora.is_some() {

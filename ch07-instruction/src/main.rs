@@ -20,12 +20,12 @@ use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOption
 use ch07_instruction::template::TemplateKind;
 use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use shared::cli::{self, CommonArgs, DecodingArgs, RunContext};
+use shared::app::cli::{self, CommonArgs, DecodingArgs, RunContext};
+use shared::app::exercise::ExerciseCommand;
+use shared::app::model_source::InitArgs;
 use shared::core::device::seed_everything;
-use shared::exercise::ExerciseCommand;
 use shared::generate::{Decoding, Sampling};
 use shared::model::lora::LoraConfig;
-use shared::model_source::InitArgs;
 use shared::tokenizer::END_OF_TEXT_ID;
 use shared::train::TrainMode;
 

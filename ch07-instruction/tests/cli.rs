@@ -233,7 +233,7 @@ fn list_names_every_exercise() {
 #[test]
 fn the_readme_lists_every_exercise() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let missing = shared::exercise::missing_readme_rows(ch07_instruction::exercises::ALL, &readme);
+    let missing = shared::app::exercise::missing_readme_rows(ch07_instruction::exercises::ALL, &readme);
     assert!(missing.is_empty(), "README rows missing: {missing:#?}");
 }
 

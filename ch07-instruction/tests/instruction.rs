@@ -9,12 +9,13 @@ use ch07_instruction::records::{self, InstructionRecord, Splits};
 use ch07_instruction::respond::respond;
 use ch07_instruction::template::{Alpaca, Phi3, PromptTemplate, TemplateKind};
 use serde_json::Value;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::model_source::Init;
 use shared::core::device::global_rng_lock;
+use shared::data::dataset::BatchSource;
 use shared::data::INSTRUCTION_DATA;
-use shared::model_source::Init;
 use shared::reference::assert_close;
-use shared::train::{cross_entropy, BatchSource, IGNORE_INDEX};
+use shared::train::{cross_entropy, IGNORE_INDEX};
 use tch::{Kind, Tensor};
 
 fn reference() -> Value {

@@ -3,7 +3,7 @@
 //! models on the same draws.
 
 use anyhow::{Context, Result};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::seed_everything;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
 use shared::model::GptModel;

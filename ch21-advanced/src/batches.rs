@@ -5,7 +5,8 @@
 
 use anyhow::{ensure, Result};
 use shared::data::dataset::Batch;
-use shared::train::{BatchSource, IGNORE_INDEX};
+use shared::data::dataset::BatchSource;
+use shared::train::IGNORE_INDEX;
 use tch::{Device, Kind, Tensor};
 
 /// `batches` random batches per pass, drawn from the global generator (seed it to repeat).

@@ -10,8 +10,8 @@ use ch21_advanced::minigpt::{self, Distill, MiniGptOptions, Teacher, TokenizerCh
 use ch21_advanced::models::ModelFlags;
 use ch21_advanced::pretrained::Pretraining;
 use clap::{Args, Parser, Subcommand};
-use shared::cli::{self, CommonArgs, DecodingArgs};
-use shared::exercise::ExerciseCommand;
+use shared::app::cli::{self, CommonArgs, DecodingArgs};
+use shared::app::exercise::ExerciseCommand;
 use shared::generate::Sampling;
 use shared::model::attention::AttentionMask;
 use shared::model::positions::PosEncoding;

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::model_source::ModelSource;
 use shared::core::device::{device_name, seed_everything};
 use shared::data::TINY_SHAKESPEARE;
 use shared::model::attention::AttentionMask;
 use shared::model::positions::PosEncoding;
 use shared::model::{GptConfig, GptModel, NormPlacement};
-use shared::model_source::ModelSource;
 use shared::nn::Activation;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 use shared::train::{
@@ -427,7 +427,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     };
     std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", report.metrics.display()))?;
-    report.history.plot_losses(&report.plot, rounds)?;
+    shared::app::report::write_history_plot(&report.plot, rounds, &report.history)?;
     say(format!("Wrote {}, {} and {}", report.checkpoint.display(), report.metrics.display(), report.plot.display()));
     Ok(report)
 }
@@ -458,7 +458,7 @@ pub fn train_and_load(
     name: &str,
     text: &str,
     options: &MiniGptOptions,
-) -> Result<(MiniGptReport, shared::model_source::LoadedModel)> {
+) -> Result<(MiniGptReport, shared::app::model_source::LoadedModel)> {
     let run_context = RunContext { out_dir: context.out_dir.join(name), ..context.clone() };
     let report = run(&run_context, text, options)?;
     let loaded = ModelSource::checkpoint(&report.checkpoint).load(context.device, context.seed)?;

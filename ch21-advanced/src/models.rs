@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::model_source::{LoadedModel, ModelSource};
+use shared::app::cli::RunContext;
+use shared::app::model_source::{LoadedModel, ModelSource};
 use shared::train::Checkpoint;
 
 use crate::minigpt::{self, MiniGptOptions, Teacher};

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 
 use crate::minigpt::{self, MiniGptOptions, TokenizerChoice};
 use crate::models::{self, Model, ModelFlags};

@@ -12,7 +12,7 @@ use ch21_advanced::exercises::{
 use ch21_advanced::models::{self, Model, ModelFlags};
 use ch21_advanced::pretrained::Pretraining;
 use ch21_advanced::quality::token_log_probs;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::global_rng_lock;
 use shared::model::positions::sinusoidal_table;
 use tch::{Device, Kind, Tensor};

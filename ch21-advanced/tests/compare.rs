@@ -2,9 +2,9 @@
 
 use ch21_advanced::compare::{self, Comparison, CopyTask, StreamMode, Study};
 use ch21_advanced::minigpt::{self, MiniGptOptions};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::model_source::ModelSource;
 use shared::model::attention::AttentionMask;
-use shared::model_source::ModelSource;
 use tch::{Device, Tensor};
 
 fn small() -> MiniGptOptions {

@@ -9,7 +9,7 @@ use ch21_advanced::exercises::{
 };
 use ch21_advanced::models::{self, Budget, ModelFlags, Sizes};
 use ch21_advanced::quality::one_line;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
 use shared::model::GptModel;

@@ -6,7 +6,7 @@ use ch21_advanced::exercises::{
     foundations::ex21_4, foundations::ex21_5, foundations::ex21_6, foundations::ex21_7, foundations::ex21_8,
     foundations::ex21_9,
 };
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 
 #[test]
 fn exercise_21_8_reads_the_cache_sizes_off_real_caches() {

@@ -2,7 +2,7 @@
 //! vocabulary, resumes exactly, and generates from the checkpoint.
 
 use ch21_advanced::minigpt::{self, MiniGptOptions, TokenizerChoice};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::global_rng_lock;
 use shared::data::TINY_SHAKESPEARE;
 use shared::generate::{Decoding, Sampler, Sampling};

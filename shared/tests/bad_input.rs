@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use shared::classifier::data::{loaders, Splits};
-use shared::classifier::finetune::ClassifierMeta;
-use shared::classifier::{classify, TokenPosition};
+use shared::app::finetune::ClassifierMeta;
 use shared::core::device::global_rng_lock;
+use shared::data::classification::{loaders, Splits};
 use shared::data::dataset::{DataLoader, GptDataset};
 use shared::data::spam::Message;
+use shared::model::classifier::{classify, TokenPosition};
 use shared::model::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use shared::train::{check_token_ids, train_model_simple, AdamW, AdamWConfig, TrainProgress, TrainSettings};
 use shared::weights::{infer_config, Gpt2Weights, SafeTensorsFile};
@@ -58,7 +58,7 @@ fn token_ids_outside_the_vocabulary_are_refused_on_every_path() {
     let message = |label, text: &str| Message { label, text: text.into() };
     let messages: Vec<Message> = (0..10).map(|i| message(i % 2, "You won a prize, call now")).collect();
     let splits = Splits { train: messages.clone(), validation: messages.clone(), test: messages, malformed: vec![] };
-    let spam = loaders(&splits, shared::classifier::data::Padding::Longest, 16, 2).unwrap();
+    let spam = loaders(&splits, shared::data::classification::Padding::Longest, 16, 2).unwrap();
     let err = spam.check_token_ids(&model).unwrap_err().to_string();
     assert!(err.contains("outside the model's vocabulary"), "{err}");
     let err = classify(&model, "You won a prize", 8, TokenPosition::Last, Device::Cpu).unwrap_err().to_string();

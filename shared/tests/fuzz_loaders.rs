@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use shared::classifier::data;
-use shared::classifier::finetune::ClassifierMeta;
+use shared::app::finetune::ClassifierMeta;
 use shared::core::device::global_rng_lock;
+use shared::data::classification;
 use shared::data::dataset::{DataLoader, GptDataset};
 use shared::data::{DataLocator, SMS_SPAM_COLLECTION, THE_VERDICT};
 use shared::fuzz::{cases_from_env, check_loader};
@@ -238,8 +238,8 @@ fn spam_collections() {
     let seed = bundled_head(SMS_SPAM_COLLECTION.name, 200);
     let summary = check_loader("spam-tsv", &seed, cases_from_env(), |bytes| {
         let locator = DataLocator { explicit: Some(scratch.write("spam.tsv", bytes)), ..DataLocator::from_env(None) };
-        let splits = data::prepare(&locator)?;
-        data::loaders(&splits, data::Padding::Longest, 1024, 8)
+        let splits = classification::prepare(&locator)?;
+        classification::loaders(&splits, classification::Padding::Longest, 1024, 8)
     });
     report("spam collections", summary);
 }

@@ -1,10 +1,10 @@
 //! The sampler chain against Hugging Face's logits processors (`transformers`'
 //! `generation/logits_process.py`), from `scripts/reference/logits_processors.py`.
 
+use shared::app::model_source::ModelSource;
 use shared::generate::{
     generate_cached, LogitsProcessor, RepetitionPenalty, Sampler, Sampling, Temperature, TopK, TopP,
 };
-use shared::model_source::ModelSource;
 use tch::{Device, Tensor};
 
 fn reference() -> serde_json::Value {

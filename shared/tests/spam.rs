@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::data::spam::{self, Message};
 use shared::data::SMS_SPAM_COLLECTION;
 

@@ -2,13 +2,13 @@
 //! implementation of positions, masks, key/value heads, norms, heads, caching or checkpoints
 //! would break.
 
+use shared::app::model_source::ModelSource;
 use shared::core::device::{global_rng_lock, seed_everything};
 use shared::data::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
 use shared::model::attention::{AttentionKernel, AttentionMask};
 use shared::model::positions::PosEncoding;
 use shared::model::{GptConfig, GptModel, NormPlacement, ParameterCounts};
-use shared::model_source::ModelSource;
 use shared::nn::Activation;
 use shared::tokenizer::{CharTokenizer, Tokenizer};
 use shared::train::{

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use shared::exercise::{Exercise, Report};
+use shared::app::exercise::{Exercise, Report};
 use tch::{nn, Device};
 
 use crate::mlp::{parameter_formula, NeuralNetwork};

@@ -1,6 +1,6 @@
 //! Exercises A.2 and A.4: a small matrix multiplication on the CPU and on the GPU.
 
-use shared::exercise::{Exercise, Report};
+use shared::app::exercise::{Exercise, Report};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "A.2",

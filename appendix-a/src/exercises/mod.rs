@@ -4,7 +4,7 @@
 pub mod ex_a1;
 pub mod ex_a2;
 
-use shared::exercise::Exercise;
+use shared::app::exercise::Exercise;
 
 /// Every exercise of the appendix, in book order.
 pub const ALL: &[Exercise] = &[ex_a1::EXERCISE, ex_a2::EXERCISE, ex_a1::EXERCISE_A3, ex_a2::EXERCISE_A4];

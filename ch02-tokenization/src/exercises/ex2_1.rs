@@ -4,7 +4,7 @@ use std::fmt;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::exercise::{Exercise, Report};
+use shared::app::exercise::{Exercise, Report};
 use shared::tokenizer::{Gpt2Tokenizer, TokenId};
 
 pub const EXERCISE: Exercise = Exercise {

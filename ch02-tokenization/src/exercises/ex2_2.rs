@@ -4,11 +4,11 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::{Exercise, Report};
 use shared::core::tensors::rows_i64;
 use shared::data::dataset::{create_dataloader_v1, LoaderConfig};
 use shared::data::THE_VERDICT;
-use shared::exercise::{Exercise, Report};
 
 pub const EXERCISE: Exercise = Exercise {
     id: "2.2",

@@ -3,7 +3,7 @@
 pub mod ex2_1;
 pub mod ex2_2;
 
-use shared::exercise::Exercise;
+use shared::app::exercise::Exercise;
 
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] = &[ex2_1::EXERCISE, ex2_2::EXERCISE];

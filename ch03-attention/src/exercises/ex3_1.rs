@@ -7,8 +7,8 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::{Exercise, Report};
 use shared::core::device::seed_everything;
-use shared::exercise::{Exercise, Report};
 use tch::{nn, Device, Tensor};
 
 use crate::self_attention::{SelfAttentionV1, SelfAttentionV2};

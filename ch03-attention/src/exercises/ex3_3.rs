@@ -5,8 +5,8 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::{Exercise, Report};
 use shared::core::device::seed_everything;
-use shared::exercise::{Exercise, Report};
 use shared::model::attention::MultiHeadAttention;
 use tch::{nn, Kind, Tensor};
 
@@ -30,7 +30,7 @@ pub struct Ex3_3 {
     pub output_shape: Vec<i64>,
 }
 
-pub fn run(context: &shared::cli::RunContext) -> Result<Ex3_3> {
+pub fn run(context: &shared::app::cli::RunContext) -> Result<Ex3_3> {
     let (d_in, d_out, num_heads, context_length) = (768, 768, 12, 1024);
     seed_everything(context.seed);
     let vs = nn::VarStore::new(context.device);

@@ -5,7 +5,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::exercise::{Exercise, Report};
+use shared::app::exercise::{Exercise, Report};
 use shared::model::{GptConfig, ParameterCounts};
 
 pub const EXERCISE: Exercise = Exercise {

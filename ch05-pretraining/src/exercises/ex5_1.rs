@@ -6,8 +6,8 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::{Exercise, Report};
 use shared::core::device::seed_everything;
-use shared::exercise::{Exercise, Report};
 use shared::generate::temperature_probabilities;
 use tch::Tensor;
 

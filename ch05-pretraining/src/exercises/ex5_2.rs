@@ -4,12 +4,12 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::{Exercise, Report};
+use shared::app::model_source::ModelSource;
 use shared::core::device::seed_everything;
-use shared::exercise::{Exercise, Report};
 use shared::generate::Sampling;
 use shared::model::GptModel;
-use shared::model_source::ModelSource;
 use shared::train::Checkpoint;
 
 use crate::decode::generate_text;

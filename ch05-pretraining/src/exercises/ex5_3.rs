@@ -6,11 +6,11 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::{Exercise, Report};
+use shared::app::model_source::ModelSource;
 use shared::core::device::seed_everything;
-use shared::exercise::{Exercise, Report};
 use shared::generate::{generate, generate_text_simple, Sampling};
 use shared::model::GptModel;
-use shared::model_source::ModelSource;
 use shared::tokenizer::Gpt2Tokenizer;
 use tch::Tensor;
 

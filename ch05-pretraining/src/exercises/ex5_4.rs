@@ -9,9 +9,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::{Exercise, Report};
 use shared::data::THE_VERDICT;
-use shared::exercise::{Exercise, Report};
 use shared::model::GptConfig;
 use shared::train::{Checkpoint, Evaluation};
 use tch::Tensor;

@@ -5,9 +5,9 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::{Exercise, Report};
+use shared::app::model_source::ModelSource;
 use shared::data::THE_VERDICT;
-use shared::exercise::{Exercise, Report};
-use shared::model_source::ModelSource;
 
 use crate::decode::{text_losses, TextLosses};
 

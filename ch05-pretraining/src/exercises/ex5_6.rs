@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::{Exercise, Report};
+use shared::app::model_source::ModelSource;
 use shared::core::device::seed_everything;
-use shared::exercise::{Exercise, Report};
 use shared::generate::Sampling;
 use shared::model::ParameterCounts;
-use shared::model_source::ModelSource;
 
 use crate::decode::generate_text;
 use crate::pretrain::START_CONTEXT;

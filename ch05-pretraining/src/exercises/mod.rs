@@ -7,7 +7,7 @@ pub mod ex5_4;
 pub mod ex5_5;
 pub mod ex5_6;
 
-use shared::exercise::Exercise;
+use shared::app::exercise::Exercise;
 
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] =

@@ -1,8 +1,8 @@
 //! Exercise 6.1: pad every text to the model's full context (1,024 tokens for GPT-2) instead
 //! of the longest training text (120 tokens).
 
-use shared::classifier::data::Padding;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
+use shared::data::classification::Padding;
 
 use super::{compare, Exercise};
 

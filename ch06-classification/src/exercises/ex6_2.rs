@@ -1,8 +1,8 @@
 //! Exercise 6.2: fine-tune every parameter instead of only the last block, the final norm
 //! and the head.
 
-use shared::classifier::Trainable;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
+use shared::model::classifier::Trainable;
 
 use super::{compare, Exercise};
 

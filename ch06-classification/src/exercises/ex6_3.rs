@@ -1,8 +1,8 @@
 //! Exercise 6.3: classify from the first output token instead of the last. Under the causal
 //! mask the first token sees only itself, so it knows nothing of the rest of the message.
 
-use shared::classifier::TokenPosition;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
+use shared::model::classifier::TokenPosition;
 
 use super::{compare, Exercise};
 

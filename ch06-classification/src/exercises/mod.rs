@@ -10,10 +10,10 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::ExerciseContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::ExerciseContext;
 
-use shared::classifier::finetune::{self, Accuracies, FinetuneOptions};
+use shared::app::finetune::{self, Accuracies, FinetuneOptions};
 
 /// Every exercise of the chapter, in book order.
 pub const ALL: &[Exercise] = &[ex6_1::EXERCISE, ex6_2::EXERCISE, ex6_3::EXERCISE];
@@ -23,7 +23,7 @@ pub const ALL: &[Exercise] = &[ex6_1::EXERCISE, ex6_2::EXERCISE, ex6_3::EXERCISE
 pub type Context = ExerciseContext<FinetuneOptions>;
 
 /// A chapter 6 exercise.
-pub type Exercise = shared::exercise::Exercise<Context>;
+pub type Exercise = shared::app::exercise::Exercise<Context>;
 
 /// The main setting and one variant, fine-tuned in turn (outputs in `main/` and `variant/`
 /// under the output folder).

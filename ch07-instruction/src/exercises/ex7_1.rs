@@ -1,7 +1,7 @@
 //! Exercise 7.1: the Phi-3 prompt template instead of Alpaca's: shorter examples, so fewer
 //! tokens per epoch and a faster one, and its own response extraction.
 
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 
 use super::{compare, Exercise};
 use crate::template::TemplateKind;

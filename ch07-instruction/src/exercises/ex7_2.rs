@@ -1,7 +1,7 @@
 //! Exercise 7.2: mask the prompt (instruction and input) in the targets, so the loss covers
 //! only the response. The validation loss then measures the response alone.
 
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 
 use super::{compare, Exercise};
 

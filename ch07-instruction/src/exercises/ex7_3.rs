@@ -2,9 +2,9 @@
 //! downloaded from their canonical address (`--data alpaca` on the main run does the same).
 //! The records are longer, so `--allowed-max-length` and `--batch-size` bound the memory.
 
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 use shared::data::DataLocator;
-use shared::exercise::Report;
 
 use super::{Comparison, Exercise, RunSummary};
 use crate::finetune;

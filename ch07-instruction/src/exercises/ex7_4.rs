@@ -1,7 +1,7 @@
 //! Exercise 7.4: LoRA instead of full fine-tuning (appendix E's adapters on every linear
 //! layer, rank 16, alpha 16): far fewer trainable parameters and a faster epoch.
 
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 use shared::model::lora::LoraConfig;
 
 use super::{compare, Exercise};

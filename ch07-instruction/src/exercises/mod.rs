@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::ExerciseContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::ExerciseContext;
 
 use crate::collate::TokenStats;
 use crate::finetune::{self, FinetuneOptions, FinetuneReport};
@@ -27,7 +27,7 @@ pub const ALL: &[Exercise] = &[ex7_1::EXERCISE, ex7_2::EXERCISE, ex7_3::EXERCISE
 pub type Context = ExerciseContext<FinetuneOptions>;
 
 /// A chapter 7 exercise.
-pub type Exercise = shared::exercise::Exercise<Context>;
+pub type Exercise = shared::app::exercise::Exercise<Context>;
 
 /// What one fine-tuning run came to.
 #[derive(Debug, Clone, Serialize)]

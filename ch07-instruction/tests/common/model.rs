@@ -4,9 +4,9 @@
 use ch07_instruction::finetune::InstructionModel;
 use ch07_instruction::serve::{self, RunningServer, ServeOptions};
 use ch07_instruction::template::TemplateKind;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::model_source::Init;
 use shared::core::device::global_rng_lock;
-use shared::model_source::Init;
 
 pub const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/small.json");
 

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::generate::generate_greedy_cached;
 use shared::model::{GptConfig, GptModel};
 use tch::{Kind, Tensor};

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
+use shared::app::plot::{write_png, Area, Chart, Figure, Series, PALETTE};
 use shared::model::GptModel;
-use shared::plot::{write_png, Area, Chart, Figure, Series, PALETTE};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
@@ -194,7 +194,7 @@ struct Line {
     points: Vec<(f64, f64)>,
 }
 
-/// A line chart that owns its data (`shared::plot::Chart` borrows it when drawn).
+/// A line chart that owns its data (`shared::app::plot::Chart` borrows it when drawn).
 struct Lines<'a> {
     x_label: &'a str,
     y_label: &'a str,

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::generate::generate_greedy_cached;
 use shared::generate::speculative::generate_self_speculative;
 use tch::Tensor;

@@ -5,7 +5,7 @@
 //! on every token (the standard objective, twice the training signal per window).
 
 use anyhow::Result;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::generate::generate_greedy_cached;
 use shared::model::attention::AttentionMask;
 

@@ -5,7 +5,7 @@
 //! RoPE's relative-position property on the trained model.
 
 use anyhow::Result;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::model::positions::{self, PosEncoding};
 use shared::model::{GptConfig, GptModel};
 use tch::nn::VarStore;

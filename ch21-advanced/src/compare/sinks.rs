@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::plot::{write_grid, Figure, Heatmap};
 use shared::model::positions::PosEncoding;
 use shared::model::GptModel;
-use shared::plot::{write_grid, Figure, Heatmap};
 use tch::{Kind, Tensor};
 
 use super::{validation_prompts, Findings, Line, Lines, Plan, Trained};

@@ -6,7 +6,7 @@
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
 use shared::core::device::seed_everything;
 use shared::model::attention::AttentionMask;
 use shared::model::positions::PosEncoding;

@@ -8,7 +8,7 @@ pub mod compression;
 pub mod decoding;
 pub mod foundations;
 
-use shared::exercise::ExerciseContext;
+use shared::app::exercise::ExerciseContext;
 
 use crate::models::ModelFlags;
 
@@ -18,7 +18,7 @@ use crate::models::ModelFlags;
 pub type Context = ExerciseContext<ModelFlags>;
 
 /// A chapter 21 exercise.
-pub type Exercise = shared::exercise::Exercise<Context>;
+pub type Exercise = shared::app::exercise::Exercise<Context>;
 
 /// Every exercise done so far, in book order.
 pub const ALL: &[Exercise] = &[

@@ -260,6 +260,31 @@ pub fn create_dataloader(text: &str, tokenizer: &dyn Tokenizer, config: LoaderCo
     DataLoader::new(dataset, config.batch_size, config.shuffle, config.drop_last)
 }
 
+/// Something that yields a pass of batches, like a PyTorch `DataLoader`.
+pub trait BatchSource {
+    /// The number of batches in one pass (`len(loader)`).
+    fn batch_count(&self) -> usize;
+    /// One pass; starting it may draw from the global generator, as PyTorch does.
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_>;
+    /// The largest token id any batch's inputs can hold (`None` without data), for
+    /// `train::check_token_ids`.
+    fn max_token_id(&self) -> Option<i64>;
+}
+
+impl BatchSource for DataLoader {
+    fn batch_count(&self) -> usize {
+        self.len()
+    }
+
+    fn max_token_id(&self) -> Option<i64> {
+        self.dataset().max_token_id()
+    }
+
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(self.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,12 @@
 //! and `LLMS_DATA_DIR`.
 //!
 //! This layer also holds what the chapters make of the data: [`dataset`], chapter 2's
-//! sliding-window next-token dataset and its loader, and [`spam`], chapter 6's SMS Spam
-//! Collection (pandas-compatible parsing, numpy-identical balancing and split).
+//! sliding-window next-token dataset, its loader and the [`dataset::BatchSource`] trait every
+//! loader implements; [`spam`], chapter 6's SMS Spam Collection (pandas-compatible parsing,
+//! numpy-identical balancing and split); and [`classification`], chapter 6's padded data set,
+//! its loader and the book's three loaders.
 
+pub mod classification;
 pub mod dataset;
 pub mod spam;
 

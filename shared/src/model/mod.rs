@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`attention`] | 3.5-3.6, 21 | the book's `MultiHeadAttention` (causal mask, SDPA kernel), grouped-query attention, sliding-window and prefix masks, KV-cache access |
 //! | [`positions`] | 2.8, 21 | learned, sinusoidal, rotary (RoPE) or no position information |
+//! | [`classifier`] | 6.5, 6.8 | the class head in place of the vocabulary head, freezing, the class of one text |
 //! | [`lora`] | E | LoRA adapters on every linear layer, merging, adapter-only state |
 //! | `config`, `block`, `gpt`, `count` | 4, 21 | `GptConfig` and presets, `TransformerBlock`, `GptModel` and `KvCache`, `ParameterCounts` (re-exported here) |
 //!
@@ -19,6 +20,7 @@
 
 pub mod attention;
 mod block;
+pub mod classifier;
 mod config;
 mod count;
 mod gpt;

@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// The position scheme of a model (`GptConfig::pos_encoding`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum PosEncoding {
     /// A trained `(context_length, emb_dim)` table added to the token embeddings: GPT-2.
     #[default]

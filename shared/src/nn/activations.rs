@@ -4,9 +4,8 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 /// The feed-forward module's activation (`GptConfig::activation`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Activation {
     #[default]
     GeluTanh,

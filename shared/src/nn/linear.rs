@@ -19,7 +19,7 @@ pub trait Adapter: std::fmt::Debug + Send {
 }
 
 /// The integer grid of a quantized weight (exercise 21.34).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuantScheme {
     /// Naive round-to-nearest on a fixed grid over [-1, 1] (no scale fitted to the weights;
@@ -34,7 +34,7 @@ pub enum QuantScheme {
 }
 
 /// How many scales a weight matrix gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     PerTensor,

@@ -1,7 +1,6 @@
 //! Section 5.2, listing 5.3: `train_model_simple`, with a progress bar, the book's log lines,
 //! and the bookkeeping a checkpoint needs to resume.
 
-use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -10,11 +9,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::{calc_loss_loader, AdamW, BatchSource, NextTokenLoss, TrainMode, TrainingLoss, WarmupCosine};
+use super::{calc_loss_loader, AdamW, NextTokenLoss, TrainMode, TrainingLoss, WarmupCosine};
 use crate::core::device::seed_everything;
+use crate::data::dataset::BatchSource;
 use crate::generate::generate_text_simple;
 use crate::model::GptModel;
-use crate::plot::{Chart, Series, TopAxis, PALETTE};
 use crate::tokenizer::{Gpt2Tokenizer, TokenId, Tokenizer};
 
 /// The loop's settings (the book's `num_epochs`, `eval_freq`, `eval_iter`, `start_context`).
@@ -82,39 +81,6 @@ pub struct TrainHistory {
     pub tokens_per_second: f64,
 }
 
-impl TrainHistory {
-    /// Figure 5.12 (and 7.17): the losses against epochs with the tokens seen on a second axis.
-    pub fn plot_losses(&self, path: &Path, epochs: usize) -> Result<()> {
-        let (Some(first), Some(last)) = (self.evaluations.first(), self.evaluations.last()) else {
-            return Ok(());
-        };
-        let train: Vec<f64> = self.evaluations.iter().map(|e| e.train_loss).collect();
-        let val: Vec<f64> = self.evaluations.iter().map(|e| e.val_loss).collect();
-        let seen = TopAxis { label: "Tokens seen", from: first.tokens_seen as f64, to: last.tokens_seen as f64 };
-        write_loss_plot(path, epochs, &train, &val, seen)
-    }
-}
-
-/// Training and validation losses against epochs (the evaluations spread evenly over
-/// `epochs`, as the book's `torch.linspace(0, num_epochs, len(train_losses))`), with what was
-/// seen (tokens, examples) on the top axis: figures 5.12, 6.16 and 7.17.
-pub fn write_loss_plot(path: &Path, epochs: usize, train: &[f64], val: &[f64], seen: TopAxis) -> Result<()> {
-    let n = train.len();
-    let xs: Vec<f64> = (0..n).map(|i| if n == 1 { 0.0 } else { epochs as f64 * i as f64 / (n - 1) as f64 }).collect();
-    Chart {
-        series: vec![
-            Series { xs: &xs, ys: train, color: PALETTE[0], label: "Training loss" },
-            Series { xs: &xs, ys: val, color: PALETTE[1], label: "Validation loss" },
-        ],
-        x_label: "Epochs",
-        y_label: "Loss",
-        top_axis: Some(seen),
-        width: 800,
-        height: 500,
-    }
-    .write_png(path)
-}
-
 /// What [`train_model`] can change about a step beyond [`TrainSettings`]. The book's loop
 /// ([`TrainHooks::book`]) minimises next-token cross-entropy at the optimizer's fixed
 /// learning rate without clipping, and prints its samples with GPT-2's tokenizer.
@@ -134,7 +100,7 @@ pub struct TrainHooks<'a> {
     pub on_epoch_end: &'a mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
     /// Runs after each `backward`, before clipping and the optimizer step: data-parallel
     /// training averages the gradients over the processes here
-    /// ([`crate::distributed::DataParallel`]).
+    /// ([`crate::train::distributed::DataParallel`]).
     pub after_backward: Option<&'a mut dyn FnMut() -> Result<()>>,
 }
 

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::data::dataset::{Batch, DataLoader};
+use crate::data::dataset::{Batch, BatchSource};
 use crate::model::GptModel;
 
 /// Targets with this value are left out of the loss (PyTorch's default `ignore_index`;
@@ -120,17 +120,6 @@ impl<F: Fn(&GptModel, &Batch, Device, bool) -> Tensor> TrainingLoss for F {
     }
 }
 
-/// Something that yields a pass of batches, like a PyTorch `DataLoader`.
-pub trait BatchSource {
-    /// The number of batches in one pass (`len(loader)`).
-    fn batch_count(&self) -> usize;
-    /// One pass; starting it may draw from the global generator, as PyTorch does.
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_>;
-    /// The largest token id any batch's inputs can hold (`None` without data), for
-    /// [`check_token_ids`].
-    fn max_token_id(&self) -> Option<i64>;
-}
-
 /// Checks, before any forward pass, that every token id the loaders can yield is inside the
 /// model's vocabulary (a config with `vocab_size` below GPT-2's 50,257 cannot read GPT-2
 /// tokens); `loaders` are named for the message.
@@ -145,20 +134,6 @@ pub fn check_token_ids(model: &GptModel, loaders: &[(&str, &dyn BatchSource)]) -
         }
     }
     Ok(())
-}
-
-impl BatchSource for DataLoader {
-    fn batch_count(&self) -> usize {
-        self.len()
-    }
-
-    fn max_token_id(&self) -> Option<i64> {
-        self.dataset().max_token_id()
-    }
-
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
-        Box::new(self.iter())
-    }
 }
 
 /// The mean loss over the first `num_batches` batches of `loader` (all when `None`), in

@@ -20,7 +20,7 @@ use tch::Device;
 use super::AdamW;
 use crate::model::GptModel;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrainMode {
     /// The book's code: bit-exact with PyTorch.

@@ -12,14 +12,14 @@ use std::path::PathBuf;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 use shared::core::device::seed_everything;
-use shared::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::app::plot::{write_grid, Figure, Heatmap};
 use shared::core::tensors::rows_f64;
 use shared::model::GptModel;
-use shared::plot::{write_grid, Figure, Heatmap};
 use shared::tokenizer::TokenId;
 use tch::{Kind, Tensor};
 

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::app::plot::{write_grid, Chart, Figure, Heatmap, Scatter, Series, PALETTE};
 use shared::core::tensors::rows_f64;
 use shared::model::positions::sinusoidal_table;
-use shared::plot::{write_grid, Chart, Figure, Heatmap, Scatter, Series, PALETTE};
 use tch::{Kind, Tensor};
 
 use crate::models::Model;

@@ -12,17 +12,18 @@ use std::fmt;
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 use shared::core::device::seed_everything;
 use shared::data::dataset::{DataLoader, GptDataset};
 use shared::data::INSTRUCTION_DATA;
-use shared::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::data::dataset::BatchSource;
 use shared::model::GptModel;
 use shared::tokenizer::{TokenId, Tokenizer};
 use shared::train::{
-    train_model, AdamW, AdamWConfig, BatchSource, Evaluation, NextTokenLoss, TrainHooks, TrainProgress, TrainSettings,
+    train_model, AdamW, AdamWConfig, Evaluation, NextTokenLoss, TrainHooks, TrainProgress, TrainSettings,
 };
 
 use crate::analysis::{data_file, held_out_text, seeded_sample};

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::model_source::LoadedModel;
-use shared::plot::{Chart, Series, PALETTE};
+use shared::app::model_source::LoadedModel;
+use shared::app::plot::{Chart, Series, PALETTE};
 use shared::tokenizer::{Gpt2Tokenizer, Tokenizer};
 
 use crate::analysis::seeded_sample;

@@ -12,9 +12,9 @@ use std::fmt;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 use shared::data::THE_VERDICT;
-use shared::exercise::Report;
 
 use crate::exercises::Exercise;
 use shared::tokenizer::word::{split_text, Vocabulary, END_OF_TEXT, UNKNOWN};

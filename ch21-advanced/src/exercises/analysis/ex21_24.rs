@@ -10,11 +10,11 @@ use std::path::PathBuf;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::plot::{Chart, Series, PALETTE};
+use shared::app::plot::{Chart, Series, PALETTE};
 
 use crate::analysis::{data_file, held_out_text, token_labels};
 use crate::models::Model;

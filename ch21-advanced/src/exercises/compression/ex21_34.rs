@@ -13,7 +13,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 
 use crate::exercises::{Context, Exercise};
 use shared::core::timing::median_seconds;

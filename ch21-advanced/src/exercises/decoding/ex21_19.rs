@@ -8,7 +8,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 
 use crate::exercises::{Context, Exercise};
 use shared::generate::{Decoding, Sampler, Sampling};

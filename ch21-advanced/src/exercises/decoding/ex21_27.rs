@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::Report;
 use shared::core::device::seed_everything;
-use shared::exercise::Report;
 
 use crate::exercises::{Context, Exercise};
 use shared::core::timing::{median_seconds, synchronize};

@@ -9,8 +9,8 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
+use shared::app::exercise::Report;
 use shared::core::device::seed_everything;
-use shared::exercise::Report;
 
 use crate::exercises::{Context, Exercise};
 use shared::generate::watermark::{detect_text, expected_green_share, Watermark, WatermarkKey, Z_THRESHOLD};

@@ -7,7 +7,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 use shared::model::attention::AttentionMask;
 
 use crate::exercises::Exercise;

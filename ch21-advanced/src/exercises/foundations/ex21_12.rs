@@ -5,7 +5,7 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
 use shared::core::tensors::rows_f32;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
-use shared::plot::{write_grid, BarSeries, Bars, Figure, PALETTE};
+use shared::app::plot::{write_grid, BarSeries, Bars, Figure, PALETTE};
 use tch::{Device, Kind, Tensor};
 
 pub const EXERCISE: Exercise = Exercise {

@@ -6,7 +6,7 @@ use std::fmt;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
 use shared::generate::{LogitsProcessor, TopP};

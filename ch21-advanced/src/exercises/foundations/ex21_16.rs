@@ -11,13 +11,13 @@ use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::app::plot::{Chart, Series, PALETTE};
 use shared::generate::Decoder;
 use shared::model::{GptConfig, GptModel};
-use shared::plot::{Chart, Series, PALETTE};
 use tch::{nn::VarStore, Kind, Tensor};
 
 pub const EXERCISE: Exercise = Exercise {

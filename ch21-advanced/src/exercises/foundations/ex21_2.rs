@@ -7,8 +7,8 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 use shared::model::attention::AttentionMask;
 
 use crate::exercises::Exercise;

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::app::plot::{write_grid, Chart, Figure, Series, PALETTE};
+use shared::data::dataset::BatchSource;
 use shared::model::{GptModel, NormPlacement};
-use shared::plot::{write_grid, Chart, Figure, Series, PALETTE};
-use shared::train::{calc_loss_batch, BatchSource};
+use shared::train::calc_loss_batch;
 use tch::nn::VarStore;
 
 use crate::batches::RandomWindows;

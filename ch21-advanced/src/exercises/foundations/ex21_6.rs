@@ -6,12 +6,12 @@ use std::fmt;
 
 use anyhow::Result;
 use serde::Serialize;
-use shared::cli::RunContext;
-use shared::exercise::Report;
+use shared::app::cli::RunContext;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
+use shared::app::plot::{Chart, Series, PALETTE};
 use shared::generate::temperature_probabilities;
-use shared::plot::{Chart, Series, PALETTE};
 use tch::Tensor;
 
 pub const EXERCISE: Exercise = Exercise {

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use shared::exercise::Report;
+use shared::app::exercise::Report;
 
 use crate::exercises::Exercise;
 use shared::train::{cross_entropy, perplexity};

@@ -9,7 +9,7 @@ use std::fmt::{Display, Write};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::cli::RunContext;
+use crate::app::cli::RunContext;
 
 /// One exercise: its id as the book numbers it, a one-line summary, and how to run it with
 /// the binary's context `C`: the run's [`RunContext`], or an [`ExerciseContext`] for

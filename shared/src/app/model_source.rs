@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tch::{nn::VarStore, Device};
 
-use crate::cli::RunContext;
+use crate::app::cli::RunContext;
 use crate::core::device::seed_everything;
 use crate::model::{GptConfig, GptModel};
 use crate::train::{Checkpoint, CheckpointMeta};

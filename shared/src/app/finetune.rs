@@ -10,19 +10,18 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use super::data::{self, LoaderSizes, Padding, Splits};
-use super::{
-    calc_accuracy_loader, freeze, replace_head, train_classifier_simple, ClassifierHistory, ClassifierSettings,
-    TokenPosition, Trainable,
-};
-use crate::cli::RunContext;
+use super::cli::RunContext;
+use super::model_source::Init;
+use super::plot::{Chart, Series, TopAxis, PALETTE};
+use super::report::write_loss_plot;
 use crate::core::device::{device_name, seed_everything};
+use crate::data::classification::{self, LoaderSizes, Padding, Splits};
 use crate::data::spam;
+use crate::model::classifier::{freeze, replace_head, TokenPosition, Trainable};
 use crate::model::lora::{apply_lora, counts_text, lora_state, LoraConfig};
 use crate::model::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
-use crate::model_source::Init;
-use crate::plot::{Chart, Series, TopAxis, PALETTE};
-use crate::train::{write_loss_plot, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainMode, CHECKPOINT_FORMAT};
+use crate::train::classifier::{calc_accuracy_loader, train_classifier_simple, ClassifierHistory, ClassifierSettings};
+use crate::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainMode, CHECKPOINT_FORMAT};
 
 /// The run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
@@ -151,7 +150,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
             println!("{line}");
         }
     };
-    let mut splits = data::prepare(&context.data)?;
+    let mut splits = classification::prepare(&context.data)?;
     report_malformed(&splits);
     if let Some(limit) = options.limit {
         splits.truncate(limit);
@@ -171,7 +170,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let loaded = options.init.load(context, Some(0.0))?;
     let (vs, mut model) = (loaded.vs, loaded.model);
     let context_length = model.cfg.context_length as usize;
-    let loaders = data::loaders(&splits, options.padding, context_length, options.batch_size)?;
+    let loaders = classification::loaders(&splits, options.padding, context_length, options.batch_size)?;
     say(format!("Texts padded to {} tokens; model: {}", loaders.max_length, loaded.description));
 
     // Section 6.5: the 2-class head (seed 123 first, as the book) and the frozen backbone;
@@ -345,9 +344,9 @@ pub fn classifier_from_adapters(
 
 /// Accuracies of a classifier on the book's three splits.
 pub fn evaluate(classifier: &Classifier, context: &RunContext) -> Result<Accuracies> {
-    let splits = data::prepare(&context.data)?;
+    let splits = classification::prepare(&context.data)?;
     report_malformed(&splits);
-    let loaders = data::loaders(
+    let loaders = classification::loaders(
         &splits,
         Padding::Tokens(classifier.meta.max_length),
         classifier.model.cfg.context_length as usize,

@@ -20,8 +20,8 @@ use tch::{Kind, Tensor};
 use crate::core::native::check;
 use crate::core::native::pointers;
 use crate::core::torch_rng;
+use crate::data::dataset::BatchSource;
 use crate::data::dataset::{batch_count, Batch, DataLoader};
-use crate::train::BatchSource;
 
 /// The rendezvous: where rank 0's store listens, and who this process is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Rendezvous {
 }
 
 /// Which c10d backend carries the collectives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// Gloo, over TCP: CPU tensors.
     Gloo,
