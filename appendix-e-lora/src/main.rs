@@ -9,8 +9,9 @@ use appendix_e_lora::{counts, exercises};
 use clap::{Args, Parser, Subcommand};
 use shared::app::cli::{self, CommonArgs, RunContext};
 use shared::app::exercise::ExerciseCommand;
-use shared::app::finetune::{self, ClassifierMeta, FinetuneOptions, FinetuneReport};
+use shared::app::finetune::{self, Chapter6, ClassifierMeta, FinetuneOptions, FinetuneReport};
 use shared::app::model_source::InitArgs;
+use shared::app::recipe::{TrainDefaults, TrainFlags};
 use shared::model::classifier::{classify, Trainable};
 
 use shared::model::lora::{merge_lora, LoraConfig};
@@ -40,16 +41,22 @@ struct RunArgs {
     /// LoRA alpha (the update is scaled by alpha / rank)
     #[arg(long, global = true, default_value_t = 16.0)]
     alpha: f64,
-    #[arg(long, global = true, default_value_t = 5)]
-    epochs: usize,
-    #[arg(long, global = true, default_value_t = 5e-5)]
-    lr: f64,
-    /// Evaluate every N steps
-    #[arg(long, global = true, default_value_t = 50)]
-    eval_freq: usize,
-    /// book: the book's code; fast: fused kernels and AdamW (same model and loss, not bit-exact)
-    #[arg(long, global = true, value_enum, default_value = "book")]
-    mode: shared::train::TrainMode,
+    #[command(flatten)]
+    train: TrainFlags<LoraRun>,
+}
+
+/// Chapter 6's training defaults, as flags that may also follow a subcommand.
+#[derive(Debug, Clone, PartialEq)]
+struct LoraRun;
+
+impl TrainDefaults for LoraRun {
+    const EPOCHS: &'static str = Chapter6::EPOCHS;
+    const LR: Option<&'static str> = Chapter6::LR;
+    const WEIGHT_DECAY: Option<&'static str> = Chapter6::WEIGHT_DECAY;
+    const BATCH_SIZE: &'static str = Chapter6::BATCH_SIZE;
+    const EVAL_FREQ: &'static str = Chapter6::EVAL_FREQ;
+    const EVAL_ITER: &'static str = Chapter6::EVAL_ITER;
+    const GLOBAL: bool = true;
 }
 
 impl RunArgs {
@@ -63,10 +70,7 @@ impl RunArgs {
         Ok(FinetuneOptions {
             init: self.backbone.init()?,
             lora: Some(lora),
-            epochs: self.epochs,
-            lr: self.lr,
-            eval_freq: self.eval_freq,
-            mode: self.mode,
+            train: self.train.clone().into_chapter(),
             ..FinetuneOptions::default()
         })
     }
@@ -158,7 +162,7 @@ fn max_length_beside(adapters: &std::path::Path) -> Result<usize> {
 }
 
 fn minutes_per_epoch(report: &FinetuneReport) -> f64 {
-    report.history.train_seconds / 60.0 / report.options.epochs.max(1) as f64
+    report.history.train_seconds / 60.0 / report.options.train.epochs.max(1) as f64
 }
 
 /// LoRA against chapter 6's last-block fine-tuning, from the same backbone.

@@ -7,6 +7,7 @@ use appendix_e_lora::counts;
 use shared::app::cli::RunContext;
 use shared::app::finetune::{self, FinetuneOptions};
 use shared::app::model_source::Init;
+use shared::app::recipe::TrainFlags;
 use shared::core::device::global_rng_lock;
 use shared::model::lora::LoraConfig;
 use shared::model::GptConfig;
@@ -37,9 +38,7 @@ fn lora_fine_tuning_learns_and_the_adapters_alone_rebuild_it() {
     let options = FinetuneOptions {
         init: init.clone(),
         lora: Some(LoraConfig { rank: 16, alpha: 16.0 }),
-        epochs: 2,
-        lr: 1e-3,
-        eval_freq: 100,
+        train: TrainFlags { epochs: 2, lr: Some(1e-3), eval_freq: 100, ..TrainFlags::defaults() },
         verbose: false,
         ..FinetuneOptions::default()
     };

@@ -8,12 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
-use ch05_pretraining::pretrain::{self, book_config, DdpSettings, PretrainOptions, START_CONTEXT};
+use ch05_pretraining::pretrain::{self, book_config, Chapter5, DdpSettings, PretrainOptions, START_CONTEXT};
 use ch05_pretraining::{bench, check_run};
 use clap::{Args, Parser, Subcommand};
 use shared::app::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::app::exercise::ExerciseCommand;
 use shared::app::model_source::ModelSource;
+use shared::app::recipe::TrainFlags;
 use shared::core::device::seed_everything;
 use shared::data::THE_VERDICT;
 use shared::generate::{continue_text, Decoding, Sampling};
@@ -212,29 +213,14 @@ impl SamplingArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Epochs to train (more epochs when resuming)
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    /// AdamW learning rate [default: 0.0004, or the checkpoint's]
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
-    /// AdamW weight decay [default: 0.1, or the checkpoint's]
-    #[arg(long, allow_negative_numbers = true)]
-    weight_decay: Option<f64>,
-    #[arg(long, default_value_t = 2)]
-    batch_size: usize,
+    #[command(flatten)]
+    train: TrainFlags<Chapter5>,
     /// Context length (and window stride) [default: 256, or the checkpoint's]
     #[arg(long)]
     context_length: Option<i64>,
     /// Model preset or JSON config file [default: gpt2-small, or the checkpoint's]
     #[arg(long, value_name = "PRESET|FILE")]
     config: Option<String>,
-    /// Evaluate every N steps
-    #[arg(long, default_value_t = 5)]
-    eval_freq: usize,
-    /// Batches per evaluation
-    #[arg(long, default_value_t = 5)]
-    eval_iter: usize,
     /// Share of the text's characters used for training
     #[arg(long, default_value_t = 0.9)]
     train_ratio: f64,
@@ -247,9 +233,6 @@ struct TrainArgs {
     /// Skip the untrained model's losses before training
     #[arg(long)]
     no_initial_losses: bool,
-    /// book: the book's code, bit-exact with PyTorch; fast: fused kernels and AdamW (same model and loss, not bit-exact)
-    #[arg(long, value_enum, default_value = "book")]
-    mode: TrainMode,
     /// Data-parallel training over LibTorch's c10d (appendix A.9.3): starts --nproc-per-node processes, or with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set runs as that rank
     #[arg(long)]
     ddp: bool,
@@ -284,17 +267,11 @@ impl TrainArgs {
         };
         Ok(PretrainOptions {
             config,
-            epochs: self.epochs,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            batch_size: self.batch_size,
+            train: self.train.clone(),
             train_ratio: self.train_ratio,
-            eval_freq: self.eval_freq,
-            eval_iter: self.eval_iter,
             epoch_seed: self.epoch_seed,
             resume: self.resume.clone(),
             initial_losses: !self.no_initial_losses,
-            mode: self.mode,
             ddp: self.ddp.then_some(DdpSettings {
                 backend: self.backend,
                 timeout: Duration::try_from_secs_f64(self.timeout_seconds)

@@ -8,13 +8,14 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use shared::app::cli::RunContext;
+use shared::app::recipe::{Reporter, TrainDefaults, TrainFlags};
 use shared::core::device::{device_name, seed_everything};
 use shared::data::dataset::{DataLoader, GptDataset};
 use shared::model::{GptConfig, GptModel};
 use shared::train::distributed::{Backend, DataParallel, ProcessGroup, Rendezvous, ShardedLoader, BUCKET_BYTES};
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
-    TrainHistory, TrainHooks, TrainMode, TrainProgress, TrainSettings,
+    TrainHistory, TrainHooks, TrainProgress, TrainSettings,
 };
 use tch::nn::VarStore;
 use tch::Device;
@@ -27,28 +28,39 @@ pub fn book_config() -> GptConfig {
     GptConfig { context_length: 256, ..GptConfig::gpt2_small() }
 }
 
+/// Chapter 5's training defaults (the book's): 10 epochs, batches of 2, an evaluation every
+/// 5 steps on 5 batches; AdamW's learning rate and weight decay are the book's 0.0004 and 0.1
+/// ([`AdamWConfig::default`]), or a resumed checkpoint's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chapter5;
+
+impl TrainDefaults for Chapter5 {
+    const EPOCHS: &'static str = "10";
+    const EPOCHS_HELP: Option<&'static str> = Some("Epochs to train (more epochs when resuming)");
+    const LR: Option<&'static str> = None;
+    const LR_HELP: Option<&'static str> = Some("AdamW learning rate [default: 0.0004, or the checkpoint's]");
+    const WEIGHT_DECAY: Option<&'static str> = None;
+    const WEIGHT_DECAY_HELP: Option<&'static str> = Some("AdamW weight decay [default: 0.1, or the checkpoint's]");
+    const BATCH_SIZE: &'static str = "2";
+    const EVAL_FREQ: &'static str = "5";
+}
+
 /// A run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
 pub struct PretrainOptions {
     /// The model to train; with `resume`, it must agree with the checkpoint's when given.
     pub config: Option<GptConfig>,
-    pub epochs: usize,
-    /// AdamW's learning rate and weight decay; unset, the book's (or, when resuming, the
-    /// checkpoint's).
-    pub lr: Option<f64>,
-    pub weight_decay: Option<f64>,
-    pub batch_size: usize,
+    /// Epochs, AdamW's settings (unset: the book's or, when resuming, the checkpoint's),
+    /// batches, evaluations and the mode (book or fast).
+    #[serde(flatten)]
+    pub train: TrainFlags<Chapter5>,
     /// Share of the text's characters used for training.
     pub train_ratio: f64,
-    pub eval_freq: usize,
-    pub eval_iter: usize,
     pub start_context: String,
     pub epoch_seed: Option<u64>,
     pub resume: Option<PathBuf>,
     /// Compute the losses of the untrained model first (section 5.1.3).
     pub initial_losses: bool,
-    /// Book mode (bit-exact with PyTorch) or fast mode (fused kernels and optimizer).
-    pub mode: TrainMode,
     pub verbose: bool,
     /// Train as one rank of a data-parallel group (appendix A.9.3 on chapter 5's run).
     #[serde(skip)]
@@ -69,18 +81,12 @@ impl Default for PretrainOptions {
     fn default() -> Self {
         Self {
             config: None,
-            epochs: 10,
-            lr: None,
-            weight_decay: None,
-            batch_size: 2,
+            train: TrainFlags::defaults(),
             train_ratio: 0.9,
-            eval_freq: 5,
-            eval_iter: 5,
             start_context: START_CONTEXT.into(),
             epoch_seed: None,
             resume: None,
             initial_losses: true,
-            mode: TrainMode::Book,
             verbose: true,
             ddp: None,
         }
@@ -136,7 +142,73 @@ pub fn loaders(text: &str, train_ratio: f64, context: usize, batch_size: usize) 
 /// Runs (or resumes) the pretraining on `text` and writes the checkpoint, `metrics.json`
 /// and `losses.png` into the context's output folder.
 pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Result<PretrainReport> {
-    let mut device = context.device;
+    let (resumed, config) = resolve_config(options)?;
+    context.create_out_dir()?;
+    let (ranks, device) = Ranks::join(options.ddp.as_ref(), context.device)?;
+    let reporter = Reporter::new(&context.out_dir, options.verbose && ranks.lead());
+    let flags = &options.train;
+    let (train_loader, val_loader) =
+        loaders(text, options.train_ratio, config.context_length as usize, flags.batch_size)?;
+    ranks.describe_batches(&train_loader, &val_loader, device, &reporter)?;
+    let initial = (options.initial_losses && resumed.is_none() && ranks.lead())
+        .then(|| initial_losses(context.seed, &config, device, &train_loader, &val_loader, &reporter))
+        .transpose()?;
+
+    // Section 5.2: a fresh seed-123 model (or the checkpoint's), AdamW, and training.
+    seed_everything(context.seed);
+    let vs = VarStore::new(device);
+    let mut model = GptModel::new(&vs.root(), &config)?;
+    let base = resumed.as_ref().map_or_else(AdamWConfig::default, |(_, meta)| meta.optimizer);
+    let mut optimizer = flags.optimizer(&vs, &mut model, base)?;
+    let (mut progress, mut epoch_seed) = (TrainProgress::default(), options.epoch_seed);
+    if let Some(resumed) = &resumed {
+        (progress, epoch_seed) = resume(resumed, &vs, &model, &mut optimizer, epoch_seed, context.seed, &reporter)?;
+    }
+    let lead = ranks.lead();
+    let settings = TrainSettings {
+        // The other ranks neither evaluate nor print samples.
+        eval_freq: if lead { flags.eval_freq } else { usize::MAX },
+        epoch_seed,
+        ..flags.settings(Some(options.start_context.clone()).filter(|s| !s.is_empty() && lead), options.verbose && lead)
+    };
+    // After every epoch the checkpoint is replaced (each file written under a temporary name,
+    // then renamed), so a run killed midway can resume from its last complete epoch.
+    let checkpoint = Checkpoint::at(&reporter.path("checkpoint"));
+    let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
+        let meta = CheckpointMeta::new(&config, progress, optimizer.config, context.seed, epoch_seed);
+        if lead {
+            checkpoint.save(&vs, Some(optimizer), &meta)?;
+        }
+        Ok(())
+    };
+    let run = Training { vs: &vs, model: &model, settings: &settings, seed: context.seed, reporter: &reporter };
+    let history = ranks.train(&run, &mut optimizer, (&train_loader, &val_loader), &mut progress, &mut save)?;
+    if flags.epochs == 0 {
+        save(&progress, &optimizer)?;
+    }
+    let report = PretrainReport {
+        config,
+        device: device_name(device),
+        train_batches: train_loader.len(),
+        val_batches: val_loader.len(),
+        initial_train_loss: initial.map(|(train, _)| train),
+        initial_val_loss: initial.map(|(_, val)| val),
+        resumed_from: resumed.map(|(path, _)| path),
+        progress,
+        history,
+        checkpoint: checkpoint.model.clone(),
+        metrics: reporter.path("metrics.json"),
+        plot: reporter.path("losses.png"),
+    };
+    if ranks.lead() {
+        reporter.finish(&report, &report.checkpoint, (&report.plot, flags.epochs, &report.history))?;
+    }
+    Ok(report)
+}
+
+/// The checkpoint to resume (if any) and the model to train: the checkpoint's, the flags',
+/// or the book's.
+fn resolve_config(options: &PretrainOptions) -> Result<(Option<(PathBuf, CheckpointMeta)>, GptConfig)> {
     let resumed = match &options.resume {
         Some(path) => Some((path.clone(), read_resume_meta(path, options)?)),
         None => None,
@@ -147,184 +219,167 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         (None, None) => book_config(),
     };
     config.validate()?;
-    context.create_out_dir()?;
-    let group = match &options.ddp {
-        Some(ddp) => {
-            let rendezvous = Rendezvous::from_env()?.context(
-                "a data-parallel run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: start it with \
-                 `train --ddp --nproc-per-node N`, which sets them, or set them on every machine",
-            )?;
-            let backend = ddp.backend.unwrap_or(if device.is_cuda() { Backend::Nccl } else { Backend::Gloo });
-            let group = ProcessGroup::new(&rendezvous, backend, ddp.timeout)?;
-            // On GPUs each process takes its own, as `torch.cuda.set_device(local_rank)`.
-            if let Device::Cuda(_) = device {
-                device = Device::Cuda(rendezvous.local_rank);
-            }
-            Some(group)
-        }
-        None => None,
-    };
-    // Rank 0 (or the only process) logs, evaluates and writes files.
-    let lead = group.as_ref().is_none_or(|group| group.rank == 0);
-    let world_size = group.as_ref().map_or(1, |group| group.world_size);
-    let context_tokens = config.context_length as usize;
-    let (train_loader, val_loader) = loaders(text, options.train_ratio, context_tokens, options.batch_size)?;
-    let say = |line: String| {
-        if options.verbose && lead {
-            println!("{line}");
-        }
-    };
-    if let Some(group) = &group {
-        say(format!(
-            "Data-parallel training: {world_size} processes, each on its share of every epoch ({} x {context_tokens} \
-             tokens per process and step)",
-            options.batch_size
-        ));
-        anyhow::ensure!(
-            train_loader.dataset().len() >= world_size * options.batch_size,
-            "the training text has too few windows for {} processes with batches of {}",
-            group.world_size,
-            options.batch_size
-        );
-    }
-    say(format!(
-        "{} training and {} validation batches of {} x {context_tokens} tokens on {}",
-        train_loader.len(),
-        val_loader.len(),
-        options.batch_size,
-        device_name(device)
+    Ok((resumed, config))
+}
+
+/// Exercise 5.4: the checkpoint's weights, optimizer state and progress; its epoch seed
+/// unless the flags give one. Returns the progress and the epoch seed.
+fn resume(
+    (path, meta): &(PathBuf, CheckpointMeta),
+    vs: &VarStore,
+    model: &GptModel,
+    optimizer: &mut AdamW,
+    epoch_seed: Option<u64>,
+    seed: u64,
+    reporter: &Reporter,
+) -> Result<(TrainProgress, Option<u64>)> {
+    let progress = Checkpoint::at(path).resume(vs, model, optimizer)?;
+    let epoch_seed = epoch_seed.or(meta.epoch_seed);
+    reporter.say(format!(
+        "Resuming {} after epoch {} (step {}, {} tokens seen)",
+        path.display(),
+        meta.epoch,
+        meta.global_step,
+        meta.tokens_seen
     ));
-
-    // Section 5.1.3: the untrained model's losses (a seed-123 model, every batch).
-    let (mut initial_train_loss, mut initial_val_loss) = (None, None);
-    if options.initial_losses && resumed.is_none() && lead {
-        seed_everything(context.seed);
-        let vs = VarStore::new(device);
-        let model = GptModel::new(&vs.root(), &config)?;
-        check_token_ids(&model, &[("training", &train_loader), ("validation", &val_loader)])?;
-        seed_everything(context.seed);
-        let train_loss = calc_loss_loader(&model, &train_loader, None, device);
-        let val_loss = calc_loss_loader(&model, &val_loader, None, device);
-        say(format!("Training loss: {train_loss}\nValidation loss: {val_loss}"));
-        (initial_train_loss, initial_val_loss) = (Some(train_loss), Some(val_loss));
+    if epoch_seed.is_none() {
+        // The generator state at the end of the saved run cannot be recovered: start from
+        // the seed (see the README's note on exercise 5.4).
+        seed_everything(seed);
     }
+    Ok((progress, epoch_seed))
+}
 
-    // Section 5.2: a fresh seed-123 model (or the checkpoint's), AdamW, and training.
-    seed_everything(context.seed);
+/// Section 5.1.3: the untrained model's losses (a seed-123 model, every batch).
+fn initial_losses(
+    seed: u64,
+    config: &GptConfig,
+    device: Device,
+    train: &DataLoader,
+    val: &DataLoader,
+    reporter: &Reporter,
+) -> Result<(f64, f64)> {
+    seed_everything(seed);
     let vs = VarStore::new(device);
-    let mut model = GptModel::new(&vs.root(), &config)?;
-    let base = resumed.as_ref().map_or_else(AdamWConfig::default, |(_, meta)| meta.optimizer);
-    let adamw = AdamWConfig {
-        lr: options.lr.unwrap_or(base.lr),
-        weight_decay: options.weight_decay.unwrap_or(base.weight_decay),
-        ..base
-    };
-    let mut optimizer = AdamW::new(&vs, adamw)?;
-    options.mode.prepare(&mut model, &mut optimizer)?;
-    let mut progress = TrainProgress::default();
-    let mut epoch_seed = options.epoch_seed;
-    if let Some((path, meta)) = &resumed {
-        let checkpoint = Checkpoint::at(path);
-        checkpoint.load_model(&vs)?;
-        checkpoint.load_optimizer(&mut optimizer)?;
-        progress = TrainProgress { epoch: meta.epoch, global_step: meta.global_step, tokens_seen: meta.tokens_seen };
-        epoch_seed = epoch_seed.or(meta.epoch_seed);
-        say(format!(
-            "Resuming {} after epoch {} (step {}, {} tokens seen)",
-            path.display(),
-            meta.epoch,
-            meta.global_step,
-            meta.tokens_seen
-        ));
-        if epoch_seed.is_none() {
-            // The generator state at the end of the saved run cannot be recovered: start
-            // from the seed (see the README's note on exercise 5.4).
-            seed_everything(context.seed);
-        }
+    let model = GptModel::new(&vs.root(), config)?;
+    check_token_ids(&model, &[("training", train), ("validation", val)])?;
+    seed_everything(seed);
+    let train_loss = calc_loss_loader(&model, train, None, device);
+    let val_loss = calc_loss_loader(&model, val, None, device);
+    reporter.say(format!("Training loss: {train_loss}\nValidation loss: {val_loss}"));
+    Ok((train_loss, val_loss))
+}
+
+/// What training works on besides the optimizer, the data and the progress.
+struct Training<'a> {
+    vs: &'a VarStore,
+    model: &'a GptModel,
+    settings: &'a TrainSettings,
+    seed: u64,
+    reporter: &'a Reporter,
+}
+
+/// The processes of a run: this one alone, or the ranks of a data-parallel group (appendix
+/// A.9.3), of which rank 0 logs, evaluates and writes files.
+struct Ranks {
+    group: Option<ProcessGroup>,
+}
+
+impl Ranks {
+    /// Joins the data-parallel group the environment describes when `ddp` is given; on GPUs
+    /// each process takes its own, as `torch.cuda.set_device(local_rank)`.
+    fn join(ddp: Option<&DdpSettings>, device: Device) -> Result<(Self, Device)> {
+        let Some(ddp) = ddp else {
+            return Ok((Self { group: None }, device));
+        };
+        let rendezvous = Rendezvous::from_env()?.context(
+            "a data-parallel run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: start it with \
+             `train --ddp --nproc-per-node N`, which sets them, or set them on every machine",
+        )?;
+        let backend = ddp.backend.unwrap_or(if device.is_cuda() { Backend::Nccl } else { Backend::Gloo });
+        let group = ProcessGroup::new(&rendezvous, backend, ddp.timeout)?;
+        let device = if device.is_cuda() { Device::Cuda(rendezvous.local_rank) } else { device };
+        Ok((Self { group: Some(group) }, device))
     }
-    let settings = TrainSettings {
-        num_epochs: options.epochs,
-        // The other ranks neither evaluate nor print samples.
-        eval_freq: if lead { options.eval_freq } else { usize::MAX },
-        eval_iter: options.eval_iter,
-        start_context: Some(options.start_context.clone()).filter(|s| !s.is_empty() && lead),
-        epoch_seed,
-        verbose: options.verbose && lead,
-        mode: options.mode,
-    };
-    // After every epoch the checkpoint is replaced (each file written under a temporary name,
-    // then renamed), so a run killed midway can resume from its last complete epoch.
-    let checkpoint = Checkpoint::at(&context.out_dir.join("checkpoint"));
-    let meta = |progress: &TrainProgress, optimizer: &AdamW| {
-        CheckpointMeta::new(&config, progress, optimizer.config, context.seed, epoch_seed)
-    };
-    let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
-        if lead {
-            checkpoint.save(&vs, Some(optimizer), &meta(progress, optimizer))?;
-        }
-        Ok(())
-    };
-    let history = match &group {
-        None => train_model_simple(
-            &model,
-            &mut optimizer,
-            &train_loader,
-            &val_loader,
-            &settings,
-            &mut progress,
-            device,
-            &mut save,
-        )?,
-        Some(group) => {
-            // Rank 0's weights everywhere, then each step's gradients averaged over the ranks.
-            let mut parallel = DataParallel::new(group, &vs.trainable_variables(), BUCKET_BYTES)?;
-            let shard = ShardedLoader::new(&train_loader, group, context.seed);
-            let mut average = || parallel.average_gradients(group);
-            let mut hooks = TrainHooks::book(&mut save);
-            hooks.after_backward = Some(&mut average);
-            let history =
-                train_model(&model, &mut optimizer, &shard, &val_loader, &settings, &mut progress, device, hooks)?;
-            say(format!(
-                "All-reduce of the gradients ({} bucket(s) per step): {:.2} s, {:.1} ms per step",
-                parallel.bucket_count(),
-                parallel.communication_seconds,
-                1e3 * parallel.communication_seconds / parallel.steps.max(1) as f64
+
+    /// Rank 0, or the only process.
+    fn lead(&self) -> bool {
+        self.group.as_ref().is_none_or(|group| group.rank == 0)
+    }
+
+    fn world_size(&self) -> usize {
+        self.group.as_ref().map_or(1, |group| group.world_size)
+    }
+
+    /// Prints the batches (and how the ranks share them), after checking that every rank
+    /// gets batches.
+    fn describe_batches(
+        &self,
+        train: &DataLoader,
+        val: &DataLoader,
+        device: Device,
+        reporter: &Reporter,
+    ) -> Result<()> {
+        let (batch_size, context_tokens) = (train.batch_size(), train.dataset().max_length());
+        if self.group.is_some() {
+            let world_size = self.world_size();
+            reporter.say(format!(
+                "Data-parallel training: {world_size} processes, each on its share of every epoch ({batch_size} x \
+                 {context_tokens} tokens per process and step)"
             ));
-            group.barrier()?;
-            history
+            ensure!(
+                train.dataset().len() >= world_size * batch_size,
+                "the training text has too few windows for {world_size} processes with batches of {batch_size}"
+            );
         }
-    };
-    say(format!(
-        "Training completed in {:.2} minutes ({:.0} tokens/s{})",
-        history.train_seconds / 60.0,
-        history.tokens_per_second * world_size as f64,
-        if world_size > 1 { format!(" over {world_size} processes") } else { String::new() }
-    ));
-    if options.epochs == 0 && lead {
-        checkpoint.save(&vs, Some(&optimizer), &meta(&progress, &optimizer))?;
+        reporter.say(format!(
+            "{} training and {} validation batches of {batch_size} x {context_tokens} tokens on {}",
+            train.len(),
+            val.len(),
+            device_name(device)
+        ));
+        Ok(())
     }
-    let report = PretrainReport {
-        config,
-        device: device_name(device),
-        train_batches: train_loader.len(),
-        val_batches: val_loader.len(),
-        initial_train_loss,
-        initial_val_loss,
-        resumed_from: resumed.map(|(path, _)| path),
-        progress,
-        history,
-        checkpoint: checkpoint.model.clone(),
-        metrics: context.out_dir.join("metrics.json"),
-        plot: context.out_dir.join("losses.png"),
-    };
-    if !lead {
-        return Ok(report);
+
+    /// Section 5.2's `train_model_simple`; across ranks, with rank 0's weights everywhere,
+    /// each rank on its shard of every epoch and each step's gradients averaged over the ranks.
+    fn train(
+        &self,
+        run: &Training,
+        optimizer: &mut AdamW,
+        (train, val): (&DataLoader, &DataLoader),
+        progress: &mut TrainProgress,
+        save: &mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
+    ) -> Result<TrainHistory> {
+        let (model, settings, device) = (run.model, run.settings, run.vs.device());
+        let history = match &self.group {
+            None => train_model_simple(model, optimizer, train, val, settings, progress, device, save)?,
+            Some(group) => {
+                let mut parallel = DataParallel::new(group, &run.vs.trainable_variables(), BUCKET_BYTES)?;
+                let shard = ShardedLoader::new(train, group, run.seed);
+                let mut average = || parallel.average_gradients(group);
+                let mut hooks = TrainHooks::book(save);
+                hooks.after_backward = Some(&mut average);
+                let history = train_model(model, optimizer, &shard, val, settings, progress, device, hooks)?;
+                run.reporter.say(format!(
+                    "All-reduce of the gradients ({} bucket(s) per step): {:.2} s, {:.1} ms per step",
+                    parallel.bucket_count(),
+                    parallel.communication_seconds,
+                    1e3 * parallel.communication_seconds / parallel.steps.max(1) as f64
+                ));
+                group.barrier()?;
+                history
+            }
+        };
+        let world_size = self.world_size();
+        run.reporter.say(format!(
+            "Training completed in {:.2} minutes ({:.0} tokens/s{})",
+            history.train_seconds / 60.0,
+            history.tokens_per_second * world_size as f64,
+            if world_size > 1 { format!(" over {world_size} processes") } else { String::new() }
+        ));
+        Ok(history)
     }
-    std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", report.metrics.display()))?;
-    shared::app::report::write_history_plot(&report.plot, options.epochs, &report.history)?;
-    say(format!("Wrote {}, {} and {}", report.checkpoint.display(), report.metrics.display(), report.plot.display()));
-    Ok(report)
 }
 
 /// The checkpoint to resume, checked against the flags.

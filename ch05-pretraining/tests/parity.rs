@@ -5,6 +5,7 @@ use ch05_pretraining::decode::generate_text;
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
 use serde_json::Value;
 use shared::app::cli::RunContext;
+use shared::app::recipe::TrainFlags;
 use shared::core::device::{global_rng_lock, seed_everything};
 use shared::data::THE_VERDICT;
 use shared::generate::{generate, generate_text_simple, Sampling};
@@ -68,10 +69,7 @@ fn a_short_training_run_matches_pytorch_and_lowers_the_loss() {
     let context = RunContext { out_dir: out.path().to_path_buf(), ..RunContext::for_tests() };
     let options = PretrainOptions {
         config: Some(config),
-        epochs: 2,
-        batch_size: 4,
-        eval_freq: 5,
-        eval_iter: 2,
+        train: TrainFlags { epochs: 2, batch_size: 4, eval_freq: 5, eval_iter: 2, ..TrainFlags::defaults() },
         verbose: false,
         ..PretrainOptions::default()
     };

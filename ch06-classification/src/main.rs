@@ -9,8 +9,9 @@ use ch06_classification::exercises;
 use clap::{Args, Parser, Subcommand};
 use shared::app::cli::{self, CommonArgs};
 use shared::app::exercise::ExerciseCommand;
-use shared::app::finetune::{self, FinetuneOptions};
+use shared::app::finetune::{self, Chapter6, FinetuneOptions};
 use shared::app::model_source::InitArgs;
+use shared::app::recipe::TrainFlags;
 use shared::data::classification::Padding;
 use shared::model::classifier::{classify, TokenPosition, Trainable};
 
@@ -47,21 +48,8 @@ struct RunArgs {
     /// Which output token decides the class
     #[arg(long, value_enum, default_value = "last")]
     position: TokenPosition,
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    lr: f64,
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    /// Evaluate every N steps
-    #[arg(long, default_value_t = 50)]
-    eval_freq: usize,
-    /// Batches per evaluation
-    #[arg(long, default_value_t = 5)]
-    eval_iter: usize,
-    /// book: the book's code; fast: fused kernels and AdamW (same model and loss, not bit-exact)
-    #[arg(long, value_enum, default_value = "book")]
-    mode: shared::train::TrainMode,
+    #[command(flatten)]
+    train: TrainFlags<Chapter6>,
 }
 
 impl RunArgs {
@@ -73,12 +61,7 @@ impl RunArgs {
             limit: self.limit,
             trainable: self.trainable,
             position: self.position,
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            eval_freq: self.eval_freq,
-            eval_iter: self.eval_iter,
-            mode: self.mode,
+            train: self.train.clone(),
             ..FinetuneOptions::default()
         })
     }

@@ -4,6 +4,7 @@
 use shared::app::cli::RunContext;
 use shared::app::finetune::{self, FinetuneOptions};
 use shared::app::model_source::Init;
+use shared::app::recipe::TrainFlags;
 use shared::core::device::global_rng_lock;
 use shared::data::classification;
 use shared::data::classification::{ClassificationDataset, ClassificationLoader};
@@ -100,9 +101,7 @@ fn a_small_random_model_learns_to_tell_spam_from_ham() {
     let options = FinetuneOptions {
         init: Init::Random(config.to_string_lossy().into_owned()),
         trainable: Trainable::All,
-        lr: 5e-4,
-        epochs: 3,
-        eval_freq: 40,
+        train: TrainFlags { lr: Some(5e-4), epochs: 3, eval_freq: 40, ..TrainFlags::defaults() },
         verbose: false,
         ..FinetuneOptions::default()
     };

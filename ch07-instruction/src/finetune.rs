@@ -9,20 +9,36 @@ use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use shared::app::cli::RunContext;
 use shared::app::model_source::{Init, LoadedModel, ModelSource};
+use shared::app::recipe::{Reporter, TrainDefaults, TrainFlags};
 use shared::core::device::{device_name, seed_everything};
 use shared::model::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
+use shared::model::GptModel;
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
-    TrainHistory, TrainMode, TrainProgress, TrainSettings,
+    TrainHistory, TrainProgress,
 };
+use tch::nn::VarStore;
 
 use crate::collate::{CollateOptions, InstructionDataset, InstructionLoader, TokenStats};
 use crate::records::{self, InstructionRecord, Splits};
 use crate::respond::{book_decoding, respond, respond_all, MAX_NEW_TOKENS};
-use crate::template::TemplateKind;
+use crate::template::{PromptTemplate, TemplateKind};
 
 /// The file the run writes the test set's responses to (the book's name).
 pub const RESPONSES_FILE: &str = "instruction-data-with-response.json";
+
+/// Chapter 7's training defaults (the book's): 2 epochs at a learning rate of 5e-5 with a
+/// weight decay of 0.1, batches of 8, an evaluation every 5 steps on 5 batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chapter7;
+
+impl TrainDefaults for Chapter7 {
+    const EPOCHS: &'static str = "2";
+    const LR: Option<&'static str> = Some("0.00005");
+    const WEIGHT_DECAY: Option<&'static str> = Some("0.1");
+    const BATCH_SIZE: &'static str = "8";
+    const EVAL_FREQ: &'static str = "5";
+}
 
 /// The run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
@@ -37,17 +53,11 @@ pub struct FinetuneOptions {
     pub allowed_max_length: Option<usize>,
     /// Use only the first this many records of the data (quick runs and tests).
     pub limit: Option<usize>,
-    pub epochs: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub batch_size: usize,
-    pub eval_freq: usize,
-    pub eval_iter: usize,
+    #[serde(flatten)]
+    pub train: TrainFlags<Chapter7>,
     /// Generate and save responses for the test set after training.
     pub responses: bool,
     pub max_new_tokens: i64,
-    /// Book mode (the book's code) or fast mode (fused kernels and optimizer).
-    pub mode: TrainMode,
     pub verbose: bool,
 }
 
@@ -60,15 +70,9 @@ impl Default for FinetuneOptions {
             lora: None,
             allowed_max_length: None,
             limit: None,
-            epochs: 2,
-            lr: 5e-5,
-            weight_decay: 0.1,
-            batch_size: 8,
-            eval_freq: 5,
-            eval_iter: 5,
+            train: TrainFlags::defaults(),
             responses: true,
             max_new_tokens: MAX_NEW_TOKENS,
-            mode: TrainMode::Book,
             verbose: true,
         }
     }
@@ -118,158 +122,47 @@ pub struct FinetuneReport {
 /// (`train.json`, `test.json`, `validation.json`), `loss-plot.png`, the responses file,
 /// the checkpoint `sft.*` and `metrics.json`.
 pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneReport> {
-    let say = |line: String| {
-        if options.verbose {
-            println!("{line}");
-        }
-    };
-    ensure!(options.batch_size > 0, "the batch size must be at least 1");
-    let data = records::locate(&context.data)?;
-    let mut all = records::load(&data)?;
-    if let Some(limit) = options.limit {
-        all.truncate(limit);
-    }
-    let splits = Splits::new(all);
-    let sizes = SplitSizes { train: splits.train.len(), test: splits.test.len(), validation: splits.validation.len() };
-    ensure!(
-        sizes.train >= options.batch_size && sizes.validation > 0,
-        "{} records give {} training and {} validation records: too few for batches of {}",
-        sizes.train + sizes.test + sizes.validation,
-        sizes.train,
-        sizes.validation,
-        options.batch_size
-    );
-    context.create_out_dir()?;
-    splits.save(&context.out_dir)?;
-    say(format!(
-        "{} records from {}: training {}, test {}, validation {} (JSON files in {})",
-        sizes.train + sizes.test + sizes.validation,
-        data.display(),
-        sizes.train,
-        sizes.test,
-        sizes.validation,
-        context.out_dir.display()
-    ));
-
+    let reporter = Reporter::new(&context.out_dir, options.verbose);
+    let (data, splits, sizes) = prepare_splits(context, options, &reporter)?;
     let LoadedModel { vs, mut model, description, .. } = options.init.load(context, Some(0.0))?;
-    let context_length = model.cfg.context_length as usize;
-    let allowed_max_length = options.allowed_max_length.unwrap_or(context_length);
-    ensure!(
-        (1..=context_length).contains(&allowed_max_length),
-        "--allowed-max-length must be between 1 and the model's context of {context_length} tokens, got {allowed_max_length}"
-    );
     let template = options.template.template();
-    let collate =
-        CollateOptions { allowed_max_length: Some(allowed_max_length), mask_instructions: options.mask_instructions };
-    let loader = |records: &[InstructionRecord], train: bool| InstructionLoader {
-        dataset: InstructionDataset::new(records, template),
-        batch_size: options.batch_size,
-        shuffle: train,
-        drop_last: train,
-        collate,
-    };
-    let (train_loader, val_loader) = (loader(&splits.train, true), loader(&splits.validation, false));
-    let train_tokens = train_loader.dataset.token_stats();
-    say(format!(
+    let (train, val) = loaders(options, template, &splits, model.cfg.context_length as usize)?;
+    let train_tokens = train.dataset.token_stats();
+    reporter.say(format!(
         "Model: {description}; {} template: {:.1} tokens per training example on average, the longest {}{}",
         options.template.name(),
         train_tokens.mean,
         train_tokens.longest,
         if options.mask_instructions { "; prompts masked out of the loss" } else { "" }
     ));
-
-    let total_parameters: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-    let trainable_parameters = match options.lora {
-        Some(lora) => {
-            let count = apply_lora(&vs, &mut model, lora)?;
-            say(counts_text(total_parameters, count, lora));
-            count
-        }
-        None => total_parameters,
-    };
-
-    // Section 7.5: the model's answer before fine-tuning.
-    check_token_ids(&model, &[("training", &train_loader), ("validation", &val_loader)])?;
+    let (total_parameters, trainable_parameters) = add_adapters(&vs, &mut model, options.lora, &reporter)?;
     let device = context.device;
-    seed_everything(context.seed);
-    let response_before = respond(&model, template, &splits.validation[0], 35, device)?;
-    say(format!("Response to the first validation instruction before fine-tuning:\n{response_before}"));
+    let first = &splits.validation[0];
+    let (response_before, initial_train_loss, initial_val_loss) =
+        before_fine_tuning(context, &model, template, first, (&train, &val), &reporter)?;
 
-    // Section 7.6: losses before fine-tuning, then fine-tuning.
+    // Section 7.6: fine-tuning.
     seed_everything(context.seed);
-    let initial_train_loss = calc_loss_loader(&model, &train_loader, Some(5), device);
-    let initial_val_loss = calc_loss_loader(&model, &val_loader, Some(5), device);
-    say(format!("Training loss: {initial_train_loss}\nValidation loss: {initial_val_loss}"));
-
-    seed_everything(context.seed);
-    let mut optimizer =
-        AdamW::new(&vs, AdamWConfig { lr: options.lr, weight_decay: options.weight_decay, ..AdamWConfig::default() })?;
-    options.mode.prepare(&mut model, &mut optimizer)?;
-    let settings = TrainSettings {
-        num_epochs: options.epochs,
-        eval_freq: options.eval_freq,
-        eval_iter: options.eval_iter,
-        start_context: Some(template.format_input(&splits.validation[0])),
-        epoch_seed: None,
-        verbose: options.verbose,
-        mode: options.mode,
-    };
+    let mut optimizer = options.train.optimizer(&vs, &mut model, AdamWConfig::default())?;
+    let settings = options.train.settings(Some(template.format_input(first)), options.verbose);
     let mut progress = TrainProgress::default();
-    let history = train_model_simple(
-        &model,
-        &mut optimizer,
-        &train_loader,
-        &val_loader,
-        &settings,
-        &mut progress,
-        device,
-        &mut |_, _| Ok(()),
-    )?;
-    let seconds_per_epoch = history.train_seconds / options.epochs.max(1) as f64;
-    say(format!("Training completed in {:.2} minutes.", history.train_seconds / 60.0));
-    let plot = context.out_dir.join("loss-plot.png");
-    shared::app::report::write_history_plot(&plot, options.epochs, &history)?;
+    let no_checkpoints = &mut |_: &TrainProgress, _: &AdamW| Ok(());
+    let history =
+        train_model_simple(&model, &mut optimizer, &train, &val, &settings, &mut progress, device, no_checkpoints)?;
+    reporter.say(format!("Training completed in {:.2} minutes.", history.train_seconds / 60.0));
 
     // The LoRA adapters go into the weights: the checkpoint is a plain GPT model.
     if options.lora.is_some() {
         merge_lora(&vs, &mut model);
     }
-    let checkpoint = Checkpoint::at(&context.out_dir.join("sft"));
+    let checkpoint = Checkpoint::at(&reporter.path("sft"));
     let meta = InstructionMeta {
         template: options.template,
         mask_instructions: options.mask_instructions,
         lora: options.lora,
     };
     save_model(&checkpoint, &vs, &model.cfg, &meta, progress, context.seed)?;
-
-    // Section 7.7: responses for the test set.
-    let responses = if options.responses && !splits.test.is_empty() {
-        seed_everything(context.seed);
-        let answered = respond_all(
-            &model,
-            template,
-            &splits.test,
-            options.max_new_tokens,
-            device,
-            &mut book_decoding(),
-            options.verbose,
-        )?;
-        for record in answered.iter().take(3) {
-            say(format!(
-                "{}\n\nCorrect response:\n>> {}\n\nModel response:\n>> {}\n{}",
-                template.format_input(record),
-                record.output,
-                record.model_response.as_deref().unwrap_or_default(),
-                "-".repeat(40)
-            ));
-        }
-        let path = context.out_dir.join(RESPONSES_FILE);
-        records::save(&path, &answered)?;
-        Some(path)
-    } else {
-        None
-    };
-
+    let responses = answer_test_set(context, options, &model, &splits.test, &reporter)?;
     let report = FinetuneReport {
         options: options.clone(),
         data,
@@ -282,19 +175,154 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         response_before,
         initial_train_loss,
         initial_val_loss,
+        seconds_per_epoch: history.train_seconds / options.train.epochs.max(1) as f64,
         history,
-        seconds_per_epoch,
         responses,
         checkpoint: checkpoint.model.clone(),
     };
-    std::fs::write(context.out_dir.join("metrics.json"), serde_json::to_string_pretty(&report)?)?;
-    say(format!(
+    reporter.write_metrics_and_plot(&report, &reporter.path("loss-plot.png"), options.train.epochs, &report.history)?;
+    reporter.say(format!(
         "Wrote {}, {}loss-plot.png and metrics.json in {}",
         report.checkpoint.display(),
         if report.responses.is_some() { format!("{RESPONSES_FILE}, ") } else { String::new() },
         context.out_dir.display()
     ));
     Ok(report)
+}
+
+/// Exercise 7.4: LoRA adapters on every linear layer when `lora` is given. Returns the
+/// parameter count and how many of them train.
+fn add_adapters(
+    vs: &VarStore,
+    model: &mut GptModel,
+    lora: Option<LoraConfig>,
+    reporter: &Reporter,
+) -> Result<(i64, i64)> {
+    let total: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let Some(lora) = lora else {
+        return Ok((total, total));
+    };
+    let trainable = apply_lora(vs, model, lora)?;
+    reporter.say(counts_text(total, trainable, lora));
+    Ok((total, trainable))
+}
+
+/// Sections 7.5-7.6: the model's answer to `first` and its losses on 5 batches of each
+/// loader, before fine-tuning.
+fn before_fine_tuning(
+    context: &RunContext,
+    model: &GptModel,
+    template: &'static dyn PromptTemplate,
+    first: &InstructionRecord,
+    (train, val): (&InstructionLoader, &InstructionLoader),
+    reporter: &Reporter,
+) -> Result<(String, f64, f64)> {
+    check_token_ids(model, &[("training", train), ("validation", val)])?;
+    seed_everything(context.seed);
+    let response = respond(model, template, first, 35, context.device)?;
+    reporter.say(format!("Response to the first validation instruction before fine-tuning:\n{response}"));
+    seed_everything(context.seed);
+    let train_loss = calc_loss_loader(model, train, Some(5), context.device);
+    let val_loss = calc_loss_loader(model, val, Some(5), context.device);
+    reporter.say(format!("Training loss: {train_loss}\nValidation loss: {val_loss}"));
+    Ok((response, train_loss, val_loss))
+}
+
+/// Section 7.2: the records (the first `limit`), split 85/10/5 and saved as JSON files.
+fn prepare_splits(
+    context: &RunContext,
+    options: &FinetuneOptions,
+    reporter: &Reporter,
+) -> Result<(PathBuf, Splits, SplitSizes)> {
+    ensure!(options.train.batch_size > 0, "the batch size must be at least 1");
+    let data = records::locate(&context.data)?;
+    let mut all = records::load(&data)?;
+    if let Some(limit) = options.limit {
+        all.truncate(limit);
+    }
+    let splits = Splits::new(all);
+    let sizes = SplitSizes { train: splits.train.len(), test: splits.test.len(), validation: splits.validation.len() };
+    let total = sizes.train + sizes.test + sizes.validation;
+    ensure!(
+        sizes.train >= options.train.batch_size && sizes.validation > 0,
+        "{total} records give {} training and {} validation records: too few for batches of {}",
+        sizes.train,
+        sizes.validation,
+        options.train.batch_size
+    );
+    context.create_out_dir()?;
+    splits.save(&context.out_dir)?;
+    reporter.say(format!(
+        "{total} records from {}: training {}, test {}, validation {} (JSON files in {})",
+        data.display(),
+        sizes.train,
+        sizes.test,
+        sizes.validation,
+        context.out_dir.display()
+    ));
+    Ok((data, splits, sizes))
+}
+
+/// Sections 7.3-7.4: the training loader (shuffled, incomplete batches dropped) and the
+/// validation loader, rows cut to `--allowed-max-length` (the model's context by default).
+fn loaders(
+    options: &FinetuneOptions,
+    template: &'static dyn PromptTemplate,
+    splits: &Splits,
+    context_length: usize,
+) -> Result<(InstructionLoader, InstructionLoader)> {
+    let allowed_max_length = options.allowed_max_length.unwrap_or(context_length);
+    ensure!(
+        (1..=context_length).contains(&allowed_max_length),
+        "--allowed-max-length must be between 1 and the model's context of {context_length} tokens, got {allowed_max_length}"
+    );
+    let collate =
+        CollateOptions { allowed_max_length: Some(allowed_max_length), mask_instructions: options.mask_instructions };
+    let loader = |records: &[InstructionRecord], train: bool| InstructionLoader {
+        dataset: InstructionDataset::new(records, template),
+        batch_size: options.train.batch_size,
+        shuffle: train,
+        drop_last: train,
+        collate,
+    };
+    Ok((loader(&splits.train, true), loader(&splits.validation, false)))
+}
+
+/// Section 7.7: the fine-tuned model's responses for the test set, saved beside the splits
+/// (`None` when turned off or the test set is empty); the first three are printed.
+fn answer_test_set(
+    context: &RunContext,
+    options: &FinetuneOptions,
+    model: &GptModel,
+    test: &[InstructionRecord],
+    reporter: &Reporter,
+) -> Result<Option<PathBuf>> {
+    if !options.responses || test.is_empty() {
+        return Ok(None);
+    }
+    let template = options.template.template();
+    seed_everything(context.seed);
+    let answered = respond_all(
+        model,
+        template,
+        test,
+        options.max_new_tokens,
+        context.device,
+        &mut book_decoding(),
+        options.verbose,
+    )?;
+    for record in answered.iter().take(3) {
+        reporter.say(format!(
+            "{}\n\nCorrect response:\n>> {}\n\nModel response:\n>> {}\n{}",
+            template.format_input(record),
+            record.output,
+            record.model_response.as_deref().unwrap_or_default(),
+            "-".repeat(40)
+        ));
+    }
+    let path = reporter.path(RESPONSES_FILE);
+    records::save(&path, &answered)?;
+    Ok(Some(path))
 }
 
 fn instruction_meta_path(checkpoint: &Checkpoint) -> PathBuf {

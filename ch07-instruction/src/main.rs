@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use ch07_instruction::finetune::{self, FinetuneOptions, RESPONSES_FILE};
+use ch07_instruction::finetune::{self, Chapter7, FinetuneOptions, RESPONSES_FILE};
 use ch07_instruction::judge::{self, JudgeReport, OllamaClient};
 use ch07_instruction::records::{self, InstructionRecord, Splits};
 use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
@@ -23,11 +23,11 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::app::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::app::exercise::ExerciseCommand;
 use shared::app::model_source::InitArgs;
+use shared::app::recipe::TrainFlags;
 use shared::core::device::seed_everything;
 use shared::generate::{Decoding, Sampling};
 use shared::model::lora::LoraConfig;
 use shared::tokenizer::END_OF_TEXT_ID;
-use shared::train::TrainMode;
 
 /// Chapter 7, "Fine-tuning to follow instructions". Without a command: the book's run, which
 /// fine-tunes GPT-2 medium (355M) on 935 instruction records in the Alpaca prompt style for
@@ -69,29 +69,14 @@ struct RunArgs {
     /// Use only the first N records of the data (quick runs)
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    #[arg(long, default_value_t = 2)]
-    epochs: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.1)]
-    weight_decay: f64,
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    /// Evaluate every N steps
-    #[arg(long, default_value_t = 5)]
-    eval_freq: usize,
-    /// Batches per evaluation
-    #[arg(long, default_value_t = 5)]
-    eval_iter: usize,
+    #[command(flatten)]
+    train: TrainFlags<Chapter7>,
     /// Longest response when answering the test set
     #[arg(long, default_value_t = MAX_NEW_TOKENS)]
     max_new_tokens: i64,
     /// Skip answering the test set after training
     #[arg(long)]
     no_responses: bool,
-    /// book: the book's code; fast: fused kernels and AdamW (same model and loss, not bit-exact)
-    #[arg(long, value_enum, default_value = "book")]
-    mode: TrainMode,
 }
 
 impl RunArgs {
@@ -103,15 +88,9 @@ impl RunArgs {
             lora: self.lora.then_some(LoraConfig { rank: self.lora_rank, alpha: self.lora_alpha }),
             allowed_max_length: self.allowed_max_length,
             limit: self.limit,
-            epochs: self.epochs,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            batch_size: self.batch_size,
-            eval_freq: self.eval_freq,
-            eval_iter: self.eval_iter,
+            train: self.train.clone(),
             responses: !self.no_responses,
             max_new_tokens: self.max_new_tokens,
-            mode: self.mode,
             verbose: true,
         })
     }

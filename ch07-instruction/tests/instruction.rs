@@ -11,6 +11,7 @@ use ch07_instruction::template::{Alpaca, Phi3, PromptTemplate, TemplateKind};
 use serde_json::Value;
 use shared::app::cli::RunContext;
 use shared::app::model_source::Init;
+use shared::app::recipe::TrainFlags;
 use shared::core::device::global_rng_lock;
 use shared::data::dataset::BatchSource;
 use shared::data::INSTRUCTION_DATA;
@@ -275,7 +276,7 @@ fn quick_options(dir: &std::path::Path) -> FinetuneOptions {
     FinetuneOptions {
         init: small_config(dir),
         limit: Some(40),
-        epochs: 1,
+        train: TrainFlags { epochs: 1, ..TrainFlags::defaults() },
         responses: false,
         verbose: false,
         ..FinetuneOptions::default()

@@ -10,7 +10,8 @@ use anyhow::{ensure, Context, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use shared::app::cli::RunContext;
-use shared::app::model_source::ModelSource;
+use shared::app::model_source::{LoadedModel, ModelSource};
+use shared::app::recipe::Reporter;
 use shared::core::device::{device_name, seed_everything};
 use shared::data::TINY_SHAKESPEARE;
 use shared::model::attention::AttentionMask;
@@ -20,9 +21,10 @@ use shared::nn::Activation;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 use shared::train::{
     calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, DistillationLoss, MultiTokenLoss,
-    TrainHistory, TrainHooks, TrainProgress, TrainSettings, WarmupCosine,
+    TrainHistory, TrainHooks, TrainProgress, TrainSettings, TrainingLoss, WarmupCosine,
 };
 use tch::nn::VarStore;
+use tch::Device;
 
 use crate::batches::RandomWindows;
 
@@ -75,6 +77,11 @@ impl Teacher {
             Self::Checkpoint(path) => ModelSource::checkpoint(path),
             Self::Weights(spec) => ModelSource::Weights(spec.clone()),
         }
+    }
+
+    /// The teacher on the run's device.
+    pub fn load(&self, context: &RunContext) -> Result<LoadedModel> {
+        self.source().load(context.device, context.seed).context("loading the teacher")
     }
 }
 
@@ -296,56 +303,22 @@ pub struct MiniGptReport {
 pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result<MiniGptReport> {
     options.validate()?;
     context.create_out_dir()?;
-    let say = |line: String| {
-        if options.verbose {
-            println!("{line}");
-        }
-    };
+    let reporter = Reporter::new(&context.out_dir, options.verbose);
     let resumed = options.resume.as_deref().map(|path| Checkpoint::at(path).read_meta()).transpose()?;
-    let (tokenizer, config) = match &resumed {
-        Some(meta) => (meta.config.tokenizer.build()?, meta.config.clone()),
-        None => {
-            let tokenizer = match &options.tokenizer_spec {
-                Some(spec) => spec.build()?,
-                None => options.tokenizer.build(text),
-            };
-            let config = options.config(tokenizer.as_ref());
-            (tokenizer, config)
-        }
-    };
-    let teacher = options
-        .distill
-        .as_ref()
-        .map(|distill| distill.teacher.source().load(context.device, context.seed))
-        .transpose()
-        .context("loading the teacher")?;
+    let (tokenizer, config) = tokenizer_and_config(options, resumed.as_ref(), text)?;
+    let teacher = options.distill.as_ref().map(|distill| distill.teacher.load(context)).transpose()?;
     let ids = tokenizer.encode(text).context("tokenizing the training text")?;
     let (train_ids, val_ids) = split(&ids, options.train_ratio);
-    let (block, batch) = (config.context_length, options.batch_size);
-    let rounds = options.iters / options.eval_interval;
-    let windows = |ids: &[u32], batches: usize| -> Result<RandomWindows> {
-        let windows = RandomWindows::new(ids, block, batch, batches)?.with_prompt(options.prompt_tokens);
-        if options.line_starts {
-            windows.with_starts(&line_starts(ids, tokenizer.as_ref())?)
-        } else {
-            Ok(windows)
-        }
-    };
-    let train = windows(train_ids, options.eval_interval).context("the training split")?;
-    let val = windows(val_ids, options.eval_iters).context("the validation split")?;
+    let train = windows(options, &config, tokenizer.as_ref(), train_ids, options.eval_interval)
+        .context("the training split")?;
+    let val =
+        windows(options, &config, tokenizer.as_ref(), val_ids, options.eval_iters).context("the validation split")?;
 
-    seed_everything(context.seed);
-    let vs = VarStore::new(context.device);
-    let mut model = GptModel::new(&vs.root(), &config)?;
-    options.choose_kernels(&mut model);
-    shared::core::init::gpt2_init(&vs, config.n_layers);
-    let mut optimizer = AdamW::new(&vs, options.optimizer())?.decay_matrices_only();
+    let (vs, model, mut optimizer) = new_model(options, &config, context)?;
+    let rounds = options.iters / options.eval_interval;
     let mut progress = TrainProgress::default();
-    if let (Some(meta), Some(path)) = (&resumed, &options.resume) {
-        let checkpoint = Checkpoint::at(path);
-        checkpoint.load_into(&vs, &model)?;
-        checkpoint.load_optimizer(&mut optimizer)?;
-        progress = TrainProgress { epoch: meta.epoch, global_step: meta.global_step, tokens_seen: meta.tokens_seen };
+    if let Some(path) = &options.resume {
+        progress = Checkpoint::at(path).resume(&vs, &model, &mut optimizer)?;
         ensure!(
             progress.epoch < rounds,
             "{} already ran {} of the {} steps asked for: raise --iters to train further",
@@ -355,20 +328,9 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         );
     }
     let parameters = vs.variables().values().map(|t| t.numel() as i64).sum();
-    say(format!(
-        "mini-GPT: {parameters} parameters ({} layers, {} heads, width {}, block {block}), {} tokenizer of {} ids, \
-         {} training and {} validation tokens, on {}",
-        config.n_layers,
-        config.n_heads,
-        config.emb_dim,
-        config.tokenizer.name(),
-        config.vocab_size,
-        train_ids.len(),
-        val_ids.len(),
-        device_name(context.device)
-    ));
+    reporter.say(summary(&config, parameters, (train_ids.len(), val_ids.len()), context.device));
 
-    let checkpoint_path = context.out_dir.join("minigpt");
+    let checkpoint = Checkpoint::at(&reporter.path("minigpt"));
     let seed = context.seed;
     let settings = TrainSettings {
         num_epochs: rounds - progress.epoch,
@@ -381,31 +343,19 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     };
     let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
         let meta = CheckpointMeta::new(&config, progress, optimizer.config, seed, Some(seed));
-        Checkpoint::at(&checkpoint_path).save(&vs, Some(optimizer), &meta)
+        checkpoint.save(&vs, Some(optimizer), &meta)
     };
-    let distillation = match (&options.distill, &teacher) {
-        (Some(distill), Some(teacher)) => {
-            let loss =
-                DistillationLoss { teacher: &teacher.model, temperature: distill.temperature, weight: distill.weight };
-            loss.validate(&model)?;
-            Some(loss)
-        }
-        _ => None,
-    };
+    let distillation = distillation(options, teacher.as_ref(), &model)?;
     let hooks = TrainHooks {
-        loss: match &distillation {
-            Some(loss) => loss,
-            None => &MultiTokenLoss,
-        },
+        loss: distillation.as_ref().map_or(&MultiTokenLoss as &dyn TrainingLoss, |loss| loss),
         tokenizer: tokenizer.as_ref(),
         schedule: Some(options.schedule()),
         max_grad_norm: Some(1.0),
-        on_epoch_end: &mut save,
-        after_backward: None,
+        ..TrainHooks::book(&mut save)
     };
     let history = train_model(&model, &mut optimizer, &train, &val, &settings, &mut progress, context.device, hooks)?;
     let final_val_loss = calc_loss_loader(&model, &val.with_batches(options.final_eval_batches), None, context.device);
-    say(format!(
+    reporter.say(format!(
         "Validation loss after {} steps: {final_val_loss:.3} ({:.0} s, {:.0} tokens/s)",
         progress.global_step + 1,
         history.train_seconds,
@@ -421,15 +371,92 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         val_tokens: val_ids.len(),
         history,
         final_val_loss,
-        checkpoint: Checkpoint::at(&checkpoint_path).model,
-        metrics: context.out_dir.join("metrics.json"),
-        plot: context.out_dir.join("losses.png"),
+        checkpoint: checkpoint.model.clone(),
+        metrics: reporter.path("metrics.json"),
+        plot: reporter.path("losses.png"),
     };
-    std::fs::write(&report.metrics, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", report.metrics.display()))?;
-    shared::app::report::write_history_plot(&report.plot, rounds, &report.history)?;
-    say(format!("Wrote {}, {} and {}", report.checkpoint.display(), report.metrics.display(), report.plot.display()));
+    reporter.finish(&report, &report.checkpoint, (&report.plot, rounds, &report.history))?;
     Ok(report)
+}
+
+/// Random windows of `ids` for `batches` batches (nanoGPT's `get_batch`), with the run's
+/// prompt length and, when asked, starting at line breaks.
+fn windows(
+    options: &MiniGptOptions,
+    config: &GptConfig,
+    tokenizer: &dyn Tokenizer,
+    ids: &[u32],
+    batches: usize,
+) -> Result<RandomWindows> {
+    let windows =
+        RandomWindows::new(ids, config.context_length, options.batch_size, batches)?.with_prompt(options.prompt_tokens);
+    if options.line_starts {
+        windows.with_starts(&line_starts(ids, tokenizer)?)
+    } else {
+        Ok(windows)
+    }
+}
+
+/// A new seeded model with GPT-2's initialisation, and nanoGPT's AdamW over it.
+fn new_model(
+    options: &MiniGptOptions,
+    config: &GptConfig,
+    context: &RunContext,
+) -> Result<(VarStore, GptModel, AdamW)> {
+    seed_everything(context.seed);
+    let vs = VarStore::new(context.device);
+    let mut model = GptModel::new(&vs.root(), config)?;
+    options.choose_kernels(&mut model);
+    shared::core::init::gpt2_init(&vs, config.n_layers);
+    let optimizer = AdamW::new(&vs, options.optimizer())?.decay_matrices_only();
+    Ok((vs, model, optimizer))
+}
+
+/// The run's first line: the model, its tokenizer, the data and the device.
+fn summary(config: &GptConfig, parameters: i64, (train_tokens, val_tokens): (usize, usize), device: Device) -> String {
+    format!(
+        "mini-GPT: {parameters} parameters ({} layers, {} heads, width {}, block {}), {} tokenizer of {} ids, \
+         {train_tokens} training and {val_tokens} validation tokens, on {}",
+        config.n_layers,
+        config.n_heads,
+        config.emb_dim,
+        config.context_length,
+        config.tokenizer.name(),
+        config.vocab_size,
+        device_name(device)
+    )
+}
+
+/// The tokenizer and the model: a resumed checkpoint's, or new ones from the options (the
+/// tokenizer built from `text` where it needs a vocabulary).
+fn tokenizer_and_config(
+    options: &MiniGptOptions,
+    resumed: Option<&CheckpointMeta>,
+    text: &str,
+) -> Result<(Box<dyn Tokenizer>, GptConfig)> {
+    if let Some(meta) = resumed {
+        return Ok((meta.config.tokenizer.build()?, meta.config.clone()));
+    }
+    let tokenizer = match &options.tokenizer_spec {
+        Some(spec) => spec.build()?,
+        None => options.tokenizer.build(text),
+    };
+    let config = options.config(tokenizer.as_ref());
+    Ok((tokenizer, config))
+}
+
+/// Exercise 21.35's loss, when the run learns from a teacher.
+fn distillation<'t>(
+    options: &MiniGptOptions,
+    teacher: Option<&'t LoadedModel>,
+    student: &GptModel,
+) -> Result<Option<DistillationLoss<'t>>> {
+    let (Some(distill), Some(teacher)) = (&options.distill, teacher) else {
+        return Ok(None);
+    };
+    let loss = DistillationLoss { teacher: &teacher.model, temperature: distill.temperature, weight: distill.weight };
+    loss.validate(student)?;
+    Ok(Some(loss))
 }
 
 /// A continuation of `prompt` from a saved mini-GPT (any checkpoint of ours), decoded with

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use shared::app::cli::RunContext;
 use shared::app::exercise::{Exercise, Report};
+use shared::app::recipe::TrainFlags;
 use shared::data::THE_VERDICT;
 use shared::model::GptConfig;
 use shared::train::{Checkpoint, Evaluation};
@@ -70,10 +71,7 @@ pub fn resume_check(context: &RunContext, text: &str, config: &GptConfig, out_di
 pub fn check_options(config: &GptConfig, epochs: usize, epoch_seed: u64, resume: Option<&Path>) -> PretrainOptions {
     PretrainOptions {
         config: Some(config.clone()),
-        epochs,
-        batch_size: 4,
-        eval_freq: 10,
-        eval_iter: 2,
+        train: TrainFlags { epochs, batch_size: 4, eval_freq: 10, eval_iter: 2, ..TrainFlags::defaults() },
         start_context: String::new(),
         epoch_seed: Some(epoch_seed),
         resume: resume.map(|dir| dir.join("checkpoint")),
@@ -101,7 +99,7 @@ fn run(context: &RunContext) -> Result<Ex5_4> {
     let main_checkpoint = Checkpoint::at(&context.out_dir.join("checkpoint"));
     let main_run_resumed = if main_checkpoint.meta.is_file() && main_checkpoint.optimizer.is_file() {
         let options = PretrainOptions {
-            epochs: 1,
+            train: TrainFlags { epochs: 1, ..TrainFlags::defaults() },
             resume: Some(main_checkpoint.model.clone()),
             initial_losses: false,
             ..PretrainOptions::default()

@@ -13,15 +13,29 @@ use tch::Tensor;
 use super::cli::RunContext;
 use super::model_source::Init;
 use super::plot::{Chart, Series, TopAxis, PALETTE};
+use super::recipe::{Reporter, TrainDefaults, TrainFlags};
 use super::report::write_loss_plot;
 use crate::core::device::{device_name, seed_everything};
-use crate::data::classification::{self, LoaderSizes, Padding, Splits};
+use crate::data::classification::{self, LoaderSizes, Loaders, Padding, Splits};
 use crate::data::spam;
 use crate::model::classifier::{freeze, replace_head, TokenPosition, Trainable};
 use crate::model::lora::{apply_lora, counts_text, lora_state, LoraConfig};
 use crate::model::{GptConfig, GptModel, MAX_CONTEXT_LENGTH};
 use crate::train::classifier::{calc_accuracy_loader, train_classifier_simple, ClassifierHistory, ClassifierSettings};
-use crate::train::{AdamW, AdamWConfig, Checkpoint, CheckpointMeta, TrainMode, CHECKPOINT_FORMAT};
+use crate::train::{AdamWConfig, Checkpoint, CheckpointMeta, TrainProgress};
+
+/// Chapter 6's training defaults (the book's): 5 epochs at a learning rate of 5e-5 with a
+/// weight decay of 0.1, batches of 8, an evaluation every 50 steps on 5 batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chapter6;
+
+impl TrainDefaults for Chapter6 {
+    const EPOCHS: &'static str = "5";
+    const LR: Option<&'static str> = Some("0.00005");
+    const WEIGHT_DECAY: Option<&'static str> = Some("0.1");
+    const BATCH_SIZE: &'static str = "8";
+    const EVAL_FREQ: &'static str = "50";
+}
 
 /// The run's settings; the defaults are the book's.
 #[derive(Debug, Clone, Serialize)]
@@ -35,14 +49,8 @@ pub struct FinetuneOptions {
     /// Appendix E: train LoRA adapters (on every linear layer) instead of `trainable`.
     pub lora: Option<LoraConfig>,
     pub position: TokenPosition,
-    pub epochs: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub batch_size: usize,
-    pub eval_freq: usize,
-    pub eval_iter: usize,
-    /// Book mode (the book's code) or fast mode (fused kernels and AdamW).
-    pub mode: TrainMode,
+    #[serde(flatten)]
+    pub train: TrainFlags<Chapter6>,
     pub verbose: bool,
 }
 
@@ -55,13 +63,7 @@ impl Default for FinetuneOptions {
             trainable: Trainable::LastBlock,
             lora: None,
             position: TokenPosition::Last,
-            epochs: 5,
-            lr: 5e-5,
-            weight_decay: 0.1,
-            batch_size: 8,
-            eval_freq: 50,
-            eval_iter: 5,
-            mode: TrainMode::Book,
+            train: TrainFlags::defaults(),
             verbose: true,
         }
     }
@@ -116,6 +118,24 @@ pub struct Accuracies {
     pub test: f64,
 }
 
+impl Accuracies {
+    /// Section 6.6's accuracies of `model` on the first `num_batches` batches of each split
+    /// (all when `None`).
+    pub fn of(
+        model: &GptModel,
+        loaders: &Loaders,
+        num_batches: Option<usize>,
+        position: TokenPosition,
+        device: tch::Device,
+    ) -> Self {
+        Self {
+            train: calc_accuracy_loader(model, &loaders.train, num_batches, position, device),
+            validation: calc_accuracy_loader(model, &loaders.validation, num_batches, position, device),
+            test: calc_accuracy_loader(model, &loaders.test, num_batches, position, device),
+        }
+    }
+}
+
 impl std::fmt::Display for Accuracies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "Training accuracy: {:.2}%", self.train * 100.0)?;
@@ -145,90 +165,45 @@ pub struct FinetuneReport {
 /// Runs the chapter: data, classifier, fine-tuning, accuracies, outputs in the context's
 /// output folder (train/validation/test CSV files, plots, metrics, checkpoint).
 pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneReport> {
-    let say = |line: String| {
-        if options.verbose {
-            println!("{line}");
-        }
-    };
-    let mut splits = classification::prepare(&context.data)?;
-    report_malformed(&splits);
-    if let Some(limit) = options.limit {
-        splits.truncate(limit);
-    }
-    context.create_out_dir()?;
-    for (name, part) in [("train", &splits.train), ("validation", &splits.validation), ("test", &splits.test)] {
-        spam::write_csv(&context.out_dir.join(format!("{name}.csv")), part)?;
-    }
-    say(format!(
-        "{} training, {} validation and {} test messages (CSV files in {})",
-        splits.train.len(),
-        splits.validation.len(),
-        splits.test.len(),
-        context.out_dir.display()
-    ));
-
+    let reporter = Reporter::new(&context.out_dir, options.verbose);
+    let splits = prepare_splits(context, options.limit, &reporter)?;
     let loaded = options.init.load(context, Some(0.0))?;
     let (vs, mut model) = (loaded.vs, loaded.model);
     let context_length = model.cfg.context_length as usize;
-    let loaders = classification::loaders(&splits, options.padding, context_length, options.batch_size)?;
-    say(format!("Texts padded to {} tokens; model: {}", loaders.max_length, loaded.description));
+    let loaders = classification::loaders(&splits, options.padding, context_length, options.train.batch_size)?;
+    reporter.say(format!("Texts padded to {} tokens; model: {}", loaders.max_length, loaded.description));
 
     // Section 6.5: the 2-class head (seed 123 first, as the book) and the frozen backbone;
     // appendix E: everything frozen, adapters on every linear layer.
     seed_everything(context.seed);
     replace_head(&vs, &mut model, 2);
-    let total_parameters: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
-    let trainable_parameters = match options.lora {
-        Some(lora) => {
-            let count = apply_lora(&vs, &mut model, lora)?;
-            say(counts_text(total_parameters, count, lora));
-            count
-        }
-        None => {
-            let trainable = freeze(&vs, &model, options.trainable);
-            let variables = vs.variables();
-            let count = trainable.iter().map(|name| variables[name].numel() as i64).sum();
-            say(format!("{count} trainable parameters of {total_parameters}"));
-            count
-        }
-    };
+    let (total_parameters, trainable_parameters) = choose_trainable(&vs, &mut model, options, &reporter)?;
 
     // Section 6.6: accuracies before fine-tuning, on 10 batches.
     loaders.check_token_ids(&model)?;
     seed_everything(context.seed);
-    let device = context.device;
-    let position = options.position;
-    let initial = Accuracies {
-        train: calc_accuracy_loader(&model, &loaders.train, Some(10), position, device),
-        validation: calc_accuracy_loader(&model, &loaders.validation, Some(10), position, device),
-        test: calc_accuracy_loader(&model, &loaders.test, Some(10), position, device),
-    };
-    say(format!("Before fine-tuning (10 batches):\n{initial}"));
+    let (device, position) = (context.device, options.position);
+    let initial = Accuracies::of(&model, &loaders, Some(10), position, device);
+    reporter.say(format!("Before fine-tuning (10 batches):\n{initial}"));
 
     // Section 6.7: fine-tuning.
     seed_everything(context.seed);
-    let mut optimizer =
-        AdamW::new(&vs, AdamWConfig { lr: options.lr, weight_decay: options.weight_decay, ..AdamWConfig::default() })?;
-    options.mode.prepare(&mut model, &mut optimizer)?;
+    let mut optimizer = options.train.optimizer(&vs, &mut model, AdamWConfig::default())?;
     let settings = ClassifierSettings {
-        num_epochs: options.epochs,
-        eval_freq: options.eval_freq,
-        eval_iter: options.eval_iter,
+        num_epochs: options.train.epochs,
+        eval_freq: options.train.eval_freq,
+        eval_iter: options.train.eval_iter,
         position,
         verbose: options.verbose,
-        mode: options.mode,
+        mode: options.train.mode,
     };
     let history =
         train_classifier_simple(&model, &mut optimizer, &loaders.train, &loaders.validation, &settings, device)?;
-    say(format!("Training completed in {:.2} minutes", history.train_seconds / 60.0));
-    let accuracies = Accuracies {
-        train: calc_accuracy_loader(&model, &loaders.train, None, position, device),
-        validation: calc_accuracy_loader(&model, &loaders.validation, None, position, device),
-        test: calc_accuracy_loader(&model, &loaders.test, None, position, device),
-    };
-    say(accuracies.to_string());
+    reporter.say(format!("Training completed in {:.2} minutes", history.train_seconds / 60.0));
+    let accuracies = Accuracies::of(&model, &loaders, None, position, device);
+    reporter.say(accuracies);
 
-    let checkpoint = Checkpoint::at(&context.out_dir.join("classifier"));
+    let checkpoint = Checkpoint::at(&reporter.path("classifier"));
     let classifier = ClassifierMeta { num_classes: 2, max_length: loaders.max_length, position, lora: options.lora };
     save_classifier(&checkpoint, &vs, &model.cfg, &classifier, context.seed)?;
     if options.lora.is_some() {
@@ -247,14 +222,61 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         checkpoint: checkpoint.model.clone(),
     };
     plot(&context.out_dir, &report)?;
-    std::fs::write(context.out_dir.join("metrics.json"), serde_json::to_string_pretty(&report)?)?;
-    say(format!(
+    reporter.write_metrics(&report)?;
+    reporter.say(format!(
         "Wrote {}, metrics.json, loss-plot.png and accuracy-plot.png{} in {}",
         report.checkpoint.display(),
         if options.lora.is_some() { ", and the adapters alone in lora-adapters.safetensors" } else { "" },
         context.out_dir.display()
     ));
     Ok(report)
+}
+
+/// Sections 6.2-6.3: the book's splits (cut to `limit` messages each), written as CSV files.
+fn prepare_splits(context: &RunContext, limit: Option<usize>, reporter: &Reporter) -> Result<Splits> {
+    let mut splits = classification::prepare(&context.data)?;
+    report_malformed(&splits);
+    if let Some(limit) = limit {
+        splits.truncate(limit);
+    }
+    context.create_out_dir()?;
+    for (name, part) in [("train", &splits.train), ("validation", &splits.validation), ("test", &splits.test)] {
+        spam::write_csv(&context.out_dir.join(format!("{name}.csv")), part)?;
+    }
+    reporter.say(format!(
+        "{} training, {} validation and {} test messages (CSV files in {})",
+        splits.train.len(),
+        splits.validation.len(),
+        splits.test.len(),
+        context.out_dir.display()
+    ));
+    Ok(splits)
+}
+
+/// Section 6.5's freezing, or appendix E's adapters: the classifier's parameter count and
+/// how many of them train.
+fn choose_trainable(
+    vs: &VarStore,
+    model: &mut GptModel,
+    options: &FinetuneOptions,
+    reporter: &Reporter,
+) -> Result<(i64, i64)> {
+    let total: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+    let trainable = match options.lora {
+        Some(lora) => {
+            let count = apply_lora(vs, model, lora)?;
+            reporter.say(counts_text(total, count, lora));
+            count
+        }
+        None => {
+            let names = freeze(vs, model, options.trainable);
+            let variables = vs.variables();
+            let count = names.iter().map(|name| variables[name].numel() as i64).sum();
+            reporter.say(format!("{count} trainable parameters of {total}"));
+            count
+        }
+    };
+    Ok((total, trainable))
 }
 
 fn report_malformed(splits: &Splits) {
@@ -274,16 +296,7 @@ fn save_classifier(
     classifier: &ClassifierMeta,
     seed: u64,
 ) -> Result<()> {
-    let meta = CheckpointMeta {
-        format: CHECKPOINT_FORMAT,
-        config: config.clone(),
-        epoch: 0,
-        global_step: -1,
-        tokens_seen: 0,
-        optimizer: AdamWConfig::default(),
-        seed,
-        epoch_seed: None,
-    };
+    let meta = CheckpointMeta::new(config, &TrainProgress::default(), AdamWConfig::default(), seed, None);
     checkpoint.save(vs, None, &meta)?;
     std::fs::write(classifier_meta_path(checkpoint), serde_json::to_string_pretty(classifier)?)?;
     Ok(())
@@ -352,13 +365,8 @@ pub fn evaluate(classifier: &Classifier, context: &RunContext) -> Result<Accurac
         classifier.model.cfg.context_length as usize,
         8,
     )?;
-    let (model, position, device) = (&classifier.model, classifier.meta.position, context.device);
-    loaders.check_token_ids(model)?;
-    Ok(Accuracies {
-        train: calc_accuracy_loader(model, &loaders.train, None, position, device),
-        validation: calc_accuracy_loader(model, &loaders.validation, None, position, device),
-        test: calc_accuracy_loader(model, &loaders.test, None, position, device),
-    })
+    loaders.check_token_ids(&classifier.model)?;
+    Ok(Accuracies::of(&classifier.model, &loaders, None, classifier.meta.position, context.device))
 }
 
 /// Figure 6.16 and 6.17: losses and accuracies against epochs.
@@ -368,7 +376,7 @@ fn plot(out_dir: &Path, report: &FinetuneReport) -> Result<()> {
         let train: Vec<f64> = history.evaluations.iter().map(|e| e.train_loss).collect();
         let val: Vec<f64> = history.evaluations.iter().map(|e| e.val_loss).collect();
         let seen = TopAxis { label: "Examples seen", from: first.examples_seen as f64, to: last.examples_seen as f64 };
-        write_loss_plot(&out_dir.join("loss-plot.png"), report.options.epochs, &train, &val, seen)?;
+        write_loss_plot(&out_dir.join("loss-plot.png"), report.options.train.epochs, &train, &val, seen)?;
     }
     if !history.train_accuracies.is_empty() {
         let xs: Vec<f64> = (1..=history.train_accuracies.len()).map(|e| e as f64).collect();

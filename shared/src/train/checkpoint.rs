@@ -70,6 +70,11 @@ impl CheckpointMeta {
             epoch_seed,
         }
     }
+
+    /// Where the saved run stood.
+    pub fn progress(&self) -> super::TrainProgress {
+        super::TrainProgress { epoch: self.epoch, global_step: self.global_step, tokens_seen: self.tokens_seen }
+    }
 }
 
 /// The three files of a checkpoint.
@@ -272,6 +277,14 @@ impl Checkpoint {
             differences.join(", ")
         );
         self.load_model(vs)
+    }
+
+    /// Exercise 5.4's resuming: the weights into `model` (checked as [`Checkpoint::load_into`]
+    /// does) and the optimizer state into `optimizer`; returns where the saved run stood.
+    pub fn resume(&self, vs: &VarStore, model: &GptModel, optimizer: &mut AdamW) -> Result<super::TrainProgress> {
+        self.load_into(vs, model)?;
+        self.load_optimizer(optimizer)?;
+        Ok(self.read_meta()?.progress())
     }
 
     /// Restores the optimizer state into `optimizer`.
