@@ -340,3 +340,26 @@ fn generate_over_the_cache_with_top_p_and_a_repetition_penalty() {
 fn help_is_unchanged() {
     shared::reference::assert_help_unchanged(env!("CARGO_BIN_EXE_ch05-pretraining"), env!("CARGO_MANIFEST_DIR"));
 }
+
+#[test]
+fn generate_from_llama_qwen3_and_gemma3_weights_prints_transformers_greedy_ids() {
+    for family in ["llama", "qwen3", "gemma3"] {
+        let dir = fixture(&format!("hf/{family}"));
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/reference.json")).unwrap()).unwrap();
+        let prompt = &reference["prompts"][0];
+        let text = prompt["text"].as_str().unwrap();
+        let output = ch05(&["generate", "--weights", &dir, "--prompt", text, "--max-new-tokens", "16", "--ids"]);
+        assert!(output.status.success(), "{family}: {}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let ids: Vec<i64> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let expected: Vec<i64> = prompt["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(prompt["greedy"].as_array().unwrap())
+            .map(|id| id.as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, expected, "{family}: the prompt's ids, then 16 greedy ones");
+    }
+}

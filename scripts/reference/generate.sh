@@ -10,7 +10,8 @@ python="${PYTHON:-$torch_dir/../../../../bin/python}"
 # The chapter 5-7 scripts tokenize with tiktoken, build Hugging Face checkpoints with
 # transformers and prepare the spam data with pandas; they go into the setup's environment
 # on first use.
-"$python" -c "import tiktoken, transformers, pandas" 2>/dev/null || "$python" -m pip install --quiet tiktoken transformers pandas
+"$python" -c "import tiktoken, transformers, tokenizers, pandas, jinja2" 2>/dev/null ||
+    "$python" -m pip install --quiet tiktoken transformers tokenizers pandas jinja2
 
 generate() { # script, output
     mkdir -p "$(dirname "$root/$2")"
@@ -32,6 +33,9 @@ echo "wrote shared/tests/fixtures/{gpt2-tiny-hf,gpt2-tiny-openai,book-tiny.pth,b
 "$python" -W ignore "$root/scripts/reference/logits_processors.py" "$root/shared/tests/fixtures" \
     > "$root/shared/tests/fixtures/logits-processors.json" 2>/dev/null
 echo "wrote shared/tests/fixtures/logits-processors.json"
+rm -rf "$root/shared/tests/fixtures/hf"
+"$python" -W ignore "$root/scripts/reference/hf_families.py" "$root/shared/tests/fixtures/hf" 2>/dev/null
+echo "wrote shared/tests/fixtures/hf/{llama,qwen3,gemma3}"
 
 # Cross-check against the independent reference values (committed copies).
 parity="$root/ch03-attention/tests/fixtures/independent/ch03-attention.json"

@@ -7,9 +7,9 @@ use shared::core::device::{global_rng_lock, seed_everything};
 use shared::data::dataset::{create_dataloader, Batch, LoaderConfig};
 use shared::generate::{generate_cached, generate_greedy_cached, generate_text_simple, Decoder, Sampler, Sampling};
 use shared::model::attention::{AttentionKernel, AttentionMask};
-use shared::model::positions::PosEncoding;
-use shared::model::{GptConfig, GptModel, NormPlacement, ParameterCounts};
-use shared::nn::Activation;
+use shared::model::positions::{PosEncoding, RopeScaling};
+use shared::model::{GptConfig, GptModel, LocalAttention, NormPlacement, ParameterCounts};
+use shared::nn::{Activation, FeedForwardKind, NormKind};
 use shared::tokenizer::{CharTokenizer, Tokenizer};
 use shared::train::{
     calc_loss_batch, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, TrainHooks,
@@ -33,7 +33,8 @@ fn build(cfg: &GptConfig) -> (nn::VarStore, GptModel) {
     (vs, model)
 }
 
-/// Every variant the issue lists, by name.
+/// Every variant the issues list, by name: chapter 21's, and the options that make the
+/// model Llama 3, Qwen3 or Gemma 3.
 fn variants() -> Vec<(&'static str, GptConfig)> {
     vec![
         ("learned", config(|_| {})),
@@ -55,7 +56,42 @@ fn variants() -> Vec<(&'static str, GptConfig)> {
         ("tied", config(|c| c.tie_embeddings = true)),
         ("3 heads", config(|c| c.n_future_heads = 3)),
         ("no biases, exact gelu", config(|c| (c.bias, c.activation) = (false, Activation::Gelu))),
+        ("llama-like", config(llama_like)),
+        ("qwen3-like", config(qwen3_like)),
+        ("gemma3-like", config(gemma3_like)),
     ]
+}
+
+/// Llama 3's options: RMSNorm, SwiGLU, grouped-query attention, rotary positions with Llama
+/// 3.1's frequency scaling, no biases, a tied head.
+fn llama_like(c: &mut GptConfig) {
+    (c.pos_encoding, c.n_kv_heads, c.bias, c.tie_embeddings) = (PosEncoding::Rope, Some(2), false, true);
+    (c.norm, c.feed_forward, c.activation, c.hidden_dim) =
+        (NormKind::RmsNorm, FeedForwardKind::Gated, Activation::Silu, Some(48));
+    c.rope_scaling = Some(RopeScaling::Llama3 {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_context_length: 8,
+    });
+}
+
+/// Qwen3's: Llama's without the scaling, with a head size of its own and norms on each
+/// head's queries and keys.
+fn qwen3_like(c: &mut GptConfig) {
+    llama_like(c);
+    (c.rope_scaling, c.tie_embeddings, c.head_dim, c.qk_norm, c.norm_eps) = (None, false, Some(16), true, Some(1e-6));
+}
+
+/// Gemma 3's: Qwen3's with `1 + weight` norms, GeGLU, local layers with their own RoPE base,
+/// scaled embeddings, another score scale, four norms a block and soft-capped logits.
+fn gemma3_like(c: &mut GptConfig) {
+    qwen3_like(c);
+    (c.norm, c.activation, c.tie_embeddings) = (NormKind::RmsNormPlusOne, Activation::GeluTanh, true);
+    c.local_attention = Some(LocalAttention { window: 3, rope_theta: 10_000.0, layers: vec![0] });
+    (c.rope_theta, c.rope_scaling) = (1e6, Some(RopeScaling::Linear { factor: 4.0 }));
+    (c.scale_embeddings, c.query_pre_attn_scalar, c.sandwich_norms, c.final_logit_softcap) =
+        (true, Some(12.0), true, Some(5.0));
 }
 
 fn prompt() -> Tensor {
@@ -330,6 +366,25 @@ fn new_fields_are_validated_with_the_reason() {
     bad(|c| c.n_future_heads = 0, "n_future_heads");
     bad(|c| (c.pos_encoding, c.rope_theta) = (PosEncoding::Rope, f64::NAN), "rope_theta");
     bad(|c| (c.pos_encoding, c.emb_dim, c.n_heads) = (PosEncoding::Rope, 12, 4), "even head size");
+    bad(|c| c.rope_scaling = Some(RopeScaling::Linear { factor: 2.0 }), "rope_scaling needs pos_encoding rope");
+    bad(
+        |c| {
+            llama_like(c);
+            c.rope_scaling = Some(RopeScaling::Linear { factor: -1.0 });
+        },
+        "factor must be a positive number",
+    );
+    bad(|c| c.head_dim = Some(0), "head_dim must be 1 to");
+    bad(|c| c.norm_eps = Some(0.0), "norm_eps must be a positive number");
+    bad(|c| c.final_logit_softcap = Some(f64::INFINITY), "final_logit_softcap");
+    bad(
+        |c| c.local_attention = Some(LocalAttention { window: 4, rope_theta: 1e4, layers: vec![2] }),
+        "local_attention.layers must be layer numbers from 0 to 1",
+    );
+    bad(
+        |c| (c.sandwich_norms, c.norm_placement) = (true, NormPlacement::Post),
+        "sandwich_norms needs norm_placement pre",
+    );
     let json = r#"{"vocab_size": 50257, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
                    "drop_rate": 0.0, "qkv_bias": false, "attention_mask": {"sliding_window": 4}, "pos_encoding": "rope"}"#;
     let cfg: GptConfig = serde_json::from_str(json).unwrap();

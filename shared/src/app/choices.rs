@@ -48,7 +48,7 @@ choices!(PosEncoding {
     None => "none": "No position information besides the causal mask",
 });
 
-choices!(Activation { GeluTanh => "gelu_tanh", Gelu => "gelu" });
+choices!(Activation { GeluTanh => "gelu_tanh", Gelu => "gelu", Silu => "silu" });
 
 choices!(QuantScheme {
     Fixed => "fixed": "Naive round-to-nearest on a fixed grid over [-1, 1] (no scale fitted to the weights; weights outside are clipped)",

@@ -12,7 +12,7 @@ use crate::app::cli::RunContext;
 use crate::core::device::seed_everything;
 use crate::model::{GptConfig, GptModel};
 use crate::train::{Checkpoint, CheckpointMeta};
-use crate::weights::{infer_config, load_state_dict, state_dict_shapes, Gpt2Weights};
+use crate::weights::{infer_config, load_state_dict, state_dict_shapes, Pretrained};
 
 #[derive(Debug, Clone)]
 pub enum ModelSource {
@@ -20,7 +20,7 @@ pub enum ModelSource {
     /// with the config the user gave, if any: it must agree with the checkpoint's, and it is
     /// what a `.pth` (which carries no config) is built with.
     Checkpoint { path: PathBuf, config: Option<GptConfig> },
-    /// A Hugging Face GPT-2 folder or hub id.
+    /// A Hugging Face folder or hub id: GPT-2, Llama 3, Qwen3 or Gemma 3.
     Weights(String),
     /// A new model with this config.
     Fresh(GptConfig),
@@ -50,14 +50,13 @@ impl ModelSource {
     /// [`ModelSource::load`] with every dropout rate set to `drop_rate` when given (the
     /// fine-tuning chapters use 0).
     pub fn load_with_dropout(&self, device: Device, seed: u64, drop_rate: Option<f64>) -> Result<LoadedModel> {
-        let mut gpt2 = None;
+        let mut pretrained = None;
         let (mut config, meta, description) = match self {
             Self::Checkpoint { path, config } => checkpoint_config(path, config.as_ref())?,
             Self::Weights(spec) => {
-                let weights = Gpt2Weights::resolve(spec)?;
-                let description = format!("GPT-2 weights {}", weights.weights_path.display());
-                let config = weights.config.clone();
-                gpt2 = Some(weights);
+                let weights = Pretrained::resolve(spec)?;
+                let (config, description) = (weights.config().clone(), weights.description());
+                pretrained = Some(weights);
                 (config, None, description)
             }
             Self::Fresh(config) => (config.clone(), None, format!("a new model (seed {seed})")),
@@ -74,7 +73,7 @@ impl ModelSource {
         seed_everything(seed);
         let vs = VarStore::new(device);
         let model = GptModel::new(&vs.root(), &config)?;
-        match (self, gpt2) {
+        match (self, pretrained) {
             (Self::Checkpoint { path, .. }, _) => load_state_dict(&vs, &weights_file(path))?,
             (_, Some(weights)) => weights.load_into(&vs)?,
             _ => {}

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::core::init;
-use crate::model::positions::Rope;
-use crate::nn::{Linear, LinearWeight};
+use crate::model::positions::{Rope, RopeScaling};
+use crate::nn::{Linear, LinearWeight, Norm, NormKind};
 
 /// How attention weights are computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,12 +73,12 @@ pub fn masked_attention_weights(scores: &Tensor, mask: &Tensor, head_dim: i64) -
     let size = scores.size();
     let (queries, keys) = (size[size.len() - 2], size[size.len() - 1]);
     // query i sits at position keys - queries + i and sees keys 0..=that position
-    softmax_unblocked(scores, &mask.narrow(0, keys - queries, queries).narrow(1, 0, keys), head_dim)
+    softmax_unblocked(scores, &mask.narrow(0, keys - queries, queries).narrow(1, 0, keys), head_dim as f64)
 }
 
-/// Softmax of `scores / sqrt(head_dim)` over the keys `blocked` does not hide.
-fn softmax_unblocked(scores: &Tensor, blocked: &Tensor, head_dim: i64) -> Tensor {
-    (scores.masked_fill(blocked, f64::NEG_INFINITY) / (head_dim as f64).sqrt()).softmax(-1, None::<Kind>)
+/// Softmax of `scores / sqrt(score_dim)` over the keys `blocked` does not hide.
+fn softmax_unblocked(scores: &Tensor, blocked: &Tensor, score_dim: f64) -> Tensor {
+    (scores.masked_fill(blocked, f64::NEG_INFINITY) / score_dim.sqrt()).softmax(-1, None::<Kind>)
 }
 
 /// The options beyond listing 3.5 that a GPT config can set.
@@ -87,12 +87,38 @@ pub struct AttentionOptions {
     /// Key/value heads; `num_heads / num_kv_heads` query heads share each (grouped-query
     /// attention; 1 is multi-query attention).
     pub num_kv_heads: i64,
+    /// Features per head: the queries are `num_heads * head_dim` wide.
+    pub head_dim: i64,
     pub mask: AttentionMask,
     pub sink_tokens: i64,
     /// `Some(theta)`: rotary positions with this base.
     pub rope_theta: Option<f64>,
+    /// The rotary frequencies stretched for long contexts.
+    pub rope_scaling: Option<RopeScaling>,
     /// The output projection has a bias (GPT-2; nanoGPT's `bias=False` drops it).
     pub out_bias: bool,
+    /// Each head's queries and keys normalised by a norm of this kind and epsilon (Qwen3,
+    /// Gemma 3).
+    pub qk_norm: Option<(NormKind, Option<f64>)>,
+    /// Scores divided by `sqrt(score_dim)`; `None`: `sqrt(head_dim)`, the book's.
+    pub score_dim: Option<f64>,
+}
+
+impl AttentionOptions {
+    /// Listing 3.5's attention: multi-head, causal, no rotation, `head_dim` features a head.
+    pub fn book(num_heads: i64, head_dim: i64) -> Self {
+        Self {
+            num_kv_heads: num_heads,
+            head_dim,
+            mask: AttentionMask::Causal,
+            sink_tokens: 0,
+            rope_theta: None,
+            rope_scaling: None,
+            out_bias: true,
+            qk_norm: None,
+            score_dim: None,
+        }
+    }
 }
 
 /// Listing 3.5: multi-head attention with one projection per role, split into heads.
@@ -106,6 +132,10 @@ pub struct MultiHeadAttention {
     pub num_heads: i64,
     pub num_kv_heads: i64,
     pub head_dim: i64,
+    /// Scores are divided by its square root (`head_dim` unless the config says otherwise).
+    pub score_dim: f64,
+    pub q_norm: Option<Norm>,
+    pub k_norm: Option<Norm>,
     pub dropout: f64,
     pub context_length: i64,
     pub kernel: AttentionKernel,
@@ -150,18 +180,14 @@ impl MultiHeadAttention {
         num_heads: i64,
         qkv_bias: bool,
     ) -> Result<Self> {
-        let options = AttentionOptions {
-            num_kv_heads: num_heads,
-            mask: AttentionMask::Causal,
-            sink_tokens: 0,
-            rope_theta: None,
-            out_bias: true,
-        };
+        ensure!(num_heads > 0, "attention sizes must be positive");
+        ensure!(d_out % num_heads == 0, "d_out ({d_out}) must be divisible by num_heads ({num_heads})");
+        let options = AttentionOptions::book(num_heads, d_out / num_heads);
         Self::with_options(path, d_in, d_out, context_length, dropout, num_heads, qkv_bias, options)
     }
 
-    /// [`MultiHeadAttention::new`] with chapter 21's options: the key and value projections
-    /// have `num_kv_heads * head_dim` outputs.
+    /// [`MultiHeadAttention::new`] with chapter 21's options: the query projection has
+    /// `num_heads * head_dim` outputs, the key and value projections `num_kv_heads * head_dim`.
     #[allow(clippy::too_many_arguments)]
     pub fn with_options(
         path: nn::Path,
@@ -173,32 +199,40 @@ impl MultiHeadAttention {
         qkv_bias: bool,
         options: AttentionOptions,
     ) -> Result<Self> {
-        ensure!(d_in > 0 && d_out > 0 && context_length > 0 && num_heads > 0, "attention sizes must be positive");
-        ensure!(d_out % num_heads == 0, "d_out ({d_out}) must be divisible by num_heads ({num_heads})");
+        let head_dim = options.head_dim;
+        ensure!(
+            d_in > 0 && d_out > 0 && context_length > 0 && num_heads > 0 && head_dim > 0,
+            "attention sizes must be positive"
+        );
         ensure!((0.0..1.0).contains(&dropout), "dropout must be in [0, 1), got {dropout}");
         let kv_heads = options.num_kv_heads;
         ensure!(
             kv_heads > 0 && num_heads % kv_heads == 0,
             "num_heads ({num_heads}) must be a multiple of num_kv_heads ({kv_heads})"
         );
-        let head_dim = d_out / num_heads;
         ensure!(options.rope_theta.is_none() || head_dim % 2 == 0, "RoPE needs an even head size, got {head_dim}");
         let device = path.device();
+        let q_width = num_heads * head_dim;
+        let head_norm =
+            |name: &str| options.qk_norm.map(|(kind, eps)| Norm::new(&(&path / name), head_dim, kind, eps, false));
         Ok(Self {
-            w_query: init::linear(&path / "W_query", d_in, d_out, qkv_bias).into(),
+            w_query: init::linear(&path / "W_query", d_in, q_width, qkv_bias).into(),
             w_key: init::linear(&path / "W_key", d_in, kv_heads * head_dim, qkv_bias).into(),
             w_value: init::linear(&path / "W_value", d_in, kv_heads * head_dim, qkv_bias).into(),
-            out_proj: init::linear(&path / "out_proj", d_out, d_out, options.out_bias).into(),
+            out_proj: init::linear(&path / "out_proj", q_width, d_out, options.out_bias).into(),
+            q_norm: head_norm("q_norm"),
+            k_norm: head_norm("k_norm"),
             d_out,
             num_heads,
             num_kv_heads: kv_heads,
             head_dim,
+            score_dim: options.score_dim.unwrap_or(head_dim as f64),
             dropout,
             context_length,
             kernel: AttentionKernel::default(),
             mask: options.mask,
             sink_tokens: options.sink_tokens,
-            rope: options.rope_theta.map(|theta| Rope::new(head_dim, theta, device)),
+            rope: options.rope_theta.map(|theta| Rope::scaled(head_dim, theta, options.rope_scaling, device)),
         })
     }
 
@@ -242,6 +276,10 @@ impl MultiHeadAttention {
         let mut queries = self.split_heads(&queries, self.num_heads); // (B, nh, T, hd)
         let mut keys = self.split_heads(&keys, self.num_kv_heads); // (B, nkv, T, hd)
         let values = self.split_heads(&values, self.num_kv_heads);
+        if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
+            queries = q_norm.forward(&queries);
+            keys = k_norm.forward(&keys);
+        }
         let renumbered = matches!(cache, CacheAccess::Rolling { rope_positions: Some(_), .. });
         if let (Some(rope), false) = (&self.rope, renumbered) {
             queries = rope.rotate(&queries, positions);
@@ -287,7 +325,7 @@ impl MultiHeadAttention {
             (Some(k), Some(padded)) => Visible::Blocked(mask.0.blocked(positions, &k, mask.1).logical_or(&padded)),
         };
         let (context, attention) = self.attend(&queries, &keys, &values, visible, train, weights);
-        let context = context.transpose(1, 2).contiguous().view([b, t, self.d_out]); // (B, T, d_out)
+        let context = context.transpose(1, 2).contiguous().view([b, t, self.num_heads * self.head_dim]); // (B, T, nh * hd)
         (context.apply(&self.out_proj), attention)
     }
 
@@ -318,7 +356,7 @@ impl MultiHeadAttention {
                 let biases: Option<Vec<&Tensor>> = layers.iter().map(|layer| layer.bias.as_ref()).collect();
                 let stacked = x.linear(&Tensor::cat(&weights, 0), biases.map(|b| Tensor::cat(&b, 0)).as_ref());
                 let kv_width = self.num_kv_heads * self.head_dim;
-                let parts = stacked.split_with_sizes([self.d_out, kv_width, kv_width], -1);
+                let parts = stacked.split_with_sizes([self.num_heads * self.head_dim, kv_width, kv_width], -1);
                 let [queries, keys, values]: [Tensor; 3] = parts.try_into().expect("three parts");
                 (queries, keys, values)
             }
@@ -344,18 +382,19 @@ impl MultiHeadAttention {
                 Visible::Causal(_) => (None, true),
                 Visible::Blocked(blocked) => (Some(blocked.logical_not()), false),
             };
+            let scale = (self.score_dim != self.head_dim as f64).then(|| self.score_dim.sqrt().recip());
             let context =
-                Tensor::scaled_dot_product_attention(queries, keys, values, mask, dropout, is_causal, None, false);
+                Tensor::scaled_dot_product_attention(queries, keys, values, mask, dropout, is_causal, scale, false);
             return (context, None);
         }
         let scores = queries.matmul(&keys.transpose(2, 3)); // (B, nh, Q, K)
         let weights = match visible {
-            Visible::All => (scores / (self.head_dim as f64).sqrt()).softmax(-1, None::<Kind>),
+            Visible::All => (scores / self.score_dim.sqrt()).softmax(-1, None::<Kind>),
             Visible::Causal(positions) => {
                 let blocked = AttentionMask::Causal.blocked(&positions, &positions, 0);
-                softmax_unblocked(&scores, &blocked, self.head_dim)
+                softmax_unblocked(&scores, &blocked, self.score_dim)
             }
-            Visible::Blocked(blocked) => softmax_unblocked(&scores, &blocked, self.head_dim),
+            Visible::Blocked(blocked) => softmax_unblocked(&scores, &blocked, self.score_dim),
         };
         let context = weights.dropout(self.dropout, train).matmul(values); // (B, nh, Q, hd)
         (context, want_weights.then_some(weights))
@@ -489,13 +528,7 @@ mod tests {
         let _rng = global_rng_lock();
         seed_everything(4);
         let vs = nn::VarStore::new(Device::Cpu);
-        let options = AttentionOptions {
-            num_kv_heads: 1,
-            mask: AttentionMask::Causal,
-            sink_tokens: 0,
-            rope_theta: Some(10_000.0),
-            out_bias: true,
-        };
+        let options = AttentionOptions { num_kv_heads: 1, rope_theta: Some(10_000.0), ..AttentionOptions::book(2, 4) };
         let mha = MultiHeadAttention::with_options(vs.root(), 8, 8, 64, 0.0, 2, false, options).unwrap();
         let x = Tensor::randn([1, 5, 8], (Kind::Float, Device::Cpu));
         let at = |offset: i64| {

@@ -6,8 +6,8 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::model::attention::{AttentionMask, AttentionOptions};
-use crate::model::positions::PosEncoding;
-use crate::nn::Activation;
+use crate::model::positions::{PosEncoding, RopeScaling};
+use crate::nn::{Activation, FeedForwardKind, NormKind};
 use crate::tokenizer::TokenizerSpec;
 
 /// The model's hyperparameters, with the book's field names.
@@ -16,9 +16,10 @@ use crate::tokenizer::TokenizerSpec;
 /// (after the embeddings), `drop_rate_attn` (on the attention weights) and
 /// `drop_rate_shortcut` (before each shortcut addition) override it where set.
 ///
-/// The fields after them are chapter 21's variations of the architecture. Their defaults
-/// (which a config file may leave out) are the book's GPT-2, so older config and checkpoint
-/// files load as the model they always described.
+/// The fields after them are chapter 21's variations of the architecture, then those that
+/// make the same model Llama 3, Qwen3 or Gemma 3 (from `norm` on; written only when they
+/// differ from GPT-2). Their defaults (which a config file may leave out) are the book's
+/// GPT-2, so older config and checkpoint files load as the model they always described.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
     pub vocab_size: i64,
@@ -72,6 +73,61 @@ pub struct GptConfig {
     /// `gelu` (the exact `x * Phi(x)`, PyTorch's `nn.GELU()`).
     #[serde(default)]
     pub activation: Activation,
+    /// `layer_norm` (GPT-2), `rms_norm` (Llama, Qwen3) or `rms_norm_plus_one` (Gemma).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub norm: NormKind,
+    /// The norms' epsilon; `None`: 1e-5, GPT-2's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_eps: Option<f64>,
+    /// `mlp` (GPT-2) or `gated` (SwiGLU with the `silu` activation, GeGLU with `gelu_tanh`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub feed_forward: FeedForwardKind,
+    /// The feed-forward module's inner width; `None`: 4 x `emb_dim`, GPT-2's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_dim: Option<i64>,
+    /// Features per attention head; `None`: `emb_dim / n_heads`, GPT-2's (Qwen3 and Gemma 3
+    /// choose it freely: the query projection then has `n_heads * head_dim` outputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<i64>,
+    /// RMS-normalise each head's queries and keys before the rotation (Qwen3, Gemma 3).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub qk_norm: bool,
+    /// RoPE's frequencies stretched for long contexts (Llama 3.1's scheme, or linear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
+    /// Layers that attend within a sliding window and rotate with their own RoPE base,
+    /// interleaved with the others (Gemma 3: five local layers for each global one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_attention: Option<LocalAttention>,
+    /// Multiply the token embeddings by `sqrt(emb_dim)` (Gemma).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub scale_embeddings: bool,
+    /// Attention scores are divided by `sqrt(query_pre_attn_scalar)` instead of
+    /// `sqrt(head_dim)` (Gemma).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f64>,
+    /// A norm after attention and after the feed-forward module too, before each shortcut
+    /// addition: four norms per block (Gemma).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub sandwich_norms: bool,
+    /// The logits pass through `cap * tanh(logits / cap)` (Gemma 2's soft-capping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_logit_softcap: Option<f64>,
+}
+
+/// Layers that see only a window of recent positions (`GptConfig::local_attention`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalAttention {
+    /// Positions a query sees, its own included.
+    pub window: i64,
+    /// RoPE's base in these layers (no scaling).
+    pub rope_theta: f64,
+    /// The layers (from 0) that attend locally.
+    pub layers: Vec<i64>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Where each block normalises (`GptConfig::norm_placement`).
@@ -135,6 +191,18 @@ impl GptConfig {
             tokenizer: TokenizerSpec::Gpt2,
             bias: true,
             activation: Activation::GeluTanh,
+            norm: NormKind::LayerNorm,
+            norm_eps: None,
+            feed_forward: FeedForwardKind::Mlp,
+            hidden_dim: None,
+            head_dim: None,
+            qk_norm: false,
+            rope_scaling: None,
+            local_attention: None,
+            scale_embeddings: false,
+            query_pre_attn_scalar: None,
+            sandwich_norms: false,
+            final_logit_softcap: None,
         }
     }
 
@@ -177,7 +245,17 @@ impl GptConfig {
     }
 
     pub fn head_dim(&self) -> i64 {
-        self.emb_dim / self.n_heads
+        self.head_dim.unwrap_or(self.emb_dim / self.n_heads)
+    }
+
+    /// The feed-forward module's inner width.
+    pub fn hidden_dim(&self) -> i64 {
+        self.hidden_dim.unwrap_or(4 * self.emb_dim)
+    }
+
+    /// Whether `layer` attends within [`GptConfig::local_attention`]'s window.
+    pub fn is_local(&self, layer: i64) -> bool {
+        self.local_attention.as_ref().is_some_and(|local| local.layers.contains(&layer))
     }
 
     /// Bytes of keys and values one token adds to the KV cache (`KvCache::bytes` per slot):
@@ -186,14 +264,25 @@ impl GptConfig {
         2 * self.n_layers * self.kv_heads() * self.head_dim() * kind.elt_size_in_bytes() as i64
     }
 
-    /// The attention options of every block.
-    pub fn attention_options(&self) -> AttentionOptions {
+    /// The attention options of block `layer`.
+    pub fn attention_options(&self, layer: i64) -> AttentionOptions {
+        let rope = (self.pos_encoding == PosEncoding::Rope).then_some((self.rope_theta, self.rope_scaling));
+        let (mask, rope) = match &self.local_attention {
+            Some(local) if self.is_local(layer) => {
+                (AttentionMask::SlidingWindow(local.window), rope.map(|_| (local.rope_theta, None)))
+            }
+            _ => (self.attention_mask, rope),
+        };
         AttentionOptions {
             num_kv_heads: self.kv_heads(),
-            mask: self.attention_mask,
+            head_dim: self.head_dim(),
+            mask,
             sink_tokens: self.sink_tokens,
-            rope_theta: (self.pos_encoding == PosEncoding::Rope).then_some(self.rope_theta),
+            rope_theta: rope.map(|(theta, _)| theta),
+            rope_scaling: rope.and_then(|(_, scaling)| scaling),
             out_bias: self.bias,
+            qk_norm: self.qk_norm.then_some((self.norm, self.norm_eps)),
+            score_dim: self.query_pre_attn_scalar,
         }
     }
 
@@ -210,11 +299,20 @@ impl GptConfig {
             ensure!(value <= max, "invalid model config: {name} is {value}, more than the largest supported, {max}");
         }
         ensure!(
-            self.emb_dim % self.n_heads == 0,
+            self.head_dim.is_some() || self.emb_dim % self.n_heads == 0,
             "invalid model config: emb_dim ({}) must be divisible by n_heads ({})",
             self.emb_dim,
             self.n_heads
         );
+        for (name, value) in [("head_dim", self.head_dim), ("hidden_dim", self.hidden_dim)] {
+            if let Some(value) = value {
+                ensure!(
+                    (1..=MAX_EMB_DIM).contains(&value),
+                    "invalid model config: {name} must be 1 to {MAX_EMB_DIM}, got {value}"
+                );
+            }
+        }
+        self.validate_family_options()?;
         let kv_heads = self.kv_heads();
         ensure!(
             kv_heads > 0 && self.n_heads % kv_heads == 0,
@@ -224,7 +322,7 @@ impl GptConfig {
         if self.pos_encoding == PosEncoding::Rope {
             ensure!(
                 self.head_dim() % 2 == 0,
-                "invalid model config: rope needs an even head size (emb_dim / n_heads), got {}",
+                "invalid model config: rope needs an even head size (head_dim, or emb_dim / n_heads), got {}",
                 self.head_dim()
             );
             ensure!(
@@ -279,6 +377,56 @@ impl GptConfig {
         Ok(())
     }
 
+    /// The checks of the options from `norm` on.
+    fn validate_family_options(&self) -> Result<()> {
+        let positive = |name: &str, value: Option<f64>| -> Result<()> {
+            if let Some(value) = value {
+                ensure!(
+                    value.is_finite() && value > 0.0,
+                    "invalid model config: {name} must be a positive number, got {value}"
+                );
+            }
+            Ok(())
+        };
+        positive("norm_eps", self.norm_eps)?;
+        positive("query_pre_attn_scalar", self.query_pre_attn_scalar)?;
+        positive("final_logit_softcap", self.final_logit_softcap)?;
+        let rope = self.pos_encoding == PosEncoding::Rope;
+        if let Some(scaling) = &self.rope_scaling {
+            ensure!(rope, "invalid model config: rope_scaling needs pos_encoding rope");
+            if let Some(problem) = scaling.problem() {
+                bail!("invalid model config: rope_scaling: {problem}");
+            }
+        }
+        if let Some(local) = &self.local_attention {
+            ensure!(
+                (1..=MAX_CONTEXT_LENGTH).contains(&local.window),
+                "invalid model config: the local attention window must be 1 to {MAX_CONTEXT_LENGTH} positions, got {}",
+                local.window
+            );
+            ensure!(
+                local.layers.iter().all(|layer| (0..self.n_layers).contains(layer)),
+                "invalid model config: local_attention.layers must be layer numbers from 0 to {}, got {:?}",
+                self.n_layers - 1,
+                local.layers
+            );
+            ensure!(
+                self.attention_mask == AttentionMask::Causal && self.sink_tokens == 0,
+                "invalid model config: local_attention needs the causal attention_mask for the other layers"
+            );
+            ensure!(
+                !rope || (local.rope_theta.is_finite() && local.rope_theta > 1.0),
+                "invalid model config: local_attention.rope_theta must be a finite number above 1, got {}",
+                local.rope_theta
+            );
+        }
+        ensure!(
+            !self.sandwich_norms || self.norm_placement == NormPlacement::Pre,
+            "invalid model config: sandwich_norms needs norm_placement pre"
+        );
+        Ok(())
+    }
+
     /// Bytes a model built from this config holds: float32 parameters (and the sinusoidal
     /// position table when it has one) plus each block's `context_length`² boolean attention
     /// mask, which a full-context training step keeps for the backward pass. Exact within the
@@ -297,7 +445,11 @@ impl GptConfig {
             _ => unreachable!("a config is a JSON object"),
         };
         let (ours, theirs) = (fields(self), fields(other));
-        ours.iter().filter(|(name, value)| theirs.get(*name) != Some(value)).map(|(name, _)| name.clone()).collect()
+        // A field left out (at its default) on one side only differs too.
+        let mut names: Vec<&String> = ours.keys().chain(theirs.keys()).collect();
+        names.sort();
+        names.dedup();
+        names.into_iter().filter(|name| ours.get(*name) != theirs.get(*name)).cloned().collect()
     }
 
     /// [`GptConfig::differences`] in the architecture alone: every field but the dropout

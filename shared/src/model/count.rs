@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::GptConfig;
+use crate::nn::{FeedForwardKind, NormKind};
 
 /// Parameter counts by group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -24,19 +25,29 @@ impl ParameterCounts {
     /// The counts a model built from `cfg` has, by arithmetic.
     pub fn from_config(cfg: &GptConfig) -> Self {
         let (v, c, e, layers) = (cfg.vocab_size, cfg.context_length, cfg.emb_dim, cfg.n_layers);
+        let q = cfg.n_heads * cfg.head_dim(); // width of the query projection
         let kv = cfg.kv_heads() * cfg.head_dim(); // width of the key and value projections
-        let qkv = e * e + 2 * e * kv + if cfg.qkv_bias { e + 2 * kv } else { 0 };
+        let qkv = e * q + 2 * e * kv + if cfg.qkv_bias { q + 2 * kv } else { 0 };
         let b = i64::from(cfg.bias);
-        let attention = qkv + e * e + b * e; // + output projection
-        let feed_forward = (e * 4 * e + b * 4 * e) + (4 * e * e + b * e);
-        let norm = (1 + b) * e; // scale (and shift)
+        let qk_norms = if cfg.qk_norm { 2 * cfg.head_dim() } else { 0 };
+        let attention = qkv + q * e + b * e + qk_norms; // + output projection (+ per-head norms)
+        let h = cfg.hidden_dim();
+        let feed_forward = match cfg.feed_forward {
+            FeedForwardKind::Mlp => (e * h + b * h) + (h * e + b * e),
+            FeedForwardKind::Gated => 2 * (e * h + b * h) + (h * e + b * e),
+        };
+        let norm = match cfg.norm {
+            NormKind::LayerNorm => (1 + b) * e, // scale (and shift)
+            NormKind::RmsNorm | NormKind::RmsNormPlusOne => e,
+        };
+        let norms_per_block = if cfg.sandwich_norms { 4 } else { 2 };
         let positions = if cfg.pos_encoding == crate::model::positions::PosEncoding::Learned { c * e } else { 0 };
         let heads = cfg.n_future_heads - i64::from(cfg.tie_embeddings);
         Self {
             embeddings: v * e + positions,
             attention: layers * attention,
             feed_forward: layers * feed_forward,
-            norms: (2 * layers + 1) * norm,
+            norms: (norms_per_block * layers + 1) * norm,
             head: heads * e * v,
         }
     }

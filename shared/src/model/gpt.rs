@@ -9,7 +9,7 @@ use super::{GptConfig, ParameterCounts, TransformerBlock};
 use crate::core::init;
 use crate::model::attention::{AttentionMask, CacheAccess, LayerKvCache};
 use crate::model::positions::{sinusoidal_table, PosEncoding};
-use crate::nn::{LayerNorm, Linear, LinearWeight, Quantization};
+use crate::nn::{Linear, LinearWeight, Norm, Quantization};
 
 /// Every layer's keys and values for cached generation, and how many positions they hold.
 ///
@@ -108,7 +108,7 @@ pub struct GptModel {
     /// The fixed table (`pos_encoding: sinusoidal`), not a parameter.
     pub pos_table: Option<Tensor>,
     pub trf_blocks: Vec<TransformerBlock>,
-    pub final_norm: LayerNorm,
+    pub final_norm: Norm,
     /// The next-token head; with `tie_embeddings` it computes with `tok_emb`'s matrix.
     pub out_head: Linear,
     /// Head `i` predicts the token `i + 2` places ahead (`n_future_heads - 1` of them).
@@ -137,9 +137,9 @@ impl GptModel {
         let pos_table = (cfg.pos_encoding == PosEncoding::Sinusoidal)
             .then(|| sinusoidal_table(cfg.context_length, cfg.emb_dim, path.device()));
         let trf_blocks = (0..cfg.n_layers)
-            .map(|i| TransformerBlock::new(&(path / "trf_blocks" / i), cfg))
+            .map(|i| TransformerBlock::for_layer(&(path / "trf_blocks" / i), cfg, i))
             .collect::<Result<Vec<_>>>()?;
-        let final_norm = LayerNorm::with_shift(&(path / "final_norm"), cfg.emb_dim, cfg.bias);
+        let final_norm = Norm::new(&(path / "final_norm"), cfg.emb_dim, cfg.norm, cfg.norm_eps, cfg.bias);
         let out_head = if cfg.tie_embeddings {
             Linear::dense(tok_emb.ws.shallow_clone(), None)
         } else {
@@ -157,10 +157,15 @@ impl GptModel {
     /// book's step-by-step code up to float rounding (a test checks). Chapter 21's walk-through
     /// trains this way; the chapters that reproduce the book's numbers keep the book's code.
     pub fn use_fused_kernels(&mut self) {
-        self.final_norm.fused = true;
+        self.final_norm.use_fused_kernel();
         for block in &mut self.trf_blocks {
-            block.norm1.fused = true;
-            block.norm2.fused = true;
+            for norm in [Some(&mut block.norm1), Some(&mut block.norm2)]
+                .into_iter()
+                .chain([block.post_attention_norm.as_mut(), block.post_ff_norm.as_mut()])
+                .flatten()
+            {
+                norm.use_fused_kernel();
+            }
             block.ff.fused = true;
             block.att.kernel = crate::model::attention::AttentionKernel::Sdpa;
         }
@@ -214,23 +219,34 @@ impl GptModel {
 
     /// The next-token head on hidden states.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        hidden.apply(&self.out_head)
+        self.soft_cap(hidden.apply(&self.out_head))
+    }
+
+    /// `cap * tanh(logits / cap)` with `final_logit_softcap` (Gemma), else the logits.
+    fn soft_cap(&self, logits: Tensor) -> Tensor {
+        match self.cfg.final_logit_softcap {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
+        }
     }
 
     /// The next-token head on one hidden state per sequence, `(B, E)` -> `(B, V)`, for
     /// decoding. A dense head computes `(W h^T)^T` rather than `h W^T`: the same sums, but
     /// MKL multiplies a few rows by the 50,257-row matrix about 3x faster in that order.
     pub fn next_token_logits(&self, hidden: &Tensor) -> Tensor {
-        match (&self.out_head.weight, &self.out_head.lora, &self.out_head.bias) {
+        self.soft_cap(match (&self.out_head.weight, &self.out_head.lora, &self.out_head.bias) {
             (LinearWeight::Dense(weight), None, None) => weight.mm(&hidden.tr()).tr().contiguous(),
             _ => hidden.apply(&self.out_head),
-        }
+        })
     }
 
     /// Every head on hidden states `(B, T, E)`: element `k` holds the logits `(B, T, V)` of
     /// the token `k + 1` places ahead (element 0 is [`GptModel::logits`]).
     pub fn all_head_logits(&self, hidden: &Tensor) -> Vec<Tensor> {
-        std::iter::once(&self.out_head).chain(&self.future_heads).map(|head| hidden.apply(head)).collect()
+        std::iter::once(&self.out_head)
+            .chain(&self.future_heads)
+            .map(|head| self.soft_cap(hidden.apply(head)))
+            .collect()
     }
 
     /// Every layer's attention weights `(B, n_heads, T, T)` for token ids `(B, T)`, in
@@ -262,7 +278,10 @@ impl GptModel {
     /// Token embeddings plus the position embeddings of `positions` (learned or sinusoidal
     /// models; rotary positions act inside attention).
     fn embed(&self, idx: &Tensor, positions: &Tensor) -> Tensor {
-        let tok_embeds = idx.apply(&self.tok_emb); // (B, T, E)
+        let mut tok_embeds = idx.apply(&self.tok_emb); // (B, T, E)
+        if self.cfg.scale_embeddings {
+            tok_embeds *= (self.cfg.emb_dim as f64).sqrt();
+        }
         match (&self.pos_emb, &self.pos_table) {
             (Some(pos_emb), _) => tok_embeds + positions.apply(pos_emb), // + (T, E) or (B, T, E)
             (None, Some(table)) => {
@@ -291,8 +310,9 @@ impl GptModel {
             ] {
                 layers.push((format!("trf_blocks.{i}.att.{name}"), layer));
             }
-            layers.push((format!("trf_blocks.{i}.ff.layers.0"), &mut block.ff.expand));
-            layers.push((format!("trf_blocks.{i}.ff.layers.2"), &mut block.ff.project));
+            for (name, layer) in block.ff.linear_layers_mut() {
+                layers.push((format!("trf_blocks.{i}.ff.{name}"), layer));
+            }
         }
         if !self.cfg.tie_embeddings {
             layers.push(("out_head".to_string(), &mut self.out_head));

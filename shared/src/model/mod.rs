@@ -29,8 +29,8 @@ pub mod positions;
 
 pub use block::TransformerBlock;
 pub use config::{
-    GptConfig, NormPlacement, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_FUTURE_HEADS, MAX_LAYERS, MAX_MODEL_BYTES,
-    MAX_VOCAB_SIZE, PRESETS,
+    GptConfig, LocalAttention, NormPlacement, MAX_CONTEXT_LENGTH, MAX_EMB_DIM, MAX_FUTURE_HEADS, MAX_LAYERS,
+    MAX_MODEL_BYTES, MAX_VOCAB_SIZE, PRESETS,
 };
 pub use count::ParameterCounts;
 pub use gpt::{GptModel, KvCache};

@@ -41,6 +41,62 @@ pub fn sinusoidal_table(positions: i64, dim: i64, device: Device) -> Tensor {
     table.to_kind(Kind::Float)
 }
 
+/// How a long-context model stretches RoPE's frequencies beyond the context it was first
+/// trained at (`GptConfig::rope_scaling`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum RopeScaling {
+    /// Every frequency divided by `factor` (position interpolation, Chen et al. 2023; Gemma 3's
+    /// global layers).
+    Linear { factor: f64 },
+    /// Llama 3.1's scheme: frequencies whose wavelength exceeds `original_context_length /
+    /// low_freq_factor` are divided by `factor`, those shorter than `original_context_length /
+    /// high_freq_factor` kept, and those between blended smoothly.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_context_length: i64 },
+}
+
+impl RopeScaling {
+    /// Why the scaling cannot be used, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        match *self {
+            Self::Linear { factor } if !(factor.is_finite() && factor > 0.0) => {
+                Some(format!("the factor must be a positive number, got {factor}"))
+            }
+            Self::Llama3 { factor, low_freq_factor, high_freq_factor, original_context_length } => {
+                let positive = [factor, low_freq_factor, high_freq_factor].iter().all(|v| v.is_finite() && *v > 0.0);
+                (!positive || high_freq_factor <= low_freq_factor || original_context_length <= 0).then(|| {
+                    format!(
+                        "llama3 scaling needs positive factors with high_freq_factor ({high_freq_factor}) above \
+                         low_freq_factor ({low_freq_factor}) and a positive original_context_length \
+                         ({original_context_length})"
+                    )
+                })
+            }
+            Self::Linear { .. } => None,
+        }
+    }
+
+    /// The scaled frequencies for `inv_freq` (float64).
+    fn apply(&self, inv_freq: &Tensor) -> Tensor {
+        match *self {
+            Self::Linear { factor } => inv_freq / factor,
+            Self::Llama3 { factor, low_freq_factor, high_freq_factor, original_context_length } => {
+                let original = original_context_length as f64;
+                let wavelength = inv_freq.reciprocal() * (2.0 * std::f64::consts::PI);
+                let low_freq_wavelength = original / low_freq_factor;
+                let high_freq_wavelength = original / high_freq_factor;
+                let long = wavelength.gt(low_freq_wavelength);
+                let scaled = inv_freq.where_self(&long.logical_not(), &(inv_freq / factor));
+                let smooth =
+                    (wavelength.reciprocal() * original - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                let smoothed = (smooth.ones_like() - &smooth) * &scaled / factor + &smooth * &scaled;
+                let medium = wavelength.ge(high_freq_wavelength).logical_and(&long.logical_not());
+                smoothed.where_self(&medium, &scaled)
+            }
+        }
+    }
+}
+
 /// Rotary position embeddings for heads of `head_dim` (even) features: feature pairs
 /// `(j, j + head_dim/2)` turn by the angle `p * theta^(-2j/head_dim)` at position `p`. Dot
 /// products of rotated queries and keys then depend only on the distance between positions.
@@ -52,9 +108,15 @@ pub struct Rope {
 
 impl Rope {
     pub fn new(head_dim: i64, theta: f64, device: Device) -> Self {
+        Self::scaled(head_dim, theta, None, device)
+    }
+
+    /// [`Rope::new`] with the frequencies stretched by `scaling`.
+    pub fn scaled(head_dim: i64, theta: f64, scaling: Option<RopeScaling>, device: Device) -> Self {
         assert!(head_dim % 2 == 0, "RoPE needs an even head size");
         let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Double, device)) / head_dim as f64;
-        Self { inv_freq: Tensor::from(theta).to_device(device).pow(&exponents).reciprocal() }
+        let inv_freq = Tensor::from(theta).to_device(device).pow(&exponents).reciprocal();
+        Self { inv_freq: scaling.map_or(inv_freq.shallow_clone(), |scaling| scaling.apply(&inv_freq)) }
     }
 
     /// Rotates `x` `(B, heads, T, head_dim)` whose `T` rows sit at `positions` `(T,)` (int64).
@@ -81,6 +143,28 @@ mod tests {
         // column 0 is sin(p), column 3 is cos(p / 10000^(2/6))
         assert!((table.double_value(&[3, 0]) - 3f64.sin()).abs() < 1e-6);
         assert!((table.double_value(&[2, 3]) - (2.0 / 10_000f64.powf(2.0 / 6.0)).cos()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_fast_frequencies_and_divides_slow_ones() {
+        let scaling = RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_context_length: 256,
+        };
+        let plain = Vec::<f64>::try_from(&Rope::new(8, 500_000.0, Device::Cpu).inv_freq).unwrap();
+        let scaled = Vec::<f64>::try_from(&Rope::scaled(8, 500_000.0, Some(scaling), Device::Cpu).inv_freq).unwrap();
+        // Wavelengths 6.3 (< 256 / 4: kept), 167 (between 64 and 256: blended), 4443 and
+        // 118,000 (> 256: divided by 8).
+        assert_eq!(scaled[0], plain[0]);
+        let smooth = (256.0 * plain[1] / (2.0 * std::f64::consts::PI) - 1.0) / 3.0;
+        let blended = (1.0 - smooth) * plain[1] / 8.0 + smooth * plain[1];
+        assert!((scaled[1] - blended).abs() < 1e-15, "{} vs {blended}", scaled[1]);
+        assert!((scaled[2] - plain[2] / 8.0).abs() < 1e-18 && (scaled[3] - plain[3] / 8.0).abs() < 1e-18);
+        let linear = Rope::scaled(8, 10.0, Some(RopeScaling::Linear { factor: 4.0 }), Device::Cpu);
+        assert!((linear.inv_freq.double_value(&[1]) - 10f64.powf(-0.25) / 4.0).abs() < 1e-15);
+        assert!(RopeScaling::Linear { factor: 0.0 }.problem().is_some());
     }
 
     #[test]

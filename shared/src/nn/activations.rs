@@ -1,4 +1,5 @@
-//! Section 4.3, listing 4.3: GELU, in GPT-2's tanh approximation and exact.
+//! Section 4.3, listing 4.3: GELU, in GPT-2's tanh approximation and exact; and SiLU
+//! (`x * sigmoid(x)`), which the gated feed-forward of Llama and Qwen3 uses (SwiGLU).
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -10,6 +11,8 @@ pub enum Activation {
     #[default]
     GeluTanh,
     Gelu,
+    /// `x * sigmoid(x)` (SiLU, also called swish).
+    Silu,
 }
 
 /// Listing 4.3: GELU with the tanh approximation GPT-2 was trained with.

@@ -7,20 +7,25 @@
 //! | [`bpe::BytePairEncoder`]: byte-pair encoding written from scratch | 2.5 (bonus) | [`bpe`] |
 //! | [`word::SimpleTokenizerV2`]: the word-level tokenizer of listing 2.4 | 2.2-2.4 | [`word`] |
 //! | [`CharTokenizer`]: one id per character of a text (chapter 21's mini-GPT) | 21 | [`char`] |
+//! | [`HfTokenizer`]: a Hugging Face `tokenizer.json` (Llama 3, Qwen3, Gemma 3) and its [`ChatTemplate`] | 21 | [`huggingface`], [`chat`] |
 //!
 //! A model's config names its tokenizer with a [`TokenizerSpec`], which holds the whole
 //! vocabulary of the ones built from a text, so a checkpoint carries what it needs.
 
 pub mod bpe;
 pub mod char;
+pub mod chat;
 pub mod gpt2;
+pub mod huggingface;
 pub mod word;
 
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
 pub use self::char::CharTokenizer;
+pub use chat::{ChatMessage, ChatTemplate};
 pub use gpt2::{Gpt2Tokenizer, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
+pub use huggingface::HfTokenizer;
 
 /// The longest run of whitespace GPT-2's pre-tokenizer regex sees at once (see
 /// [`BoundedWhitespace`]).
@@ -98,6 +103,8 @@ pub enum TokenizerSpec {
     Char { chars: String },
     /// Chapter 2's word-level tokenizer: id `i` is `tokens[i]` (which holds `<|unk|>`).
     Word { tokens: Vec<String> },
+    /// A Hugging Face `tokenizer.json` in this folder (with its `tokenizer_config.json`).
+    HuggingFace { dir: std::path::PathBuf },
 }
 
 impl TokenizerSpec {
@@ -110,6 +117,7 @@ impl TokenizerSpec {
             Self::Word { tokens } => {
                 Box::new(word::SimpleTokenizerV2::new(word::Vocabulary::from_tokens(tokens.clone()))?)
             }
+            Self::HuggingFace { dir } => Box::new(HfTokenizer::open(dir)?),
         })
     }
 
@@ -122,17 +130,22 @@ impl TokenizerSpec {
             Self::Word { tokens } => {
                 ensure!(tokens.iter().any(|t| t == word::UNKNOWN), "a word tokenizer needs {}", word::UNKNOWN)
             }
+            // Whether the folder still holds it shows when the tokenizer is built.
+            Self::HuggingFace { dir } => {
+                ensure!(!dir.as_os_str().is_empty(), "a Hugging Face tokenizer needs a folder")
+            }
         }
         Ok(())
     }
 
-    /// A short name for messages: `gpt2`, `bpe`, `char`, `word`.
+    /// A short name for messages: `gpt2`, `bpe`, `char`, `word`, `huggingface`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Gpt2 => "gpt2",
             Self::Bpe { .. } => "bpe",
             Self::Char { .. } => "char",
             Self::Word { .. } => "word",
+            Self::HuggingFace { .. } => "huggingface",
         }
     }
 }

@@ -87,7 +87,7 @@ impl Gpt2Weights {
                 "{spec} is not a folder: --weights takes a folder with config.json and model.safetensors, or a hub id"
             );
         }
-        let repo = hub_id(spec).with_context(|| {
+        let repo = gpt2_hub_id(spec).with_context(|| {
             format!(
                 "--weights {spec}: no such folder, and not a GPT-2 hub id ({})",
                 GPT2_HUB_IDS.iter().map(|(name, id)| format!("{name} or {id}")).collect::<Vec<_>>().join(", ")
@@ -245,8 +245,8 @@ impl Mapping {
     }
 }
 
-/// The hub repository for a book model name or a hub id.
-fn hub_id(spec: &str) -> Option<String> {
+/// The hub repository for a book model name or a GPT-2 hub id.
+pub(crate) fn gpt2_hub_id(spec: &str) -> Option<String> {
     let lower = spec.to_ascii_lowercase();
     let short = lower.strip_prefix("openai-community/").unwrap_or(&lower);
     let short = if short == "gpt2" { "gpt2-small" } else { short };

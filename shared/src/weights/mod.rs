@@ -1,11 +1,13 @@
 //! Loading weights into a [`GptModel`](crate::model::GptModel): the book's own `state_dict()`
 //! files (section 5.4: ours in safetensors, or a `model.pth` written by the book's
-//! `torch.save`), and OpenAI's GPT-2 in the Hugging Face layout (section 5.5), from a folder
-//! or the Hugging Face hub. Every load checks each tensor's name and shape and reports
+//! `torch.save`), OpenAI's GPT-2 in the Hugging Face layout (section 5.5), and Llama 3, Qwen3
+//! and Gemma 3 ([`families`]), from a folder or the Hugging Face hub ([`Pretrained`]). Every load checks each tensor's name and shape and reports
 //! everything missing, mismatched or unexpected in one error.
 
+pub mod families;
 mod gpt2;
 mod hub;
+mod pretrained;
 mod safetensors;
 mod torch_pickle;
 
@@ -17,6 +19,7 @@ use tch::{nn::VarStore, Tensor};
 
 pub use self::gpt2::{Gpt2Weights, GPT2_HUB_IDS};
 pub use self::hub::{hub_cache_dir, HubFile};
+pub use self::pretrained::Pretrained;
 pub use self::safetensors::SafeTensorsFile;
 use crate::model::GptConfig;
 
