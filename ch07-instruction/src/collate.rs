@@ -4,10 +4,11 @@
 //! prompt in the targets, and a loader that batches and shuffles like PyTorch's
 //! `DataLoader`.
 
+use anyhow::{Context, Result};
 use serde::Serialize;
 use shared::data::dataset::BatchSource;
 use shared::data::dataset::{batch_count, Batch, EpochOrder};
-use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
+use shared::tokenizer::{Gpt2Tokenizer, Tokenizer, END_OF_TEXT_ID};
 use shared::train::IGNORE_INDEX;
 use tch::Tensor;
 
@@ -26,24 +27,41 @@ pub struct Example {
 }
 
 /// The book's `InstructionDataset`: every record formatted with a template and tokenised
-/// once, up front.
+/// once, up front; with the token its rows are padded with.
 #[derive(Debug, Clone)]
 pub struct InstructionDataset {
     examples: Vec<Example>,
+    pad_id: i64,
 }
 
 impl InstructionDataset {
+    /// The book's: GPT-2's tokenizer, padded with `<|endoftext|>`.
     pub fn new(records: &[InstructionRecord], template: &dyn PromptTemplate) -> Self {
-        let tokenizer = Gpt2Tokenizer::new();
-        let encode = |text: &str| -> Vec<i64> { tokenizer.encode(text).into_iter().map(i64::from).collect() };
+        Self::tokenized_with(records, template, &Gpt2Tokenizer::new()).expect("GPT-2's tokenizer encodes any text")
+    }
+
+    /// With a model's own tokenizer (Llama, Qwen3, Gemma), padded with its end-of-text token.
+    pub fn tokenized_with(
+        records: &[InstructionRecord],
+        template: &dyn PromptTemplate,
+        tokenizer: &dyn Tokenizer,
+    ) -> Result<Self> {
+        let pad_id = tokenizer.end_of_text().context("the tokenizer has no end-of-text token to pad with")?;
+        let encode =
+            |text: &str| -> Result<Vec<i64>> { Ok(tokenizer.encode(text)?.into_iter().map(i64::from).collect()) };
         let examples = records
             .iter()
-            .map(|record| Example {
-                tokens: encode(&template.format_example(record)),
-                prompt_len: encode(&template.format_input(record)).len(),
+            .map(|record| {
+                let tokens = encode(&template.format_example(record))?;
+                Ok(Example { tokens, prompt_len: encode(&template.format_input(record))?.len() })
             })
-            .collect();
-        Self { examples }
+            .collect::<Result<_>>()?;
+        Ok(Self { examples, pad_id: i64::from(pad_id) })
+    }
+
+    /// The token rows are padded with.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
     }
 
     pub fn len(&self) -> usize {
@@ -95,16 +113,21 @@ pub struct CollateOptions {
 /// model learns to end its answer); with `mask_instructions`, so do the targets of the first
 /// `prompt_len - 1` positions; finally rows are cut to `allowed_max_length`.
 pub fn collate(examples: &[&Example], options: CollateOptions) -> Batch {
+    collate_padded(examples, options, PAD_TOKEN_ID)
+}
+
+/// [`collate`] padding with `pad_id` (a model's own end-of-text token).
+pub fn collate_padded(examples: &[&Example], options: CollateOptions, pad_id: i64) -> Batch {
     let batch_max_length = examples.iter().map(|e| e.tokens.len() + 1).max().unwrap_or(1);
     let mut inputs = Vec::new();
     let mut targets = Vec::new();
     let mut width = 0;
     for example in examples {
         let mut padded = example.tokens.clone();
-        padded.resize(batch_max_length, PAD_TOKEN_ID);
+        padded.resize(batch_max_length, pad_id);
         let row_inputs = &padded[..batch_max_length - 1];
         let mut row_targets = padded[1..].to_vec();
-        let mut pads = row_targets.iter_mut().filter(|t| **t == PAD_TOKEN_ID);
+        let mut pads = row_targets.iter_mut().filter(|t| **t == pad_id);
         pads.next();
         pads.for_each(|t| *t = IGNORE_INDEX);
         if options.mask_instructions {
@@ -140,7 +163,10 @@ impl BatchSource for InstructionLoader {
 
     /// Every batch is padded with at least one end-of-text token.
     fn max_token_id(&self) -> Option<i64> {
-        (0..self.dataset.len()).flat_map(|i| self.dataset.get(i).tokens.iter().copied()).chain([PAD_TOKEN_ID]).max()
+        (0..self.dataset.len())
+            .flat_map(|i| self.dataset.get(i).tokens.iter().copied())
+            .chain([self.dataset.pad_id])
+            .max()
     }
 
     fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
@@ -148,7 +174,7 @@ impl BatchSource for InstructionLoader {
         Box::new((0..self.batch_count()).map(move |i| {
             let examples: Vec<&Example> =
                 order.batch(i, self.batch_size).iter().map(|&j| self.dataset.get(j)).collect();
-            collate(&examples, self.collate)
+            collate_padded(&examples, self.collate, self.dataset.pad_id)
         }))
     }
 }

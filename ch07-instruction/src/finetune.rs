@@ -21,7 +21,7 @@ use tch::nn::VarStore;
 
 use crate::collate::{CollateOptions, InstructionDataset, InstructionLoader, TokenStats};
 use crate::records::{self, InstructionRecord, Splits};
-use crate::respond::{book_decoding, respond, respond_all, MAX_NEW_TOKENS};
+use crate::respond::{greedy_decoding, respond, respond_all, MAX_NEW_TOKENS};
 use crate::template::{PromptTemplate, TemplateKind};
 
 /// The file the run writes the test set's responses to (the book's name).
@@ -126,7 +126,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let (data, splits, sizes) = prepare_splits(context, options, &reporter)?;
     let LoadedModel { vs, mut model, description, .. } = options.init.load(context, Some(0.0))?;
     let template = options.template.template();
-    let (train, val) = loaders(options, template, &splits, model.cfg.context_length as usize)?;
+    let (train, val) = loaders(options, template, &splits, &model)?;
     let train_tokens = train.dataset.token_stats();
     reporter.say(format!(
         "Model: {description}; {} template: {:.1} tokens per training example on average, the longest {}{}",
@@ -264,13 +264,16 @@ fn prepare_splits(
 }
 
 /// Sections 7.3-7.4: the training loader (shuffled, incomplete batches dropped) and the
-/// validation loader, rows cut to `--allowed-max-length` (the model's context by default).
+/// validation loader, tokenized with the model's tokenizer (GPT-2's in the book), rows cut to
+/// `--allowed-max-length` (the model's context by default).
 fn loaders(
     options: &FinetuneOptions,
     template: &'static dyn PromptTemplate,
     splits: &Splits,
-    context_length: usize,
+    model: &GptModel,
 ) -> Result<(InstructionLoader, InstructionLoader)> {
+    let context_length = model.cfg.context_length as usize;
+    let tokenizer = &*model.cfg.tokenizer.build()?;
     let allowed_max_length = options.allowed_max_length.unwrap_or(context_length);
     ensure!(
         (1..=context_length).contains(&allowed_max_length),
@@ -278,14 +281,16 @@ fn loaders(
     );
     let collate =
         CollateOptions { allowed_max_length: Some(allowed_max_length), mask_instructions: options.mask_instructions };
-    let loader = |records: &[InstructionRecord], train: bool| InstructionLoader {
-        dataset: InstructionDataset::new(records, template),
-        batch_size: options.train.batch_size,
-        shuffle: train,
-        drop_last: train,
-        collate,
+    let loader = |records: &[InstructionRecord], train: bool| -> Result<InstructionLoader> {
+        Ok(InstructionLoader {
+            dataset: InstructionDataset::tokenized_with(records, template, tokenizer)?,
+            batch_size: options.train.batch_size,
+            shuffle: train,
+            drop_last: train,
+            collate,
+        })
     };
-    Ok((loader(&splits.train, true), loader(&splits.validation, false)))
+    Ok((loader(&splits.train, true)?, loader(&splits.validation, false)?))
 }
 
 /// Section 7.7: the fine-tuned model's responses for the test set, saved beside the splits
@@ -308,7 +313,7 @@ fn answer_test_set(
         test,
         options.max_new_tokens,
         context.device,
-        &mut book_decoding(),
+        &mut greedy_decoding(model)?,
         options.verbose,
     )?;
     for record in answered.iter().take(3) {

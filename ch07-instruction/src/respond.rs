@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use shared::generate::batch::generate_batch;
 use shared::generate::{Decoding, Sampler, Sampling};
 use shared::model::GptModel;
-use shared::tokenizer::{Gpt2Tokenizer, TokenId, END_OF_TEXT_ID};
+use shared::tokenizer::{TokenId, Tokenizer, END_OF_TEXT_ID};
 use shared::train::progress_bar;
 use tch::{Device, Tensor};
 
@@ -18,8 +18,8 @@ use crate::template::PromptTemplate;
 pub const MAX_NEW_TOKENS: i64 = 256;
 
 /// The model's response to `record`: the book's `generate(..., eos_id=50256)` at temperature
-/// 0, then the text after the prompt without the response marker. A prompt longer than the
-/// model's context is an error.
+/// 0 (the model's own end-of-text token for other tokenizers), then the text after the prompt
+/// without the response marker. A prompt longer than the model's context is an error.
 pub fn respond(
     model: &GptModel,
     template: &dyn PromptTemplate,
@@ -27,19 +27,21 @@ pub fn respond(
     max_new_tokens: i64,
     device: Device,
 ) -> Result<String> {
-    respond_with(model, template, record, max_new_tokens, device, &mut book_decoding())
+    respond_with(model, template, record, max_new_tokens, device, &mut greedy_decoding(model)?)
 }
 
-/// The book's decoding of responses: greedy, until the end-of-text token.
-pub fn book_decoding() -> Decoding {
-    Decoding::Sample(
-        Sampler::new(&Sampling { eos_id: Some(END_OF_TEXT_ID as i64), ..Sampling::GREEDY })
+/// The book's decoding of responses: greedy, until the end-of-text token of `model`'s
+/// tokenizer (GPT-2's 50256 in the book).
+pub fn greedy_decoding(model: &GptModel) -> Result<Decoding> {
+    let eos = model.cfg.tokenizer.build()?.end_of_text().unwrap_or(END_OF_TEXT_ID);
+    Ok(Decoding::Sample(
+        Sampler::new(&Sampling { eos_id: Some(i64::from(eos)), ..Sampling::GREEDY })
             .expect("greedy decoding is a valid setting"),
-    )
+    ))
 }
 
 /// [`respond`] with any decoding (sampling, top-p, a repetition penalty, beam search, ...);
-/// it should stop at the end-of-text token, as [`book_decoding`] does.
+/// it should stop at the end-of-text token, as [`greedy_decoding`] does.
 pub fn respond_with(
     model: &GptModel,
     template: &dyn PromptTemplate,
@@ -49,19 +51,19 @@ pub fn respond_with(
     decoding: &mut Decoding,
 ) -> Result<String> {
     let prompt = template.format_input(record);
-    let tokenizer = Gpt2Tokenizer::new();
-    let ids: Vec<i64> = tokenizer.encode(&prompt).into_iter().map(i64::from).collect();
+    let tokenizer = model.cfg.tokenizer.build()?;
+    let ids: Vec<i64> = tokenizer.encode(&prompt)?.into_iter().map(i64::from).collect();
     let idx = Tensor::from_slice(&ids).view([1, -1]).to_device(device);
     let out = decoding.generate(model, &idx, max_new_tokens)?;
     let out = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?;
-    response_in(template, &tokenizer, &prompt, &out)
+    response_in(template, tokenizer.as_ref(), &prompt, &out)
 }
 
 /// The response in the generated tokens `ids` (prompt included).
-fn response_in(template: &dyn PromptTemplate, tokenizer: &Gpt2Tokenizer, prompt: &str, ids: &[i64]) -> Result<String> {
+fn response_in(template: &dyn PromptTemplate, tokenizer: &dyn Tokenizer, prompt: &str, ids: &[i64]) -> Result<String> {
     let ids: Vec<TokenId> = ids.iter().map(|&t| t as TokenId).collect();
-    // tiktoken decodes with errors="replace"; a response may end inside a character.
-    let generated = String::from_utf8_lossy(&tokenizer.decode_bytes(&ids)?).into_owned();
+    // A response may end inside a character.
+    let generated = tokenizer.decode_lossy(&ids)?;
     Ok(template.extract_response(&generated, prompt))
 }
 
@@ -80,16 +82,22 @@ pub fn respond_batch(
     device: Device,
     decoding: &mut Decoding,
 ) -> Result<Vec<String>> {
-    let tokenizer = Gpt2Tokenizer::new();
+    let tokenizer = model.cfg.tokenizer.build()?;
     let prompts: Vec<String> = records.iter().map(|record| template.format_input(record)).collect();
-    let ids: Vec<Vec<i64>> =
-        prompts.iter().map(|prompt| tokenizer.encode(prompt).into_iter().map(i64::from).collect()).collect();
+    let ids: Vec<Vec<i64>> = prompts
+        .iter()
+        .map(|prompt| Ok(tokenizer.encode(prompt)?.into_iter().map(i64::from).collect()))
+        .collect::<Result<_>>()?;
     let longest = ids.iter().map(Vec::len).max().unwrap_or(0) as i64;
     match decoding {
         Decoding::Sample(sampler) if records.len() > 1 && longest + max_new_tokens <= model.cfg.context_length => {
             let new = generate_batch(model, &ids, max_new_tokens, sampler)?;
             let joined = ids.into_iter().zip(new).map(|(prompt, new)| [prompt, new].concat());
-            prompts.iter().zip(joined).map(|(prompt, ids)| response_in(template, &tokenizer, prompt, &ids)).collect()
+            prompts
+                .iter()
+                .zip(joined)
+                .map(|(prompt, ids)| response_in(template, tokenizer.as_ref(), prompt, &ids))
+                .collect()
         }
         _ => records
             .iter()

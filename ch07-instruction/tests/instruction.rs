@@ -372,3 +372,38 @@ fn data_names_resolve_to_alpaca_a_url_or_the_book_data() {
     // Anything else is a file.
     assert_eq!(records::locate(&locator(Some(cached.to_str().unwrap()))).unwrap(), cached);
 }
+
+#[test]
+fn llama_qwen3_and_gemma3_fine_tune_with_their_own_tokenizers() {
+    let lora = Some(shared::model::lora::LoraConfig { rank: 4, alpha: 8.0 });
+    for (family, lora) in [("llama", None), ("qwen3", lora), ("gemma3", None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = shared::workspace_root().join("shared/tests/fixtures/hf").join(family);
+        let options = FinetuneOptions {
+            init: Init::Gpt2(weights.to_string_lossy().into_owned()),
+            limit: Some(40),
+            lora,
+            train: TrainFlags { epochs: 2, lr: Some(2e-3), eval_freq: 1, eval_iter: 2, ..TrainFlags::defaults() },
+            responses: false,
+            verbose: false,
+            ..FinetuneOptions::default()
+        };
+        let context = test_context(dir.path(), family);
+        let report = {
+            let _rng = global_rng_lock();
+            finetune::run(&context, &options).unwrap()
+        };
+        let evaluations = &report.history.evaluations;
+        let (first, last) = (evaluations.first().unwrap(), evaluations.last().unwrap());
+        assert!(last.train_loss < first.train_loss, "{family}: {} -> {}", first.train_loss, last.train_loss);
+        if lora.is_some() {
+            assert!(report.trainable_parameters < report.total_parameters / 2, "{family}: only the adapters train");
+        }
+        // The saved model names its tokenizer: it reloads and answers in its own ids.
+        let reloaded = finetune::load_model(&report.checkpoint, None, &context).unwrap();
+        assert_eq!(reloaded.loaded.model.cfg.tokenizer.name(), "huggingface", "{family}");
+        let record = InstructionRecord::new("Name a colour.", "", "");
+        let _rng = global_rng_lock();
+        respond(&reloaded.loaded.model, &Alpaca, &record, 4, tch::Device::Cpu).unwrap();
+    }
+}

@@ -89,6 +89,10 @@ impl Tokenizer for Gpt2Tokenizer {
         Gpt2Tokenizer::decode(self, ids)
     }
 
+    fn decode_lossy(&self, ids: &[TokenId]) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.decode_bytes(ids)?).into_owned())
+    }
+
     fn vocab_size(&self) -> usize {
         GPT2_VOCAB_SIZE
     }

@@ -82,6 +82,11 @@ pub trait Tokenizer {
     fn encode(&self, text: &str) -> Result<Vec<TokenId>>;
     /// The text of `ids`; an id outside the vocabulary is an error.
     fn decode(&self, ids: &[TokenId]) -> Result<String>;
+    /// [`Tokenizer::decode`] for generated ids, which may stop inside a character: bytes that
+    /// are no UTF-8 become U+FFFD, as `tiktoken` decodes with `errors="replace"`.
+    fn decode_lossy(&self, ids: &[TokenId]) -> Result<String> {
+        self.decode(ids)
+    }
     /// The number of ids.
     fn vocab_size(&self) -> usize;
     /// The id that ends a text (generation stops at it), if the tokenizer has one.

@@ -121,8 +121,9 @@ impl<'a> TrainHooks<'a> {
 
 /// Trains `model` for `settings.num_epochs` more epochs from `progress`, evaluating every
 /// `eval_freq` steps on `eval_iter` batches of each loader, as the book's listing 5.3 does,
-/// with the book's step ([`train_model`] with [`TrainHooks::book`]). `progress` is updated,
-/// so a checkpoint taken afterwards can resume the run; `on_epoch_end` runs after every epoch.
+/// with the book's step ([`train_model`] with [`TrainHooks::book`]), its samples in the
+/// model's tokenizer (GPT-2's in the book). `progress` is updated, so a checkpoint taken
+/// afterwards can resume the run; `on_epoch_end` runs after every epoch.
 #[allow(clippy::too_many_arguments)]
 pub fn train_model_simple(
     model: &GptModel,
@@ -134,7 +135,8 @@ pub fn train_model_simple(
     device: Device,
     on_epoch_end: &mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
 ) -> Result<TrainHistory> {
-    let hooks = TrainHooks::book(on_epoch_end);
+    let tokenizer = model.cfg.tokenizer.build()?;
+    let hooks = TrainHooks { tokenizer: tokenizer.as_ref(), ..TrainHooks::book(on_epoch_end) };
     train_model(model, optimizer, train_loader, val_loader, settings, progress, device, hooks)
 }
 
