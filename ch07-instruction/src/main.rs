@@ -132,6 +132,16 @@ impl ModelArgs {
         Ok(model)
     }
 
+    /// [`ModelArgs::load`], with `decoding` stopping at the model's own end-of-text token
+    /// (Llama's, Qwen3's, Gemma's; GPT-2's is the one it was built with).
+    fn load_for(&self, init: &InitArgs, context: &RunContext, decoding: &mut Decoding) -> Result<InstructionModel> {
+        let model = self.load(init, context)?;
+        if let Some(eos) = model.loaded.model.cfg.tokenizer.build()?.end_of_text() {
+            decoding.stop_at(i64::from(eos));
+        }
+        Ok(model)
+    }
+
     /// The model's name in the server's API: the checkpoint's file name, else the model
     /// `init` names.
     fn model_id(&self, init: &InitArgs) -> String {
@@ -391,7 +401,7 @@ fn run(cli: Cli) -> Result<()> {
         })?,
         Some(Command::Respond { model, instruction, input }) => {
             let mut decoding = model.decoding(&context)?;
-            let loaded = model.load(&cli.run.model, &context)?;
+            let loaded = model.load_for(&cli.run.model, &context, &mut decoding)?;
             let record = InstructionRecord::new(&instruction, &input, "");
             let (m, template) = (&loaded.loaded.model, loaded.template.template());
             println!("{}", respond_with(m, template, &record, model.max_new_tokens, context.device, &mut decoding)?);
@@ -431,7 +441,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Responses { model, records: file }) => {
             let mut decoding = model.decoding(&context)?;
-            let loaded = model.load(&cli.run.model, &context)?;
+            let loaded = model.load_for(&cli.run.model, &context, &mut decoding)?;
             let records = match file {
                 Some(path) => records::load(&path)?,
                 None => Splits::new(records::load(&records::locate(&context.data)?)?).test,
@@ -459,7 +469,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn chat(model: &ModelArgs, init: &InitArgs, context: &RunContext) -> Result<()> {
     let mut decoding = model.decoding(context)?;
-    let loaded = model.load(init, context)?;
+    let loaded = model.load_for(init, context, &mut decoding)?;
     let template = loaded.template.template();
     eprintln!("Type an instruction, then an input (or an empty line for none); Ctrl-D quits.");
     let stdin = std::io::stdin();

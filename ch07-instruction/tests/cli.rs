@@ -242,3 +242,18 @@ fn the_readme_lists_every_exercise() {
 fn help_is_unchanged() {
     shared::reference::assert_help_unchanged(env!("CARGO_BIN_EXE_ch07-instruction"), env!("CARGO_MANIFEST_DIR"));
 }
+
+#[test]
+fn respond_answers_with_the_model_s_own_tokenizer() {
+    for family in ["llama", "qwen3", "gemma3"] {
+        let weights = shared::workspace_root().join("shared/tests/fixtures/hf").join(family);
+        let weights = weights.to_string_lossy();
+        let args = ["--init", "gpt2", "--weights", &weights, "respond", "--instruction", "Name a colour."];
+        let output = ch07(&[&args[..], &["--max-new-tokens", "6"]].concat());
+        assert!(output.status.success(), "{family}: {}", text(&output.stderr));
+        // Only the response: neither the prompt nor the BOS the tokenizer adds.
+        let response = text(&output.stdout);
+        assert!(!response.contains("Name a colour") && !response.contains("<bos>"), "{family}: {response:?}");
+        assert!(!response.contains("begin_of_text") && !response.trim().is_empty(), "{family}: {response:?}");
+    }
+}

@@ -165,8 +165,10 @@ fn tokenizers_give_the_python_packages_ids() {
         assert_eq!(built.encode("It had always").unwrap(), tokenizer.encode("It had always").unwrap());
         assert!(tokenizer.decode(&[model.cfg.vocab_size as TokenId + 5]).is_err(), "{family}: outside the vocabulary");
     }
-    // Generation stops at every EOS id generation_config.json names.
+    // A fragment of a text gets no BOS.
     let llama = HfTokenizer::open(&fixture("llama")).unwrap();
+    assert_eq!(llama.encode("It had").unwrap()[1..], llama.encode_fragment("It had").unwrap()[..]);
+    // Generation stops at every EOS id generation_config.json names.
     assert_eq!(llama.stop_ids(), [1, 4]);
     assert_eq!(llama.end_of_text(), Some(1));
 }

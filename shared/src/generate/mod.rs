@@ -596,6 +596,15 @@ pub enum Decoding {
 }
 
 impl Decoding {
+    /// Stops at `eos_id` instead of the end-of-text token it was built with (a model whose
+    /// tokenizer ends a text with another id than GPT-2's).
+    pub fn stop_at(&mut self, eos_id: i64) {
+        match self {
+            Self::Sample(sampler) => sampler.sampling.eos_id = Some(eos_id),
+            Self::Beam(settings) => settings.eos_id = Some(eos_id),
+        }
+    }
+
     /// Continues `idx` `(1, T)` by up to `max_new_tokens` tokens, stopping before the
     /// end-of-text token the sampler or the beam search names.
     pub fn generate(&mut self, model: &GptModel, idx: &Tensor, max_new_tokens: i64) -> Result<Tensor> {

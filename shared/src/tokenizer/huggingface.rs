@@ -80,6 +80,14 @@ impl Tokenizer for HfTokenizer {
         self.encode_with(text, true)
     }
 
+    fn encode_fragment(&self, text: &str) -> Result<Vec<TokenId>> {
+        self.encode_with(text, false)
+    }
+
+    fn decode_lossy(&self, ids: &[TokenId]) -> Result<String> {
+        self.decode_with(ids, true)
+    }
+
     fn decode(&self, ids: &[TokenId]) -> Result<String> {
         self.decode_with(ids, false)
     }

@@ -78,12 +78,21 @@ pub type TokenId = u32;
 /// Text to token ids and back.
 pub trait Tokenizer {
     /// The ids of `text` (special tokens such as `<|endoftext|>` included where the
-    /// tokenizer has them).
+    /// tokenizer has them), with the tokens a tokenizer adds to a whole text (Llama's and
+    /// Gemma's BOS) when it adds any.
     fn encode(&self, text: &str) -> Result<Vec<TokenId>>;
+    /// The ids of `text` as a piece of a longer text: without the tokens that
+    /// [`Tokenizer::encode`] adds around a whole text (the same ids for every tokenizer but
+    /// the Hugging Face ones).
+    fn encode_fragment(&self, text: &str) -> Result<Vec<TokenId>> {
+        self.encode(text)
+    }
     /// The text of `ids`; an id outside the vocabulary is an error.
     fn decode(&self, ids: &[TokenId]) -> Result<String>;
-    /// [`Tokenizer::decode`] for generated ids, which may stop inside a character: bytes that
-    /// are no UTF-8 become U+FFFD, as `tiktoken` decodes with `errors="replace"`.
+    /// [`Tokenizer::decode`] for generated ids shown as text: they may stop inside a
+    /// character, so bytes that are no UTF-8 become U+FFFD (as `tiktoken` decodes with
+    /// `errors="replace"`); the Hugging Face tokenizers also leave out special tokens (the
+    /// BOS they add), as `transformers` decodes with `skip_special_tokens=True`.
     fn decode_lossy(&self, ids: &[TokenId]) -> Result<String> {
         self.decode(ids)
     }

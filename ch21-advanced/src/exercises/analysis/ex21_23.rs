@@ -79,7 +79,7 @@ pub fn run(context: &RunContext, model: &Model) -> Result<Ex21_23> {
     let known_chars: BTreeSet<char> = training.chars().collect();
     let words = Vocabulary::from_text(&training, &[END_OF_TEXT, UNKNOWN]);
     let unique = |units: Vec<String>| units.into_iter().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>();
-    let bpe_ids = bpe.encode(&text)?;
+    let bpe_ids = bpe.encode_fragment(&text)?;
     let units = [
         (
             "characters".to_string(),
@@ -93,7 +93,7 @@ pub fn run(context: &RunContext, model: &Model) -> Result<Ex21_23> {
             bpe.vocab_size(),
             bpe_ids.len(),
             Vec::new(),
-            bpe.encode(&training)?.len(),
+            bpe.encode_fragment(&training)?.len(),
         ),
         (
             "words".to_string(),
@@ -119,7 +119,7 @@ pub fn run(context: &RunContext, model: &Model) -> Result<Ex21_23> {
         .collect();
     let mut split_words = Vec::new();
     for word in split_text(&text).into_iter().filter(|w| w.chars().all(char::is_alphabetic)) {
-        let pieces = token_labels(bpe.as_ref(), &bpe.encode(&format!(" {word}"))?);
+        let pieces = token_labels(bpe.as_ref(), &bpe.encode_fragment(&format!(" {word}"))?);
         if pieces.len() >= MANY_PIECES && !split_words.iter().any(|(w, _)| w == word) {
             split_words.push((word.to_string(), pieces));
         }
