@@ -132,13 +132,12 @@ impl ModelArgs {
         Ok(model)
     }
 
-    /// [`ModelArgs::load`], with `decoding` stopping at the model's own end-of-text token
+    /// [`ModelArgs::load`], with `decoding` stopping at the model's own end-of-text tokens
     /// (Llama's, Qwen3's, Gemma's; GPT-2's is the one it was built with).
     fn load_for(&self, init: &InitArgs, context: &RunContext, decoding: &mut Decoding) -> Result<InstructionModel> {
         let model = self.load(init, context)?;
-        if let Some(eos) = model.loaded.model.cfg.tokenizer.build()?.end_of_text() {
-            decoding.stop_at(i64::from(eos));
-        }
+        let stop_ids = model.loaded.model.cfg.tokenizer.build()?.stop_ids();
+        decoding.stop_at(&stop_ids.into_iter().map(i64::from).collect::<Vec<_>>());
         Ok(model)
     }
 

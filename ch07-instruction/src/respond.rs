@@ -31,13 +31,13 @@ pub fn respond(
 }
 
 /// The book's decoding of responses: greedy, until the end-of-text token of `model`'s
-/// tokenizer (GPT-2's 50256 in the book).
+/// tokenizer (GPT-2's 50256 in the book; any of an instruction model's stop tokens).
 pub fn greedy_decoding(model: &GptModel) -> Result<Decoding> {
-    let eos = model.cfg.tokenizer.build()?.end_of_text().unwrap_or(END_OF_TEXT_ID);
-    Ok(Decoding::Sample(
-        Sampler::new(&Sampling { eos_id: Some(i64::from(eos)), ..Sampling::GREEDY })
-            .expect("greedy decoding is a valid setting"),
-    ))
+    let sampling = Sampling { eos_id: Some(i64::from(END_OF_TEXT_ID)), ..Sampling::GREEDY };
+    let mut decoding = Decoding::Sample(Sampler::new(&sampling).expect("greedy decoding is a valid setting"));
+    let stop_ids = model.cfg.tokenizer.build()?.stop_ids();
+    decoding.stop_at(&stop_ids.into_iter().map(i64::from).collect::<Vec<_>>());
+    Ok(decoding)
 }
 
 /// [`respond`] with any decoding (sampling, top-p, a repetition penalty, beam search, ...);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use shared::generate::generate_greedy_cached;
+use shared::generate::{generate_greedy_cached, Decoding, Sampler, Sampling};
 use shared::model::GptModel;
 use shared::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, TokenId, Tokenizer};
 use shared::weights::families::{family_config, Family};
@@ -171,6 +171,25 @@ fn tokenizers_give_the_python_packages_ids() {
     // Generation stops at every EOS id generation_config.json names.
     assert_eq!(llama.stop_ids(), [1, 4]);
     assert_eq!(llama.end_of_text(), Some(1));
+}
+
+#[test]
+fn generation_stops_at_any_of_the_model_s_stop_tokens() {
+    let (_, model) = load("llama");
+    let prompt = &reference("llama")["prompts"][0];
+    let (ids, greedy) = (ids(&prompt["ids"]), ids(&prompt["greedy"]));
+    // transformers' greedy continuation reaches <|eot_id|> (4), the second stop id, at its
+    // fifth token.
+    assert_eq!(greedy[4], 4);
+    let stop_ids: Vec<i64> = model.cfg.tokenizer.build().unwrap().stop_ids().into_iter().map(i64::from).collect();
+    let mut decoding = Decoding::Sample(Sampler::new(&Sampling::GREEDY).unwrap());
+    decoding.stop_at(&stop_ids);
+    let out = decoding.generate(&model, &Tensor::from_slice(&ids).view([1, -1]), 16).unwrap();
+    assert_eq!(Vec::<i64>::try_from(out.view([-1])).unwrap()[ids.len()..], greedy[..4]);
+    // Batched decoding stops each row there too.
+    let Decoding::Sample(sampler) = &mut decoding else { unreachable!() };
+    let batched = shared::generate::batch::generate_batch(&model, std::slice::from_ref(&ids), 16, sampler).unwrap();
+    assert_eq!(batched[0], greedy[..4]);
 }
 
 #[test]

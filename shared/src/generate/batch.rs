@@ -32,7 +32,7 @@ pub fn generate_batch(
         let next = sampler.next_token(decoder.logits(), decoder.tokens())?; // (B, 1)
         let ids = Vec::<i64>::try_from(next.to_kind(Kind::Int64).view([-1]))?;
         for ((id, out), running) in ids.iter().zip(&mut generated).zip(&mut running) {
-            *running &= sampler.eos_id() != Some(*id);
+            *running &= !sampler.stops_at(*id);
             if *running {
                 out.push(*id);
             }

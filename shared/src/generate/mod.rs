@@ -105,7 +105,7 @@ pub fn generate_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i64, samp
     let mut new_tokens: Vec<Tensor> = Vec::new();
     for step in 0..max_new_tokens {
         let idx_next = sampler.next_token(&logits, decoder.tokens())?; // (B, 1)
-        if sampler.eos_id().is_some_and(|eos| batch == 1 && idx_next.int64_value(&[0, 0]) == eos) {
+        if batch == 1 && sampler.stops_at(idx_next.int64_value(&[0, 0])) {
             break;
         }
         new_tokens.push(idx_next.shallow_clone());
@@ -432,6 +432,9 @@ impl<F: FnMut(&Tensor) -> Tensor> LogitsProcessor for LogitBias<F> {
 /// (`torch.multinomial`, from the global generator: seed it to repeat a run).
 pub struct Sampler {
     pub sampling: Sampling,
+    /// More tokens that end a sequence besides `sampling.eos_id` (an instruction model's
+    /// end-of-turn token, say).
+    pub more_stop_ids: Vec<i64>,
     pub top_p: Option<f64>,
     pub repetition_penalty: Option<f64>,
     pub hooks: Vec<Box<dyn LogitsProcessor>>,
@@ -457,7 +460,7 @@ impl Sampler {
 
     /// The book's settings alone, unchecked (callers validate them).
     fn from_settings(sampling: Sampling) -> Self {
-        Self { sampling, top_p: None, repetition_penalty: None, hooks: Vec::new() }
+        Self { sampling, more_stop_ids: Vec::new(), top_p: None, repetition_penalty: None, hooks: Vec::new() }
     }
 
     /// Nucleus sampling with mass `p` in (0, 1].
@@ -483,6 +486,11 @@ impl Sampler {
     /// The end-of-text id that stops generation.
     pub fn eos_id(&self) -> Option<i64> {
         self.sampling.eos_id
+    }
+
+    /// Whether `id` ends a sequence: the end-of-text token or one of `more_stop_ids`.
+    pub fn stops_at(&self, id: i64) -> bool {
+        self.sampling.eos_id == Some(id) || self.more_stop_ids.contains(&id)
     }
 
     /// The logits `(B, V)` after the whole chain, before the final choice.
@@ -596,12 +604,17 @@ pub enum Decoding {
 }
 
 impl Decoding {
-    /// Stops at `eos_id` instead of the end-of-text token it was built with (a model whose
-    /// tokenizer ends a text with another id than GPT-2's).
-    pub fn stop_at(&mut self, eos_id: i64) {
+    /// Stops at `stop_ids` instead of the end-of-text token it was built with (a model whose
+    /// tokenizer ends a text with other ids than GPT-2's): at any of them when sampling, at
+    /// the first in beam search, whose beams end at one token. Nothing changes without ids.
+    pub fn stop_at(&mut self, stop_ids: &[i64]) {
+        let Some((&first, rest)) = stop_ids.split_first() else { return };
         match self {
-            Self::Sample(sampler) => sampler.sampling.eos_id = Some(eos_id),
-            Self::Beam(settings) => settings.eos_id = Some(eos_id),
+            Self::Sample(sampler) => {
+                sampler.sampling.eos_id = Some(first);
+                sampler.more_stop_ids = rest.to_vec();
+            }
+            Self::Beam(settings) => settings.eos_id = Some(first),
         }
     }
 

@@ -64,11 +64,6 @@ impl HfTokenizer {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow::anyhow!("decoding: {e}"))
     }
 
-    /// The ids that end a reply, the main one first.
-    pub fn stop_ids(&self) -> &[TokenId] {
-        &self.stop_ids
-    }
-
     /// The folder's chat template, with its BOS and EOS tokens, if it has one.
     pub fn chat_template(&self) -> Result<Option<ChatTemplate>> {
         ChatTemplate::open(&self.dir, self.bos_token.clone(), self.eos_token.clone())
@@ -98,6 +93,10 @@ impl Tokenizer for HfTokenizer {
 
     fn end_of_text(&self) -> Option<TokenId> {
         self.stop_ids.first().copied()
+    }
+
+    fn stop_ids(&self) -> Vec<TokenId> {
+        self.stop_ids.clone()
     }
 
     fn spec(&self) -> TokenizerSpec {

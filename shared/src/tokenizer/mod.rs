@@ -100,6 +100,11 @@ pub trait Tokenizer {
     fn vocab_size(&self) -> usize;
     /// The id that ends a text (generation stops at it), if the tokenizer has one.
     fn end_of_text(&self) -> Option<TokenId>;
+    /// Every id that ends a generation, [`Tokenizer::end_of_text`] first (an instruction
+    /// model also ends its turn with another token: Llama's `<|eot_id|>`).
+    fn stop_ids(&self) -> Vec<TokenId> {
+        self.end_of_text().into_iter().collect()
+    }
     /// What a checkpoint records to rebuild this tokenizer.
     fn spec(&self) -> TokenizerSpec;
 }
