@@ -136,8 +136,7 @@ impl ModelArgs {
     /// (Llama's, Qwen3's, Gemma's; GPT-2's is the one it was built with).
     fn load_for(&self, init: &InitArgs, context: &RunContext, decoding: &mut Decoding) -> Result<InstructionModel> {
         let model = self.load(init, context)?;
-        let stop_ids = model.loaded.model.cfg.tokenizer.build()?.stop_ids();
-        decoding.stop_at(&stop_ids.into_iter().map(i64::from).collect::<Vec<_>>());
+        decoding.stop_at_model_stops(&model.loaded.model)?;
         Ok(model)
     }
 

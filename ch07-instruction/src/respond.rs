@@ -35,8 +35,7 @@ pub fn respond(
 pub fn greedy_decoding(model: &GptModel) -> Result<Decoding> {
     let sampling = Sampling { eos_id: Some(i64::from(END_OF_TEXT_ID)), ..Sampling::GREEDY };
     let mut decoding = Decoding::Sample(Sampler::new(&sampling).expect("greedy decoding is a valid setting"));
-    let stop_ids = model.cfg.tokenizer.build()?.stop_ids();
-    decoding.stop_at(&stop_ids.into_iter().map(i64::from).collect::<Vec<_>>());
+    decoding.stop_at_model_stops(model)?;
     Ok(decoding)
 }
 

@@ -99,7 +99,7 @@ fn configs_map_onto_the_model_options() {
     object.insert("rope_local_base_freq".into(), 10_000.0.into());
     object.insert("rope_scaling".into(), serde_json::json!({"rope_type": "linear", "factor": 4.0}));
     object.insert("sliding_window_pattern".into(), 3.into());
-    let (family, config, _) = family_config(&json).unwrap();
+    let (family, config) = family_config(&json).unwrap();
     assert_eq!(family, Family::Gemma3);
     assert_eq!(config.local_attention.as_ref().unwrap().layers, [0, 1, 3], "every third layer is global");
     assert_eq!(shared::model::GptConfig { tokenizer: gemma.cfg.tokenizer.clone(), ..config }, gemma.cfg);
@@ -181,9 +181,8 @@ fn generation_stops_at_any_of_the_model_s_stop_tokens() {
     // transformers' greedy continuation reaches <|eot_id|> (4), the second stop id, at its
     // fifth token.
     assert_eq!(greedy[4], 4);
-    let stop_ids: Vec<i64> = model.cfg.tokenizer.build().unwrap().stop_ids().into_iter().map(i64::from).collect();
     let mut decoding = Decoding::Sample(Sampler::new(&Sampling::GREEDY).unwrap());
-    decoding.stop_at(&stop_ids);
+    decoding.stop_at_model_stops(&model).unwrap();
     let out = decoding.generate(&model, &Tensor::from_slice(&ids).view([1, -1]), 16).unwrap();
     assert_eq!(Vec::<i64>::try_from(out.view([-1])).unwrap()[ids.len()..], greedy[..4]);
     // Batched decoding stops each row there too.

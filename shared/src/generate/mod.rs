@@ -483,11 +483,6 @@ impl Sampler {
         self
     }
 
-    /// The end-of-text id that stops generation.
-    pub fn eos_id(&self) -> Option<i64> {
-        self.sampling.eos_id
-    }
-
     /// Whether `id` ends a sequence: the end-of-text token or one of `more_stop_ids`.
     pub fn stops_at(&self, id: i64) -> bool {
         self.sampling.eos_id == Some(id) || self.more_stop_ids.contains(&id)
@@ -604,11 +599,13 @@ pub enum Decoding {
 }
 
 impl Decoding {
-    /// Stops at `stop_ids` instead of the end-of-text token it was built with (a model whose
-    /// tokenizer ends a text with other ids than GPT-2's): at any of them when sampling, at
-    /// the first in beam search, whose beams end at one token. Nothing changes without ids.
-    pub fn stop_at(&mut self, stop_ids: &[i64]) {
-        let Some((&first, rest)) = stop_ids.split_first() else { return };
+    /// Stops at the tokens that end a generation in `model`'s tokenizer
+    /// ([`crate::tokenizer::Tokenizer::stop_ids`]) instead of the end-of-text token it was
+    /// built with: at any of them when sampling, at the first in beam search, whose beams end
+    /// at one token. A tokenizer without stop tokens changes nothing.
+    pub fn stop_at_model_stops(&mut self, model: &GptModel) -> Result<()> {
+        let stop_ids: Vec<i64> = model.cfg.tokenizer.build()?.stop_ids().into_iter().map(i64::from).collect();
+        let Some((&first, rest)) = stop_ids.split_first() else { return Ok(()) };
         match self {
             Self::Sample(sampler) => {
                 sampler.sampling.eos_id = Some(first);
@@ -616,6 +613,7 @@ impl Decoding {
             }
             Self::Beam(settings) => settings.eos_id = Some(first),
         }
+        Ok(())
     }
 
     /// Continues `idx` `(1, T)` by up to `max_new_tokens` tokens, stopping before the

@@ -4,7 +4,9 @@
 //! `tokenizer_config.json` gives the BOS and EOS tokens and the chat template
 //! ([`super::chat`]); `generation_config.json` the ids generation stops at.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
@@ -14,7 +16,7 @@ use super::{TokenId, Tokenizer, TokenizerSpec};
 
 /// A `tokenizer.json` and what its folder says about it.
 pub struct HfTokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Arc<tokenizers::Tokenizer>,
     dir: PathBuf,
     bos_token: Option<String>,
     eos_token: Option<String>,
@@ -26,10 +28,7 @@ pub struct HfTokenizer {
 impl HfTokenizer {
     /// The tokenizer of a model folder holding `tokenizer.json`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let path = dir.join("tokenizer.json");
-        ensure!(path.is_file(), "{} has no tokenizer.json", dir.display());
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| anyhow::anyhow!("{} is not a tokenizer.json tokenizers can read: {e}", path.display()))?;
+        let inner = parsed(&dir.join("tokenizer.json"))?;
         let config = read_json(&dir.join("tokenizer_config.json"))?;
         let token = |name: &str| config.as_ref().and_then(|c| token_text(c.get(name)?));
         let (bos_token, eos_token) = (token("bos_token"), token("eos_token"));
@@ -102,6 +101,23 @@ impl Tokenizer for HfTokenizer {
     fn spec(&self) -> TokenizerSpec {
         TokenizerSpec::HuggingFace { dir: self.dir.clone() }
     }
+}
+
+/// The `tokenizer.json` at `path`, parsed once per process: a model's tokenizer is rebuilt
+/// from its config for every response, and Llama 3's file is 9 MB of JSON (GPT-2's
+/// tokenizer is one shared instance likewise).
+fn parsed(path: &Path) -> Result<Arc<tokenizers::Tokenizer>> {
+    static PARSED: LazyLock<Mutex<HashMap<PathBuf, Arc<tokenizers::Tokenizer>>>> = LazyLock::new(Default::default);
+    ensure!(path.is_file(), "{} has no tokenizer.json", path.parent().unwrap_or(path).display());
+    let mut parsed = PARSED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(tokenizer) = parsed.get(path) {
+        return Ok(tokenizer.clone());
+    }
+    let tokenizer = tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| anyhow::anyhow!("{} is not a tokenizer.json tokenizers can read: {e}", path.display()))?;
+    let tokenizer = Arc::new(tokenizer);
+    parsed.insert(path.to_path_buf(), tokenizer.clone());
+    Ok(tokenizer)
 }
 
 /// A JSON file, or `None` when it does not exist.

@@ -108,26 +108,18 @@ pub struct FamilyWeights {
     pub weight_files: Vec<PathBuf>,
     /// The model these weights fit.
     pub config: GptConfig,
-    /// The context `config.json` declares (the model's context is at most
-    /// [`MAX_LOADED_CONTEXT`]).
-    pub declared_context: i64,
 }
 
 impl FamilyWeights {
-    /// A folder with `config.json` and `model.safetensors` (or `model.safetensors.index.json`
-    /// and its shards).
-    pub fn open(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text =
-            std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-        let json: Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config_path.display()))?;
-        let (family, mut config, declared_context) =
-            family_config(&json).with_context(|| format!("in {}", config_path.display()))?;
+    /// A folder with `config.json` (already read: `json`) and `model.safetensors` (or
+    /// `model.safetensors.index.json` and its shards).
+    pub fn open(dir: &Path, json: &Value) -> Result<Self> {
+        let (family, mut config) =
+            family_config(json).with_context(|| format!("in {}", dir.join("config.json").display()))?;
         if dir.join("tokenizer.json").is_file() {
             config.tokenizer = TokenizerSpec::HuggingFace { dir: dir.to_path_buf() };
         }
-        Ok(Self { family, dir: dir.to_path_buf(), weight_files: weight_files(dir)?, config, declared_context })
+        Ok(Self { family, dir: dir.to_path_buf(), weight_files: weight_files(dir)?, config })
     }
 
     /// Copies the weights into `vs`, which holds a `GptModel` built from
@@ -227,8 +219,8 @@ fn target_name(family: Family, name: &str) -> Option<String> {
     Some(format!("trf_blocks.{layer}.{ours}"))
 }
 
-/// The family, our config and the declared context of a Hugging Face `config.json`.
-pub fn family_config(json: &Value) -> Result<(Family, GptConfig, i64)> {
+/// The family and our config of a Hugging Face `config.json`.
+pub fn family_config(json: &Value) -> Result<(Family, GptConfig)> {
     let model_type = json.get("model_type").and_then(Value::as_str).unwrap_or("(none)");
     let family = Family::of_model_type(model_type).with_context(|| {
         format!("model_type {model_type} is not one this project reads ({}, or gpt2)", FAMILY_MODEL_TYPES.join(", "))
@@ -302,7 +294,7 @@ pub fn family_config(json: &Value) -> Result<(Family, GptConfig, i64)> {
         ..GptConfig::gpt2_small()
     };
     config.validate()?;
-    Ok((family, config, hf.max_position_embeddings))
+    Ok((family, config))
 }
 
 /// RoPE's base and scaling of the (global) layers, and Gemma's local base: from 5.x's

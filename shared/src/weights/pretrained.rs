@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use serde_json::Value;
 use tch::nn::VarStore;
 
 use super::families::{Family, FamilyWeights, FAMILY_MODEL_TYPES};
@@ -45,8 +46,10 @@ impl Pretrained {
         }
         let config = HubFile::new(spec, "config.json").fetch()?;
         let dir = config.parent().context("a cached file sits in a snapshot folder")?.to_path_buf();
-        if model_type(&dir)? == "gpt2" {
-            return Ok(Self::Gpt2(Gpt2Weights::resolve(spec)?));
+        if model_type(&read_config(&dir)?) == "gpt2" {
+            // Any GPT-2 repository, not only the book's four names.
+            HubFile::new(spec, "model.safetensors").fetch()?;
+            return Self::open(&dir);
         }
         match HubFile::new(spec, "model.safetensors.index.json").fetch() {
             Ok(index) => {
@@ -67,9 +70,10 @@ impl Pretrained {
 
     /// A local folder, by the `model_type` of its `config.json`.
     pub fn open(dir: &Path) -> Result<Self> {
-        match model_type(dir)?.as_str() {
+        let json = read_config(dir)?;
+        match model_type(&json) {
             "gpt2" => Ok(Self::Gpt2(Gpt2Weights::open(dir)?)),
-            other if Family::of_model_type(other).is_some() => Ok(Self::Family(FamilyWeights::open(dir)?)),
+            other if Family::of_model_type(other).is_some() => Ok(Self::Family(FamilyWeights::open(dir, &json)?)),
             other => bail!(
                 "{}: model_type {other} is not one this project reads (gpt2, {})",
                 dir.join("config.json").display(),
@@ -102,9 +106,8 @@ impl Pretrained {
     }
 }
 
-/// The `model_type` of a folder's `config.json` (`gpt2` when it names none, as older GPT-2
-/// configs may not).
-fn model_type(dir: &Path) -> Result<String> {
+/// A folder's `config.json`.
+fn read_config(dir: &Path) -> Result<Value> {
     let path = dir.join("config.json");
     if !path.is_file() {
         bail!(
@@ -113,7 +116,11 @@ fn model_type(dir: &Path) -> Result<String> {
         );
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    Ok(json.get("model_type").and_then(|t| t.as_str()).unwrap_or("gpt2").to_string())
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// The `model_type` of a `config.json` (`gpt2` when it names none, as older GPT-2 configs
+/// may not).
+fn model_type(json: &Value) -> &str {
+    json.get("model_type").and_then(Value::as_str).unwrap_or("gpt2")
 }
