@@ -125,7 +125,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     let reporter = Reporter::new(&context.out_dir, options.verbose);
     let (data, splits, sizes) = prepare_splits(context, options, &reporter)?;
     let LoadedModel { vs, mut model, description, .. } = options.init.load(context, Some(0.0))?;
-    let template = options.template.template();
+    let template = &*options.template.template(&*model.cfg.tokenizer.build()?)?;
     let (train, val) = loaders(options, template, &splits, &model)?;
     let train_tokens = train.dataset.token_stats();
     reporter.say(format!(
@@ -162,7 +162,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         lora: options.lora,
     };
     save_model(&checkpoint, &vs, &model.cfg, &meta, progress, context.seed)?;
-    let responses = answer_test_set(context, options, &model, &splits.test, &reporter)?;
+    let responses = answer_test_set(context, options, &model, template, &splits.test, &reporter)?;
     let report = FinetuneReport {
         options: options.clone(),
         data,
@@ -212,7 +212,7 @@ fn add_adapters(
 fn before_fine_tuning(
     context: &RunContext,
     model: &GptModel,
-    template: &'static dyn PromptTemplate,
+    template: &dyn PromptTemplate,
     first: &InstructionRecord,
     (train, val): (&InstructionLoader, &InstructionLoader),
     reporter: &Reporter,
@@ -268,7 +268,7 @@ fn prepare_splits(
 /// `--allowed-max-length` (the model's context by default).
 fn loaders(
     options: &FinetuneOptions,
-    template: &'static dyn PromptTemplate,
+    template: &dyn PromptTemplate,
     splits: &Splits,
     model: &GptModel,
 ) -> Result<(InstructionLoader, InstructionLoader)> {
@@ -299,13 +299,13 @@ fn answer_test_set(
     context: &RunContext,
     options: &FinetuneOptions,
     model: &GptModel,
+    template: &dyn PromptTemplate,
     test: &[InstructionRecord],
     reporter: &Reporter,
 ) -> Result<Option<PathBuf>> {
     if !options.responses || test.is_empty() {
         return Ok(None);
     }
-    let template = options.template.template();
     seed_everything(context.seed);
     let answered = respond_all(
         model,
@@ -355,20 +355,38 @@ pub struct InstructionModel {
     pub template: TemplateKind,
 }
 
+impl InstructionModel {
+    /// A model prompted with `template`, else in the style its tokenizer suggests
+    /// ([`TemplateKind::default_for`]: the book's Alpaca for GPT-2).
+    pub fn new(loaded: LoadedModel, template: Option<TemplateKind>) -> Result<Self> {
+        let template = match template {
+            Some(template) => template,
+            None => TemplateKind::default_for(&*loaded.model.cfg.tokenizer.build()?)?,
+        };
+        Ok(Self { loaded, template })
+    }
+
+    /// The model's prompt template.
+    pub fn prompt_template(&self) -> Result<Box<dyn PromptTemplate>> {
+        self.template.template(&*self.loaded.model.cfg.tokenizer.build()?)
+    }
+}
+
 /// Loads `path`; the template is `template` when given, else the one recorded beside the
-/// checkpoint, else Alpaca (the book's).
+/// checkpoint, else the model's chat template when its tokenizer has one, else Alpaca (the
+/// book's).
 pub fn load_model(path: &Path, template: Option<TemplateKind>, context: &RunContext) -> Result<InstructionModel> {
     let loaded = ModelSource::checkpoint(path).load(context.device, context.seed)?;
     let recorded = instruction_meta_path(&Checkpoint::at(path));
     let template = match template {
-        Some(template) => template,
+        Some(template) => Some(template),
         None if recorded.is_file() => {
             let text = std::fs::read_to_string(&recorded)?;
-            serde_json::from_str::<InstructionMeta>(&text)
-                .with_context(|| format!("{} is not an instruction model description", recorded.display()))?
-                .template
+            let meta = serde_json::from_str::<InstructionMeta>(&text)
+                .with_context(|| format!("{} is not an instruction model description", recorded.display()))?;
+            Some(meta.template)
         }
-        None => TemplateKind::Alpaca,
+        None => None,
     };
-    Ok(InstructionModel { loaded, template })
+    InstructionModel::new(loaded, template)
 }

@@ -27,7 +27,7 @@ use shared::app::recipe::TrainFlags;
 use shared::core::device::seed_everything;
 use shared::generate::{Decoding, Sampling};
 use shared::model::lora::LoraConfig;
-use shared::tokenizer::END_OF_TEXT_ID;
+use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
 
 /// Chapter 7, "Fine-tuning to follow instructions". Without a command: the book's run, which
 /// fine-tunes GPT-2 medium (355M) on 935 instruction records in the Alpaca prompt style for
@@ -50,7 +50,7 @@ struct Cli {
 struct RunArgs {
     #[command(flatten)]
     model: InitArgs,
-    /// Prompt style
+    /// Prompt style (model: a Hugging Face instruction model's own chat template)
     #[arg(long, value_enum, default_value = "alpaca")]
     template: TemplateKind,
     /// Leave the instruction and input out of the loss (exercise 7.2)
@@ -101,7 +101,7 @@ struct ModelArgs {
     /// A fine-tuned model: this chapter's checkpoint (NAME.safetensors or NAME.json), any checkpoint of ours (chapter 5's), or a book state dict such as gpt2-medium355M-sft.pth [default: the model --init names, e.g. --init random --config FILE]
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
-    /// Prompt style [default: the one the checkpoint was trained with, else alpaca]
+    /// Prompt style [default: the one the checkpoint was trained with, else the model's own chat template when it has one, else alpaca]
     #[arg(long, value_enum)]
     template: Option<TemplateKind>,
     /// Longest response
@@ -123,10 +123,7 @@ impl ModelArgs {
     fn load(&self, init: &InitArgs, context: &RunContext) -> Result<InstructionModel> {
         let mut model = match &self.checkpoint {
             Some(path) => finetune::load_model(path, self.template, context)?,
-            None => InstructionModel {
-                loaded: init.init()?.load(context, Some(0.0))?,
-                template: self.template.unwrap_or_default(),
-            },
+            None => InstructionModel::new(init.init()?.load(context, Some(0.0))?, self.template)?,
         };
         self.decoding.prepare(&mut model.loaded.model)?;
         Ok(model)
@@ -401,8 +398,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut decoding = model.decoding(&context)?;
             let loaded = model.load_for(&cli.run.model, &context, &mut decoding)?;
             let record = InstructionRecord::new(&instruction, &input, "");
-            let (m, template) = (&loaded.loaded.model, loaded.template.template());
-            println!("{}", respond_with(m, template, &record, model.max_new_tokens, context.device, &mut decoding)?);
+            let (m, template) = (&loaded.loaded.model, loaded.prompt_template()?);
+            println!("{}", respond_with(m, &*template, &record, model.max_new_tokens, context.device, &mut decoding)?);
         }
         Some(Command::Chat { model }) => chat(&model, &cli.run.model, &context)?,
         Some(Command::Serve { model, server }) => {
@@ -447,7 +444,7 @@ fn run(cli: Cli) -> Result<()> {
             context.create_out_dir()?;
             let answered = respond_all(
                 &loaded.loaded.model,
-                loaded.template.template(),
+                &*loaded.prompt_template()?,
                 &records,
                 model.max_new_tokens,
                 context.device,
@@ -468,7 +465,7 @@ fn run(cli: Cli) -> Result<()> {
 fn chat(model: &ModelArgs, init: &InitArgs, context: &RunContext) -> Result<()> {
     let mut decoding = model.decoding(context)?;
     let loaded = model.load_for(init, context, &mut decoding)?;
-    let template = loaded.template.template();
+    let template = &*loaded.prompt_template()?;
     eprintln!("Type an instruction, then an input (or an empty line for none); Ctrl-D quits.");
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -499,13 +496,18 @@ fn evaluate(
     template: TemplateKind,
     context: &RunContext,
 ) -> Result<()> {
+    ensure!(
+        template != TemplateKind::Model,
+        "the judge reads each instruction in one of the book's styles: --template alpaca or phi3"
+    );
+    let template = &*template.template(&Gpt2Tokenizer::new())?;
     let records = records::load(responses)?;
     context.create_out_dir()?;
     let client = OllamaClient::new(host, model);
     let bar = shared::train::progress_bar(true, records.len() as u64);
     bar.set_message(format!("scoring with {model}"));
     let mut partial = Vec::new();
-    let result = judge::score_responses(&client, template.template(), &records, |score| {
+    let result = judge::score_responses(&client, template, &records, |score| {
         partial.push(score.clone());
         bar.inc(1);
     });

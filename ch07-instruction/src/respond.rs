@@ -49,21 +49,37 @@ pub fn respond_with(
     device: Device,
     decoding: &mut Decoding,
 ) -> Result<String> {
-    let prompt = template.format_input(record);
     let tokenizer = model.cfg.tokenizer.build()?;
-    let ids: Vec<i64> = tokenizer.encode(&prompt)?.into_iter().map(i64::from).collect();
+    let ids = prompt_ids(template, tokenizer.as_ref(), record)?;
     let idx = Tensor::from_slice(&ids).view([1, -1]).to_device(device);
     let out = decoding.generate(model, &idx, max_new_tokens)?;
     let out = Vec::<i64>::try_from(out.get(0).to_device(Device::Cpu))?;
-    response_in(template, tokenizer.as_ref(), &prompt, &out)
+    response_in(template, tokenizer.as_ref(), ids.len(), &out)
 }
 
-/// The response in the generated tokens `ids` (prompt included).
-fn response_in(template: &dyn PromptTemplate, tokenizer: &dyn Tokenizer, prompt: &str, ids: &[i64]) -> Result<String> {
+/// The ids of `record`'s prompt.
+fn prompt_ids(
+    template: &dyn PromptTemplate,
+    tokenizer: &dyn Tokenizer,
+    record: &InstructionRecord,
+) -> Result<Vec<i64>> {
+    Ok(template.encode(tokenizer, &template.format_input(record))?.into_iter().map(i64::from).collect())
+}
+
+/// The response in the generated tokens `ids`, whose first `prompt_len` are the prompt:
+/// the book cuts the decoded prompt's length off the decoded text (special tokens, which a
+/// chat template writes into the prompt, are left out of both).
+fn response_in(
+    template: &dyn PromptTemplate,
+    tokenizer: &dyn Tokenizer,
+    prompt_len: usize,
+    ids: &[i64],
+) -> Result<String> {
     let ids: Vec<TokenId> = ids.iter().map(|&t| t as TokenId).collect();
     // A response may end inside a character.
     let generated = tokenizer.decode_lossy(&ids)?;
-    Ok(template.extract_response(&generated, prompt))
+    let prompt = tokenizer.decode_lossy(&ids[..prompt_len.min(ids.len())])?;
+    Ok(template.extract_response(&generated, &prompt))
 }
 
 /// Records [`respond_all`] decodes together.
@@ -82,20 +98,15 @@ pub fn respond_batch(
     decoding: &mut Decoding,
 ) -> Result<Vec<String>> {
     let tokenizer = model.cfg.tokenizer.build()?;
-    let prompts: Vec<String> = records.iter().map(|record| template.format_input(record)).collect();
-    let ids: Vec<Vec<i64>> = prompts
-        .iter()
-        .map(|prompt| Ok(tokenizer.encode(prompt)?.into_iter().map(i64::from).collect()))
-        .collect::<Result<_>>()?;
+    let ids: Vec<Vec<i64>> =
+        records.iter().map(|record| prompt_ids(template, tokenizer.as_ref(), record)).collect::<Result<_>>()?;
     let longest = ids.iter().map(Vec::len).max().unwrap_or(0) as i64;
     match decoding {
         Decoding::Sample(sampler) if records.len() > 1 && longest + max_new_tokens <= model.cfg.context_length => {
             let new = generate_batch(model, &ids, max_new_tokens, sampler)?;
-            let joined = ids.into_iter().zip(new).map(|(prompt, new)| [prompt, new].concat());
-            prompts
-                .iter()
-                .zip(joined)
-                .map(|(prompt, ids)| response_in(template, tokenizer.as_ref(), prompt, &ids))
+            ids.into_iter()
+                .zip(new)
+                .map(|(prompt, new)| response_in(template, tokenizer.as_ref(), prompt.len(), &[prompt, new].concat()))
                 .collect()
         }
         _ => records

@@ -4,7 +4,7 @@
 
 use ch07_instruction::collate::{collate, CollateOptions, Example, InstructionDataset, InstructionLoader};
 use ch07_instruction::exercises::{self, ex7_4};
-use ch07_instruction::finetune::{self, FinetuneOptions, RESPONSES_FILE};
+use ch07_instruction::finetune::{self, FinetuneOptions, InstructionModel, RESPONSES_FILE};
 use ch07_instruction::records::{self, InstructionRecord, Splits};
 use ch07_instruction::respond::respond;
 use ch07_instruction::template::{Alpaca, Phi3, PromptTemplate, TemplateKind};
@@ -16,6 +16,7 @@ use shared::core::device::global_rng_lock;
 use shared::data::dataset::BatchSource;
 use shared::data::INSTRUCTION_DATA;
 use shared::reference::assert_close;
+use shared::tokenizer::ChatMessage;
 use shared::train::{cross_entropy, IGNORE_INDEX};
 use tch::{Kind, Tensor};
 
@@ -376,13 +377,18 @@ fn data_names_resolve_to_alpaca_a_url_or_the_book_data() {
 #[test]
 fn llama_qwen3_and_gemma3_fine_tune_with_their_own_tokenizers() {
     let lora = Some(shared::model::lora::LoraConfig { rank: 4, alpha: 8.0 });
-    for (family, lora) in [("llama", None), ("qwen3", lora), ("gemma3", None)] {
+    // Llama and Gemma learn their own chat templates, with the prompt masked out of the loss.
+    let chat = TemplateKind::Model;
+    for (family, lora, template) in
+        [("llama", None, chat), ("qwen3", lora, TemplateKind::Alpaca), ("gemma3", None, chat)]
+    {
         let dir = tempfile::tempdir().unwrap();
-        let weights = shared::workspace_root().join("shared/tests/fixtures/hf").join(family);
         let options = FinetuneOptions {
-            init: Init::Gpt2(weights.to_string_lossy().into_owned()),
+            init: Init::Gpt2(family_dir(family)),
             limit: Some(40),
             lora,
+            template,
+            mask_instructions: template == chat,
             train: TrainFlags { epochs: 2, lr: Some(2e-3), eval_freq: 1, eval_iter: 2, ..TrainFlags::defaults() },
             responses: false,
             verbose: false,
@@ -399,11 +405,78 @@ fn llama_qwen3_and_gemma3_fine_tune_with_their_own_tokenizers() {
         if lora.is_some() {
             assert!(report.trainable_parameters < report.total_parameters / 2, "{family}: only the adapters train");
         }
-        // The saved model names its tokenizer: it reloads and answers in its own ids.
+        // The saved model names its tokenizer and template: it reloads and answers in them.
         let reloaded = finetune::load_model(&report.checkpoint, None, &context).unwrap();
         assert_eq!(reloaded.loaded.model.cfg.tokenizer.name(), "huggingface", "{family}");
+        assert_eq!(reloaded.template, template, "{family}");
         let record = InstructionRecord::new("Name a colour.", "", "");
         let _rng = global_rng_lock();
-        respond(&reloaded.loaded.model, &Alpaca, &record, 4, tch::Device::Cpu).unwrap();
+        respond(&reloaded.loaded.model, &*reloaded.prompt_template().unwrap(), &record, 4, tch::Device::Cpu).unwrap();
+    }
+}
+
+/// A committed tiny Hugging Face checkpoint (`scripts/reference/hf_families.py`).
+fn family_dir(family: &str) -> String {
+    shared::workspace_root().join("shared/tests/fixtures/hf").join(family).to_string_lossy().into_owned()
+}
+
+fn family_model(family: &str) -> InstructionModel {
+    let _rng = global_rng_lock();
+    let loaded = Init::Gpt2(family_dir(family)).load(&RunContext::for_tests(), Some(0.0)).unwrap();
+    InstructionModel::new(loaded, None).unwrap()
+}
+
+#[test]
+fn a_model_s_chat_template_prompts_as_the_model_was_tuned() {
+    let record = InstructionRecord::new("Rewrite the sentence.", "The cat sat.", "The cat was sitting.");
+    let user = ChatMessage::new("user", "Rewrite the sentence.\n\nThe cat sat.");
+    let assistant = ChatMessage::new("assistant", "The cat was sitting.");
+    for family in ["llama", "qwen3", "gemma3"] {
+        // A Hugging Face instruction model is prompted in its own template unless told otherwise.
+        let model = family_model(family);
+        assert_eq!(model.template, TemplateKind::Model, "{family}");
+        let tokenizer = model.loaded.model.cfg.tokenizer.build().unwrap();
+        let chat = tokenizer.chat_template().unwrap().unwrap();
+        let template = model.prompt_template().unwrap();
+        let prompt = template.format_input(&record);
+        let example = template.format_example(&record);
+        assert_eq!(prompt, chat.render(std::slice::from_ref(&user), true).unwrap(), "{family}");
+        assert_eq!(example, chat.render(&[user.clone(), assistant.clone()], false).unwrap(), "{family}");
+        assert_eq!(prompt.clone() + &template.format_response(&record.output), example, "{family}");
+        // Encoded as written: the template's BOS, not a second one from the tokenizer.
+        let ids = template.encode(&*tokenizer, &example).unwrap();
+        let bos = tokenizer.encode("").unwrap();
+        assert!(ids.starts_with(&bos) && ids.iter().filter(|id| bos.contains(id)).count() == bos.len(), "{family}");
+        // The reply ends its turn with one of the model's stop tokens, which fine-tuning teaches.
+        let prompt_len = template.encode(&*tokenizer, &prompt).unwrap().len();
+        assert!(ids[prompt_len..].iter().any(|id| tokenizer.stop_ids().contains(id)), "{family}: {example:?}");
+    }
+    // GPT-2 has no chat template: the book's Alpaca, and a clear error when asked for one.
+    let gpt2 = shared::tokenizer::Gpt2Tokenizer::new();
+    assert_eq!(TemplateKind::default_for(&gpt2).unwrap(), TemplateKind::Alpaca);
+    let err = TemplateKind::Model.template(&gpt2).err().unwrap().to_string();
+    assert!(err.contains("no chat template") && err.contains("alpaca"), "{err}");
+}
+
+#[test]
+fn a_response_in_a_chat_template_is_the_new_tokens_decoded() {
+    let record = InstructionRecord::new("Name a colour.", "", "");
+    for family in ["llama", "qwen3", "gemma3"] {
+        let model = family_model(family);
+        let (gpt, template) = (&model.loaded.model, model.prompt_template().unwrap());
+        let response = respond(gpt, &*template, &record, 12, tch::Device::Cpu).unwrap();
+        // By hand: the prompt as the template writes it, 12 greedy tokens without a cache,
+        // cut before the first stop token, decoded without special tokens, trimmed.
+        let tokenizer = gpt.cfg.tokenizer.build().unwrap();
+        let prompt: Vec<i64> =
+            tokenizer.encode_fragment(&template.format_input(&record)).unwrap().into_iter().map(i64::from).collect();
+        let idx = Tensor::from_slice(&prompt).view([1, -1]);
+        let out = shared::generate::generate_text_simple(gpt, &idx, 12, gpt.cfg.context_length).unwrap();
+        let new: Vec<u32> = Vec::<i64>::try_from(out.get(0)).unwrap()[prompt.len()..]
+            .iter()
+            .map(|&id| id as u32)
+            .take_while(|id| !tokenizer.stop_ids().contains(id))
+            .collect();
+        assert_eq!(response, tokenizer.decode_lossy(&new).unwrap().trim(), "{family}");
     }
 }

@@ -9,16 +9,19 @@ use std::io::{BufRead, BufReader};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use ch07_instruction::finetune::InstructionModel;
 use ch07_instruction::records::InstructionRecord;
 use ch07_instruction::respond::respond;
 use ch07_instruction::serve::load_test::{self, LoadTestOptions};
-use ch07_instruction::serve::{RunningServer, ServeOptions};
-use ch07_instruction::template::TemplateKind;
+use ch07_instruction::serve::{self, RunningServer, ServeOptions};
+use ch07_instruction::template::{Alpaca, PromptTemplate};
 use common::model::{small_model, start};
 use serde_json::{json, Value};
+use shared::app::cli::RunContext;
+use shared::app::model_source::Init;
 use shared::core::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
-use shared::tokenizer::END_OF_TEXT_ID;
+use shared::tokenizer::{ChatMessage, END_OF_TEXT_ID};
 use tch::Device;
 
 /// The server most tests share.
@@ -96,7 +99,7 @@ fn chat_replies_equal_respond_streamed_or_not() {
         let _rng = global_rng_lock();
         small_model().unwrap()
     };
-    let template = TemplateKind::Alpaca.template();
+    let template = &Alpaca;
     for (instruction, input) in [("Name a planet.", ""), ("Rewrite the sentence.", "The cat sat on the mat.")] {
         let record = InstructionRecord::new(instruction, input, "");
         let expected = respond(&model.loaded.model, template, &record, 40, Device::Cpu).unwrap();
@@ -396,5 +399,52 @@ fn a_load_test_gets_every_request_answered() {
         load_test::run("http://example.com:80", &LoadTestOptions { requests: 1, concurrency: 1, max_tokens: 1 })
             .unwrap_err();
     assert!(error.to_string().contains("only runs against this machine"));
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_hugging_face_model_chats_in_its_own_template() {
+    let weights = shared::workspace_root().join("shared/tests/fixtures/hf/llama").to_string_lossy().into_owned();
+    let load = |weights: String| {
+        move || {
+            let loaded = Init::Gpt2(weights).load(&RunContext::for_tests(), Some(0.0))?;
+            InstructionModel::new(loaded, None)
+        }
+    };
+    let (server, model) = {
+        let _rng = global_rng_lock();
+        let server = serve::start(load(weights.clone()), ServeOptions::local(0)).unwrap();
+        (server, load(weights)().unwrap())
+    };
+    let url = server.url();
+    let template = model.prompt_template().unwrap();
+    let tokenizer = model.loaded.model.cfg.tokenizer.build().unwrap();
+    let chat = tokenizer.chat_template().unwrap().unwrap();
+    let prompt_tokens =
+        |messages: &[ChatMessage]| tokenizer.encode_fragment(&chat.render(messages, true).unwrap()).unwrap().len();
+
+    // One user message: respond's answer, whole or streamed, from the template's prompt.
+    let record = InstructionRecord::new("Name a colour.", "", "");
+    let expected = respond(&model.loaded.model, &*template, &record, 12, Device::Cpu).unwrap();
+    let body = json!({ "messages": [{ "role": "user", "content": "Name a colour." }], "max_tokens": 12 });
+    let (status, reply) = post(&url, "/v1/chat/completions", body.to_string());
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(content(&reply), expected);
+    assert_eq!(reply["usage"]["prompt_tokens"], prompt_tokens(&[ChatMessage::new("user", "Name a colour.")]));
+    let stream_body = json!({ "stream": true, "messages": body["messages"], "max_tokens": 12 });
+    assert_eq!(streamed_text(&url, "/v1/chat/completions", &stream_body).0, expected);
+
+    // A whole conversation goes through the template as it is, system message and turns.
+    let turns = [("system", "Answer briefly."), ("user", "Hi."), ("assistant", "Hello!"), ("user", "Name a colour.")];
+    let messages: Vec<ChatMessage> = turns.iter().map(|(role, text)| ChatMessage::new(role, text)).collect();
+    let body = json!({ "messages": messages, "max_tokens": 4 });
+    let (status, reply) = post(&url, "/v1/chat/completions", body.to_string());
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["usage"]["prompt_tokens"], prompt_tokens(&messages));
+
+    // A completion's prompt starts as a whole text does: with Llama's BOS.
+    let (status, reply) = post(&url, "/v1/completions", json!({ "prompt": "The sky is", "max_tokens": 4 }).to_string());
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["usage"]["prompt_tokens"], tokenizer.encode("The sky is").unwrap().len());
     server.stop().unwrap();
 }

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use super::text::TextRules;
 use super::worker::{FinishReason, RowSampling};
-use crate::records::InstructionRecord;
 use crate::template::PromptTemplate;
 
 /// Most stop sequences a request may give (OpenAI's limit).
@@ -123,7 +122,7 @@ impl Params {
     fn generation(
         self,
         prompt: String,
-        marker: Option<&'static str>,
+        (marker, trim): (Option<&'static str>, bool),
         defaults: &Defaults,
     ) -> Result<Generation, ApiError> {
         if self.n.is_some_and(|n| n != 1) {
@@ -163,7 +162,7 @@ impl Params {
             prompt,
             max_tokens: self.max_tokens,
             sampling: RowSampling { temperature, top_k, top_p, seed: self.seed.map(|seed| seed as u64) },
-            text: TextRules { marker, trim: marker.is_some(), stops },
+            text: TextRules { marker, trim, stops },
             stream: self.stream.unwrap_or(false),
             include_usage: self.stream_options.is_some_and(|options| options.include_usage),
         })
@@ -176,7 +175,7 @@ impl ChatRequest {
     pub fn generation(mut self, template: &dyn PromptTemplate, defaults: &Defaults) -> Result<Generation, ApiError> {
         let prompt = render_chat(template, &self.messages)?;
         self.params.max_tokens = self.max_completion_tokens.or(self.params.max_tokens);
-        self.params.generation(prompt, Some(template.response_marker()), defaults)
+        self.params.generation(prompt, (template.response_marker(), true), defaults)
     }
 }
 
@@ -191,28 +190,23 @@ impl CompletionRequest {
             Prompt::Many(mut prompts) if prompts.len() == 1 => prompts.remove(0),
             Prompt::Many(_) => return Err(ApiError::invalid("this server takes one prompt per request", "prompt")),
         };
-        self.params.generation(prompt, None, defaults)
+        self.params.generation(prompt, (None, false), defaults)
     }
 }
 
-/// The chat in the template the model was fine-tuned with, which knows one instruction (and
-/// an input) per prompt: the last message is the user's instruction, and a system message
-/// is its input (the context it works on). Earlier turns come first, each a complete
-/// example (instruction and response) as in training. A single user message gives the
-/// prompt `respond` builds for that instruction.
+/// The conversation in the template the model was fine-tuned with
+/// ([`PromptTemplate::render_chat`]: one instruction and its input per prompt in the book's
+/// styles, the whole conversation in a model's own chat template); `developer` messages are
+/// system messages. A conversation the template cannot render is the client's error.
 pub fn render_chat(template: &dyn PromptTemplate, messages: &[ChatMessage]) -> Result<String, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages must hold at least one message", "messages"));
     }
-    let mut system = Vec::new();
-    let mut turns: Vec<(&str, String)> = Vec::new();
+    let mut turns = Vec::with_capacity(messages.len());
     for message in messages {
         let text = content_text(message.content.as_ref())?;
         let role = match message.role.as_str() {
-            "system" | "developer" => {
-                system.push(text);
-                continue;
-            }
+            "system" | "developer" => "system",
             "user" => "user",
             "assistant" => "assistant",
             other => {
@@ -222,24 +216,9 @@ pub fn render_chat(template: &dyn PromptTemplate, messages: &[ChatMessage]) -> R
                 ))
             }
         };
-        // Consecutive messages of one role are one turn.
-        match turns.last_mut() {
-            Some((last, joined)) if *last == role => *joined = format!("{joined}\n{text}"),
-            _ => turns.push((role, text)),
-        }
+        turns.push(shared::tokenizer::ChatMessage::new(role, &text));
     }
-    let Some(("user", instruction)) = turns.last() else {
-        return Err(ApiError::invalid("the last message (after any system message) must be the user's", "messages"));
-    };
-    if turns[0].0 != "user" {
-        return Err(ApiError::invalid("the conversation must start with a user message", "messages"));
-    }
-    let mut prompt = String::new();
-    for pair in turns[..turns.len() - 1].chunks(2) {
-        let record = InstructionRecord::new(&pair[0].1, "", &pair[1].1);
-        prompt += &(template.format_example(&record) + "\n\n");
-    }
-    Ok(prompt + &template.format_input(&InstructionRecord::new(instruction, &system.join("\n"), "")))
+    template.render_chat(&turns).map_err(|err| ApiError::invalid(format!("{err:#}"), "messages"))
 }
 
 fn content_text(content: Option<&Content>) -> Result<String, ApiError> {

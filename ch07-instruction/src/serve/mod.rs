@@ -4,16 +4,18 @@
 //! | module | holds |
 //! |---|---|
 //! | [`api`] | the wire format: requests and their checks, the chat template, responses, errors |
+//! | [`prompt`] | a request's prompt as ids: the model's template and tokenizer |
 //! | [`guard`] | who may call: loopback `Host`, same-origin pages, an optional API key |
 //! | [`routes`] | the axum handlers, streaming as server-sent events |
 //! | [`worker`] | the thread that owns the model and decodes queued requests in batches |
-//! | [`text`] | the streamed text: UTF-8 across tokens, the response marker, trimming, stop sequences |
+//! | [`text`] | the streamed text: the response marker, trimming, stop sequences |
 //! | [`load_test`] | concurrent clients against a server, with latency percentiles |
 //! | [`soak`] | valid and hostile requests mixed, and what the server must show afterwards |
 
 pub mod api;
 pub mod guard;
 pub mod load_test;
+pub mod prompt;
 pub mod routes;
 pub mod soak;
 pub mod text;

@@ -18,7 +18,6 @@ use futures_util::stream::{self, Stream, StreamExt};
 use rand::RngExt;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::api::{ApiError, ChatRequest, CompletionRequest, Defaults, Endpoint, Generation, Reply};
@@ -111,7 +110,7 @@ async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Re
 async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let request = parse::<ChatRequest>(request, &state)
         .await
-        .and_then(|request| request.generation(state.info.template.template(), &state.defaults));
+        .and_then(|request| request.generation(state.info.prompter.template.as_ref(), &state.defaults));
     respond(state, Endpoint::Chat, request).await
 }
 
@@ -180,14 +179,9 @@ async fn generate(
     request: Result<Generation, ApiError>,
 ) -> Result<Response, ApiError> {
     let request = request?;
-    // The prompt is text, the user's and the template's alike: `<|endoftext|>` written in a
-    // message is those characters, never the special token that ends a document.
-    let mut prompt: Vec<i64> =
-        Gpt2Tokenizer::new().encode_ordinary(&request.prompt).into_iter().map(i64::from).collect();
-    if prompt.is_empty() {
-        // An empty prompt starts a new document, as GPT-2 saw them in training.
-        prompt.push(END_OF_TEXT_ID as i64);
-    }
+    let prompt = state.info.prompter.encode(endpoint, &request.prompt).map_err(|err| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{err:#}"), "invalid_request_error", None, None)
+    })?;
     let max_tokens = max_tokens(&state, prompt.len() as i64, request.max_tokens)?;
     let (events, receiver) = unbounded_channel();
     let job = Job { prompt, max_tokens, sampling: request.sampling, text: request.text, events };

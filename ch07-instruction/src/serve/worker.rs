@@ -17,13 +17,13 @@ use serde::Serialize;
 use shared::generate::batch::BatchDecoder;
 use shared::generate::{check_logits, Sampler, Sampling};
 use shared::model::GptModel;
-use shared::tokenizer::{Gpt2Tokenizer, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
+use shared::tokenizer::{TextStream, TokenId, Tokenizer};
 use tch::{Device, Kind, Tensor};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::text::{ResponseText, TextRules, Utf8Stream};
+use super::prompt::Prompter;
+use super::text::{ResponseText, TextRules};
 use crate::finetune::InstructionModel;
-use crate::template::TemplateKind;
 
 /// One request for the worker: the prompt's tokens and how to continue it.
 #[derive(Debug)]
@@ -125,7 +125,8 @@ impl Stats {
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     pub context_length: i64,
-    pub template: TemplateKind,
+    /// The model's prompt template and tokenizer.
+    pub prompter: Arc<Prompter>,
     /// Where the model came from, for the log.
     pub description: String,
 }
@@ -159,20 +160,22 @@ impl Worker {
         let stats = Arc::new(Stats::default());
         let worker_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new().name("model".into()).spawn(move || {
-            let model = match load().and_then(|model| check_vocabulary(&model.loaded.model).map(|()| model)) {
-                Ok(model) => model,
+            let loaded = load().and_then(|model| Ok((Prompter::new(&model)?, model)));
+            let (prompter, model) = match loaded {
+                Ok(loaded) => loaded,
                 Err(err) => {
                     let _ = ready.send(Err(err));
                     return;
                 }
             };
+            let prompter = Arc::new(prompter);
             let info = ModelInfo {
                 context_length: model.loaded.model.cfg.context_length,
-                template: model.template,
+                prompter: Arc::clone(&prompter),
                 description: model.loaded.description.clone(),
             };
             let _ = ready.send(Ok(info));
-            serve_jobs(&model.loaded.model, &receiver, max_batch, &worker_stats);
+            serve_jobs(&model.loaded.model, prompter.tokenizer.as_ref(), &receiver, max_batch, &worker_stats);
         })?;
         let info = loaded.recv().map_err(|_| anyhow!("the model's thread ended while loading"))??;
         Ok((Self { jobs, stats, max_queue }, info, thread))
@@ -198,20 +201,29 @@ impl Worker {
     }
 }
 
-/// Responses are GPT-2 text, as `respond`'s are.
-fn check_vocabulary(model: &GptModel) -> Result<()> {
-    ensure!(
-        model.cfg.vocab_size >= GPT2_VOCAB_SIZE as i64,
-        "the server speaks GPT-2's tokenizer, and this model's vocabulary has only {} tokens",
-        model.cfg.vocab_size
-    );
-    Ok(())
+/// The model's tokenizer as the worker uses it: the ids that end a response, and the ids
+/// it can write out.
+struct Vocabulary<'a> {
+    tokenizer: &'a dyn Tokenizer,
+    stop_ids: Vec<i64>,
+    /// Logits past this are never chosen (a model may pad its vocabulary, as Qwen3 does).
+    size: i64,
 }
 
 /// The worker's loop: wait for a request, take what else is waiting, decode a batch, again.
-fn serve_jobs(model: &GptModel, jobs: &mpsc::Receiver<Job>, max_batch: usize, stats: &Stats) {
+fn serve_jobs(
+    model: &GptModel,
+    tokenizer: &dyn Tokenizer,
+    jobs: &mpsc::Receiver<Job>,
+    max_batch: usize,
+    stats: &Stats,
+) {
     let _no_grad = tch::no_grad_guard();
-    let tokenizer = Gpt2Tokenizer::new();
+    let vocabulary = Vocabulary {
+        tokenizer,
+        stop_ids: tokenizer.stop_ids().into_iter().map(i64::from).collect(),
+        size: (tokenizer.vocab_size() as i64).min(model.cfg.vocab_size),
+    };
     let mut waiting = VecDeque::new();
     loop {
         if waiting.is_empty() {
@@ -228,8 +240,8 @@ fn serve_jobs(model: &GptModel, jobs: &mpsc::Receiver<Job>, max_batch: usize, st
         stats.running.store(batch.len(), Ordering::Relaxed);
         Stats::add(&stats.batches, 1);
         Stats::add(&stats.batched_requests, batch.len());
-        let mut rows: Vec<Row> = batch.into_iter().map(Row::new).collect();
-        let outcome = catch_unwind(AssertUnwindSafe(|| decode_batch(model, &tokenizer, &mut rows, stats)));
+        let mut rows: Vec<Row> = batch.into_iter().map(|job| Row::new(job, &vocabulary)).collect();
+        let outcome = catch_unwind(AssertUnwindSafe(|| decode_batch(model, &vocabulary, &mut rows, stats)));
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(err)) => Some(format!("{err:#}")),
@@ -280,7 +292,7 @@ fn take_batch(waiting: &mut VecDeque<Job>, max_batch: usize, context: i64, stats
 
 /// Decodes `rows` together until each has finished or gone; a row leaves `rows` when it
 /// does. Rows still there after an error are the ones it cut short.
-fn decode_batch(model: &GptModel, tokenizer: &Gpt2Tokenizer, rows: &mut Vec<Row>, stats: &Stats) -> Result<()> {
+fn decode_batch(model: &GptModel, vocabulary: &Vocabulary, rows: &mut Vec<Row>, stats: &Stats) -> Result<()> {
     let prompts: Vec<Vec<i64>> = rows.iter().map(|row| row.job.prompt.clone()).collect();
     let most_new = rows.iter().map(|row| row.job.max_tokens).max().unwrap_or(0);
     let mut decoder = BatchDecoder::new(model, &prompts, most_new)?;
@@ -293,9 +305,9 @@ fn decode_batch(model: &GptModel, tokenizer: &Gpt2Tokenizer, rows: &mut Vec<Row>
             }
             let i = i as i64;
             // Only tokens the tokenizer can write out (a model may pad its vocabulary).
-            let logits = decoder.logits().narrow(0, i, 1).narrow(1, 0, GPT2_VOCAB_SIZE as i64);
+            let logits = decoder.logits().narrow(0, i, 1).narrow(1, 0, vocabulary.size);
             let id = row.choose(&logits, &decoder.tokens().narrow(0, i, 1))?;
-            if row.accept(id, tokenizer, stats)? {
+            if row.accept(id, vocabulary, stats)? {
                 keep.push(i);
                 next.push(id);
             }
@@ -318,23 +330,23 @@ fn decode_batch(model: &GptModel, tokenizer: &Gpt2Tokenizer, rows: &mut Vec<Row>
 }
 
 /// One request in a batch.
-struct Row {
+struct Row<'a> {
     job: Job,
     sampler: Sampler,
     rng: StdRng,
-    utf8: Utf8Stream,
+    tokens: TextStream<'a>,
     text: ResponseText,
     generated: usize,
 }
 
-impl Row {
-    fn new(job: Job) -> Self {
+impl<'a> Row<'a> {
+    fn new(job: Job, vocabulary: &Vocabulary<'a>) -> Self {
         let RowSampling { temperature, top_k, top_p, seed } = job.sampling;
-        let sampling = Sampling { temperature, top_k, eos_id: Some(END_OF_TEXT_ID as i64) };
+        let sampling = Sampling { temperature, top_k, eos_id: vocabulary.stop_ids.first().copied() };
         let sampler = Sampler::with_options(&sampling, top_p, None).expect("the server validates the settings");
         let rng = StdRng::seed_from_u64(seed.unwrap_or_else(|| rand::rng().random()));
         let text = ResponseText::new(job.text.clone());
-        Self { job, sampler, rng, utf8: Utf8Stream::default(), text, generated: 0 }
+        Self { job, sampler, rng, tokens: TextStream::new(vocabulary.tokenizer), text, generated: 0 }
     }
 
     /// The next token for `logits` `(1, V)`: the argmax at temperature 0, else a draw from
@@ -364,23 +376,23 @@ impl Row {
     /// Takes the chosen token: sends the text it makes visible; false when the response has
     /// ended (the end-of-text token, a stop sequence or `max_tokens`). The counters are
     /// up to date before the client hears of the end.
-    fn accept(&mut self, id: i64, tokenizer: &Gpt2Tokenizer, stats: &Stats) -> Result<bool> {
-        let reason = self.advance(id, tokenizer, stats)?;
+    fn accept(&mut self, id: i64, vocabulary: &Vocabulary, stats: &Stats) -> Result<bool> {
+        let reason = self.advance(id, vocabulary, stats)?;
         if let Some(reason) = reason {
             Stats::add(&stats.completed, 1);
-            self.finish(reason);
+            self.finish(reason)?;
         }
         Ok(reason.is_none())
     }
 
     /// Adds the token's text; why the response ends with it, if it does.
-    fn advance(&mut self, id: i64, tokenizer: &Gpt2Tokenizer, stats: &Stats) -> Result<Option<FinishReason>> {
-        if id == END_OF_TEXT_ID as i64 {
+    fn advance(&mut self, id: i64, vocabulary: &Vocabulary, stats: &Stats) -> Result<Option<FinishReason>> {
+        if vocabulary.stop_ids.contains(&id) {
             return Ok(Some(FinishReason::Stop));
         }
         self.generated += 1;
         Stats::add(&stats.tokens, 1);
-        let piece = self.utf8.push(&tokenizer.decode_bytes(&[id as u32])?);
+        let piece = self.tokens.push(id as TokenId)?;
         let (new, stopped) = self.text.push(&piece);
         self.send_text(new);
         Ok(if stopped {
@@ -392,13 +404,14 @@ impl Row {
         })
     }
 
-    fn finish(&mut self, reason: FinishReason) {
-        let rest = self.utf8.finish();
+    fn finish(&mut self, reason: FinishReason) -> Result<()> {
+        let rest = self.tokens.finish()?;
         let (new, _) = self.text.push(&rest);
         self.send_text(new);
         let tail = self.text.finish();
         self.send_text(tail);
         let _ = self.job.events.send(Event::Done { reason, completion_tokens: self.generated });
+        Ok(())
     }
 
     fn send_text(&self, text: String) {

@@ -172,6 +172,10 @@ impl Tokenizer for BytePairEncoder {
         BytePairEncoder::encode(self, text)
     }
 
+    fn encode_ordinary(&self, text: &str) -> Result<Vec<TokenId>> {
+        BytePairEncoder::encode_ordinary(self, text)
+    }
+
     fn decode(&self, ids: &[TokenId]) -> Result<String> {
         BytePairEncoder::decode(self, ids)
     }

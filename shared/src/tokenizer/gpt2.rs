@@ -85,6 +85,10 @@ impl Tokenizer for Gpt2Tokenizer {
         Ok(Gpt2Tokenizer::encode(self, text))
     }
 
+    fn encode_ordinary(&self, text: &str) -> Result<Vec<TokenId>> {
+        Ok(Gpt2Tokenizer::encode_ordinary(self, text))
+    }
+
     fn decode(&self, ids: &[TokenId]) -> Result<String> {
         Gpt2Tokenizer::decode(self, ids)
     }

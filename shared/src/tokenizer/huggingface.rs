@@ -62,11 +62,6 @@ impl HfTokenizer {
         }
         self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow::anyhow!("decoding: {e}"))
     }
-
-    /// The folder's chat template, with its BOS and EOS tokens, if it has one.
-    pub fn chat_template(&self) -> Result<Option<ChatTemplate>> {
-        ChatTemplate::open(&self.dir, self.bos_token.clone(), self.eos_token.clone())
-    }
 }
 
 impl Tokenizer for HfTokenizer {
@@ -100,6 +95,11 @@ impl Tokenizer for HfTokenizer {
 
     fn spec(&self) -> TokenizerSpec {
         TokenizerSpec::HuggingFace { dir: self.dir.clone() }
+    }
+
+    /// The folder's chat template, with its BOS and EOS tokens, if it has one.
+    fn chat_template(&self) -> Result<Option<ChatTemplate>> {
+        ChatTemplate::open(&self.dir, self.bos_token.clone(), self.eos_token.clone())
     }
 }
 

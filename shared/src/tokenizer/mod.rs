@@ -9,6 +9,8 @@
 //! | [`CharTokenizer`]: one id per character of a text (chapter 21's mini-GPT) | 21 | [`char`] |
 //! | [`HfTokenizer`]: a Hugging Face `tokenizer.json` (Llama 3, Qwen3, Gemma 3) and its [`ChatTemplate`] | 21 | [`huggingface`], [`chat`] |
 //!
+//! [`TextStream`] turns generated ids into text as they arrive, for any of them.
+//!
 //! A model's config names its tokenizer with a [`TokenizerSpec`], which holds the whole
 //! vocabulary of the ones built from a text, so a checkpoint carries what it needs.
 
@@ -17,6 +19,7 @@ pub mod char;
 pub mod chat;
 pub mod gpt2;
 pub mod huggingface;
+pub mod stream;
 pub mod word;
 
 use anyhow::{ensure, Result};
@@ -26,6 +29,7 @@ pub use self::char::CharTokenizer;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use gpt2::{Gpt2Tokenizer, END_OF_TEXT, END_OF_TEXT_ID, GPT2_VOCAB_SIZE};
 pub use huggingface::HfTokenizer;
+pub use stream::TextStream;
 
 /// The longest run of whitespace GPT-2's pre-tokenizer regex sees at once (see
 /// [`BoundedWhitespace`]).
@@ -75,8 +79,9 @@ impl<'a> Iterator for BoundedWhitespace<'a> {
 /// A token id.
 pub type TokenId = u32;
 
-/// Text to token ids and back.
-pub trait Tokenizer {
+/// Text to token ids and back. Tokenizers are shared between threads (a server encodes
+/// requests on its HTTP threads and decodes on the model's).
+pub trait Tokenizer: Send + Sync {
     /// The ids of `text` (special tokens such as `<|endoftext|>` included where the
     /// tokenizer has them), with the tokens a tokenizer adds to a whole text (Llama's and
     /// Gemma's BOS) when it adds any.
@@ -86,6 +91,13 @@ pub trait Tokenizer {
     /// the Hugging Face ones).
     fn encode_fragment(&self, text: &str) -> Result<Vec<TokenId>> {
         self.encode(text)
+    }
+    /// [`Tokenizer::encode_fragment`] for text a user wrote, where a special token's name is
+    /// plain text (`<|endoftext|>` typed in a message is those 13 characters). GPT-2's
+    /// tokenizers tell them apart; a Hugging Face tokenizer reads special tokens in any text,
+    /// as `transformers` does.
+    fn encode_ordinary(&self, text: &str) -> Result<Vec<TokenId>> {
+        self.encode_fragment(text)
     }
     /// The text of `ids`; an id outside the vocabulary is an error.
     fn decode(&self, ids: &[TokenId]) -> Result<String>;
@@ -107,6 +119,10 @@ pub trait Tokenizer {
     }
     /// What a checkpoint records to rebuild this tokenizer.
     fn spec(&self) -> TokenizerSpec;
+    /// The chat template that comes with the tokenizer (an instruction model's), if any.
+    fn chat_template(&self) -> Result<Option<ChatTemplate>> {
+        Ok(None)
+    }
 }
 
 /// Which tokenizer a model reads, with its vocabulary where it was built from a text.
