@@ -38,6 +38,23 @@ fn both_models() -> [Model; 2] {
     [pretrained, gpt2]
 }
 
+/// The committed tiny Llama 3, Qwen3 and Gemma 3 checkpoints, loaded as `--weights DIR`.
+fn family_models() -> Vec<Model> {
+    ["llama", "qwen3", "gemma3"]
+        .iter()
+        .map(|family| {
+            let dir = shared::workspace_root().join("shared/tests/fixtures/hf").join(family);
+            let flags = ModelFlags { weights: Some(dir.display().to_string()), ..ModelFlags::default() };
+            models::from_flags(&context(), &flags).unwrap().unwrap()
+        })
+        .collect()
+}
+
+/// The models every analysis runs on: [`both_models`] and [`family_models`].
+fn all_models() -> Vec<Model> {
+    both_models().into_iter().chain(family_models()).collect()
+}
+
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|_| panic!("{} was not written", path.display()));
     assert!(bytes.starts_with(b"\x89PNG"), "{} is not a PNG", path.display());
@@ -73,7 +90,7 @@ fn head_scores_measure_what_they_name() {
 #[test]
 fn exercise_21_17_draws_and_scores_every_head() {
     let _rng = global_rng_lock();
-    for model in both_models() {
+    for model in all_models() {
         let result = ex21_17::run(&context(), &model).unwrap();
         let cfg = &model.gpt().cfg;
         assert_eq!(result.model, model.name);
@@ -157,7 +174,7 @@ fn exercise_21_21_fine_tuning_lowers_the_held_out_perplexity() {
         new_tokens: 6,
         old_domain_tokens: 200,
     };
-    for model in both_models() {
+    for model in all_models() {
         let probe: Vec<u32> = (100..120).collect();
         let before = token_log_probs(model.gpt(), &probe).unwrap();
         let result = ex21_21::run(&context, &model, &settings).unwrap();
@@ -218,6 +235,26 @@ fn exercise_21_23_counts_tokens_under_three_tokenizers() {
 }
 
 #[test]
+fn the_position_and_tokenizer_analyses_of_rope_models() {
+    let _rng = global_rng_lock();
+    for model in family_models() {
+        // RoPE models have no position table to compare: a clear error.
+        let err = ex21_20::run(&context(), &model).unwrap_err().to_string();
+        assert!(err.contains(&model.name) && err.contains("no learned position embeddings"), "{err}");
+        // The BPE row is the model's own tokenizer's, counted without the BOS it adds.
+        let result = ex21_23::run(&context(), &model).unwrap();
+        let tokenizer = model.gpt().cfg.tokenizer.build().unwrap();
+        let bpe = &result.rows[1];
+        assert_eq!(bpe.vocabulary, tokenizer.vocab_size(), "{}", model.name);
+        assert_eq!(bpe.paragraph_tokens, tokenizer.encode_fragment(&result.paragraph).unwrap().len());
+        assert!(bpe.paragraph_tokens < result.rows[0].paragraph_tokens, "{}", model.name);
+        // 21.22's reference must count GPT-2's tokens, as the sizes it trains do.
+        let err = ex21_22::run(&context(), &ex21_22::SizeStudy::tiny(), Some(&model)).unwrap_err().to_string();
+        assert!(err.contains("cannot be compared") && err.contains("huggingface"), "{err}");
+    }
+}
+
+#[test]
 fn token_kinds_and_sentence_positions() {
     let tokens: Vec<String> = ["The", " king", " is", " dead", ";", " Gis", "burn", " thou", ".", "\n", "Long", "!"]
         .map(String::from)
@@ -248,7 +285,7 @@ fn token_kinds_and_sentence_positions() {
 #[test]
 fn exercise_21_24_scores_every_token_of_the_passage() {
     let _rng = global_rng_lock();
-    for model in both_models() {
+    for model in all_models() {
         let result = ex21_24::run(&context(), &model, 400).unwrap();
         let n = result.tokens.len();
         assert_eq!(n + 1, (model.gpt().cfg.context_length as usize).min(400));

@@ -144,7 +144,9 @@ pub fn generate_text_cached(
 }
 
 /// Encodes `prompt` with the model's tokenizer (its config names it), runs `decode` on its
-/// ids `(1, T)` and decodes what comes back: any decoder of this module on text.
+/// ids `(1, T)` and decodes what comes back: any decoder of this module on text. The text is
+/// [`crate::tokenizer::Tokenizer::decode_lossy`]'s: GPT-2's as the book decodes it, a Hugging Face model's
+/// without its special tokens (the BOS its tokenizer put before the prompt).
 pub fn continue_text(
     model: &GptModel,
     prompt: &str,
@@ -157,7 +159,7 @@ pub fn continue_text(
     let out = decode(&Tensor::from_slice(&prompt_ids).view([1, -1]).to_device(device))?;
     let ids = Vec::<i64>::try_from(out.get(0).to_device(tch::Device::Cpu))?;
     let tokens: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
-    Ok(Generated { text: tokenizer.decode(&tokens)?, ids, prompt_tokens: prompt_ids.len() })
+    Ok(Generated { text: tokenizer.decode_lossy(&tokens)?, ids, prompt_tokens: prompt_ids.len() })
 }
 
 /// Step-wise decoding over a key/value cache: [`Decoder::prefill`] a prompt, then

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use serde::Serialize;
 use shared::app::cli::RunContext;
 use shared::app::exercise::Report;
@@ -17,7 +17,7 @@ use shared::app::exercise::Report;
 use crate::exercises::Exercise;
 use shared::app::model_source::LoadedModel;
 use shared::app::plot::{Chart, Series, PALETTE};
-use shared::tokenizer::{Gpt2Tokenizer, Tokenizer};
+use shared::tokenizer::{Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 
 use crate::analysis::seeded_sample;
 use crate::minigpt::{self, split_loss, MiniGptOptions, TokenizerChoice};
@@ -169,8 +169,19 @@ const VALIDATION_BATCHES: usize = 20;
 const PROMPT: &str = "ROMEO:";
 
 /// Trains every size of `study` and writes the loss curves; `reference` (a loaded model) is
-/// scored on the same validation text.
+/// scored on the same validation text, which needs it to read GPT-2's tokens as the sizes do
+/// (a perplexity is per token of a tokenizer).
 pub fn run(context: &RunContext, study: &SizeStudy, reference: Option<&Model>) -> Result<Ex21_22> {
+    if let Some(model) = reference {
+        let tokenizer = &model.gpt().cfg.tokenizer;
+        ensure!(
+            *tokenizer == TokenizerSpec::Gpt2,
+            "{} reads its own tokenizer ({}), and the sizes trained here read GPT-2's: their perplexities per \
+             token cannot be compared; run 21.22 with --weights gpt2, a checkpoint of ours, or neither",
+            model.name,
+            tokenizer.name()
+        );
+    }
     let text: String = Pretraining::corpus_text(context)?.chars().take(study.corpus_chars).collect();
     let train_tokens = (Tokenizer::encode(&Gpt2Tokenizer::new(), &text)?.len() as f64 * 0.9) as usize;
     let mut rows = Vec::new();
