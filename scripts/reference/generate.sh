@@ -35,7 +35,9 @@ echo "wrote shared/tests/fixtures/{gpt2-tiny-hf,gpt2-tiny-openai,book-tiny.pth,b
 echo "wrote shared/tests/fixtures/logits-processors.json"
 rm -rf "$root/shared/tests/fixtures/hf"
 "$python" -W ignore "$root/scripts/reference/hf_families.py" "$root/shared/tests/fixtures/hf" 2>/dev/null
-echo "wrote shared/tests/fixtures/hf/{llama,qwen3,gemma3}"
+"$python" -W ignore "$root/scripts/reference/chat_template_features.py" \
+    "$root/shared/tests/fixtures/hf/template-features.json" 2>/dev/null
+echo "wrote shared/tests/fixtures/hf/{llama,qwen3,gemma3,template-features.json}"
 
 # Cross-check against the independent reference values (committed copies).
 parity="$root/ch03-attention/tests/fixtures/independent/ch03-attention.json"

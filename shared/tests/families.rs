@@ -216,3 +216,53 @@ fn chat_templates_render_as_transformers_does() {
     let err = raising.render(&[ChatMessage::new("user", "hi")], true).unwrap_err().to_string();
     assert!(err.contains("roles must alternate"), "{err}");
 }
+
+/// The Jinja constructs of the real Llama 3.2, Qwen3 and Gemma 3 templates (`strftime_now`,
+/// `tools` none, slices, a namespace set in a reversed loop, `is string`, Python's string
+/// methods, inline `if`, `raise_exception`, `break`) render as transformers renders them
+/// (`scripts/reference/chat_template_features.py`).
+#[test]
+fn the_constructs_of_real_chat_templates_render_as_transformers_does() {
+    let path = shared::workspace_root().join("shared/tests/fixtures/hf/template-features.json");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let template = ChatTemplate {
+        source: reference["template"].as_str().unwrap().to_string(),
+        bos_token: reference["bos_token"].as_str().map(str::to_string),
+        eos_token: None,
+    };
+    // strftime_now is today's date, as Python's datetime.now().strftime gives it.
+    let today = chrono::Local::now().format("%d %b %Y").to_string();
+    let cases = reference["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for case in cases {
+        let messages: Vec<ChatMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let rendered = template.render(&messages, case["add_generation_prompt"].as_bool().unwrap());
+        match (case["text"].as_str(), case["error"].as_str()) {
+            (Some(text), _) => {
+                let expected = text.replace(reference["date"].as_str().unwrap(), &today);
+                assert_eq!(rendered.unwrap(), expected, "{messages:?}");
+            }
+            (None, Some(error)) => {
+                let err = rendered.unwrap_err().to_string();
+                assert!(err.contains(error), "{err}");
+            }
+            _ => panic!("a case has text or an error: {case}"),
+        }
+    }
+}
+
+/// Streamed text joins to the whole decoding with each family's tokenizer, special tokens
+/// left out, characters split between byte-level tokens included.
+#[test]
+fn generated_ids_stream_as_text() {
+    for family in FAMILIES {
+        let tokenizer = HfTokenizer::open(&fixture(family)).unwrap();
+        let ids = tokenizer.encode("Héllo wörld — ünïcödé ✓ 日本語 🦀, said Gisburn.").unwrap();
+        assert!(ids.len() > 10);
+        let mut stream = shared::tokenizer::TextStream::new(&tokenizer);
+        let mut pieces: Vec<String> = ids.iter().map(|&id| stream.push(id).unwrap()).collect();
+        pieces.push(stream.finish().unwrap());
+        assert_eq!(pieces.concat(), tokenizer.decode_lossy(&ids).unwrap(), "{family}");
+        assert!(pieces.iter().filter(|p| p.is_empty()).count() >= 1, "{family}: some piece waits for a character");
+    }
+}

@@ -1,10 +1,10 @@
 //! Chat templates: the Jinja template a model's folder ships (`chat_template.jinja`, or the
 //! `chat_template` of `tokenizer_config.json`) rendered with `minijinja` as `transformers`'
-//! `apply_chat_template` renders it: blocks trimmed (`trim_blocks`, `lstrip_blocks`),
-//! `messages`, `add_generation_prompt`, `bos_token` and `eos_token` defined, Python's string
-//! methods available, and `raise_exception` an error. (`strftime_now` is left undefined, so a
-//! template that dates its prompt uses its own default date and the prompt stays the same
-//! from day to day.)
+//! `apply_chat_template` renders it: blocks trimmed (`trim_blocks`, `lstrip_blocks`), loop
+//! controls (`break`, `continue`), `messages`, `add_generation_prompt`, `bos_token` and
+//! `eos_token` defined, `tools` and `documents` none, Python's string methods available,
+//! `raise_exception` an error, and `strftime_now` today's local date (Llama 3's templates
+//! date their system prompt with it).
 
 use std::path::Path;
 
@@ -67,12 +67,24 @@ impl ChatTemplate {
         env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
         });
+        env.add_function("strftime_now", |format: String| -> Result<String, minijinja::Error> {
+            let items: Vec<_> = chrono::format::StrftimeItems::new(&format).collect();
+            if items.contains(&chrono::format::Item::Error) {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("bad strftime format {format:?}"),
+                ));
+            }
+            Ok(chrono::Local::now().format_with_items(items.into_iter()).to_string())
+        });
         env.add_template("chat", &self.source).context("the chat template does not parse")?;
         let template = env.get_template("chat").expect("just added");
         template
             .render(minijinja::context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,
+                tools => minijinja::Value::from(()),
+                documents => minijinja::Value::from(()),
                 bos_token => self.bos_token.clone().unwrap_or_default(),
                 eos_token => self.eos_token.clone().unwrap_or_default(),
             })
