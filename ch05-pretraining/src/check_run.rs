@@ -1,7 +1,9 @@
 //! `check-run`: compares a pretraining run's `metrics.json` with the book's PyTorch code run
 //! on the same data with the same seed (`reference/pytorch-main-run.json`, written by
 //! `scripts/reference/ch05_pretraining.py --full`): the initial losses, every logged loss,
-//! the tokens seen and every epoch's sample, with the largest difference.
+//! the tokens seen and every epoch's sample, with the largest difference. Appendix D's run
+//! is compared the same way with `reference/pytorch-appendix-d.json`
+//! (`scripts/reference/appendix_d.py --full`), every step's learning rate included.
 
 use std::fmt;
 use std::path::Path;
@@ -13,15 +15,21 @@ use shared::train::Evaluation;
 
 /// The PyTorch reference of the main run, committed with the crate.
 pub const REFERENCE: &str = include_str!("../reference/pytorch-main-run.json");
+/// The PyTorch reference of appendix D's run.
+pub const APPENDIX_D_REFERENCE: &str = include_str!("../reference/pytorch-appendix-d.json");
 
 /// The reference's fields that a run is compared on.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Reference {
     pub config: GptConfig,
-    pub initial_train_loss: f64,
-    pub initial_val_loss: f64,
+    /// The untrained model's losses (the chapter's run computes them; the appendix's not).
+    pub initial_train_loss: Option<f64>,
+    pub initial_val_loss: Option<f64>,
     pub evaluations: Vec<Evaluation>,
     pub samples: Vec<String>,
+    /// Every step's learning rate, where a schedule set it (appendix D).
+    #[serde(default)]
+    pub learning_rates: Vec<f64>,
     pub torch: String,
     pub machine: String,
 }
@@ -29,6 +37,10 @@ pub struct Reference {
 impl Reference {
     pub fn book() -> Self {
         serde_json::from_str(REFERENCE).expect("the committed reference parses")
+    }
+
+    pub fn appendix_d() -> Self {
+        serde_json::from_str(APPENDIX_D_REFERENCE).expect("the committed reference parses")
     }
 }
 
@@ -45,6 +57,8 @@ struct RunMetrics {
 struct RunHistory {
     evaluations: Vec<Evaluation>,
     samples: Vec<String>,
+    #[serde(default)]
+    learning_rates: Vec<f64>,
 }
 
 /// One compared loss, where the two sides differ most.
@@ -94,14 +108,14 @@ pub fn check_file(metrics: &Path, reference: &Reference, tolerance: f64) -> Resu
 fn check(run: &RunMetrics, reference: &Reference, tolerance: f64) -> Result<RunCheck> {
     ensure!(
         run.config == reference.config,
-        "the run's model config {} is not the book's {}: the reference is for the book's run only",
+        "the run's model config {} is not the reference's {}: the reference is for that run only",
         serde_json::to_string(&run.config)?,
         serde_json::to_string(&reference.config)?
     );
     let (ours, theirs) = (&run.history.evaluations, &reference.evaluations);
     ensure!(
         ours.len() == theirs.len(),
-        "the run logged {} evaluations, the reference {}: was it the whole 10-epoch run?",
+        "the run logged {} evaluations, the reference {}: was it the whole run?",
         ours.len(),
         theirs.len()
     );
@@ -110,8 +124,17 @@ fn check(run: &RunMetrics, reference: &Reference, tolerance: f64) -> Result<RunC
         ("initial training loss", run.initial_train_loss, reference.initial_train_loss),
         ("initial validation loss", run.initial_val_loss, reference.initial_val_loss),
     ] {
-        let ours = ours.with_context(|| format!("the run has no {name} (was it run with --no-initial-losses?)"))?;
-        pairs.push((name.to_string(), ours, pytorch));
+        if let Some(pytorch) = pytorch {
+            let ours = ours.with_context(|| format!("the run has no {name} (was it run with --no-initial-losses?)"))?;
+            pairs.push((name.to_string(), ours, pytorch));
+        }
+    }
+    if !reference.learning_rates.is_empty() {
+        let (ours, theirs) = (&run.history.learning_rates, &reference.learning_rates);
+        ensure!(ours.len() == theirs.len(), "the run took {} steps, the reference {}", ours.len(), theirs.len());
+        for (step, (ours, pytorch)) in ours.iter().zip(theirs).enumerate() {
+            pairs.push((format!("learning rate at step {step}"), *ours, *pytorch));
+        }
     }
     for (a, b) in ours.iter().zip(theirs) {
         ensure!(
@@ -135,7 +158,7 @@ fn check(run: &RunMetrics, reference: &Reference, tolerance: f64) -> Result<RunC
         .iter()
         .max_by(|a, b| a.difference.total_cmp(&b.difference))
         .cloned()
-        .expect("the initial losses are always compared");
+        .context("the reference has no losses to compare")?;
     ensure!(
         run.history.samples.len() == reference.samples.len(),
         "the run printed {} samples, the reference {}",
@@ -193,9 +216,13 @@ mod tests {
         let reference = Reference::book();
         RunMetrics {
             config: reference.config.clone(),
-            initial_train_loss: Some(reference.initial_train_loss),
-            initial_val_loss: Some(reference.initial_val_loss),
-            history: RunHistory { evaluations: reference.evaluations.clone(), samples: reference.samples.clone() },
+            initial_train_loss: reference.initial_train_loss,
+            initial_val_loss: reference.initial_val_loss,
+            history: RunHistory {
+                evaluations: reference.evaluations.clone(),
+                samples: reference.samples.clone(),
+                learning_rates: reference.learning_rates.clone(),
+            },
         }
     }
 
@@ -204,7 +231,39 @@ mod tests {
         let reference = Reference::book();
         assert_eq!(reference.config, crate::pretrain::book_config());
         assert_eq!((reference.evaluations.len(), reference.samples.len()), (18, 10));
-        assert_eq!((reference.initial_train_loss, reference.initial_val_loss), (10.98758347829183, 10.98110580444336));
+        assert_eq!(
+            (reference.initial_train_loss, reference.initial_val_loss),
+            (Some(10.98758347829183), Some(10.98110580444336))
+        );
+    }
+
+    #[test]
+    fn the_appendix_reference_is_its_run() {
+        let reference = Reference::appendix_d();
+        assert_eq!(reference.config, crate::appendix_d::AppendixDOptions::default().config);
+        assert_eq!(
+            (reference.evaluations.len(), reference.samples.len(), reference.learning_rates.len()),
+            (27, 15, 135)
+        );
+        assert_eq!((reference.initial_train_loss, reference.initial_val_loss), (None, None));
+        // 27 warmup steps from 1e-5 to the peak of 0.001, then the cosine down to 1e-5.
+        let rates = &reference.learning_rates;
+        assert_eq!((rates[0], rates[27]), (1e-5, 0.001));
+        assert!((rates[134] - 1e-5).abs() < 1e-6);
+        // A run like it passes, with its learning rates compared.
+        let run = RunMetrics {
+            config: reference.config.clone(),
+            initial_train_loss: None,
+            initial_val_loss: None,
+            history: RunHistory {
+                evaluations: reference.evaluations.clone(),
+                samples: reference.samples.clone(),
+                learning_rates: reference.learning_rates.clone(),
+            },
+        };
+        let check = super::check(&run, &reference, 1e-5).unwrap();
+        assert!(check.passed());
+        assert_eq!(check.losses_compared, 27 * 2 + 135);
     }
 
     #[test]
@@ -231,6 +290,6 @@ mod tests {
         let err = super::check(&short, &reference, 1e-5).unwrap_err().to_string();
         assert!(err.contains("logged 17 evaluations, the reference 18"), "{err}");
         let small = RunMetrics { config: GptConfig::tiny(), ..run_like_the_reference() };
-        assert!(super::check(&small, &reference, 1e-5).unwrap_err().to_string().contains("not the book's"));
+        assert!(super::check(&small, &reference, 1e-5).unwrap_err().to_string().contains("not the reference's"));
     }
 }

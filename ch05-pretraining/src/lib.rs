@@ -6,9 +6,11 @@
 //! cargo run --release -p ch05-pretraining                 # the chapter's pretraining run
 //! cargo run --release -p ch05-pretraining -- generate --checkpoint runs/ch05-pretraining/checkpoint --temperature 1.4 --top-k 25
 //! cargo run -p ch05-pretraining -- check-run              # the run against the book's PyTorch run
+//! cargo run --release -p ch05-pretraining -- appendix-d   # appendix D: warmup, cosine decay, clipping
 //! cargo run -p ch05-pretraining -- exercise 5.1 --json    # one exercise (list: `list`)
 //! ```
 
+pub mod appendix_d;
 pub mod bench;
 pub mod check_run;
 pub mod decode;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ch05_pretraining::appendix_d::{self, AppendixDOptions};
 use ch05_pretraining::decode::{file_loss, generate_text, text_losses};
 use ch05_pretraining::exercises::{self, ex5_2, ex5_6};
 use ch05_pretraining::pretrain::{self, book_config, Chapter5, DdpSettings, PretrainOptions, START_CONTEXT};
@@ -81,6 +82,22 @@ enum Command {
         /// Top-k values to try (0 = no top-k filter)
         #[arg(long, value_delimiter = ',', default_values_t = [3, 25, 0])]
         top_ks: Vec<i64>,
+    },
+    /// Appendix D's run: GPT-2 small (context 256) on The Verdict for 15 epochs, the learning
+    /// rate warmed up from 1e-5 to 0.001 over the first 20 % of the steps and then down a
+    /// cosine to 1e-5, gradients clipped to norm 1.0 after the warmup; writes the losses and
+    /// learning-rate plots to <out-dir>/appendix-d and compares the run with the PyTorch reference
+    AppendixD {
+        /// Model preset or JSON config file [default: the appendix's GPT-2 small at 256 tokens]
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long, default_value_t = 15)]
+        epochs: usize,
+        #[arg(long, default_value_t = 2)]
+        batch_size: usize,
+        /// The largest loss difference from the PyTorch reference that counts as the same
+        #[arg(long, default_value_t = 1e-5)]
+        tolerance: f64,
     },
     /// Compare a main run's metrics.json with the book's PyTorch code run the same way
     /// (reference/pytorch-main-run.json): every logged loss and sample, and the largest difference
@@ -345,6 +362,29 @@ fn run(cli: Cli) -> Result<()> {
                 context.seed,
             )?;
             println!("{sweep}");
+            Ok(())
+        }
+        Some(Command::AppendixD { config, epochs, batch_size, tolerance }) => {
+            let text = context.data.read_to_string(&THE_VERDICT)?;
+            let config = config.map(|name| GptConfig::from_name_or_file(&name)).transpose()?;
+            let options = AppendixDOptions {
+                config: config.unwrap_or_else(|| AppendixDOptions::default().config),
+                epochs,
+                batch_size,
+                verbose: true,
+            };
+            let report = appendix_d::run(&context, &text, &options, tolerance)?;
+            println!(
+                "Warmup: {} of {} steps; plots: {} and {}",
+                report.warmup_steps,
+                report.total_steps,
+                report.run.plot.display(),
+                report.lr_plot.display()
+            );
+            match &report.check {
+                Some(check) => println!("{check}"),
+                None => println!("Not the appendix's own run (config, epochs or batch size changed): not compared"),
+            }
             Ok(())
         }
         Some(Command::CheckRun { metrics, tolerance, json }) => {

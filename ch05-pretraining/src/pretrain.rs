@@ -165,11 +165,14 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         (progress, epoch_seed) = resume(resumed, &vs, &model, &mut optimizer, epoch_seed, context.seed, &reporter)?;
     }
     let lead = ranks.lead();
+    let start_context = Some(options.start_context.clone()).filter(|s| !s.is_empty() && lead);
     let settings = TrainSettings {
         // The other ranks neither evaluate nor print samples.
         eval_freq: if lead { flags.eval_freq } else { usize::MAX },
         epoch_seed,
-        ..flags.settings(Some(options.start_context.clone()).filter(|s| !s.is_empty() && lead), options.verbose && lead)
+        // A resumed run's schedule counts the steps it has taken.
+        schedule: flags.schedule(&optimizer, progress.global_step + 1, train_loader.len())?,
+        ..flags.settings(start_context, options.verbose && lead, &optimizer, train_loader.len())?
     };
     // After every epoch the checkpoint is replaced (each file written under a temporary name,
     // then renamed), so a run killed midway can resume from its last complete epoch.

@@ -1,6 +1,7 @@
 //! The chapter's numbers against the book's PyTorch code run on the CPU
 //! (scripts/reference/ch05_pretraining.py → tests/fixtures/pytorch-reference.json).
 
+use ch05_pretraining::appendix_d::{self, AppendixDOptions};
 use ch05_pretraining::decode::generate_text;
 use ch05_pretraining::pretrain::{self, book_config, PretrainOptions, START_CONTEXT};
 use serde_json::Value;
@@ -103,4 +104,53 @@ fn a_short_training_run_matches_pytorch_and_lowers_the_loss() {
     }
     let metrics: Value = serde_json::from_str(&std::fs::read_to_string(&report.metrics).unwrap()).unwrap();
     assert_eq!(metrics["history"]["evaluations"].as_array().unwrap().len(), evaluations.len());
+}
+
+/// Appendix D's loop (warmup, cosine decay, clipping from the end of the warmup) on a tiny
+/// model against the companion notebook's code run the same way
+/// (`scripts/reference/appendix_d.py`): every step's learning rate, every logged loss and
+/// every sample.
+#[test]
+fn appendix_d_matches_pytorch_step_by_step() {
+    let reference: Value = serde_json::from_str(include_str!("fixtures/appendix-d-reference.json")).unwrap();
+    let config: GptConfig = serde_json::from_value(reference["config"].clone()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let context = RunContext { out_dir: out.path().to_path_buf(), ..RunContext::for_tests() };
+    let options = AppendixDOptions {
+        config,
+        epochs: reference["epochs"].as_u64().unwrap() as usize,
+        batch_size: reference["batch_size"].as_u64().unwrap() as usize,
+        verbose: false,
+    };
+    assert!(!options.is_the_appendix_run());
+    let report = {
+        let _rng = global_rng_lock();
+        appendix_d::run(&context, &verdict(), &options, 1e-5).unwrap()
+    };
+    assert_eq!(report.warmup_steps, reference["warmup_steps"].as_i64().unwrap());
+    assert_eq!(report.total_steps, report.run.history.learning_rates.len() as i64);
+    let rates: Vec<f64> = serde_json::from_value(reference["learning_rates"].clone()).unwrap();
+    assert_eq!(report.run.history.learning_rates.len(), rates.len());
+    for (step, (ours, theirs)) in report.run.history.learning_rates.iter().zip(&rates).enumerate() {
+        assert!((ours - theirs).abs() < 1e-12, "learning rate at step {step}: {ours} vs PyTorch {theirs}");
+    }
+    let evaluations = reference["evaluations"].as_array().unwrap();
+    assert_eq!(report.run.history.evaluations.len(), evaluations.len());
+    for (ours, theirs) in report.run.history.evaluations.iter().zip(evaluations) {
+        let step = ours.step;
+        assert_eq!(
+            (step, ours.tokens_seen),
+            (theirs["step"].as_i64().unwrap(), theirs["tokens_seen"].as_i64().unwrap())
+        );
+        for (name, ours, theirs) in
+            [("train", ours.train_loss, &theirs["train_loss"]), ("val", ours.val_loss, &theirs["val_loss"])]
+        {
+            let theirs = theirs.as_f64().unwrap();
+            assert!((ours - theirs).abs() < 1e-5, "{name} loss at step {step}: {ours} vs PyTorch {theirs}");
+        }
+    }
+    let samples: Vec<String> = serde_json::from_value(reference["samples"].clone()).unwrap();
+    assert_eq!(report.run.history.samples, samples);
+    assert!(report.lr_plot.is_file() && report.run.plot.is_file());
+    assert!(report.check.is_none(), "only the appendix's own run is compared with its reference");
 }

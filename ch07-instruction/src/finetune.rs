@@ -11,6 +11,7 @@ use shared::app::cli::RunContext;
 use shared::app::model_source::{Init, LoadedModel, ModelSource};
 use shared::app::recipe::{Reporter, TrainDefaults, TrainFlags};
 use shared::core::device::{device_name, seed_everything};
+use shared::data::dataset::BatchSource;
 use shared::model::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
 use shared::model::GptModel;
 use shared::train::{
@@ -144,7 +145,8 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     // Section 7.6: fine-tuning.
     seed_everything(context.seed);
     let mut optimizer = options.train.optimizer(&vs, &mut model, AdamWConfig::default())?;
-    let settings = options.train.settings(Some(template.format_input(first)), options.verbose);
+    let settings =
+        options.train.settings(Some(template.format_input(first)), options.verbose, &optimizer, train.batch_count())?;
     let mut progress = TrainProgress::default();
     let no_checkpoints = &mut |_: &TrainProgress, _: &AdamW| Ok(());
     let history =
@@ -192,7 +194,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
 
 /// Exercise 7.4: LoRA adapters on every linear layer when `lora` is given. Returns the
 /// parameter count and how many of them train.
-fn add_adapters(
+pub(crate) fn add_adapters(
     vs: &VarStore,
     model: &mut GptModel,
     lora: Option<LoraConfig>,
@@ -334,7 +336,7 @@ fn instruction_meta_path(checkpoint: &Checkpoint) -> PathBuf {
     checkpoint.meta.with_extension("instruction.json")
 }
 
-fn save_model(
+pub(crate) fn save_model(
     checkpoint: &Checkpoint,
     vs: &tch::nn::VarStore,
     config: &shared::model::GptConfig,

@@ -10,6 +10,10 @@
 //! | [`respond`] | 7.7 | a fine-tuned model's response to an instruction |
 //! | [`judge`] | 7.8 | scoring responses with a local LLM through Ollama's API |
 //! | [`serve`] | beyond 7.7 | the model behind OpenAI's HTTP API, with a chat page, batching requests |
+//! | [`preference`] | companion: DPO | preference records (chosen and rejected responses), their dataset and collate function |
+//! | [`preference_data`] | companion: DPO | making preference data: polite and impolite rewrites by a local model through Ollama |
+//! | [`dpo`] | companion: DPO | response log-probabilities, the DPO loss against a frozen reference model, the training loop |
+//! | [`dpo_run`] | companion: DPO | the `dpo` command: data, policy and reference, training, responses before and after |
 //!
 //! ```text
 //! cargo run --release -p ch07-instruction                                   # fine-tune GPT-2 medium (needs its weights)
@@ -20,9 +24,13 @@
 //! ```
 
 pub mod collate;
+pub mod dpo;
+pub mod dpo_run;
 pub mod exercises;
 pub mod finetune;
 pub mod judge;
+pub mod preference;
+pub mod preference_data;
 pub mod records;
 pub mod respond;
 pub mod serve;

@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use ch07_instruction::dpo_run::{self, DpoOptions};
 use ch07_instruction::finetune::{self, Chapter7, FinetuneOptions, RESPONSES_FILE};
 use ch07_instruction::judge::{self, JudgeReport, OllamaClient};
+use ch07_instruction::preference_data::make_preference_data;
 use ch07_instruction::records::{self, InstructionRecord, Splits};
 use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
 use ch07_instruction::serve::api::Defaults;
@@ -17,7 +19,7 @@ use ch07_instruction::serve::guard::Access;
 use ch07_instruction::serve::load_test::{self, LoadTestOptions};
 use ch07_instruction::serve::soak::{self, SoakOptions};
 use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOptions};
-use ch07_instruction::template::TemplateKind;
+use ch07_instruction::template::{Alpaca, TemplateKind};
 use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::app::cli::{self, CommonArgs, DecodingArgs, RunContext};
@@ -358,6 +360,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Preference tuning with DPO (the book's companion notebook): the policy, from a chapter 7
+    /// fine-tune (--checkpoint) or the model --init names, learns to prefer the chosen responses of
+    /// the preference data (bundled; --data FILE) over the rejected ones, against a frozen copy of
+    /// itself; writes dpo.safetensors, metrics.json and dpo-plot.png
+    Dpo(DpoArgs),
+    /// Make preference data as the companion notebook does: a local model served by Ollama
+    /// rewrites each record's output slightly more polite or impolite (a seeded coin decides);
+    /// the politer response is chosen. Writes instruction-data-with-preference.json
+    PreferenceData {
+        /// Instruction records [default: the book's instruction data]
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// The model that rewrites, as Ollama names it
+        #[arg(long, default_value = judge::DEFAULT_MODEL)]
+        model: String,
+        /// The Ollama server
+        #[arg(long, default_value = judge::DEFAULT_HOST, value_name = "URL")]
+        host: String,
+    },
     /// Score the responses in a file 0-100 with a local LLM judge served by Ollama
     Evaluate {
         /// Records with a model_response field, as the run writes them
@@ -373,6 +394,69 @@ enum Command {
         #[arg(long, value_enum, default_value = "alpaca")]
         template: TemplateKind,
     },
+}
+
+#[derive(Args)]
+struct DpoArgs {
+    /// The model to tune: a chapter 7 fine-tune (NAME.safetensors) or any checkpoint of ours [default: the model --init names]
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// The frozen reference model, the same model as the policy [default: the policy's starting point]
+    #[arg(long, value_name = "FILE")]
+    reference: Option<PathBuf>,
+    /// How far the policy may move from the reference (DPO's beta; the notebook's 0.1)
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    beta: f64,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    #[arg(long, default_value_t = 5e-6, allow_negative_numbers = true)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Evaluate every N steps
+    #[arg(long, default_value_t = 5)]
+    eval_freq: usize,
+    /// Batches per evaluation
+    #[arg(long, default_value_t = 5)]
+    eval_iter: usize,
+    /// Train LoRA adapters of this rank on every linear layer instead of every weight
+    #[arg(long, value_name = "RANK")]
+    lora_rank: Option<i64>,
+    #[arg(long, default_value_t = 16.0, requires = "lora_rank")]
+    lora_alpha: f64,
+    /// Use only the first N preference records (quick runs)
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Longest response when answering validation instructions before and after
+    #[arg(long, default_value_t = MAX_NEW_TOKENS)]
+    max_new_tokens: i64,
+}
+
+impl DpoArgs {
+    fn run(&self, init: &InitArgs, context: &RunContext) -> Result<()> {
+        let options = DpoOptions {
+            beta: self.beta,
+            epochs: self.epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            eval_freq: self.eval_freq,
+            eval_iter: self.eval_iter,
+            lora: self.lora_rank.map(|rank| LoraConfig { rank, alpha: self.lora_alpha }),
+            limit: self.limit,
+            reference: self.reference.clone(),
+            max_new_tokens: self.max_new_tokens,
+            verbose: true,
+        };
+        let load = || match &self.checkpoint {
+            Some(path) => finetune::load_model(path, None, context),
+            None => InstructionModel::new(init.init()?.load(context, Some(0.0))?, None),
+        };
+        dpo_run::run(context, &options, load)?;
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
@@ -455,6 +539,8 @@ fn run(cli: Cli) -> Result<()> {
             records::save(&path, &answered)?;
             println!("Wrote {} responses to {}", answered.len(), path.display());
         }
+        Some(Command::Dpo(args)) => args.run(&cli.run.model, &context)?,
+        Some(Command::PreferenceData { input, model, host }) => preference_data(input, &model, &host, &context)?,
         Some(Command::Evaluate { responses, model, host, template }) => {
             evaluate(&responses, &model, &host, template, &context)?
         }
@@ -487,6 +573,42 @@ fn chat(model: &ModelArgs, init: &InitArgs, context: &RunContext) -> Result<()> 
         }
     }
     Ok(())
+}
+
+fn preference_data(input: Option<PathBuf>, model: &str, host: &str, context: &RunContext) -> Result<()> {
+    let path = match input {
+        Some(path) => path,
+        None => records::locate(&context.data)?,
+    };
+    let records = records::load(&path)?;
+    context.create_out_dir()?;
+    let client = OllamaClient::new(host, model);
+    let bar = shared::train::progress_bar(true, records.len() as u64);
+    bar.set_message(format!("rewriting with {model}"));
+    let out = context.out_dir.join(shared::data::PREFERENCE_DATA.name);
+    let mut made = Vec::new();
+    let result = make_preference_data(&client, &Alpaca, &records, context.seed, |pair| {
+        made.push(pair.clone());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(pairs) => {
+            records::save(&out, &pairs)?;
+            println!("Wrote {} preference records to {}", pairs.len(), out.display());
+            Ok(())
+        }
+        Err(err) if !made.is_empty() => {
+            records::save(&out, &made)?;
+            Err(err.context(format!(
+                "the server failed after {} of {} records; those are in {}",
+                made.len(),
+                records.len(),
+                out.display()
+            )))
+        }
+        Err(err) => Err(err),
+    }
 }
 
 fn evaluate(

@@ -50,6 +50,12 @@ pub fn load(path: &Path) -> Result<Vec<InstructionRecord>> {
 /// `instruction`, `input` and `output` (`model_response`, if present, must be a string too);
 /// other fields are ignored. All problems are reported, each with its record's index.
 pub fn parse(text: &str) -> Result<Vec<InstructionRecord>> {
+    parse_array(text, record)
+}
+
+/// A JSON array of records, each read by `read`; every record's problem is reported with its
+/// index (the first ten, and how many more).
+pub(crate) fn parse_array<T>(text: &str, read: impl Fn(&Value) -> Result<T, String>) -> Result<Vec<T>> {
     let value: Value = serde_json::from_str(text).context("invalid JSON")?;
     let Value::Array(items) = value else {
         bail!("expected a JSON array of records, found {}", kind(&value));
@@ -57,7 +63,7 @@ pub fn parse(text: &str) -> Result<Vec<InstructionRecord>> {
     let mut problems = Vec::new();
     let mut records = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        match record(item) {
+        match read(item) {
             Ok(record) => records.push(record),
             Err(problem) => problems.push(format!("record {index}: {problem}")),
         }
@@ -78,23 +84,27 @@ pub fn parse(text: &str) -> Result<Vec<InstructionRecord>> {
     Ok(records)
 }
 
-fn record(item: &Value) -> std::result::Result<InstructionRecord, String> {
+/// An instruction record's fields of `item`.
+pub(crate) fn record(item: &Value) -> std::result::Result<InstructionRecord, String> {
+    Ok(InstructionRecord {
+        instruction: string_field(item, "instruction", true)?.unwrap_or_default(),
+        input: string_field(item, "input", true)?.unwrap_or_default(),
+        output: string_field(item, "output", true)?.unwrap_or_default(),
+        model_response: string_field(item, "model_response", false)?,
+    })
+}
+
+/// The string field `name` of the object `item`; a missing one is `None` unless `required`.
+pub(crate) fn string_field(item: &Value, name: &str, required: bool) -> std::result::Result<Option<String>, String> {
     let Value::Object(fields) = item else {
         return Err(format!("expected an object, found {}", kind(item)));
     };
-    let text = |name: &str, required: bool| match fields.get(name) {
+    match fields.get(name) {
         Some(Value::String(text)) => Ok(Some(text.clone())),
         None if !required => Ok(None),
         None => Err(format!("the field '{name}' is missing")),
         Some(other) => Err(format!("the field '{name}' is {}, not a string", kind(other))),
-    };
-    let required = |name: &str| text(name, true).map(Option::unwrap_or_default);
-    Ok(InstructionRecord {
-        instruction: required("instruction")?,
-        input: required("input")?,
-        output: required("output")?,
-        model_response: text("model_response", false)?,
-    })
+    }
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -138,7 +148,7 @@ impl Splits {
 }
 
 /// Writes records as an indented JSON array, as the book's `json.dump(..., indent=4)`.
-pub fn save(path: &Path, records: &[InstructionRecord]) -> Result<()> {
+pub fn save(path: &Path, records: &[impl Serialize]) -> Result<()> {
     let mut out = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);

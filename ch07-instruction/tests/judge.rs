@@ -6,6 +6,7 @@ mod common;
 use std::net::TcpListener;
 
 use ch07_instruction::judge::{parse_score, score_responses, scoring_prompt, OllamaClient};
+use ch07_instruction::preference_data::{make_preference_data, rewrite_prompt, Politeness};
 use ch07_instruction::records::InstructionRecord;
 use ch07_instruction::template::Alpaca;
 use common::{serve, Reply};
@@ -95,3 +96,52 @@ fn scores_are_read_as_python_int_reads_them() {
         assert_eq!(parse_score(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn preference_data_is_made_from_polite_and_impolite_rewrites() {
+    let records: Vec<InstructionRecord> =
+        (0..6).map(|i| InstructionRecord::new(&format!("Name planet {i}."), "", &format!("Planet {i}."))).collect();
+    let (url, requests) = serve((0..6).map(|i| Reply::Stream(REWRITES[i].to_vec())).collect());
+    let client = OllamaClient::new(&url, "llama3");
+    let mut seen = 0;
+    let pairs = make_preference_data(&client, &Alpaca, &records, 123, |_| seen += 1).unwrap();
+    assert_eq!((pairs.len(), seen), (6, 6));
+    let mut directions = Vec::new();
+    for (i, (pair, record)) in pairs.iter().zip(&records).enumerate() {
+        let (_, body) = requests.recv().unwrap();
+        let prompt = body["messages"][0]["content"].as_str().unwrap().to_string();
+        let polite = prompt.contains("to be more polite.");
+        assert!(polite || prompt.contains("to be more impolite."), "{prompt}");
+        assert_eq!(
+            prompt,
+            rewrite_prompt(&Alpaca, record, if polite { Politeness::Polite } else { Politeness::Impolite })
+        );
+        // The rewrite is chosen when it is the politer one, rejected otherwise.
+        let rewrite = format!("Rewrite {i}.");
+        let expected = if polite { (rewrite, record.output.clone()) } else { (record.output.clone(), rewrite) };
+        assert_eq!((pair.chosen.clone(), pair.rejected.clone()), expected);
+        assert_eq!(pair.record.instruction, record.instruction);
+        directions.push(polite);
+    }
+    // A seeded coin: both directions occur, and the same seed gives the same ones.
+    assert!(directions.contains(&true) && directions.contains(&false), "{directions:?}");
+    let (url, requests) = serve((0..6).map(|i| Reply::Stream(REWRITES[i].to_vec())).collect());
+    make_preference_data(&OllamaClient::new(&url, "llama3"), &Alpaca, &records, 123, |_| {}).unwrap();
+    let again: Vec<bool> = (0..6)
+        .map(|_| requests.recv().unwrap().1["messages"][0]["content"].as_str().unwrap().contains("more polite."))
+        .collect();
+    assert_eq!(again, directions);
+    // A server that fails is an error with its message.
+    let (url, _requests) = serve(vec![Reply::Status(500, r#"{"error":"the runner crashed"}"#)]);
+    let err = make_preference_data(&OllamaClient::new(&url, "llama3"), &Alpaca, &records, 1, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("the runner crashed"), "{err}");
+}
+
+const REWRITES: [[&str; 2]; 6] = [
+    ["Rewrite", " 0."],
+    ["Rewrite", " 1."],
+    ["Rewrite", " 2."],
+    ["Rewrite", " 3."],
+    ["Rewrite", " 4."],
+    ["Rewrite", " 5."],
+];

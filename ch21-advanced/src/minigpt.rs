@@ -21,7 +21,7 @@ use shared::nn::Activation;
 use shared::tokenizer::{word::SimpleTokenizerV2, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 use shared::train::{
     calc_loss_loader, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, DistillationLoss, MultiTokenLoss,
-    TrainHistory, TrainHooks, TrainProgress, TrainSettings, TrainingLoss, WarmupCosine,
+    StepSchedule, TrainHistory, TrainHooks, TrainProgress, TrainSettings, TrainingLoss, WarmupCosine,
 };
 use tch::nn::VarStore;
 use tch::Device;
@@ -340,6 +340,7 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
         epoch_seed: Some(seed),
         verbose: options.verbose,
         mode: shared::train::TrainMode::Book,
+        schedule: StepSchedule { lr: Some(options.schedule()), max_grad_norm: Some(1.0) },
     };
     let mut save = |progress: &TrainProgress, optimizer: &AdamW| {
         let meta = CheckpointMeta::new(&config, progress, optimizer.config, seed, Some(seed));
@@ -349,8 +350,6 @@ pub fn run(context: &RunContext, text: &str, options: &MiniGptOptions) -> Result
     let hooks = TrainHooks {
         loss: distillation.as_ref().map_or(&MultiTokenLoss as &dyn TrainingLoss, |loss| loss),
         tokenizer: tokenizer.as_ref(),
-        schedule: Some(options.schedule()),
-        max_grad_norm: Some(1.0),
         ..TrainHooks::book(&mut save)
     };
     let history = train_model(&model, &mut optimizer, &train, &val, &settings, &mut progress, context.device, hooks)?;

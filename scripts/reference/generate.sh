@@ -24,6 +24,7 @@ generate appendix_a.py appendix-a/tests/fixtures/pytorch-reference.json
 generate gpt_init.py shared/tests/fixtures/gpt124m-init-seed123.json
 generate ch04_gpt.py ch04-gpt/tests/fixtures/pytorch-reference.json
 generate ch05_pretraining.py ch05-pretraining/tests/fixtures/pytorch-reference.json
+generate appendix_d.py ch05-pretraining/tests/fixtures/appendix-d-reference.json
 generate ch06_classification.py shared/tests/fixtures/spam-reference.json
 generate ch07_instruction.py ch07-instruction/tests/fixtures/pytorch-reference.json
 "$python" -W ignore "$root/scripts/reference/load_checkpoint.py" --reference > "$root/shared/tests/fixtures/book-state-dict.json"

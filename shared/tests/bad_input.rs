@@ -41,6 +41,7 @@ fn token_ids_outside_the_vocabulary_are_refused_on_every_path() {
         epoch_seed: None,
         verbose: false,
         mode: shared::train::TrainMode::Book,
+        schedule: Default::default(),
     };
     let err = train_model_simple(
         &model,

@@ -39,6 +39,7 @@ fn trained_tiny(pos_encoding: PosEncoding) -> (VarStore, GptModel, DataLoader) {
         epoch_seed: None,
         verbose: false,
         mode: shared::train::TrainMode::Book,
+        schedule: Default::default(),
     };
     let mut progress = TrainProgress::default();
     train_model_simple(&model, &mut optimizer, &train, &val, &settings, &mut progress, Device::Cpu, &mut |_, _| Ok(()))

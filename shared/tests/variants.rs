@@ -12,8 +12,8 @@ use shared::model::{GptConfig, GptModel, LocalAttention, NormPlacement, Paramete
 use shared::nn::{Activation, FeedForwardKind, NormKind};
 use shared::tokenizer::{CharTokenizer, Tokenizer};
 use shared::train::{
-    calc_loss_batch, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, TrainHooks,
-    TrainProgress, TrainSettings, TrainingLoss, WarmupCosine,
+    calc_loss_batch, train_model, AdamW, AdamWConfig, Checkpoint, CheckpointMeta, MultiTokenLoss, StepSchedule,
+    TrainHooks, TrainProgress, TrainSettings, TrainingLoss, WarmupCosine,
 };
 use tch::{nn, Device, Kind, Tensor};
 
@@ -414,6 +414,7 @@ fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
         epoch_seed: None,
         verbose: false,
         mode: shared::train::TrainMode::Book,
+        schedule: StepSchedule { lr: Some(schedule), max_grad_norm: Some(1.0) },
     };
     let mut optimizer = AdamW::new(&vs, AdamWConfig::default()).unwrap();
     let mut epoch_end_lrs = Vec::new();
@@ -421,14 +422,8 @@ fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
         epoch_end_lrs.push(optimizer.config.lr);
         Ok(())
     };
-    let hooks = TrainHooks {
-        loss: &MultiTokenLoss,
-        tokenizer: &tokenizer,
-        schedule: Some(schedule),
-        max_grad_norm: Some(1.0),
-        on_epoch_end: &mut record,
-        after_backward: None,
-    };
+    let hooks =
+        TrainHooks { loss: &MultiTokenLoss, tokenizer: &tokenizer, on_epoch_end: &mut record, after_backward: None };
     let mut progress = TrainProgress::default();
     let history =
         train_model(&model, &mut optimizer, &loader, &loader, &settings, &mut progress, Device::Cpu, hooks).unwrap();
@@ -441,6 +436,7 @@ fn a_character_model_trains_with_hooks_and_keeps_its_tokenizer() {
     );
     let half = loader.len() as i64;
     assert_eq!(epoch_end_lrs, [schedule.lr(half - 1), schedule.lr(2 * half - 1)]);
+    assert_eq!(history.learning_rates, (0..2 * half).map(|step| schedule.lr(step)).collect::<Vec<_>>());
 
     // The checkpoint's config carries the tokenizer.
     let dir = tempfile::tempdir().unwrap();

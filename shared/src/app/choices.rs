@@ -10,7 +10,7 @@ use crate::model::classifier::{TokenPosition, Trainable};
 use crate::model::positions::PosEncoding;
 use crate::nn::{Activation, Granularity, QuantScheme};
 use crate::train::distributed::Backend;
-use crate::train::TrainMode;
+use crate::train::{LrDecay, TrainMode};
 
 /// `impl ValueEnum for Type` from its variants' command-line names and optional help.
 macro_rules! choices {
@@ -32,6 +32,11 @@ macro_rules! choices {
 choices!(TrainMode {
     Book => "book": "The book's code: bit-exact with PyTorch",
     Fast => "fast": "Fused kernels and optimizer; bfloat16 autocast on CUDA",
+});
+
+choices!(LrDecay {
+    Constant => "constant": "The learning rate stays at --lr after the warmup (the chapters')",
+    Cosine => "cosine": "Half a cosine from --lr down to --min-lr at the last step (appendix D)",
 });
 
 choices!(Trainable {

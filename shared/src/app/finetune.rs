@@ -17,6 +17,7 @@ use super::recipe::{Reporter, TrainDefaults, TrainFlags};
 use super::report::write_loss_plot;
 use crate::core::device::{device_name, seed_everything};
 use crate::data::classification::{self, LoaderSizes, Loaders, Padding, Splits};
+use crate::data::dataset::BatchSource;
 use crate::data::spam;
 use crate::model::classifier::{freeze, replace_head, TokenPosition, Trainable};
 use crate::model::lora::{apply_lora, counts_text, lora_state, LoraConfig};
@@ -196,6 +197,7 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         position,
         verbose: options.verbose,
         mode: options.train.mode,
+        schedule: options.train.schedule(&optimizer, 0, loaders.train.batch_count())?,
     };
     let history =
         train_classifier_simple(&model, &mut optimizer, &loaders.train, &loaders.validation, &settings, device)?;

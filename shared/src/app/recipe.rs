@@ -16,7 +16,7 @@ use tch::nn::VarStore;
 
 use super::report::write_history_plot;
 use crate::model::GptModel;
-use crate::train::{AdamW, AdamWConfig, TrainHistory, TrainMode, TrainSettings};
+use crate::train::{AdamW, AdamWConfig, AppendixD, LrDecay, StepSchedule, TrainHistory, TrainMode, TrainSettings};
 
 /// A chapter's defaults for [`TrainFlags`], as the command line takes them: stated here once,
 /// they are both the flags' defaults and (through [`TrainFlags::defaults`]) the run's.
@@ -62,6 +62,21 @@ pub struct TrainFlags<D: TrainDefaults> {
     /// book: the book's code; fast: fused kernels and AdamW (same model and loss, not bit-exact)
     #[arg(long, value_enum, default_value = "book", global = D::GLOBAL)]
     pub mode: TrainMode,
+    /// Appendix D: steps of linear warmup from --initial-lr up to the learning rate
+    #[arg(long, default_value_t = 0, value_name = "N", global = D::GLOBAL)]
+    pub warmup_steps: i64,
+    /// Appendix D: the learning rate after the warmup
+    #[arg(long, value_enum, default_value = "constant", global = D::GLOBAL)]
+    pub lr_schedule: LrDecay,
+    /// Appendix D: the learning rate the warmup starts from
+    #[arg(long, default_value_t = 1e-5, value_name = "LR", global = D::GLOBAL)]
+    pub initial_lr: f64,
+    /// Appendix D: the learning rate the cosine ends at
+    #[arg(long, default_value_t = 1e-5, value_name = "LR", global = D::GLOBAL)]
+    pub min_lr: f64,
+    /// Appendix D: clip the gradients' global norm to NORM from the end of the warmup (the appendix uses 1.0) [default: no clipping]
+    #[arg(long, value_name = "NORM", global = D::GLOBAL)]
+    pub clip_grad_norm: Option<f64>,
     /// Whose defaults these are.
     #[arg(skip)]
     #[serde(skip)]
@@ -93,10 +108,17 @@ impl<D: TrainDefaults> TrainFlags<D> {
         Ok(optimizer)
     }
 
-    /// The training loop's settings from the flags: no epoch seeds, and a sample of
+    /// The training loop's settings from the flags, for `optimizer` (whose learning rate is
+    /// the schedule's peak) and `steps_per_epoch`: no epoch seeds, and a sample of
     /// `start_context` after every epoch when given.
-    pub fn settings(&self, start_context: Option<String>, verbose: bool) -> TrainSettings {
-        TrainSettings {
+    pub fn settings(
+        &self,
+        start_context: Option<String>,
+        verbose: bool,
+        optimizer: &AdamW,
+        steps_per_epoch: usize,
+    ) -> Result<TrainSettings> {
+        Ok(TrainSettings {
             num_epochs: self.epochs,
             eval_freq: self.eval_freq,
             eval_iter: self.eval_iter,
@@ -104,13 +126,56 @@ impl<D: TrainDefaults> TrainFlags<D> {
             epoch_seed: None,
             verbose,
             mode: self.mode,
-        }
+            schedule: self.schedule(optimizer, 0, steps_per_epoch)?,
+        })
+    }
+
+    /// Appendix D's flags for a run that peaks at `optimizer`'s learning rate and has taken
+    /// `steps_done` steps (a resumed run's), with `epochs` epochs of `steps_per_epoch` to go.
+    pub fn schedule(&self, optimizer: &AdamW, steps_done: i64, steps_per_epoch: usize) -> Result<StepSchedule> {
+        let appendix_d = AppendixD {
+            warmup_steps: self.warmup_steps,
+            decay: self.lr_schedule,
+            initial_lr: self.initial_lr,
+            min_lr: self.min_lr,
+            clip_grad_norm: self.clip_grad_norm,
+        };
+        let steps = (self.epochs as i64).saturating_mul(steps_per_epoch as i64).saturating_add(steps_done);
+        appendix_d.for_run(optimizer.config.lr, steps).context("the appendix D flags")
     }
 
     /// The same flags under chapter `E`'s defaults (appendix E runs chapter 6's run).
     pub fn into_chapter<E: TrainDefaults>(self) -> TrainFlags<E> {
-        let Self { epochs, lr, weight_decay, batch_size, eval_freq, eval_iter, mode, chapter: _ } = self;
-        TrainFlags { epochs, lr, weight_decay, batch_size, eval_freq, eval_iter, mode, chapter: PhantomData }
+        let Self {
+            epochs,
+            lr,
+            weight_decay,
+            batch_size,
+            eval_freq,
+            eval_iter,
+            mode,
+            warmup_steps,
+            lr_schedule,
+            initial_lr,
+            min_lr,
+            clip_grad_norm,
+            chapter: _,
+        } = self;
+        TrainFlags {
+            epochs,
+            lr,
+            weight_decay,
+            batch_size,
+            eval_freq,
+            eval_iter,
+            mode,
+            warmup_steps,
+            lr_schedule,
+            initial_lr,
+            min_lr,
+            clip_grad_norm,
+            chapter: PhantomData,
+        }
     }
 }
 

@@ -96,6 +96,18 @@ pub const INSTRUCTION_DATA: DataSet = DataSet {
     sha256: Some("7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"),
 };
 
+/// The book's instruction records with a preferred (`chosen`) and a dispreferred
+/// (`rejected`) response each: the record's output and a more polite or impolite rewrite of
+/// it, the more polite one chosen; for preference tuning with DPO (the companion's
+/// `ch07/04_preference-tuning-with-dpo`).
+pub const PREFERENCE_DATA: DataSet = DataSet {
+    name: "instruction-data-with-preference.json",
+    description: "the book's 1,100 instruction records with chosen and rejected responses",
+    url: "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/04_preference-tuning-with-dpo/instruction-data-with-preference.json",
+    archive_member: None,
+    sha256: Some("305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e"),
+};
+
 /// Stanford Alpaca's 52,002 instruction records (exercise 7.3), in the same format as
 /// [`INSTRUCTION_DATA`]. Not pinned to a checksum: the upstream repository owns the file.
 pub const ALPACA_DATA: DataSet = DataSet {
@@ -116,7 +128,8 @@ pub const TINY_SHAKESPEARE: DataSet = DataSet {
 };
 
 /// Every registered data set.
-pub const ALL: &[DataSet] = &[THE_VERDICT, SMS_SPAM_COLLECTION, INSTRUCTION_DATA, ALPACA_DATA, TINY_SHAKESPEARE];
+pub const ALL: &[DataSet] =
+    &[THE_VERDICT, SMS_SPAM_COLLECTION, INSTRUCTION_DATA, PREFERENCE_DATA, ALPACA_DATA, TINY_SHAKESPEARE];
 
 /// The registered data set with this file name.
 pub fn by_name(name: &str) -> Option<&'static DataSet> {
@@ -403,8 +416,8 @@ mod tests {
     };
 
     #[test]
-    fn registry_has_the_five_data_sets() {
-        assert_eq!(ALL.len(), 5);
+    fn registry_has_the_six_data_sets() {
+        assert_eq!(ALL.len(), 6);
         assert_eq!(by_name("the-verdict.txt"), Some(&THE_VERDICT));
         assert!(by_name("nope").is_none());
         for set in ALL {

@@ -74,6 +74,8 @@ pub struct ClassifierSettings {
     pub verbose: bool,
     /// How each step computes (the model and optimizer are prepared by `TrainMode::prepare`).
     pub mode: super::TrainMode,
+    /// Appendix D's learning-rate schedule and gradient clipping (none in the chapter).
+    pub schedule: super::StepSchedule,
 }
 
 /// One logged evaluation.
@@ -107,6 +109,7 @@ pub fn train_classifier_simple(
 ) -> Result<ClassifierHistory> {
     ensure!(settings.eval_freq > 0, "the evaluation frequency must be at least 1 step");
     ensure!(train_loader.batch_count() > 0, "the training data has no complete batch");
+    settings.schedule.validate()?;
     super::check_token_ids(model, &[("training", train_loader), ("validation", val_loader)])?;
     let bar = super::progress_bar(settings.verbose, (settings.num_epochs * train_loader.batch_count()) as u64);
     let say = |line: String| {
@@ -121,11 +124,13 @@ pub fn train_classifier_simple(
     for epoch in 0..settings.num_epochs {
         for batch in train_loader.batches() {
             optimizer.zero_grad();
+            global_step += 1;
+            settings.schedule.set_lr(optimizer, global_step);
             let loss = settings.mode.forward(device, || calc_loss_batch(model, &batch, position, device, true));
             loss.backward();
+            settings.schedule.clip(optimizer, global_step);
             optimizer.step();
             history.examples_seen += batch.inputs.size()[0];
-            global_step += 1;
             bar.set_message(format!(
                 "epoch {}/{} step {global_step} loss {:.3} {:.1} examples/s",
                 epoch + 1,

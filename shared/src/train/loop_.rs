@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::{calc_loss_loader, AdamW, NextTokenLoss, TrainMode, TrainingLoss, WarmupCosine};
+use super::{calc_loss_loader, AdamW, NextTokenLoss, StepSchedule, TrainMode, TrainingLoss};
 use crate::core::device::seed_everything;
 use crate::data::dataset::BatchSource;
 use crate::generate::generate_text_simple;
@@ -33,6 +33,9 @@ pub struct TrainSettings {
     /// How each step computes (the model and optimizer are prepared by [`TrainMode::prepare`]).
     #[serde(default)]
     pub mode: TrainMode,
+    /// Appendix D's learning-rate schedule and gradient clipping (none in the chapters).
+    #[serde(default)]
+    pub schedule: StepSchedule,
 }
 
 /// Where a run stands: the book's `global_step` and `tokens_seen`, and completed epochs.
@@ -76,25 +79,23 @@ pub struct TrainHistory {
     pub evaluations: Vec<Evaluation>,
     /// The sample printed after each epoch.
     pub samples: Vec<String>,
+    /// The learning rate of every step (appendix D's `track_lrs`).
+    #[serde(default)]
+    pub learning_rates: Vec<f64>,
     pub train_seconds: f64,
     /// Training tokens per second over the run (evaluations and samples included).
     pub tokens_per_second: f64,
 }
 
 /// What [`train_model`] can change about a step beyond [`TrainSettings`]. The book's loop
-/// ([`TrainHooks::book`]) minimises next-token cross-entropy at the optimizer's fixed
-/// learning rate without clipping, and prints its samples with GPT-2's tokenizer.
+/// ([`TrainHooks::book`]) minimises next-token cross-entropy and prints its samples with
+/// GPT-2's tokenizer.
 pub struct TrainHooks<'a> {
     /// The loss each step minimises (evaluations always report next-token cross-entropy,
     /// comparable across losses).
     pub loss: &'a dyn TrainingLoss,
     /// Decodes the samples printed after each epoch.
     pub tokenizer: &'a dyn Tokenizer,
-    /// Appendix D's learning-rate schedule, by global step.
-    pub schedule: Option<WarmupCosine>,
-    /// Appendix D's gradient clipping: the largest global gradient norm, applied after the
-    /// warmup (from the first step without a schedule).
-    pub max_grad_norm: Option<f64>,
     /// Runs after every epoch (and its sample) with the progress so far and the optimizer,
     /// e.g. to save a checkpoint, so that a run killed midway loses at most one epoch.
     pub on_epoch_end: &'a mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>,
@@ -105,17 +106,10 @@ pub struct TrainHooks<'a> {
 }
 
 impl<'a> TrainHooks<'a> {
-    /// Listing 5.3's step: next-token loss, fixed learning rate, no clipping, GPT-2 samples.
+    /// Listing 5.3's step: next-token loss, GPT-2 samples.
     pub fn book(on_epoch_end: &'a mut dyn FnMut(&TrainProgress, &AdamW) -> Result<()>) -> Self {
         static GPT2: LazyLock<Gpt2Tokenizer> = LazyLock::new(Gpt2Tokenizer::new);
-        Self {
-            loss: &NextTokenLoss,
-            tokenizer: &*GPT2,
-            schedule: None,
-            max_grad_norm: None,
-            on_epoch_end,
-            after_backward: None,
-        }
+        Self { loss: &NextTokenLoss, tokenizer: &*GPT2, on_epoch_end, after_backward: None }
     }
 }
 
@@ -140,7 +134,8 @@ pub fn train_model_simple(
     train_model(model, optimizer, train_loader, val_loader, settings, progress, device, hooks)
 }
 
-/// Listing 5.3's loop with the step that `hooks` describes (loss, schedule, clipping).
+/// Listing 5.3's loop with the step that `hooks` describes (the loss) and the settings'
+/// schedule and clipping (appendix D).
 #[allow(clippy::too_many_arguments)]
 pub fn train_model(
     model: &GptModel,
@@ -154,12 +149,7 @@ pub fn train_model(
 ) -> Result<TrainHistory> {
     anyhow::ensure!(settings.eval_freq > 0, "the evaluation frequency must be at least 1 step");
     anyhow::ensure!(train_loader.batch_count() > 0, "the training data has no complete batch");
-    if let Some(schedule) = &hooks.schedule {
-        schedule.validate()?;
-    }
-    if let Some(max_norm) = hooks.max_grad_norm {
-        anyhow::ensure!(max_norm > 0.0, "the largest gradient norm must be positive, got {max_norm}");
-    }
+    settings.schedule.validate()?;
     super::check_token_ids(model, &[("training", train_loader), ("validation", val_loader)])?;
     let bar = progress_bar(settings.verbose, (settings.num_epochs * train_loader.batch_count()) as u64);
     let say = |line: &str| {
@@ -182,9 +172,8 @@ pub fn train_model(
             let step = progress.global_step.checked_add(1).context("the step count overflows")?;
             let tokens_seen = progress.tokens_seen.checked_add(batch.inputs.numel() as i64);
             let tokens_seen = tokens_seen.context("the count of tokens seen overflows")?;
-            if let Some(schedule) = &hooks.schedule {
-                optimizer.config.lr = schedule.lr(step);
-            }
+            settings.schedule.set_lr(optimizer, step);
+            history.learning_rates.push(optimizer.config.lr);
             let loss = settings.mode.forward(device, || hooks.loss.loss(model, &batch, device, true));
             // Read before the update, so that a diverged run stops with the weights of its
             // last good step, and the checkpoint on disk is the last finite one.
@@ -199,10 +188,7 @@ pub fn train_model(
             if let Some(after_backward) = hooks.after_backward.as_mut() {
                 after_backward()?;
             }
-            let warmed_up = hooks.schedule.is_none_or(|schedule| step > schedule.warmup_steps);
-            if let (Some(max_norm), true) = (hooks.max_grad_norm, warmed_up) {
-                optimizer.clip_grad_norm(max_norm);
-            }
+            settings.schedule.clip(optimizer, step);
             optimizer.step();
             progress.tokens_seen = tokens_seen;
             progress.global_step = step;

@@ -23,4 +23,4 @@ pub use loss::{
     MultiTokenLoss, NextTokenLoss, TrainingLoss, IGNORE_INDEX,
 };
 pub use mode::TrainMode;
-pub use schedule::WarmupCosine;
+pub use schedule::{AppendixD, LrDecay, StepSchedule, WarmupCosine};

@@ -164,14 +164,13 @@ pub fn run(context: &RunContext, model: &Model, settings: &FineTuning) -> Result
         epoch_seed: Some(context.seed),
         verbose: false,
         mode: shared::train::TrainMode::Book,
+        schedule: Default::default(),
     };
     let mut progress = TrainProgress::default();
     let mut nothing = |_: &TrainProgress, _: &AdamW| Ok(());
     let hooks = TrainHooks {
         loss: &NextTokenLoss,
         tokenizer: tokenizer.as_ref(),
-        schedule: None,
-        max_grad_norm: None,
         on_epoch_end: &mut nothing,
         after_backward: None,
     };
