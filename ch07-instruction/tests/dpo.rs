@@ -1,11 +1,14 @@
-//! DPO against the companion notebook's functions run on the same tiny models and batches
+//! DPO against the companion notebook's functions run on the same models (tiny, and GPT-2
+//! small's shape) and batches
 //! (`tests/fixtures/dpo-reference.json`, written by `scripts/reference/dpo.py`): the collated
 //! batch, the response log-probabilities, the loss and rewards, and five optimizer steps.
 
 use ch07_instruction::dpo::{dpo_loss_batch, sequence_logprobs};
 use ch07_instruction::dpo_run::{self, DpoOptions};
 use ch07_instruction::finetune::InstructionModel;
-use ch07_instruction::preference::{self, collate, PreferenceCollate, PreferenceDataset, PreferenceExample};
+use ch07_instruction::preference::{
+    self, collate, PreferenceBatch, PreferenceCollate, PreferenceDataset, PreferenceExample,
+};
 use ch07_instruction::template::Alpaca;
 use serde_json::Value;
 use shared::app::cli::RunContext;
@@ -46,7 +49,6 @@ fn model(config: &GptConfig, seed: u64) -> (VarStore, GptModel) {
 fn dpo_matches_the_notebook_step_by_step() {
     let reference = reference();
     let config: GptConfig = serde_json::from_value(reference["config"].clone()).unwrap();
-    let beta = reference["beta"].as_f64().unwrap();
     let path = preference::locate(&RunContext::for_tests().data).unwrap();
     let records = preference::load(&path).unwrap();
     assert_eq!(records.len(), 1100);
@@ -69,6 +71,15 @@ fn dpo_matches_the_notebook_step_by_step() {
         assert_eq!(ours, theirs, "{key}");
     }
 
+    check_steps(&reference, &batches);
+    check_steps(&reference["gpt2_small_shape"], &batches);
+}
+
+/// The log-probabilities, loss and rewards of the first batch, five AdamW steps and the loss
+/// after them, for the models (seeds 123 and 456) of `reference`'s config.
+fn check_steps(reference: &Value, batches: &[PreferenceBatch; 2]) {
+    let config: GptConfig = serde_json::from_value(reference["config"].clone()).unwrap();
+    let (beta, lr) = (reference["beta"].as_f64().unwrap(), reference["lr"].as_f64().unwrap());
     let _rng = global_rng_lock();
     let (vs, policy) = model(&config, 123);
     let (_reference_vs, frozen) = model(&config, 456);
@@ -94,8 +105,7 @@ fn dpo_matches_the_notebook_step_by_step() {
     });
 
     // Five AdamW steps on the policy, the reference frozen.
-    let mut optimizer =
-        AdamW::new(&vs, AdamWConfig { lr: 1e-3, weight_decay: 0.01, ..AdamWConfig::default() }).unwrap();
+    let mut optimizer = AdamW::new(&vs, AdamWConfig { lr, weight_decay: 0.01, ..AdamWConfig::default() }).unwrap();
     for (step, expected) in reference["steps"].as_array().unwrap().iter().enumerate() {
         optimizer.zero_grad();
         let result = dpo_loss_batch(&batches[step % 2], &policy, &frozen, beta, Device::Cpu, true);

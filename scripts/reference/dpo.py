@@ -1,7 +1,8 @@
 """DPO as the companion's `ch07/04_preference-tuning-with-dpo/dpo-from-scratch.ipynb` computes
 it (its `PreferenceDataset`, `custom_collate_fn`, `compute_logprobs`, `compute_dpo_loss`,
 `compute_dpo_loss_batch`, followed here in our words), on a seeded tiny GPT and the first
-eight records of the bundled preference data, for `ch07-instruction/tests/dpo.rs`:
+eight records of the bundled preference data, for `ch07-instruction/tests/dpo.rs`, with a
+tiny GPT and with GPT-2 small's shape (context 256):
 
 - the collated first batch (ids and masks);
 - the policy's and the reference's log-probabilities of its chosen and rejected responses,
@@ -26,6 +27,7 @@ from shared import data_file, gpt2_tokenizer  # noqa: E402
 
 CONFIG = {"vocab_size": 50257, "context_length": 256, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
           "drop_rate": 0.0, "qkv_bias": False}
+GPT2_SMALL = {**CONFIG, "emb_dim": 768, "n_heads": 12, "n_layers": 12}
 BETA = 0.1
 
 
@@ -85,18 +87,13 @@ def batch_loss(batch, policy, reference):
     return loss, chosen, rejected, (policy_chosen, policy_rejected, reference_chosen, reference_rejected)
 
 
-def main():
-    with open(data_file("instruction-data-with-preference.json"), encoding="utf-8") as f:
-        records = json.load(f)[:8]
-    tokenizer = gpt2_tokenizer()
-    items = [encode(entry, tokenizer) for entry in records]
-    batches = [collate(items[i:i + 4], allowed_max_length=CONFIG["context_length"]) for i in (0, 4)]
+def run(config, batches, lr):
     torch.manual_seed(123)
-    policy = GPTModel(CONFIG)
+    policy = GPTModel(config)
     torch.manual_seed(456)
-    reference = GPTModel(CONFIG).eval()
+    reference = GPTModel(config).eval()
 
-    out = {"config": CONFIG, "beta": BETA, "records": 8, "batch_size": 4}
+    out = {"config": config, "beta": BETA, "records": 8, "batch_size": 4, "lr": lr}
     first = batches[0]
     out["first_batch"] = {key: first[key].int().tolist() for key in ("chosen", "rejected", "chosen_mask", "rejected_mask")}
     policy.eval()
@@ -107,7 +104,7 @@ def main():
                      "rejected_reward": rejected.item()}
 
     policy.train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.01)
     steps = []
     for step in range(5):
         batch = batches[step % 2]
@@ -120,6 +117,18 @@ def main():
     policy.eval()
     with torch.no_grad():
         out["after_loss"] = batch_loss(first, policy, reference)[0].item()
+    return out
+
+
+def main():
+    with open(data_file("instruction-data-with-preference.json"), encoding="utf-8") as f:
+        records = json.load(f)[:8]
+    tokenizer = gpt2_tokenizer()
+    items = [encode(entry, tokenizer) for entry in records]
+    batches = [collate(items[i:i + 4], allowed_max_length=CONFIG["context_length"]) for i in (0, 4)]
+    out = run(CONFIG, batches, 1e-3)
+    out["gpt2_small_shape"] = run(GPT2_SMALL, batches, 1e-5)
+    del out["gpt2_small_shape"]["first_batch"]
     out["torch"] = torch.__version__
     print(json.dumps(out))
 

@@ -82,7 +82,11 @@ impl AdamW {
         config.validate()?;
         let mut params: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, tensor)| tensor.requires_grad()).collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        // In the order the model created them, which is PyTorch's `model.parameters()` order:
+        // the updates do not depend on it, but the global norm of clipping sums in it.
+        let created: Vec<usize> = vs.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
+        let rank = |t: &Tensor| created.iter().position(|&p| p == t.data_ptr() as usize).unwrap_or(usize::MAX);
+        params.sort_by(|a, b| rank(&a.1).cmp(&rank(&b.1)).then_with(|| a.0.cmp(&b.0)));
         Ok(Self { config, params, state: BTreeMap::new(), no_decay: Default::default(), fused: false })
     }
 
@@ -169,22 +173,24 @@ impl AdamW {
     }
 
     /// `torch.nn.utils.clip_grad_norm_`: scales every gradient by `max_norm / (norm + 1e-6)`
-    /// when the norm of all gradients together exceeds `max_norm`; returns that norm.
+    /// when the norm of all gradients together exceeds `max_norm`; returns that norm. As
+    /// PyTorch computes it, in float tensors: each gradient's norm, the norm of those norms,
+    /// the coefficient `reciprocal(norm + 1e-6) * max_norm` clamped at 1, and every gradient
+    /// multiplied by it (by 1 when it is clamped), so the updates are PyTorch's to the bit.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
         let _no_grad = tch::no_grad_guard();
         let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
         if grads.is_empty() {
             return 0.0;
         }
-        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
-        let coefficient = (max_norm / (total + 1e-6)).min(1.0);
-        if coefficient < 1.0 {
-            for mut grad in grads {
-                let _ = grad.g_mul_scalar_(coefficient);
-            }
+        let norm = |t: &Tensor| t.norm(); // ATen's 2-norm, linalg.vector_norm
+        let norms: Vec<Tensor> = grads.iter().map(norm).collect();
+        let total = norm(&Tensor::stack(&norms, 0));
+        let coefficient = ((&total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+        for mut grad in grads {
+            let _ = grad.g_mul_(&coefficient);
         }
-        total
+        total.double_value(&[])
     }
 
     /// The number of updates applied so far (the largest per-parameter step count).
