@@ -171,7 +171,7 @@ pub fn run(context: &RunContext, text: &str, options: &PretrainOptions) -> Resul
         eval_freq: if lead { flags.eval_freq } else { usize::MAX },
         epoch_seed,
         // A resumed run's schedule counts the steps it has taken.
-        schedule: flags.schedule(&optimizer, progress.global_step + 1, train_loader.len())?,
+        schedule: flags.schedule(&optimizer, progress.global_step.saturating_add(1), train_loader.len())?,
         ..flags.settings(start_context, options.verbose && lead, &optimizer, train_loader.len())?
     };
     // After every epoch the checkpoint is replaced (each file written under a temporary name,

@@ -169,6 +169,16 @@ fn a_dpo_run_prefers_the_chosen_responses_and_writes_its_outputs() {
     let tuned = ch07_instruction::finetune::load_model(&report.checkpoint, None, &context).unwrap();
     assert_eq!(tuned.template, ch07_instruction::template::TemplateKind::Alpaca);
 
+    // LoRA-only: only the adapters train, merged into the saved model.
+    let lora_dir = tempfile::tempdir().unwrap();
+    let lora_context = RunContext { out_dir: lora_dir.path().to_path_buf(), ..RunContext::for_tests() };
+    let lora = Some(shared::model::lora::LoraConfig { rank: 4, alpha: 8.0 });
+    let with_lora = DpoOptions { lora, epochs: 1, limit: Some(30), ..options.clone() };
+    let adapted = dpo_run::run(&lora_context, &with_lora, small_model).unwrap();
+    assert!(adapted.trainable_parameters < report.trainable_parameters / 2, "{}", adapted.trainable_parameters);
+    assert!(adapted.val_after.margin != 0.0, "the adapters moved the policy");
+    ch07_instruction::finetune::load_model(&adapted.checkpoint, None, &lora_context).unwrap();
+
     // Bad settings and a reference of another model are clear errors.
     let bad = DpoOptions { beta: 0.0, ..options.clone() };
     let err = dpo_run::run(&context, &bad, small_model).unwrap_err().to_string();
