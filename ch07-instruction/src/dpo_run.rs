@@ -21,6 +21,7 @@ use shared::train::{AdamW, AdamWConfig, Checkpoint, TrainProgress};
 use crate::dpo::{dpo_loss_loader, train_model_dpo, DpoEvaluation, DpoHistory, DpoSettings};
 use crate::finetune::{self, InstructionMeta, InstructionModel};
 use crate::preference::{self, PreferenceCollate, PreferenceDataset, PreferenceLoader, PreferenceRecord};
+use crate::records::Splits;
 use crate::respond::respond;
 
 /// The run's settings; the defaults are the notebook's (beta 0.1, AdamW at 5e-6 with weight
@@ -107,11 +108,12 @@ pub fn run(
     if let Some(limit) = options.limit {
         records.truncate(limit);
     }
-    let (train_records, test_records, val_records) = split(&records);
+    let total = records.len();
+    let Splits { train: train_records, test: test_records, validation: val_records } = Splits::new(records);
     ensure!(
         train_records.len() >= options.batch_size && !val_records.is_empty(),
         "{} preference records give {} training and {} validation records: too few for batches of {}",
-        records.len(),
+        total,
         train_records.len(),
         val_records.len(),
         options.batch_size
@@ -141,10 +143,10 @@ pub fn run(
             collate,
         })
     };
-    let (train, val) = (loader(train_records, true)?, loader(val_records, false)?);
+    let (train, val) = (loader(&train_records, true)?, loader(&val_records, false)?);
     reporter.say(format!(
         "{} preference records from {}: training {}, test {}, validation {}; model: {}",
-        records.len(),
+        total,
         data.display(),
         train_records.len(),
         test_records.len(),
@@ -252,13 +254,6 @@ fn describe(evaluation: &DpoEvaluation) -> String {
         evaluation.margin,
         evaluation.accuracy * 100.0
     )
-}
-
-/// The notebook's split: 85 % training, 10 % test, the rest validation, in file order.
-fn split(records: &[PreferenceRecord]) -> (&[PreferenceRecord], &[PreferenceRecord], &[PreferenceRecord]) {
-    let n = records.len();
-    let (train, test) = ((n as f64 * 0.85) as usize, (n as f64 * 0.1) as usize);
-    (&records[..train], &records[train..train + test], &records[train + test..])
 }
 
 /// The losses and the reward margins on both splits against the steps.

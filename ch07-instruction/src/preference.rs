@@ -70,9 +70,7 @@ pub struct PreferenceDataset {
 impl PreferenceDataset {
     pub fn new(records: &[PreferenceRecord], template: &dyn PromptTemplate, tokenizer: &dyn Tokenizer) -> Result<Self> {
         let pad_id = tokenizer.end_of_text().context("the tokenizer has no end-of-text token to pad with")?;
-        let encode = |text: &str| -> Result<Vec<i64>> {
-            Ok(template.encode(tokenizer, text)?.into_iter().map(i64::from).collect())
-        };
+        let encode = |text: &str| template.encode_ids(tokenizer, text);
         let examples = records
             .iter()
             .map(|pair| {

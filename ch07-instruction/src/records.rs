@@ -118,18 +118,19 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// The book's split, in file order.
+/// The book's split, in file order (of instruction records, or of the DPO notebook's
+/// preference records, which it splits the same way).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Splits {
-    pub train: Vec<InstructionRecord>,
-    pub test: Vec<InstructionRecord>,
-    pub validation: Vec<InstructionRecord>,
+pub struct Splits<T = InstructionRecord> {
+    pub train: Vec<T>,
+    pub test: Vec<T>,
+    pub validation: Vec<T>,
 }
 
-impl Splits {
+impl<T> Splits<T> {
     /// `int(n * 0.85)` training records, then `int(n * 0.1)` test records, then the rest for
     /// validation (935 / 110 / 55 of the book's 1,100).
-    pub fn new(mut records: Vec<InstructionRecord>) -> Self {
+    pub fn new(mut records: Vec<T>) -> Self {
         let n = records.len();
         let train_len = (n as f64 * 0.85) as usize;
         let test_len = (n as f64 * 0.1) as usize;
@@ -137,7 +138,9 @@ impl Splits {
         let test = records.split_off(train_len);
         Self { train: records, test, validation }
     }
+}
 
+impl<T: Serialize> Splits<T> {
     /// Writes `train.json`, `test.json` and `validation.json` into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         for (name, records) in [("train", &self.train), ("test", &self.test), ("validation", &self.validation)] {

@@ -63,7 +63,7 @@ fn prompt_ids(
     tokenizer: &dyn Tokenizer,
     record: &InstructionRecord,
 ) -> Result<Vec<i64>> {
-    Ok(template.encode(tokenizer, &template.format_input(record))?.into_iter().map(i64::from).collect())
+    template.encode_ids(tokenizer, &template.format_input(record))
 }
 
 /// The response in the generated tokens `ids`, whose first `prompt_len` are the prompt:

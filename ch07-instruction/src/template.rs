@@ -39,6 +39,11 @@ pub trait PromptTemplate: Send + Sync {
         }
     }
 
+    /// [`PromptTemplate::encode`] as the model's input ids.
+    fn encode_ids(&self, tokenizer: &dyn Tokenizer, text: &str) -> Result<Vec<i64>> {
+        Ok(self.encode(tokenizer, text)?.into_iter().map(i64::from).collect())
+    }
+
     /// A whole training example: prompt, marker and expected output.
     fn format_example(&self, record: &InstructionRecord) -> String {
         self.format_input(record) + &self.format_response(&record.output)
