@@ -360,7 +360,12 @@ impl MultiHeadAttention {
                 let [queries, keys, values]: [Tensor; 3] = parts.try_into().expect("three parts");
                 (queries, keys, values)
             }
-            _ => (x.apply(&self.w_query), x.apply(&self.w_key), x.apply(&self.w_value)),
+            _ => {
+                // Keys first, as listing 3.5 computes them: the order in which the three
+                // gradients reach `x` in the backward pass, and so their sum's rounding.
+                let keys = x.apply(&self.w_key);
+                (x.apply(&self.w_query), keys, x.apply(&self.w_value))
+            }
         }
     }
 

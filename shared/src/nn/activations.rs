@@ -17,9 +17,12 @@ pub enum Activation {
 
 /// Listing 4.3: GELU with the tanh approximation GPT-2 was trained with.
 pub fn gelu(x: &Tensor) -> Tensor {
+    // The listing's operations in its order, `0.5 * x` first: the backward pass then adds
+    // the three gradients that reach `x` in PyTorch's order, so training matches it bit for bit.
+    let half_x = x * 0.5;
     let cubic: Tensor = x.pow_tensor_scalar(3) * 0.044715;
     let inner: Tensor = (x + cubic) * (2.0 / std::f64::consts::PI).sqrt();
-    x * (inner.tanh() + 1.0) * 0.5
+    half_x * (inner.tanh() + 1.0)
 }
 
 #[cfg(test)]
