@@ -22,7 +22,7 @@ use shared::app::model_source::Init;
 use shared::core::device::global_rng_lock;
 use shared::generate::{generate_text_cached, Sampler, Sampling};
 use shared::tokenizer::{ChatMessage, END_OF_TEXT_ID};
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// The server most tests share.
 fn server() -> &'static str {
@@ -199,6 +199,187 @@ fn a_seed_repeats_a_sampled_reply() {
     assert_eq!(content(&post(url, "/v1/chat/completions", cold.to_string()).1), greedy);
 }
 
+/// The log-probabilities of a chat reply's tokens: `(bytes, logprob, [(bytes, logprob)])`.
+type Logprobs = Vec<(Vec<u8>, f64, Vec<(Vec<u8>, f64)>)>;
+
+fn bytes(value: &Value) -> Vec<u8> {
+    value.as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect()
+}
+
+fn chat_logprobs(choice: &Value) -> Logprobs {
+    choice["logprobs"]["content"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no logprobs in {choice}"))
+        .iter()
+        .map(|entry| {
+            let top = entry["top_logprobs"].as_array().unwrap();
+            let top = top.iter().map(|t| (bytes(&t["bytes"]), t["logprob"].as_f64().unwrap())).collect();
+            assert_eq!(entry["token"].as_str().unwrap(), String::from_utf8_lossy(&bytes(&entry["bytes"])));
+            (bytes(&entry["bytes"]), entry["logprob"].as_f64().unwrap(), top)
+        })
+        .collect()
+}
+
+#[test]
+fn logprobs_equal_a_direct_forward_pass() {
+    let url = server();
+    let model = {
+        let _rng = global_rng_lock();
+        small_model().unwrap()
+    };
+    let tokenizer = shared::tokenizer::Gpt2Tokenizer::new();
+    let id_of: std::collections::HashMap<Vec<u8>, i64> =
+        (0..50257u32).map(|id| (tokenizer.decode_bytes(&[id]).unwrap(), id as i64)).collect();
+    let messages = json!([{ "role": "user", "content": "Name a planet." }]);
+    let (status, template) = post(url, "/apply-template", json!({ "messages": messages }).to_string());
+    assert_eq!(status, 200, "{template}");
+    let prompt: Vec<i64> = template["tokens"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    for sampled in [false, true] {
+        let mut body = json!({ "messages": messages, "max_tokens": 12, "logprobs": true, "top_logprobs": 5 });
+        body["temperature"] = json!(if sampled { 1.0 } else { 0.0 });
+        if sampled {
+            body["seed"] = json!(3);
+            body["top_k"] = json!(40);
+        }
+        let (status, reply) = post(url, "/v1/chat/completions", body.to_string());
+        assert_eq!(status, 200, "{reply}");
+        let logprobs = chat_logprobs(&reply["choices"][0]);
+        assert_eq!(logprobs.len() as u64, reply["usage"]["completion_tokens"].as_u64().unwrap());
+        let generated: Vec<i64> = logprobs.iter().map(|(bytes, _, _)| id_of[bytes]).collect();
+        let ids = Tensor::from_slice(&[prompt.clone(), generated.clone()].concat()).view([1, -1]);
+        let expected = tch::no_grad(|| model.loaded.model.forward_t(&ids, false)).log_softmax(-1, tch::Kind::Float);
+        for (k, (_, logprob, top)) in logprobs.iter().enumerate() {
+            let row = expected.get(0).get(prompt.len() as i64 + k as i64 - 1);
+            let want = row.double_value(&[generated[k]]);
+            assert!((logprob - want).abs() < 1e-5, "token {k}: {logprob} served, {want} by a forward pass");
+            let (values, top_ids) = row.topk(5, -1, true, true);
+            assert_eq!(top.len(), 5);
+            for (j, (bytes, logprob)) in top.iter().enumerate() {
+                assert_eq!(id_of[bytes], top_ids.int64_value(&[j as i64]), "token {k}, alternative {j}");
+                assert!((logprob - values.double_value(&[j as i64])).abs() < 1e-5);
+            }
+            if !sampled {
+                assert_eq!(generated[k], top_ids.int64_value(&[0]), "greedy decoding takes the most likely token");
+            }
+        }
+        // Streamed, the same tokens and values, spread over the chunks.
+        body["stream"] = json!(true);
+        let (_, chunks) = streamed_text(url, "/v1/chat/completions", &body);
+        let streamed: Logprobs = chunks
+            .iter()
+            .filter(|c| c["choices"].get(0).is_some_and(|c| !c["logprobs"].is_null()))
+            .flat_map(|c| chat_logprobs(&c["choices"][0]))
+            .collect();
+        assert_eq!(streamed, logprobs, "sampled: {sampled}");
+    }
+    // Without the flag there are none.
+    let (_, reply) = post(url, "/v1/chat/completions", chat_body("Hi", 4).to_string());
+    assert!(reply["choices"][0]["logprobs"].is_null());
+}
+
+#[test]
+fn completion_logprobs_follow_the_text() {
+    let url = server();
+    let body = json!({ "prompt": "Every effort moves you", "max_tokens": 10, "temperature": 0, "logprobs": 3 });
+    let (status, reply) = post(url, "/v1/completions", body.to_string());
+    assert_eq!(status, 200, "{reply}");
+    let choice = &reply["choices"][0];
+    let logprobs = &choice["logprobs"];
+    let tokens: Vec<&str> = logprobs["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.concat(), choice["text"].as_str().unwrap());
+    let offsets: Vec<u64> = logprobs["text_offset"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap()).collect();
+    let mut at = 0;
+    for (token, offset) in tokens.iter().zip(&offsets) {
+        assert_eq!(*offset, at);
+        at += token.chars().count() as u64;
+    }
+    for (k, top) in logprobs["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let top = top.as_object().unwrap();
+        assert!(!top.is_empty() && top.len() <= 3);
+        // Greedy: the chosen token is the most likely, with its log-probability.
+        let best = top.values().map(|v| v.as_f64().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(best, logprobs["token_logprobs"][k].as_f64().unwrap());
+    }
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (text, chunks) = streamed_text(url, "/v1/completions", &streamed);
+    assert_eq!(text, choice["text"].as_str().unwrap());
+    let (mut streamed_tokens, mut streamed_offsets) = (Vec::new(), Vec::new());
+    for chunk in chunks.iter().filter(|c| !c["choices"][0]["logprobs"].is_null()) {
+        let part = &chunk["choices"][0]["logprobs"];
+        streamed_tokens.extend(part["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()));
+        streamed_offsets.extend(part["text_offset"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap()));
+    }
+    assert_eq!((streamed_tokens, streamed_offsets), (tokens.iter().map(|t| t.to_string()).collect(), offsets));
+}
+
+#[test]
+fn n_choices_with_a_seed_are_reproducible() {
+    let url = server();
+    let body = |n: i64, stream: bool| {
+        json!({ "messages": [{ "role": "user", "content": "Name a planet." }], "max_tokens": 12, "n": n,
+                "seed": 1, "temperature": 1.0, "stream": stream })
+    };
+    let texts = |reply: &Value| -> Vec<String> {
+        let choices = reply["choices"].as_array().unwrap();
+        choices.iter().enumerate().for_each(|(i, c)| assert_eq!(c["index"], i));
+        choices.iter().map(|c| c["message"]["content"].as_str().unwrap().to_string()).collect()
+    };
+    let (status, first) = post(url, "/v1/chat/completions", body(4, false).to_string());
+    assert_eq!(status, 200, "{first}");
+    let first_texts = texts(&first);
+    assert_eq!(first_texts.len(), 4);
+    assert_eq!(texts(&post(url, "/v1/chat/completions", body(4, false).to_string()).1), first_texts);
+    let distinct: std::collections::BTreeSet<&String> = first_texts.iter().collect();
+    assert!(distinct.len() > 1, "four samples at temperature 1 were all {:?}", first_texts[0]);
+    // The first choice is the reply of the same request with n = 1.
+    assert_eq!(texts(&post(url, "/v1/chat/completions", body(1, false).to_string()).1)[0], first_texts[0]);
+    let completion_tokens: u64 = first["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(completion_tokens >= 4, "the usage counts every choice's tokens");
+    // Streamed, each chunk names its choice; the texts are the same.
+    let events = stream(url, "/v1/chat/completions", &body(4, true));
+    let mut streamed = vec![String::new(); 4];
+    let mut finished = 0;
+    for event in &events[..events.len() - 1] {
+        let chunk: Value = serde_json::from_str(event).unwrap();
+        let choice = &chunk["choices"][0];
+        let index = choice["index"].as_u64().unwrap() as usize;
+        streamed[index] += choice["delta"]["content"].as_str().unwrap_or_default();
+        finished += usize::from(!choice["finish_reason"].is_null());
+    }
+    assert_eq!((streamed, finished), (first_texts, 4));
+}
+
+#[test]
+fn tokenize_detokenize_and_the_template() {
+    let url = server();
+    let text = "Héllo wörld, <|endoftext|> 🦀";
+    let tokenizer = shared::tokenizer::Gpt2Tokenizer::new();
+    let (status, reply) = post(url, "/tokenize", json!({ "content": text }).to_string());
+    assert_eq!(status, 200, "{reply}");
+    let ids: Vec<u32> = reply["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    assert_eq!(ids, tokenizer.encode(text));
+    let (_, pieces) = post(url, "/tokenize", json!({ "content": text, "with_pieces": true }).to_string());
+    let mut joined = Vec::new();
+    for (token, id) in pieces["tokens"].as_array().unwrap().iter().zip(&ids) {
+        assert_eq!(token["id"], *id);
+        match &token["piece"] {
+            Value::String(piece) => joined.extend(piece.as_bytes()),
+            bytes => joined.extend(self::bytes(bytes)), // part of a character
+        }
+    }
+    assert_eq!(joined, text.as_bytes());
+    let (status, back) = post(url, "/detokenize", json!({ "tokens": ids }).to_string());
+    assert_eq!((status, back["content"].as_str().unwrap()), (200, text));
+    let messages = json!([{ "role": "system", "content": "The cat sat." }, { "role": "user", "content": "Rewrite." }]);
+    let (status, template) = post(url, "/apply-template", json!({ "messages": messages }).to_string());
+    assert_eq!(status, 200, "{template}");
+    let expected = Alpaca.format_input(&InstructionRecord::new("Rewrite.", "The cat sat.", ""));
+    assert_eq!(template["prompt"], expected);
+    let expected_ids: Vec<u32> = tokenizer.encode(template["prompt"].as_str().unwrap());
+    assert_eq!(template["tokens"], json!(expected_ids));
+}
+
 #[test]
 fn requests_decoded_together_get_their_own_replies() {
     let url = server();
@@ -282,7 +463,19 @@ fn bad_requests_get_openai_errors() {
         (chat, json!({ "messages": user, "top_p": 0 }).to_string().into(), 400, "top_p"),
         (chat, json!({ "messages": user, "top_k": 0 }).to_string().into(), 400, "top_k"),
         (chat, json!({ "messages": user, "max_tokens": 0 }).to_string().into(), 400, "max_tokens"),
-        (chat, json!({ "messages": user, "n": 2 }).to_string().into(), 400, "n must be 1"),
+        (chat, json!({ "messages": user, "n": 0 }).to_string().into(), 400, "n must be between 1 and 8"),
+        (chat, json!({ "messages": user, "n": 9 }).to_string().into(), 400, "n must be between 1 and 8"),
+        (
+            chat,
+            json!({ "messages": user, "logprobs": true, "top_logprobs": 21 }).to_string().into(),
+            400,
+            "top_logprobs",
+        ),
+        (chat, json!({ "messages": user, "top_logprobs": 2 }).to_string().into(), 400, "needs logprobs"),
+        ("/v1/completions", json!({ "prompt": "a", "logprobs": 6 }).to_string().into(), 400, "between 0 and 5"),
+        ("/detokenize", json!({ "tokens": [50257] }).to_string().into(), 400, "outside the vocabulary"),
+        ("/tokenize", json!({ "text": "a" }).to_string().into(), 400, "content"),
+        ("/apply-template", json!({ "messages": [] }).to_string().into(), 400, "at least one message"),
         (chat, json!({ "messages": user, "stop": ["a", "b", "c", "d", "e"] }).to_string().into(), 400, "stop"),
         (chat, json!({ "messages": user, "max_tokens": 1000 }).to_string().into(), 400, "context is 256 tokens"),
         // `prompt + max_tokens` overflowed i64 and failed the whole batch with a 500.

@@ -7,6 +7,7 @@
 //! | [`prompt`] | a request's prompt as ids: the model's template and tokenizer |
 //! | [`guard`] | who may call: loopback `Host`, same-origin pages, an optional API key |
 //! | [`routes`] | the axum handlers, streaming as server-sent events |
+//! | [`tokenize`] | `/tokenize`, `/detokenize`, `/apply-template`: what the model reads |
 //! | [`worker`] | the thread that owns the model and decodes queued requests in batches |
 //! | [`text`] | the streamed text: the response marker, trimming, stop sequences |
 //! | [`load_test`] | concurrent clients against a server, with latency percentiles |
@@ -19,6 +20,7 @@ pub mod prompt;
 pub mod routes;
 pub mod soak;
 pub mod text;
+pub mod tokenize;
 pub mod worker;
 
 use std::net::{SocketAddr, TcpListener};
@@ -169,7 +171,7 @@ pub fn start(
         worker,
         info: info.clone(),
         model_id: options.model_id.clone(),
-        defaults: options.defaults,
+        limits: api::Limits { defaults: options.defaults, max_choices: options.max_batch },
         started: routes::now(),
         body_timeout: limits.body_timeout,
         max_body_bytes: options.max_body_bytes,

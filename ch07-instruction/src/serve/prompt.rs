@@ -2,6 +2,8 @@
 //! renders a chat, and the model's tokenizer encodes it (GPT-2's in the book; a Hugging
 //! Face model's own, with its chat template).
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use shared::tokenizer::Tokenizer;
 
@@ -13,7 +15,7 @@ use crate::template::{PromptTemplate, TemplateKind};
 pub struct Prompter {
     pub kind: TemplateKind,
     pub template: Box<dyn PromptTemplate>,
-    pub tokenizer: Box<dyn Tokenizer>,
+    pub tokenizer: Arc<dyn Tokenizer>,
 }
 
 impl std::fmt::Debug for Prompter {
@@ -30,7 +32,7 @@ impl Prompter {
         Ok(Self {
             kind: model.template,
             template: model.prompt_template()?,
-            tokenizer: model.loaded.model.cfg.tokenizer.build()?,
+            tokenizer: Arc::from(model.loaded.model.cfg.tokenizer.build()?),
         })
     }
 

@@ -20,9 +20,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use super::api::{ApiError, ChatRequest, CompletionRequest, Defaults, Endpoint, Generation, Reply};
+use super::api::{ApiError, ChatRequest, ChoiceResult, CompletionRequest, Endpoint, Generation, Limits, Reply};
 use super::guard::{guard, Access};
-use super::worker::{Event, Job, ModelInfo, SubmitError, Worker};
+use super::tokenize::{apply_template, detokenize, tokenize};
+use super::worker::{Event, Job, ModelInfo, RowSampling, SubmitError, Worker};
 
 /// The chat page: one self-contained file.
 const PAGE: &str = include_str!("page.html");
@@ -33,7 +34,8 @@ pub struct AppState {
     pub info: ModelInfo,
     /// The model's name in `/v1/models` and in every response.
     pub model_id: String,
-    pub defaults: Defaults,
+    /// Defaults for what a request leaves out, and the most choices it may ask for.
+    pub limits: Limits,
     pub started: u64,
     /// The time a client has to send a request body.
     pub body_timeout: std::time::Duration,
@@ -55,6 +57,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, access: Access) -> Ro
         .route("/v1/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/apply-template", post(apply_template))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", "invalid_request_error", None, None)
         })
@@ -110,20 +115,20 @@ async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Re
 async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let request = parse::<ChatRequest>(request, &state)
         .await
-        .and_then(|request| request.generation(state.info.prompter.template.as_ref(), &state.defaults));
+        .and_then(|request| request.generation(state.info.prompter.template.as_ref(), &state.limits));
     respond(state, Endpoint::Chat, request).await
 }
 
 async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let request =
-        parse::<CompletionRequest>(request, &state).await.and_then(|request| request.generation(&state.defaults));
+        parse::<CompletionRequest>(request, &state).await.and_then(|request| request.generation(&state.limits));
     respond(state, Endpoint::Completion, request).await
 }
 
 /// The body as JSON of type `T`, whatever its content type says (`curl -d` sends a form
 /// type): 413 over the size limit, 408 when it takes longer than the body timeout to
 /// arrive, 400 for anything that is not such JSON.
-async fn parse<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
+pub(super) async fn parse<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
     let timeout = state.body_timeout;
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     if let Some(declared) = declared.filter(|&n| n > state.max_body_bytes as u64) {
@@ -184,9 +189,20 @@ async fn generate(
     })?;
     let max_tokens = max_tokens(&state, prompt.len() as i64, request.max_tokens)?;
     let (events, receiver) = unbounded_channel();
-    let job = Job { prompt, max_tokens, sampling: request.sampling, text: request.text, events };
-    let prompt_tokens = job.prompt.len();
-    state.worker.submit(job).map_err(|err| match err {
+    let prompt_tokens = prompt.len();
+    let jobs = (0..request.choices)
+        .map(|choice| Job {
+            prompt: prompt.clone(),
+            max_tokens,
+            sampling: RowSampling { seed: request.choice_seed(choice), ..request.sampling },
+            text: request.text.clone(),
+            choice,
+            logprobs: request.logprobs,
+            events: events.clone(),
+        })
+        .collect();
+    drop(events);
+    state.worker.submit(jobs).map_err(|err| match err {
         SubmitError::QueueFull => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "the server's queue is full; retry shortly",
@@ -208,12 +224,14 @@ async fn generate(
         created: now(),
         model: state.model_id.clone(),
         prompt_tokens,
+        logprobs: request.logprobs.is_some(),
+        tokenizer: Arc::clone(&state.info.prompter.tokenizer),
     };
     if request.stream {
-        let events = stream_events(reply, receiver, request.include_usage);
+        let events = stream_events(reply, receiver, request.choices, request.include_usage);
         Ok(Sse::new(events.map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)))).into_response())
     } else {
-        whole_response(reply, receiver).await
+        whole_response(reply, receiver, request.choices).await
     }
 }
 
@@ -239,18 +257,30 @@ fn max_tokens(state: &AppState, prompt: i64, asked: Option<i64>) -> Result<i64, 
         Some(n) if prompt.saturating_add(n) > context => Err(too_long(prompt.saturating_add(n))),
         Some(n) => Ok(n),
         None if prompt >= context => Err(too_long(prompt + 1)),
-        None => Ok(state.defaults.max_tokens.min(context - prompt)),
+        None => Ok(state.limits.defaults.max_tokens.min(context - prompt)),
     }
 }
 
-/// Waits for the end and answers with the whole text.
-async fn whole_response(reply: Reply, mut receiver: UnboundedReceiver<Event>) -> Result<Response, ApiError> {
-    let mut text = String::new();
+/// Waits for every choice's end and answers with the whole texts.
+async fn whole_response(
+    reply: Reply,
+    mut receiver: UnboundedReceiver<Event>,
+    choices: usize,
+) -> Result<Response, ApiError> {
+    let mut results: Vec<ChoiceResult> = (0..choices).map(|_| ChoiceResult::default()).collect();
+    let mut open = choices;
     while let Some(event) = receiver.recv().await {
         match event {
-            Event::Text(piece) => text.push_str(&piece),
-            Event::Done { reason, completion_tokens } => {
-                return Ok(Json(reply.complete(&text, reason, completion_tokens)).into_response())
+            Event::Text { choice, text, logprobs } => {
+                results[choice].text.push_str(&text);
+                results[choice].logprobs.extend(logprobs);
+            }
+            Event::Done { choice, reason, completion_tokens } => {
+                (results[choice].reason, results[choice].completion_tokens) = (Some(reason), completion_tokens);
+                open -= 1;
+                if open == 0 {
+                    return Ok(Json(reply.complete(&results)).into_response());
+                }
             }
             Event::Failed(message) => return Err(decoding_failed(message)),
         }
@@ -262,25 +292,48 @@ fn decoding_failed(message: String) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {message}"), "server_error", None, None)
 }
 
-/// The stream's events' data: (for chat) the role, a chunk per piece of text, the finish
-/// reason, the usage when asked for, then `[DONE]`. When the client goes, axum drops this
-/// stream and with it the receiver, which tells the worker to stop.
+/// What a stream has sent of each choice: characters (a completion's `text_offset`s
+/// continue from them), whether it has ended, and the tokens of those that have.
+struct StreamState {
+    receiver: UnboundedReceiver<Event>,
+    reply: Reply,
+    offsets: Vec<usize>,
+    open: usize,
+    completion_tokens: usize,
+}
+
+/// The stream's events' data: (for chat) each choice's role, a chunk per piece of text of
+/// any choice, each choice's finish reason, the usage when asked for, then `[DONE]`. When
+/// the client goes, axum drops this stream and with it the receiver, which tells the worker
+/// to stop.
 fn stream_events(
     reply: Reply,
     receiver: UnboundedReceiver<Event>,
+    choices: usize,
     include_usage: bool,
 ) -> impl Stream<Item = String> + Send {
-    let head = (reply.endpoint == Endpoint::Chat).then(|| reply.role_chunk().to_string());
-    let body = stream::unfold(Some((receiver, reply)), move |state| async move {
-        let (mut receiver, reply) = state?;
-        let data = match receiver.recv().await {
-            Some(Event::Text(piece)) => {
-                return Some((vec![reply.chunk(&piece, None).to_string()], Some((receiver, reply))))
+    let head: Vec<String> = match reply.endpoint {
+        Endpoint::Chat => (0..choices).map(|index| reply.role_chunk(index).to_string()).collect(),
+        Endpoint::Completion => Vec::new(),
+    };
+    let state = StreamState { receiver, reply, offsets: vec![0; choices], open: choices, completion_tokens: 0 };
+    let body = stream::unfold(Some(state), move |state| async move {
+        let mut state = state?;
+        let data = match state.receiver.recv().await {
+            Some(Event::Text { choice, text, logprobs }) => {
+                let chunk = state.reply.chunk(choice, &text, &logprobs, &mut state.offsets[choice], None);
+                return Some((vec![chunk.to_string()], Some(state)));
             }
-            Some(Event::Done { reason, completion_tokens }) => {
-                let mut data = vec![reply.chunk("", Some(reason)).to_string()];
+            Some(Event::Done { choice, reason, completion_tokens }) => {
+                let chunk = state.reply.chunk(choice, "", &[], &mut 0, Some(reason)).to_string();
+                state.completion_tokens += completion_tokens;
+                state.open -= 1;
+                if state.open > 0 {
+                    return Some((vec![chunk], Some(state)));
+                }
+                let mut data = vec![chunk];
                 if include_usage {
-                    data.push(reply.usage_chunk(completion_tokens).to_string());
+                    data.push(state.reply.usage_chunk(state.completion_tokens).to_string());
                 }
                 data
             }

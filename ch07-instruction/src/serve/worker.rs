@@ -25,7 +25,7 @@ use super::prompt::Prompter;
 use super::text::{ResponseText, TextRules};
 use crate::finetune::InstructionModel;
 
-/// One request for the worker: the prompt's tokens and how to continue it.
+/// One choice of a request for the worker: the prompt's tokens and how to continue it.
 #[derive(Debug)]
 pub struct Job {
     pub prompt: Vec<i64>,
@@ -33,7 +33,12 @@ pub struct Job {
     pub max_tokens: i64,
     pub sampling: RowSampling,
     pub text: TextRules,
-    /// Where the text goes; closed when the client has gone.
+    /// Which of the request's choices this is (OpenAI's `index`).
+    pub choice: usize,
+    /// `Some(k)`: report each generated token's log-probability with the `k` most likely
+    /// alternatives ([`TokenLogprob`]).
+    pub logprobs: Option<usize>,
+    /// Where the text goes (shared by a request's choices); closed when the client has gone.
     pub events: UnboundedSender<Event>,
 }
 
@@ -52,12 +57,24 @@ pub struct RowSampling {
 /// What the worker sends a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// Text that became visible (one per token that adds some).
-    Text(String),
-    /// The end of the response.
-    Done { reason: FinishReason, completion_tokens: usize },
-    /// Decoding failed; nothing more follows.
+    /// Text of `choice` that became visible (one per token that adds some), with the
+    /// log-probabilities of the tokens generated since the last event when they were asked
+    /// for (a token that shows no text yet is reported with the next one that does).
+    Text { choice: usize, text: String, logprobs: Vec<TokenLogprob> },
+    /// The end of `choice`'s response.
+    Done { choice: usize, reason: FinishReason, completion_tokens: usize },
+    /// Decoding failed; nothing more follows for any choice.
     Failed(String),
+}
+
+/// A generated token's log-probability under the model's next-token distribution before
+/// temperature, top-k and top-p (`log_softmax` of the logits), and the most likely
+/// alternatives under the same distribution, most likely first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub id: i64,
+    pub logprob: f64,
+    pub top: Vec<(i64, f64)>,
 }
 
 /// Why a response ended, in OpenAI's words.
@@ -181,19 +198,23 @@ impl Worker {
         Ok((Self { jobs, stats, max_queue }, info, thread))
     }
 
-    /// Queues `job`, unless `max_queue` requests are already waiting.
-    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        let admitted = self
-            .stats
-            .queued
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| (queued < self.max_queue).then_some(queued + 1));
+    /// Queues a request's `jobs` (its choices, one after the other, so that they are
+    /// decoded in one batch when they fit), unless the queue has no room for all of them.
+    pub fn submit(&self, jobs: Vec<Job>) -> Result<(), SubmitError> {
+        let n = jobs.len();
+        let admitted = self.stats.queued.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+            (queued + n <= self.max_queue).then_some(queued + n)
+        });
         if admitted.is_err() {
             return Err(SubmitError::QueueFull);
         }
-        self.jobs.send(job).map_err(|_| {
-            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
-            SubmitError::Stopped
-        })
+        for (sent, job) in jobs.into_iter().enumerate() {
+            if self.jobs.send(job).is_err() {
+                self.stats.queued.fetch_sub(n - sent, Ordering::SeqCst);
+                return Err(SubmitError::Stopped);
+            }
+        }
+        Ok(())
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -307,6 +328,9 @@ fn decode_batch(model: &GptModel, vocabulary: &Vocabulary, rows: &mut Vec<Row>, 
             // Only tokens the tokenizer can write out (a model may pad its vocabulary).
             let logits = decoder.logits().narrow(0, i, 1).narrow(1, 0, vocabulary.size);
             let id = row.choose(&logits, &decoder.tokens().narrow(0, i, 1))?;
+            if !vocabulary.stop_ids.contains(&id) {
+                row.record_logprob(&logits, id)?;
+            }
             if row.accept(id, vocabulary, stats)? {
                 keep.push(i);
                 next.push(id);
@@ -329,7 +353,7 @@ fn decode_batch(model: &GptModel, vocabulary: &Vocabulary, rows: &mut Vec<Row>, 
     }
 }
 
-/// One request in a batch.
+/// One request's choice in a batch.
 struct Row<'a> {
     job: Job,
     sampler: Sampler,
@@ -337,6 +361,8 @@ struct Row<'a> {
     tokens: TextStream<'a>,
     text: ResponseText,
     generated: usize,
+    /// The log-probabilities of tokens not yet reported (their text is held back).
+    logprobs: Vec<TokenLogprob>,
 }
 
 impl<'a> Row<'a> {
@@ -346,7 +372,24 @@ impl<'a> Row<'a> {
         let sampler = Sampler::with_options(&sampling, top_p, None).expect("the server validates the settings");
         let rng = StdRng::seed_from_u64(seed.unwrap_or_else(|| rand::rng().random()));
         let text = ResponseText::new(job.text.clone());
-        Self { job, sampler, rng, tokens: TextStream::new(vocabulary.tokenizer), text, generated: 0 }
+        let tokens = TextStream::new(vocabulary.tokenizer);
+        Self { job, sampler, rng, tokens, text, generated: 0, logprobs: Vec::new() }
+    }
+
+    /// Records `id`'s log-probability under `logits` `(1, V)` when the request asked for them.
+    fn record_logprob(&mut self, logits: &Tensor, id: i64) -> Result<()> {
+        let Some(alternatives) = self.job.logprobs else { return Ok(()) };
+        let logprobs = logits.view([-1]).to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+        let logprob = logprobs.double_value(&[id]);
+        let mut top = Vec::with_capacity(alternatives);
+        if alternatives > 0 {
+            let (values, ids) = logprobs.topk(alternatives as i64, -1, true, true);
+            let values = Vec::<f64>::try_from(values.to_kind(Kind::Double).to_device(Device::Cpu))?;
+            let ids = Vec::<i64>::try_from(ids.to_device(Device::Cpu))?;
+            top = ids.into_iter().zip(values).collect();
+        }
+        self.logprobs.push(TokenLogprob { id, logprob, top });
+        Ok(())
     }
 
     /// The next token for `logits` `(1, V)`: the argmax at temperature 0, else a draw from
@@ -410,14 +453,24 @@ impl<'a> Row<'a> {
         self.send_text(new);
         let tail = self.text.finish();
         self.send_text(tail);
-        let _ = self.job.events.send(Event::Done { reason, completion_tokens: self.generated });
+        if !self.logprobs.is_empty() {
+            self.send(String::new());
+        }
+        let choice = self.job.choice;
+        let _ = self.job.events.send(Event::Done { choice, reason, completion_tokens: self.generated });
         Ok(())
     }
 
-    fn send_text(&self, text: String) {
+    fn send_text(&mut self, text: String) {
         if !text.is_empty() {
-            // A client that has gone is noticed before the next step.
-            let _ = self.job.events.send(Event::Text(text));
+            self.send(text);
         }
+    }
+
+    /// Sends `text` with the log-probabilities recorded since the last event.
+    fn send(&mut self, text: String) {
+        let logprobs = std::mem::take(&mut self.logprobs);
+        // A client that has gone is noticed before the next step.
+        let _ = self.job.events.send(Event::Text { choice: self.job.choice, text, logprobs });
     }
 }

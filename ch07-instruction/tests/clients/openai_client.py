@@ -45,10 +45,30 @@ streamed = "".join(
 )
 assert completion.choices[0].text == streamed and completion.usage.completion_tokens <= 8
 
+# Log-probabilities: one per generated token, the chosen token among its alternatives.
+scored = client.chat.completions.create(
+    model=model, messages=question, max_tokens=8, temperature=0, logprobs=True, top_logprobs=3
+)
+tokens = scored.choices[0].logprobs.content
+assert len(tokens) == scored.usage.completion_tokens, (len(tokens), scored.usage)
+for token in tokens:
+    assert token.logprob <= 0 and len(token.top_logprobs) == 3
+    assert token.top_logprobs[0].logprob == token.logprob  # greedy: the most likely one
+    assert bytes(token.bytes).decode("utf-8", "replace") == token.token
+
+# Several choices with a seed: the same four texts each time.
+def four():
+    reply = client.chat.completions.create(
+        model=model, messages=question, max_tokens=8, temperature=1.0, n=4, seed=1
+    )
+    assert [c.index for c in reply.choices] == [0, 1, 2, 3]
+    return [c.message.content for c in reply.choices]
+assert four() == four()
+
 try:
     client.chat.completions.create(model=model, messages=[], max_tokens=5)
     raise AssertionError("an empty message list was accepted")
 except openai.BadRequestError as err:
     assert err.status_code == 400 and "at least one message" in str(err), err
 
-print(f"openai {openai.__version__}: chat, streamed chat, completions and an error all as expected")
+print(f"openai {openai.__version__}: chat, streamed chat, completions, logprobs, n choices and an error all as expected")

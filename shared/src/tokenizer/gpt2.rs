@@ -97,6 +97,10 @@ impl Tokenizer for Gpt2Tokenizer {
         Ok(String::from_utf8_lossy(&self.decode_bytes(ids)?).into_owned())
     }
 
+    fn token_bytes(&self, id: TokenId) -> Result<Vec<u8>> {
+        self.decode_bytes(&[id])
+    }
+
     fn vocab_size(&self) -> usize {
         GPT2_VOCAB_SIZE
     }

@@ -108,6 +108,12 @@ pub trait Tokenizer: Send + Sync {
     fn decode_lossy(&self, ids: &[TokenId]) -> Result<String> {
         self.decode(ids)
     }
+    /// The bytes of one token, which may hold part of a character (a server's
+    /// log-probabilities show them). By default the token's decoded text: exact for
+    /// tokenizers whose tokens are whole characters; GPT-2's gives its raw bytes.
+    fn token_bytes(&self, id: TokenId) -> Result<Vec<u8>> {
+        Ok(self.decode(&[id])?.into_bytes())
+    }
     /// The number of ids.
     fn vocab_size(&self) -> usize;
     /// The id that ends a text (generation stops at it), if the tokenizer has one.
