@@ -10,6 +10,7 @@ import tempfile
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -45,6 +46,22 @@ try:
     assert "tokens/s" in status, status
     assert not driver.find_elements(By.CSS_SELECTOR, ".message.error")
     driver.save_screenshot(screenshot)
-    print(f"chat page: the streamed reply equals respond's ({status}); screenshot in {screenshot}")
+
+    # Probabilities: every piece of the reply is a token span with its probability, and
+    # hovering one shows the five likeliest tokens at that step, the chosen one first (greedy).
+    spans = reply.find_elements(By.CSS_SELECTOR, ".token")
+    assert spans and "".join(s.get_attribute("textContent") for s in spans) == text, "the reply is not all tokens"
+    for span in spans:
+        p = float(span.get_attribute("data-p"))
+        assert 0 < p <= 1, p
+    ActionChains(driver).move_to_element(spans[len(spans) // 2]).perform()
+    box = wait.until(lambda d: d.find_element(By.ID, "alternatives") if d.find_element(By.ID, "alternatives").is_displayed() else None)
+    rows = box.find_elements(By.CSS_SELECTOR, "tr")
+    assert len(rows) >= 5, box.text
+    assert rows[0].get_attribute("class") == "chosen", box.get_attribute("innerHTML")
+    probabilities_shot = screenshot.replace(".png", "-probabilities.png")
+    driver.save_screenshot(probabilities_shot)
+    print(f"chat page: the streamed reply equals respond's ({status}), {len(spans)} token spans with "
+          f"probabilities and alternatives; screenshots in {screenshot} and {probabilities_shot}")
 finally:
     driver.quit()
