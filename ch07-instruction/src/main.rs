@@ -16,7 +16,7 @@ use ch07_instruction::records::{self, InstructionRecord, Splits};
 use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
 use ch07_instruction::serve::api::Defaults;
 use ch07_instruction::serve::guard::Access;
-use ch07_instruction::serve::load_test::{self, LoadTestOptions};
+use ch07_instruction::serve::load_test::{self, ConversationOptions, LoadTestOptions};
 use ch07_instruction::serve::soak::{self, SoakOptions};
 use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOptions};
 use ch07_instruction::template::{Alpaca, TemplateKind};
@@ -178,6 +178,7 @@ impl ModelArgs {
             model_id: server.model_name.clone().unwrap_or_else(|| self.model_id(init)),
             max_batch: server.max_batch,
             max_queue: server.max_queue,
+            prompt_cache: server.prompt_cache,
             max_body_bytes: server.max_body_bytes,
             defaults: self.serve_defaults()?,
             access: server.access()?,
@@ -220,6 +221,10 @@ struct ServerArgs {
     /// Requests waiting at most; more are answered 429
     #[arg(long, default_value_t = 64)]
     max_queue: usize,
+    /// Finished requests whose keys and values are kept for a next turn that extends their
+    /// prompt (each as large as the model's context); 0 turns prompt caching off
+    #[arg(long, default_value_t = 4)]
+    prompt_cache: usize,
     /// Largest request body in bytes; larger ones are answered 413
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -255,6 +260,7 @@ impl ServerArgs {
             model_name: None,
             max_batch,
             max_queue,
+            prompt_cache: 4,
             max_body_bytes: 1 << 20,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
@@ -337,6 +343,11 @@ enum Command {
         /// Requests decoded together at most
         #[arg(long, default_value_t = 8)]
         max_batch: usize,
+        /// Turns per conversation: above 1, each client holds conversations of this many
+        /// streamed turns (--requests of them), and the load runs twice, with prompt caching
+        /// and without, to compare the time to the first token
+        #[arg(long, default_value_t = 1)]
+        turns: usize,
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
@@ -495,7 +506,24 @@ fn run(cli: Cli) -> Result<()> {
             );
             running.run_until_ctrl_c()?;
         }
-        Some(Command::LoadTest { model, requests, concurrency, max_tokens, max_batch, json }) => {
+        Some(Command::LoadTest { model, requests, concurrency, max_tokens, max_batch, turns, json }) if turns > 1 => {
+            let options = ConversationOptions { conversations: requests, concurrency, turns, max_tokens };
+            let mut reports = Vec::new();
+            // A cache entry per client, so that each client's next turn can find its own.
+            for prompt_cache in [concurrency.max(4), 0] {
+                let server = ServerArgs { prompt_cache, ..ServerArgs::local(max_batch, concurrency.max(1)) };
+                let running = model.start_server(&server, &cli.run.model, &context)?;
+                reports.push(load_test::run_conversations(&running.url(), &options, prompt_cache)?);
+                running.stop()?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                println!("{}", load_test::CONVERSATION_HEADER);
+                reports.iter().for_each(|report| println!("{report}"));
+            }
+        }
+        Some(Command::LoadTest { model, requests, concurrency, max_tokens, max_batch, json, .. }) => {
             let server = ServerArgs::local(max_batch, concurrency.max(1));
             let running = model.start_server(&server, &cli.run.model, &context)?;
             let report = load_test::run(&running.url(), &LoadTestOptions { requests, concurrency, max_tokens })?;

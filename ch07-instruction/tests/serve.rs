@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ch07_instruction::finetune::InstructionModel;
 use ch07_instruction::records::InstructionRecord;
 use ch07_instruction::respond::respond;
-use ch07_instruction::serve::load_test::{self, LoadTestOptions};
+use ch07_instruction::serve::load_test::{self, ConversationOptions, LoadTestOptions};
 use ch07_instruction::serve::{self, RunningServer, ServeOptions};
 use ch07_instruction::template::{Alpaca, PromptTemplate};
 use common::model::{small_model, start};
@@ -270,7 +270,16 @@ fn logprobs_equal_a_direct_forward_pass() {
             .filter(|c| c["choices"].get(0).is_some_and(|c| !c["logprobs"].is_null()))
             .flat_map(|c| chat_logprobs(&c["choices"][0]))
             .collect();
-        assert_eq!(streamed, logprobs, "sampled: {sampled}");
+        // The same tokens and values (up to rounding: the streamed request may start from
+        // the prompt cache the first one left).
+        assert_eq!(streamed.len(), logprobs.len(), "sampled: {sampled}");
+        for ((bytes, value, top), (want_bytes, want, want_top)) in streamed.iter().zip(&logprobs) {
+            assert_eq!(bytes, want_bytes, "sampled: {sampled}");
+            assert!((value - want).abs() < 1e-5, "sampled: {sampled}: {value} streamed, {want} not");
+            for ((bytes, value), (want_bytes, want)) in top.iter().zip(want_top) {
+                assert!(bytes == want_bytes && (value - want).abs() < 1e-5, "sampled: {sampled}");
+            }
+        }
     }
     // Without the flag there are none.
     let (_, reply) = post(url, "/v1/chat/completions", chat_body("Hi", 4).to_string());
@@ -378,6 +387,47 @@ fn tokenize_detokenize_and_the_template() {
     assert_eq!(template["prompt"], expected);
     let expected_ids: Vec<u32> = tokenizer.encode(template["prompt"].as_str().unwrap());
     assert_eq!(template["tokens"], json!(expected_ids));
+}
+
+#[test]
+fn a_next_turn_reuses_the_cached_prompt_and_replies_the_same() {
+    let cached = start(ServeOptions::local(0));
+    let uncached = start(ServeOptions { prompt_cache: 0, ..ServeOptions::local(0) });
+    let turn = |url: &str, messages: &Value| {
+        let body = json!({ "messages": messages, "max_tokens": 12, "temperature": 0 });
+        let (status, reply) = post(url, "/v1/chat/completions", body.to_string());
+        assert_eq!(status, 200, "{reply}");
+        (content(&reply).to_string(), reply["usage"]["prompt_tokens"].as_u64().unwrap())
+    };
+    let mut messages = json!([{ "role": "user", "content": "Name a planet." }]);
+    let (first, first_prompt) = turn(&cached.url(), &messages);
+    assert_eq!(first, turn(&uncached.url(), &messages).0);
+    messages.as_array_mut().unwrap().extend([
+        json!({ "role": "assistant", "content": first }),
+        json!({ "role": "user", "content": "Name another one." }),
+    ]);
+    let (second, _) = turn(&cached.url(), &messages);
+    assert_eq!(second, turn(&uncached.url(), &messages).0, "the cached prefix changes nothing");
+    let stats = health(&cached.url());
+    assert_eq!((stats["prompt_cache_hits"].as_u64(), stats["prompt_cache_misses"].as_u64()), (Some(1), Some(1)));
+    let reused = stats["prompt_tokens_reused"].as_u64().unwrap();
+    assert!(reused >= first_prompt, "the second turn reused {reused} tokens, the first prompt has {first_prompt}");
+    assert_eq!(stats["prompt_cache_entries"], 1, "the second turn's cache replaced the first's");
+    assert!(stats["prompt_cache_bytes"].as_u64().unwrap() > 0);
+    let off = health(&uncached.url());
+    assert_eq!((off["prompt_cache_hits"].as_u64(), off["prompt_cache_entries"].as_u64()), (Some(0), Some(0)));
+    // A completion that continues an earlier one's text reuses it too, prompt and reply.
+    let prompt = "Every effort moves you";
+    let body = |prompt: &str| json!({ "prompt": prompt, "max_tokens": 8, "temperature": 0 }).to_string();
+    let (_, reply) = post(&cached.url(), "/v1/completions", body(prompt));
+    let longer = format!("{prompt}{} and", reply["choices"][0]["text"].as_str().unwrap());
+    let (_, again) = post(&cached.url(), "/v1/completions", body(&longer));
+    let (_, fresh) = post(&uncached.url(), "/v1/completions", body(&longer));
+    assert_eq!(again["choices"][0]["text"], fresh["choices"][0]["text"]);
+    let stats = health(&cached.url());
+    assert_eq!(stats["prompt_cache_hits"], 2);
+    cached.stop().unwrap();
+    uncached.stop().unwrap();
 }
 
 #[test]
@@ -591,6 +641,14 @@ fn a_load_test_gets_every_request_answered() {
     let error =
         load_test::run("http://example.com:80", &LoadTestOptions { requests: 1, concurrency: 1, max_tokens: 1 })
             .unwrap_err();
+    assert!(error.to_string().contains("only runs against this machine"));
+    // Conversations: every turn answered, the later ones from the prompt cache.
+    let options = ConversationOptions { conversations: 2, concurrency: 1, turns: 3, max_tokens: 8 };
+    let report = load_test::run_conversations(&server.url(), &options, 4).unwrap();
+    assert_eq!((report.ok, report.errors.len()), (6, 0), "{report}");
+    assert!(report.hit_rate > 0.5 && report.prompt_tokens_reused > 0, "{report}");
+    assert!(report.later_turns_ttft_ms_p50 > 0.0 && report.tokens_per_second > 0.0, "{report}");
+    let error = load_test::run_conversations("http://example.com:80", &options, 4).unwrap_err();
     assert!(error.to_string().contains("only runs against this machine"));
     server.stop().unwrap();
 }

@@ -106,6 +106,45 @@ fn batched_decoding_gives_each_prompt_its_own_tokens() {
 }
 
 #[test]
+fn a_resumed_cache_gives_the_logits_of_a_fresh_prompt() {
+    let _rng = global_rng_lock();
+    for pos_encoding in [PosEncoding::Learned, PosEncoding::Rope] {
+        let (_vs, model, _) = trained_tiny(pos_encoding);
+        let first: Vec<i64> = vec![40, 367, 2885, 1464, 1807, 3619, 402];
+        // A first request, decoded for three tokens; its cache is kept.
+        let mut decoder = BatchDecoder::new(&model, std::slice::from_ref(&first), 3).unwrap();
+        for _ in 0..3 {
+            let next = decoder.logits().argmax(-1, true);
+            decoder.step(&next).unwrap();
+        }
+        let (cache, cached) = decoder.into_cache().unwrap();
+        assert_eq!(cached.len(), first.len() + 3);
+        // A next prompt that shares the first five tokens, then goes elsewhere.
+        let next: Vec<i64> = [&first[..5], &[11, 262, 1110, 13]].concat();
+        let (mut resumed, reused) = BatchDecoder::resume(&model, cache, &cached, &next, 4).unwrap();
+        assert_eq!(reused, 5);
+        let mut fresh = BatchDecoder::new(&model, std::slice::from_ref(&next), 4).unwrap();
+        for step in 0..4 {
+            let difference = (resumed.logits() - fresh.logits()).abs().max().double_value(&[]);
+            assert!(difference < 1e-4, "{pos_encoding:?}, step {step}: logits differ by {difference}");
+            let token = fresh.logits().argmax(-1, true);
+            assert!(token.equal(&resumed.logits().argmax(-1, true)));
+            if step < 3 {
+                resumed.step(&token).unwrap();
+                fresh.step(&token).unwrap();
+            }
+        }
+        // A prompt equal to the cached tokens still computes its last one.
+        let (cache, cached) = resumed.into_cache().unwrap();
+        let (_, reused) = BatchDecoder::resume(&model, cache, &cached, &cached.clone(), 1).unwrap();
+        assert_eq!(reused, cached.len() - 1);
+        // Several rows give no cache back.
+        let batch = BatchDecoder::new(&model, &[first.clone(), next.clone()], 1).unwrap();
+        assert!(batch.into_cache().is_none());
+    }
+}
+
+#[test]
 fn batched_decoding_refuses_what_it_cannot_do() {
     let _rng = global_rng_lock();
     seed_everything(1);

@@ -59,16 +59,7 @@ const INSTRUCTIONS: [&str; 4] = [
 /// Runs the load against `url` (`http://127.0.0.1:PORT`, or another loopback address).
 pub fn run(url: &str, options: &LoadTestOptions) -> Result<LoadReport> {
     ensure!(options.requests > 0 && options.concurrency > 0, "the load needs at least one request and one client");
-    let host = url.strip_prefix("http://").and_then(|rest| rest.rsplit_once(':')).map(|(host, _)| host);
-    ensure!(
-        matches!(host, Some("127.0.0.1" | "localhost" | "[::1]")),
-        "the load test only runs against this machine (http://127.0.0.1:PORT), not {url}"
-    );
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(600)))
-        .build()
-        .into();
+    let agent = local_agent(url)?;
     let stats_before = server_stats(&agent, url)?;
     let warmup = run_phase(&agent, url, options, options.concurrency)?;
     ensure!(warmup.errors.is_empty(), "the warm-up requests failed: {:?}", warmup.errors);
@@ -100,6 +91,20 @@ pub fn run(url: &str, options: &LoadTestOptions) -> Result<LoadReport> {
         rss_mb_after_warmup,
         rss_mb_end: resident_mb(),
     })
+}
+
+/// A client for a server at `url` on this machine (the load tests refuse any other).
+fn local_agent(url: &str) -> Result<ureq::Agent> {
+    let host = url.strip_prefix("http://").and_then(|rest| rest.rsplit_once(':')).map(|(host, _)| host);
+    ensure!(
+        matches!(host, Some("127.0.0.1" | "localhost" | "[::1]")),
+        "the load test only runs against this machine (http://127.0.0.1:PORT), not {url}"
+    );
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into())
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +164,176 @@ fn chat(agent: &ureq::Agent, url: &str, i: usize, max_tokens: i64) -> Result<u64
     let complete = status == 200 && reply["choices"][0]["message"]["content"].is_string();
     complete.then(|| reply["usage"]["completion_tokens"].as_u64().unwrap_or(0)).ok_or(status)
 }
+
+/// The multi-turn load: `conversations` chats of `turns` turns each, `concurrency` at a
+/// time; every turn is a streamed greedy request carrying the whole conversation so far (the
+/// chat page's "Send earlier turns"), so each prompt extends the previous turn's prompt and
+/// reply, which prompt caching reuses.
+#[derive(Debug, Clone)]
+pub struct ConversationOptions {
+    pub conversations: usize,
+    pub concurrency: usize,
+    pub turns: usize,
+    pub max_tokens: i64,
+}
+
+/// What [`run_conversations`] measured against one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationReport {
+    /// Finished requests whose caches the server keeps (0: prompt caching off).
+    pub prompt_cache: usize,
+    pub conversations: usize,
+    pub turns: usize,
+    pub concurrency: usize,
+    /// Turns answered completely, and failed ones by HTTP status (0: no answer).
+    pub ok: usize,
+    pub errors: BTreeMap<u16, usize>,
+    pub seconds: f64,
+    pub completion_tokens: u64,
+    pub tokens_per_second: f64,
+    /// Time to the first piece of text of the first turns, and of the later ones (which
+    /// extend a cached prompt), median.
+    pub first_turn_ttft_ms_p50: f64,
+    pub later_turns_ttft_ms_p50: f64,
+    /// The server's prompt cache during the load: hits / (hits + misses), and prompt tokens
+    /// reused.
+    pub hit_rate: f64,
+    pub prompt_tokens_reused: u64,
+}
+
+/// Runs the multi-turn load against `url`, whose server keeps `prompt_cache` caches.
+pub fn run_conversations(url: &str, options: &ConversationOptions, prompt_cache: usize) -> Result<ConversationReport> {
+    ensure!(options.conversations > 0 && options.concurrency > 0 && options.turns > 0, "the load needs a turn");
+    let agent = local_agent(url)?;
+    // One request per client first, so that neither server is timed while it warms up.
+    for _ in 0..options.concurrency {
+        let warmup = [json!({ "role": "user", "content": INSTRUCTIONS[0] })];
+        streamed_chat(&agent, url, &warmup, options.max_tokens)
+            .map_err(|status| anyhow::anyhow!("the warm-up request failed with status {status}"))?;
+    }
+    let before = server_stats(&agent, url)?;
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new((Vec::new(), Vec::new(), 0u64, 0usize, BTreeMap::<u16, usize>::new()));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..options.concurrency {
+            scope.spawn(|| {
+                while let Some(i) = Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < options.conversations) {
+                    let mut messages = Vec::new();
+                    for turn in 0..options.turns {
+                        let instruction = INSTRUCTIONS[(i + turn) % INSTRUCTIONS.len()];
+                        messages.push(json!({ "role": "user", "content": instruction }));
+                        let outcome = streamed_chat(&agent, url, &messages, options.max_tokens);
+                        let mut results = results.lock().expect("no client panics holding the lock");
+                        match outcome {
+                            Ok((text, ttft_ms, tokens)) => {
+                                if turn == 0 {
+                                    results.0.push(ttft_ms)
+                                } else {
+                                    results.1.push(ttft_ms)
+                                }
+                                results.2 += tokens;
+                                results.3 += 1;
+                                messages.push(json!({ "role": "assistant", "content": text }));
+                            }
+                            Err(status) => {
+                                *results.4.entry(status).or_default() += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let after = server_stats(&agent, url)?;
+    let (mut first, mut later, tokens, ok, errors) = results.into_inner().expect("every client has finished");
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
+    };
+    let hits = (after.prompt_cache_hits - before.prompt_cache_hits) as f64;
+    let misses = (after.prompt_cache_misses - before.prompt_cache_misses) as f64;
+    Ok(ConversationReport {
+        prompt_cache,
+        conversations: options.conversations,
+        turns: options.turns,
+        concurrency: options.concurrency,
+        ok,
+        errors,
+        seconds,
+        completion_tokens: tokens,
+        tokens_per_second: tokens as f64 / seconds,
+        first_turn_ttft_ms_p50: median(&mut first),
+        later_turns_ttft_ms_p50: median(&mut later),
+        hit_rate: if hits + misses > 0.0 { hits / (hits + misses) } else { 0.0 },
+        prompt_tokens_reused: after.prompt_tokens_reused - before.prompt_tokens_reused,
+    })
+}
+
+/// One streamed greedy chat request: the reply, the milliseconds to its first piece of text
+/// (to the end when it has none) and its completion tokens; or the HTTP status of a failure.
+fn streamed_chat(
+    agent: &ureq::Agent,
+    url: &str,
+    messages: &[Value],
+    max_tokens: i64,
+) -> Result<(String, f64, u64), u16> {
+    use std::io::BufRead;
+    let body = json!({ "model": "load-test", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+                       "stream": true, "stream_options": { "include_usage": true } });
+    let start = Instant::now();
+    let mut response = agent
+        .post(format!("{url}/v1/chat/completions"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .map_err(|_| 0u16)?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(status);
+    }
+    let (mut text, mut first, mut tokens, mut done) = (String::new(), None, 0, false);
+    for line in std::io::BufReader::new(response.body_mut().as_reader()).lines() {
+        let line = line.map_err(|_| status)?;
+        let Some(data) = line.strip_prefix("data: ") else { continue };
+        if data == "[DONE]" {
+            done = true;
+            break;
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|_| status)?;
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str().filter(|p| !p.is_empty()) {
+            first.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
+            text.push_str(piece);
+        }
+        tokens = chunk["usage"]["completion_tokens"].as_u64().unwrap_or(tokens);
+    }
+    let ttft = first.unwrap_or_else(|| start.elapsed().as_secs_f64() * 1e3);
+    done.then_some((text, ttft, tokens)).ok_or(status)
+}
+
+impl std::fmt::Display for ConversationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cache = if self.prompt_cache == 0 { "off".to_string() } else { format!("{} entries", self.prompt_cache) };
+        write!(
+            f,
+            "| {cache} | {} x {} | {} | {} | {} | {:.1} | {:.0} ms | {:.0} ms | {:.0} % | {} |",
+            self.conversations,
+            self.turns,
+            self.concurrency,
+            self.ok,
+            self.errors.values().sum::<usize>(),
+            self.tokens_per_second,
+            self.first_turn_ttft_ms_p50,
+            self.later_turns_ttft_ms_p50,
+            100.0 * self.hit_rate,
+            self.prompt_tokens_reused,
+        )
+    }
+}
+
+/// The header of a table of [`ConversationReport`] rows.
+pub const CONVERSATION_HEADER: &str = "| prompt cache | conversations x turns | clients | ok | errors | tokens/s | time to first token, first turns | later turns | hit rate | prompt tokens reused |\n|---|---|---|---|---|---|---|---|---|---|";
 
 fn server_stats(agent: &ureq::Agent, url: &str) -> Result<StatsSnapshot> {
     let mut response =

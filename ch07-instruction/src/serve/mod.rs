@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub max_batch: usize,
     /// Requests waiting at most; more get 429.
     pub max_queue: usize,
+    /// Finished requests whose caches are kept for a next turn ([`worker::PromptCache`]).
+    pub prompt_cache: usize,
     /// Largest request body; larger ones get 413.
     pub max_body_bytes: usize,
     pub defaults: Defaults,
@@ -88,6 +90,7 @@ impl ServeOptions {
             model_id: "llms-from-scratch".into(),
             max_batch: 8,
             max_queue: 64,
+            prompt_cache: 4,
             max_body_bytes: 1 << 20,
             defaults: Defaults {
                 max_tokens: crate::respond::MAX_NEW_TOKENS,
@@ -166,7 +169,7 @@ pub fn start(
         .with_context(|| format!("listening on {}:{}", options.host, options.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let (worker, info, model) = Worker::spawn(load, options.max_batch, options.max_queue)?;
+    let (worker, info, model) = Worker::spawn(load, options.max_batch, options.max_queue, options.prompt_cache)?;
     let state = Arc::new(AppState {
         worker,
         info: info.clone(),

@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use shared::generate::batch::BatchDecoder;
 use shared::generate::{check_logits, Sampler, Sampling};
-use shared::model::GptModel;
+use shared::model::{GptModel, KvCache};
 use shared::tokenizer::{TextStream, TokenId, Tokenizer};
 use tch::{Device, Kind, Tensor};
 use tokio::sync::mpsc::UnboundedSender;
@@ -98,6 +98,11 @@ pub struct Stats {
     batches: AtomicU64,
     batched_requests: AtomicU64,
     tokens: AtomicU64,
+    prompt_cache_hits: AtomicU64,
+    prompt_cache_misses: AtomicU64,
+    prompt_tokens_reused: AtomicU64,
+    prompt_cache_entries: AtomicU64,
+    prompt_cache_bytes: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -116,6 +121,15 @@ pub struct StatsSnapshot {
     pub batched_requests: u64,
     /// New tokens generated.
     pub tokens: u64,
+    /// Requests decoded alone whose prompt shared a prefix with a cached one, and those that
+    /// did not ([`PromptCache`]).
+    pub prompt_cache_hits: u64,
+    pub prompt_cache_misses: u64,
+    /// Prompt tokens whose keys and values came from the cache instead of the model.
+    pub prompt_tokens_reused: u64,
+    /// What the cache holds now.
+    pub prompt_cache_entries: u64,
+    pub prompt_cache_bytes: u64,
 }
 
 impl Stats {
@@ -130,6 +144,11 @@ impl Stats {
             batches: get(&self.batches),
             batched_requests: get(&self.batched_requests),
             tokens: get(&self.tokens),
+            prompt_cache_hits: get(&self.prompt_cache_hits),
+            prompt_cache_misses: get(&self.prompt_cache_misses),
+            prompt_tokens_reused: get(&self.prompt_tokens_reused),
+            prompt_cache_entries: get(&self.prompt_cache_entries),
+            prompt_cache_bytes: get(&self.prompt_cache_bytes),
         }
     }
 
@@ -164,12 +183,14 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the worker thread, which loads the model with `load` (so the model never
-    /// leaves it) and then decodes up to `max_batch` requests at a time. Returns once the
-    /// model is loaded; the thread ends when the [`Worker`] is dropped.
+    /// leaves it) and then decodes up to `max_batch` requests at a time, keeping the caches
+    /// of up to `prompt_cache` finished requests ([`PromptCache`]). Returns once the model is
+    /// loaded; the thread ends when the [`Worker`] is dropped.
     pub fn spawn(
         load: impl FnOnce() -> Result<InstructionModel> + Send + 'static,
         max_batch: usize,
         max_queue: usize,
+        prompt_cache: usize,
     ) -> Result<(Self, ModelInfo, JoinHandle<()>)> {
         ensure!(max_batch > 0 && max_queue > 0, "the batch and the queue must hold at least one request each");
         let (jobs, receiver) = mpsc::channel::<Job>();
@@ -192,7 +213,15 @@ impl Worker {
                 description: model.loaded.description.clone(),
             };
             let _ = ready.send(Ok(info));
-            serve_jobs(&model.loaded.model, prompter.tokenizer.as_ref(), &receiver, max_batch, &worker_stats);
+            let mut cache = PromptCache::new(prompt_cache);
+            serve_jobs(
+                &model.loaded.model,
+                prompter.tokenizer.as_ref(),
+                &receiver,
+                max_batch,
+                &mut cache,
+                &worker_stats,
+            );
         })?;
         let info = loaded.recv().map_err(|_| anyhow!("the model's thread ended while loading"))??;
         Ok((Self { jobs, stats, max_queue }, info, thread))
@@ -231,12 +260,55 @@ struct Vocabulary<'a> {
     size: i64,
 }
 
+/// Prompt caching across requests: the keys and values of requests decoded alone (a chat
+/// page's turns, one client at a time) are kept when they end, and a later request decoded
+/// alone whose prompt starts with the same tokens (the conversation's next turn: the earlier
+/// prompt, the reply, the new message) computes only the tokens after the shared prefix.
+/// At most `capacity` caches are kept, each as large as the model's context; the least
+/// recently used goes first. Batches of several requests are decoded from scratch (their
+/// rows are left-padded to a common length, which a cached row does not have).
+pub struct PromptCache {
+    capacity: usize,
+    /// Most recently used first: the tokens each cache holds, and the cache.
+    entries: VecDeque<(Vec<i64>, KvCache)>,
+}
+
+impl PromptCache {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity, entries: VecDeque::new() }
+    }
+
+    /// Takes out the entry sharing the longest prefix with `prompt`, if one shares any.
+    fn take(&mut self, prompt: &[i64]) -> Option<(Vec<i64>, KvCache)> {
+        let shared = |ids: &Vec<i64>| ids.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let (best, length) =
+            self.entries.iter().enumerate().map(|(i, (ids, _))| (i, shared(ids))).max_by_key(|&(_, n)| n)?;
+        (length > 0).then(|| self.entries.remove(best)).flatten()
+    }
+
+    /// Keeps `cache` of `tokens` as the most recently used entry.
+    fn put(&mut self, tokens: Vec<i64>, cache: KvCache) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.entries.push_front((tokens, cache));
+        self.entries.truncate(self.capacity);
+    }
+
+    fn publish(&self, stats: &Stats) {
+        stats.prompt_cache_entries.store(self.entries.len() as u64, Ordering::Relaxed);
+        let bytes: i64 = self.entries.iter().map(|(_, cache)| cache.bytes()).sum();
+        stats.prompt_cache_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+}
+
 /// The worker's loop: wait for a request, take what else is waiting, decode a batch, again.
 fn serve_jobs(
     model: &GptModel,
     tokenizer: &dyn Tokenizer,
     jobs: &mpsc::Receiver<Job>,
     max_batch: usize,
+    prompt_cache: &mut PromptCache,
     stats: &Stats,
 ) {
     let _no_grad = tch::no_grad_guard();
@@ -262,7 +334,8 @@ fn serve_jobs(
         Stats::add(&stats.batches, 1);
         Stats::add(&stats.batched_requests, batch.len());
         let mut rows: Vec<Row> = batch.into_iter().map(|job| Row::new(job, &vocabulary)).collect();
-        let outcome = catch_unwind(AssertUnwindSafe(|| decode_batch(model, &vocabulary, &mut rows, stats)));
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| decode_batch(model, &vocabulary, &mut rows, prompt_cache, stats)));
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(err)) => Some(format!("{err:#}")),
@@ -312,11 +385,46 @@ fn take_batch(waiting: &mut VecDeque<Job>, max_batch: usize, context: i64, stats
 }
 
 /// Decodes `rows` together until each has finished or gone; a row leaves `rows` when it
-/// does. Rows still there after an error are the ones it cut short.
-fn decode_batch(model: &GptModel, vocabulary: &Vocabulary, rows: &mut Vec<Row>, stats: &Stats) -> Result<()> {
+/// does. Rows still there after an error are the ones it cut short. A request decoded alone
+/// starts from, and leaves its keys and values in, the prompt cache.
+fn decode_batch(
+    model: &GptModel,
+    vocabulary: &Vocabulary,
+    rows: &mut Vec<Row>,
+    prompt_cache: &mut PromptCache,
+    stats: &Stats,
+) -> Result<()> {
     let prompts: Vec<Vec<i64>> = rows.iter().map(|row| row.job.prompt.clone()).collect();
     let most_new = rows.iter().map(|row| row.job.max_tokens).max().unwrap_or(0);
-    let mut decoder = BatchDecoder::new(model, &prompts, most_new)?;
+    let alone = prompts.len() == 1 && prompt_cache.capacity > 0;
+    let cached = if alone { prompt_cache.take(&prompts[0]) } else { None };
+    let mut decoder = match cached {
+        Some((tokens, cache)) => {
+            let (decoder, reused) = BatchDecoder::resume(model, cache, &tokens, &prompts[0], most_new)?;
+            Stats::add(&stats.prompt_cache_hits, 1);
+            Stats::add(&stats.prompt_tokens_reused, reused);
+            decoder
+        }
+        None => {
+            if alone {
+                Stats::add(&stats.prompt_cache_misses, 1);
+            }
+            let decoder = BatchDecoder::new(model, &prompts, most_new)?;
+            decoder
+        }
+    };
+    let outcome = decode_rows(&mut decoder, vocabulary, rows, stats);
+    if alone {
+        if let Some((cache, tokens)) = decoder.into_cache() {
+            prompt_cache.put(tokens, cache);
+        }
+        prompt_cache.publish(stats);
+    }
+    outcome
+}
+
+/// The decoding loop of [`decode_batch`].
+fn decode_rows(decoder: &mut BatchDecoder, vocabulary: &Vocabulary, rows: &mut Vec<Row>, stats: &Stats) -> Result<()> {
     loop {
         let (mut keep, mut next) = (Vec::new(), Vec::new());
         for (i, row) in rows.iter_mut().enumerate() {

@@ -96,6 +96,58 @@ impl<'m> BatchDecoder<'m> {
         Ok(Self { model, cache, tokens, logits, room: max_new_tokens })
     }
 
+    /// Prompt caching: decodes one `prompt` continuing `cache`, a one-row cache of
+    /// [`GptModel::new_padded_cache`] that holds the keys and values of `cached` (as
+    /// [`BatchDecoder::into_cache`] gives them back). Only the tokens after the longest
+    /// prefix the two share are computed (at least the prompt's last, for its logits); the
+    /// positions after that prefix are overwritten. Returns the decoder and the number of
+    /// prompt tokens whose keys and values were reused.
+    pub fn resume(
+        model: &'m GptModel,
+        mut cache: KvCache,
+        cached: &[i64],
+        prompt: &[i64],
+        max_new_tokens: i64,
+    ) -> Result<(Self, usize)> {
+        ensure!(!prompt.is_empty(), "every prompt needs at least one token");
+        check_new_tokens(max_new_tokens)?;
+        ensure!(
+            prompt.len() as i64 + max_new_tokens <= model.cfg.context_length,
+            "the prompt ({} tokens) plus {max_new_tokens} new tokens exceed the model's context of {}",
+            prompt.len(),
+            model.cfg.context_length
+        );
+        ensure!(
+            cache.layers.first().is_some_and(|layer| layer.keys.size()[0] == 1) && !cache.is_rolling(),
+            "prompt caching continues a one-row cache that holds the whole context"
+        );
+        ensure!(
+            cache.len == cached.len() as i64,
+            "the cache holds {} positions, not the {} tokens",
+            cache.len,
+            cached.len()
+        );
+        let shared = cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        assert!(cache.truncate(shared as i64), "a cache that holds the whole context keeps every position");
+        let device = model.tok_emb.ws.device();
+        let tokens = Tensor::from_slice(prompt).view([1, -1]).to_device(device);
+        check_prompt(model, &tokens, max_new_tokens)?;
+        let _no_grad = tch::no_grad_guard();
+        let logits =
+            Self::last_logits(model, &tokens.narrow(1, shared as i64, prompt.len() as i64 - shared as i64), &mut cache);
+        Ok((Self { model, cache, tokens, logits, room: max_new_tokens }, shared))
+    }
+
+    /// The cache and the tokens it holds, of a decoder left with one row without padding
+    /// (for [`BatchDecoder::resume`]); `None` for any other batch.
+    pub fn into_cache(self) -> Option<(KvCache, Vec<i64>)> {
+        if self.rows() != 1 || self.cache.is_padded() {
+            return None;
+        }
+        let tokens = Vec::<i64>::try_from(self.tokens.view([-1]).to_device(tch::Device::Cpu)).ok()?;
+        Some((self.cache, tokens))
+    }
+
     fn last_logits(model: &GptModel, idx: &Tensor, cache: &mut KvCache) -> Tensor {
         model.next_token_logits(&model.hidden_states_cached(idx, cache).select(1, -1))
     }

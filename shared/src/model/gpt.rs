@@ -45,6 +45,11 @@ impl KvCache {
         self.layers.iter().map(|l| 2 * l.keys.numel() as i64 * l.keys.kind().elt_size_in_bytes() as i64).sum()
     }
 
+    /// Whether some sequence starts with left padding.
+    pub fn is_padded(&self) -> bool {
+        self.padding.as_ref().is_some_and(|padding| padding.gt(0).any().int64_value(&[]) != 0)
+    }
+
     /// Whether old positions leave the cache as new ones come.
     pub fn is_rolling(&self) -> bool {
         self.rolling.is_some()
