@@ -410,6 +410,7 @@ fn a_next_turn_reuses_the_cached_prompt_and_replies_the_same() {
     assert_eq!(second, turn(&uncached.url(), &messages).0, "the cached prefix changes nothing");
     let stats = health(&cached.url());
     assert_eq!((stats["prompt_cache_hits"].as_u64(), stats["prompt_cache_misses"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(stats["prompt_cache_hit_rate"], 0.5);
     let reused = stats["prompt_tokens_reused"].as_u64().unwrap();
     assert!(reused >= first_prompt, "the second turn reused {reused} tokens, the first prompt has {first_prompt}");
     assert_eq!(stats["prompt_cache_entries"], 1, "the second turn's cache replaced the first's");

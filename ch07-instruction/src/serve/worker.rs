@@ -125,6 +125,8 @@ pub struct StatsSnapshot {
     /// did not ([`PromptCache`]).
     pub prompt_cache_hits: u64,
     pub prompt_cache_misses: u64,
+    /// hits / (hits + misses), 0 before the first request decoded alone.
+    pub prompt_cache_hit_rate: f64,
     /// Prompt tokens whose keys and values came from the cache instead of the model.
     pub prompt_tokens_reused: u64,
     /// What the cache holds now.
@@ -146,6 +148,14 @@ impl Stats {
             tokens: get(&self.tokens),
             prompt_cache_hits: get(&self.prompt_cache_hits),
             prompt_cache_misses: get(&self.prompt_cache_misses),
+            prompt_cache_hit_rate: {
+                let (hits, misses) = (get(&self.prompt_cache_hits), get(&self.prompt_cache_misses));
+                if hits + misses == 0 {
+                    0.0
+                } else {
+                    hits as f64 / (hits + misses) as f64
+                }
+            },
             prompt_tokens_reused: get(&self.prompt_tokens_reused),
             prompt_cache_entries: get(&self.prompt_cache_entries),
             prompt_cache_bytes: get(&self.prompt_cache_bytes),
