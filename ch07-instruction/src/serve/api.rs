@@ -116,8 +116,8 @@ pub struct Defaults {
     pub top_p: Option<f64>,
 }
 
-/// What the server allows a request: the most choices (`n`), its batch size, so that a
-/// request's choices are decoded together.
+/// What the server allows a request: the most choices (`n`), its batch size (so that a
+/// request's choices can be decoded together) or its queue's, whichever is smaller.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub defaults: Defaults,
@@ -160,7 +160,10 @@ impl Params {
         let choices = self.n.unwrap_or(1);
         if !(1..=limits.max_choices as i64).contains(&choices) {
             return Err(ApiError::invalid(
-                format!("n must be between 1 and {} (the server's batch size), got {choices}", limits.max_choices),
+                format!(
+                    "n must be between 1 and {} (the server's batch or queue size), got {choices}",
+                    limits.max_choices
+                ),
                 "n",
             ));
         }

@@ -174,7 +174,8 @@ pub fn start(
         worker,
         info: info.clone(),
         model_id: options.model_id.clone(),
-        limits: api::Limits { defaults: options.defaults, max_choices: options.max_batch },
+        // A request's choices share a batch and are queued together.
+        limits: api::Limits { defaults: options.defaults, max_choices: options.max_batch.min(options.max_queue) },
         started: routes::now(),
         body_timeout: limits.body_timeout,
         max_body_bytes: options.max_body_bytes,
