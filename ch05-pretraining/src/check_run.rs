@@ -188,17 +188,20 @@ impl fmt::Display for RunCheck {
             "Reference: the book's PyTorch code, torch {} on {}",
             self.reference_torch, self.reference_machine
         )?;
-        writeln!(
+        write!(
             f,
-            "Losses: {} of {} within {:e} of PyTorch's; largest difference {:.3e} ({}: {} here, {} in PyTorch)",
-            self.losses_within_tolerance,
-            self.losses_compared,
-            self.tolerance,
-            self.largest.difference,
-            self.largest.what,
-            self.largest.ours,
-            self.largest.pytorch
+            "Losses: {} of {} within {:e} of PyTorch's; ",
+            self.losses_within_tolerance, self.losses_compared, self.tolerance
         )?;
+        if self.largest.difference == 0.0 {
+            writeln!(f, "all equal to PyTorch's, bit for bit")?;
+        } else {
+            writeln!(
+                f,
+                "largest difference {:.3e} ({}: {} here, {} in PyTorch)",
+                self.largest.difference, self.largest.what, self.largest.ours, self.largest.pytorch
+            )?;
+        }
         write!(f, "Samples: {} of {} identical", self.samples_identical, self.samples_compared)?;
         if let Some((epoch, ours, theirs)) = &self.first_different_sample {
             write!(f, "\n  first difference, epoch {epoch}:\n    here:    {ours}\n    PyTorch: {theirs}")?;
@@ -272,6 +275,7 @@ mod tests {
         let check = super::check(&run_like_the_reference(), &reference, 1e-5).unwrap();
         assert!(check.passed());
         assert_eq!((check.losses_compared, check.largest.difference, check.samples_identical), (38, 0.0, 10));
+        assert!(check.to_string().contains("38 of 38 within 1e-5 of PyTorch's; all equal to PyTorch's, bit for bit"));
 
         let mut run = run_like_the_reference();
         run.history.evaluations[7].val_loss += 3e-4;
