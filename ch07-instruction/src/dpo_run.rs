@@ -109,15 +109,7 @@ pub fn run(
         records.truncate(limit);
     }
     let total = records.len();
-    let Splits { train: train_records, test: test_records, validation: val_records } = Splits::new(records);
-    ensure!(
-        train_records.len() >= options.batch_size && !val_records.is_empty(),
-        "{} preference records give {} training and {} validation records: too few for batches of {}",
-        total,
-        train_records.len(),
-        val_records.len(),
-        options.batch_size
-    );
+    let Splits { train: mut train_records, test: test_records, validation: mut val_records } = Splits::new(records);
     context.create_out_dir()?;
 
     let mut policy = load()?;
@@ -133,6 +125,36 @@ pub fn run(
     );
     let template = policy.prompt_template()?;
     let tokenizer = config.tokenizer.build()?;
+    let prompt_tokens = |pair: &PreferenceRecord| {
+        let prompt = template.format_input(&pair.record);
+        template.encode_ids(tokenizer.as_ref(), &prompt).map_or(usize::MAX, |ids| ids.len()) as i64
+    };
+    // A pair is scored on its responses' tokens within the context: one whose prompt leaves
+    // no room for a response token (a model with a short context) would score 0 / 0.
+    let before_filter = train_records.len() + val_records.len();
+    train_records.retain(|pair| prompt_tokens(pair) + 1 < config.context_length);
+    val_records.retain(|pair| prompt_tokens(pair) + 1 < config.context_length);
+    let dropped = before_filter - train_records.len() - val_records.len();
+    ensure!(
+        train_records.len() >= options.batch_size && !val_records.is_empty(),
+        "{} preference records give {} training and {} validation records: too few for batches of {}{}",
+        total,
+        train_records.len(),
+        val_records.len(),
+        options.batch_size,
+        if dropped > 0 {
+            format!(" ({dropped} left out: their prompts fill the model's context of {} tokens)", config.context_length)
+        } else {
+            String::new()
+        }
+    );
+    if dropped > 0 {
+        reporter.say(format!(
+            "{dropped} training and validation pairs left out: their prompts leave no room for a response in the \
+             model's context of {} tokens",
+            config.context_length
+        ));
+    }
     let collate = PreferenceCollate { allowed_max_length: Some(config.context_length as usize), mask_prompt: true };
     let loader = |records: &[PreferenceRecord], train: bool| -> Result<PreferenceLoader> {
         Ok(PreferenceLoader {
@@ -159,7 +181,9 @@ pub fn run(
         seed_everything(context.seed);
         respond(&model.loaded.model, template.as_ref(), &pair.record, options.max_new_tokens, device)
     };
-    let shown = &val_records[..val_records.len().min(3)];
+    // The first three validation prompts that leave room for the response in the context.
+    let fits = |pair: &&PreferenceRecord| prompt_tokens(pair) + options.max_new_tokens <= config.context_length;
+    let shown: Vec<PreferenceRecord> = val_records.iter().filter(fits).take(3).cloned().collect();
     let before: Vec<String> = shown.iter().map(|pair| answer(&policy, pair)).collect::<Result<_>>()?;
     seed_everything(context.seed);
     let val_before = dpo_loss_loader(&val, &policy.loaded.model, reference, options.beta, None, device)?;

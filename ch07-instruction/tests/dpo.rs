@@ -9,7 +9,7 @@ use ch07_instruction::finetune::InstructionModel;
 use ch07_instruction::preference::{
     self, collate, PreferenceBatch, PreferenceCollate, PreferenceDataset, PreferenceExample,
 };
-use ch07_instruction::template::Alpaca;
+use ch07_instruction::template::{Alpaca, TemplateKind};
 use serde_json::Value;
 use shared::app::cli::RunContext;
 use shared::app::model_source::Init;
@@ -191,4 +191,40 @@ fn a_dpo_run_prefers_the_chosen_responses_and_writes_its_outputs() {
     let with_other = DpoOptions { reference: Some(other.with_extension("safetensors")), ..options };
     let err = dpo_run::run(&context, &with_other, small_model).unwrap_err().to_string();
     assert!(err.contains("configs differ"), "{err}");
+}
+
+/// DPO from pretrained weights as `--init gpt2 --weights DIR` loads them: the tiny Llama 3.2
+/// fixture in its own chat template, and the tiny GPT-2 fixture in OpenAI's layout with the
+/// Phi-3 template (it reads 32 tokens; the short records fit). Each run opens a margin on
+/// the training pairs. With Alpaca's longer prompts no record fits GPT-2's fixture: a clear
+/// error that says so.
+#[test]
+fn dpo_runs_from_pretrained_weights() {
+    let fixtures = shared::workspace_root().join("shared/tests/fixtures");
+    let options = DpoOptions {
+        lr: 1e-3,
+        batch_size: 4,
+        eval_freq: 2,
+        eval_iter: 1,
+        epochs: 1,
+        limit: Some(24),
+        max_new_tokens: 2,
+        verbose: false,
+        ..DpoOptions::default()
+    };
+    let weights = |dir: &str, template: Option<TemplateKind>| {
+        let dir = fixtures.join(dir).to_str().unwrap().to_string();
+        move || InstructionModel::new(Init::Gpt2(dir.clone()).load(&RunContext::for_tests(), Some(0.0))?, template)
+    };
+    let out = tempfile::tempdir().unwrap();
+    let context = RunContext { out_dir: out.path().to_path_buf(), ..RunContext::for_tests() };
+    let _rng = global_rng_lock();
+    for (dir, template) in [("hf/llama", None), ("gpt2-tiny-hf", Some(TemplateKind::Phi3))] {
+        let report = dpo_run::run(&context, &options, weights(dir, template)).unwrap();
+        let margins: Vec<f64> = report.history.evaluations.iter().map(|e| e.train.margin).collect();
+        assert!(margins.iter().any(|&m| m > 0.0), "{dir}: {margins:?}");
+        assert!(report.checkpoint.is_file());
+    }
+    let err = dpo_run::run(&context, &options, weights("gpt2-tiny-hf", Some(TemplateKind::Alpaca))).unwrap_err();
+    assert!(err.to_string().contains("left out: their prompts fill the model's context of 32 tokens"), "{err}");
 }
