@@ -419,8 +419,7 @@ fn decode_batch(
             if alone {
                 Stats::add(&stats.prompt_cache_misses, 1);
             }
-            let decoder = BatchDecoder::new(model, &prompts, most_new)?;
-            decoder
+            BatchDecoder::new(model, &prompts, most_new)?
         }
     };
     let outcome = decode_rows(&mut decoder, vocabulary, rows, stats);
