@@ -70,9 +70,7 @@ pub fn run(url: &str, options: &LoadTestOptions) -> Result<LoadReport> {
     let stats = server_stats(&agent, url)?;
     let mut latencies = phase.latencies.clone();
     latencies.sort_by(f64::total_cmp);
-    let percentile = |q: f64| {
-        latencies.get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
-    };
+    let percentile = |q: f64| percentile(&latencies, q);
     let batches = (stats.batches - stats_before.batches) as f64;
     Ok(LoadReport {
         requests: options.requests,
@@ -115,6 +113,11 @@ struct Phase {
     latencies: Vec<f64>,
 }
 
+/// The value below which a share `q` of `sorted` lies (NaN for none).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted.get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
+}
+
 /// Sends `requests` requests from `options.concurrency` threads.
 fn run_phase(agent: &ureq::Agent, url: &str, options: &LoadTestOptions, requests: usize) -> Result<Phase> {
     let next = AtomicUsize::new(0);
@@ -153,11 +156,7 @@ fn chat(agent: &ureq::Agent, url: &str, i: usize, max_tokens: i64) -> Result<u64
         body["temperature"] = json!(0.8);
         body["seed"] = json!(i);
     }
-    let mut response = agent
-        .post(format!("{url}/v1/chat/completions"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .map_err(|_| 0u16)?;
+    let mut response = post_chat(agent, url, &body)?;
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().map_err(|_| status)?;
     let reply: Value = serde_json::from_str(&text).map_err(|_| status)?;
@@ -213,7 +212,9 @@ pub fn run_conversations(url: &str, options: &ConversationOptions, prompt_cache:
     }
     let before = server_stats(&agent, url)?;
     let next = AtomicUsize::new(0);
-    let results = Mutex::new((Vec::new(), Vec::new(), 0u64, 0usize, BTreeMap::<u16, usize>::new()));
+    // Every turn's outcome, with the later turns' times to the first token as `latencies`;
+    // the first turns' times apart.
+    let results = Mutex::new((Phase::default(), Vec::new()));
     let start = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..options.concurrency {
@@ -224,20 +225,21 @@ pub fn run_conversations(url: &str, options: &ConversationOptions, prompt_cache:
                         let instruction = INSTRUCTIONS[(i + turn) % INSTRUCTIONS.len()];
                         messages.push(json!({ "role": "user", "content": instruction }));
                         let outcome = streamed_chat(&agent, url, &messages, options.max_tokens);
-                        let mut results = results.lock().expect("no client panics holding the lock");
+                        let mut guard = results.lock().expect("no client panics holding the lock");
+                        let (results, first_turns) = &mut *guard;
                         match outcome {
                             Ok((text, ttft_ms, tokens)) => {
                                 if turn == 0 {
-                                    results.0.push(ttft_ms)
+                                    first_turns.push(ttft_ms);
                                 } else {
-                                    results.1.push(ttft_ms)
+                                    results.latencies.push(ttft_ms);
                                 }
-                                results.2 += tokens;
-                                results.3 += 1;
+                                results.tokens += tokens;
+                                results.ok += 1;
                                 messages.push(json!({ "role": "assistant", "content": text }));
                             }
                             Err(status) => {
-                                *results.4.entry(status).or_default() += 1;
+                                *results.errors.entry(status).or_default() += 1;
                                 break;
                             }
                         }
@@ -248,10 +250,11 @@ pub fn run_conversations(url: &str, options: &ConversationOptions, prompt_cache:
     });
     let seconds = start.elapsed().as_secs_f64();
     let after = server_stats(&agent, url)?;
-    let (mut first, mut later, tokens, ok, errors) = results.into_inner().expect("every client has finished");
+    let (Phase { ok, errors, tokens, latencies: mut later }, mut first) =
+        results.into_inner().expect("every client has finished");
     let median = |values: &mut Vec<f64>| {
         values.sort_by(f64::total_cmp);
-        values.get(values.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
+        percentile(values, 0.5)
     };
     let hits = (after.prompt_cache_hits - before.prompt_cache_hits) as f64;
     let misses = (after.prompt_cache_misses - before.prompt_cache_misses) as f64;
@@ -284,11 +287,7 @@ fn streamed_chat(
     let body = json!({ "model": "load-test", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
                        "stream": true, "stream_options": { "include_usage": true } });
     let start = Instant::now();
-    let mut response = agent
-        .post(format!("{url}/v1/chat/completions"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .map_err(|_| 0u16)?;
+    let mut response = post_chat(agent, url, &body)?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(status);
@@ -334,6 +333,15 @@ impl std::fmt::Display for ConversationReport {
 
 /// The header of a table of [`ConversationReport`] rows.
 pub const CONVERSATION_HEADER: &str = "| prompt cache | conversations x turns | clients | ok | errors | tokens/s | time to first token, first turns | later turns | hit rate | prompt tokens reused |\n|---|---|---|---|---|---|---|---|---|---|";
+
+/// POSTs a chat request; a request that got no answer is status 0.
+fn post_chat(agent: &ureq::Agent, url: &str, body: &Value) -> Result<ureq::http::Response<ureq::Body>, u16> {
+    agent
+        .post(format!("{url}/v1/chat/completions"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .map_err(|_| 0u16)
+}
 
 fn server_stats(agent: &ureq::Agent, url: &str) -> Result<StatsSnapshot> {
     let mut response =
