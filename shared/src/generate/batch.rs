@@ -69,14 +69,8 @@ impl<'m> BatchDecoder<'m> {
     pub fn new(model: &'m GptModel, prompts: &[Vec<i64>], max_new_tokens: i64) -> Result<Self> {
         ensure!(!prompts.is_empty(), "batched decoding needs at least one prompt");
         ensure!(prompts.iter().all(|p| !p.is_empty()), "every prompt needs at least one token");
-        check_new_tokens(max_new_tokens)?;
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
-        ensure!(
-            longest + max_new_tokens <= model.cfg.context_length,
-            "batched decoding keeps every sequence inside the context: the longest prompt ({longest} tokens) \
-             plus {max_new_tokens} new tokens exceed the model's {}",
-            model.cfg.context_length
-        );
+        check_room(model, longest, max_new_tokens)?;
         let device = model.tok_emb.ws.device();
         let padding: Vec<i64> = prompts.iter().map(|p| longest - p.len() as i64).collect();
         let rows: Vec<Tensor> = prompts
@@ -110,13 +104,7 @@ impl<'m> BatchDecoder<'m> {
         max_new_tokens: i64,
     ) -> Result<(Self, usize)> {
         ensure!(!prompt.is_empty(), "every prompt needs at least one token");
-        check_new_tokens(max_new_tokens)?;
-        ensure!(
-            prompt.len() as i64 + max_new_tokens <= model.cfg.context_length,
-            "the prompt ({} tokens) plus {max_new_tokens} new tokens exceed the model's context of {}",
-            prompt.len(),
-            model.cfg.context_length
-        );
+        check_room(model, prompt.len() as i64, max_new_tokens)?;
         ensure!(
             cache.layers.first().is_some_and(|layer| layer.keys.size()[0] == 1) && !cache.is_rolling(),
             "prompt caching continues a one-row cache that holds the whole context"
@@ -189,4 +177,16 @@ impl<'m> BatchDecoder<'m> {
         self.logits = self.logits.index_select(0, &indices);
         Ok(())
     }
+}
+
+/// Whether `max_new_tokens` after the longest prompt, `longest` tokens, fit the context.
+fn check_room(model: &GptModel, longest: i64, max_new_tokens: i64) -> Result<()> {
+    check_new_tokens(max_new_tokens)?;
+    ensure!(
+        longest + max_new_tokens <= model.cfg.context_length,
+        "batched decoding keeps every sequence inside the context: the longest prompt ({longest} tokens) \
+         plus {max_new_tokens} new tokens exceed the model's {}",
+        model.cfg.context_length
+    );
+    Ok(())
 }
