@@ -2,8 +2,9 @@
 //! only the adapters train, and the adapters save and load on their own.
 
 use shared::core::device::global_rng_lock;
-use shared::model::lora::{apply_lora, lora_state, merge_lora, LoraConfig};
+use shared::model::lora::{apply_lora, lora_state, merge_lora, LoraAdapters, LoraConfig};
 use shared::model::{GptConfig, GptModel};
+use shared::weights::read_lora_adapters;
 use tch::{nn, Device, Kind, Tensor};
 
 const CONFIG: LoraConfig = LoraConfig { rank: 4, alpha: 8.0 };
@@ -91,4 +92,86 @@ fn adapters_save_and_load_on_their_own() {
     apply_lora(&vs2, &mut other, CONFIG).unwrap();
     shared::weights::load_partial_state(&vs2, &path).unwrap();
     assert!(logits(&other).equal(&logits(&model)));
+}
+
+/// A model with trained-looking adapters (B not zero), and their file.
+fn adapted_model(dir: &std::path::Path, fill: f64) -> (nn::VarStore, GptModel, std::path::PathBuf) {
+    tch::manual_seed(1);
+    let (vs, mut model) = tiny_model();
+    apply_lora(&vs, &mut model, CONFIG).unwrap();
+    tch::no_grad(|| {
+        for (name, tensor) in vs.variables() {
+            if name.ends_with(".lora.B") {
+                let _ = tensor.shallow_clone().fill_(fill);
+            }
+        }
+    });
+    let path = dir.join(format!("lora-{fill}.safetensors"));
+    Tensor::write_safetensors(&lora_state(&vs), &path).unwrap();
+    (vs, model, path)
+}
+
+#[test]
+fn adapters_take_turns_on_one_base_without_changing_it() {
+    let _rng = global_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, first, first_path) = adapted_model(dir.path(), 0.01);
+    let (_, second, second_path) = adapted_model(dir.path(), -0.02);
+    tch::manual_seed(1);
+    let (base_vs, mut base) = tiny_model(); // the same seed: the same base weights
+    let base_logits = logits(&base);
+    let weights_before: Vec<(String, Tensor)> = base_vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    let first_adapters = read_lora_adapters(&first_path, CONFIG, Device::Cpu).unwrap();
+    let second_adapters = read_lora_adapters(&second_path, CONFIG, Device::Cpu).unwrap();
+    assert_eq!(first_adapters.layers.len(), 2 * 6 + 1);
+    assert_eq!(first_adapters.bytes(), 4 * apply_lora_count());
+    for _ in 0..2 {
+        first_adapters.attach(&mut base).unwrap();
+        assert!(logits(&base).equal(&logits(&first)));
+        second_adapters.attach(&mut base).unwrap();
+        assert!(logits(&base).equal(&logits(&second)));
+        LoraAdapters::detach(&mut base);
+        assert!(logits(&base).equal(&base_logits));
+    }
+    // The base's own weights were never written to.
+    let weights_after = base_vs.variables();
+    for (name, before) in &weights_before {
+        assert!(before.equal(&weights_after[name]), "{name}");
+    }
+}
+
+/// The parameters [`apply_lora`] adds to the tiny model.
+fn apply_lora_count() -> i64 {
+    let (vs, mut model) = tiny_model();
+    apply_lora(&vs, &mut model, CONFIG).unwrap()
+}
+
+#[test]
+fn adapter_files_that_do_not_fit_are_refused() {
+    let _rng = global_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, path) = adapted_model(dir.path(), 0.01);
+    let wrong_rank = LoraConfig { rank: 8, ..CONFIG };
+    let err = read_lora_adapters(&path, wrong_rank, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("not of rank 8"), "{err}");
+    let err = read_lora_adapters(&dir.path().join("missing.safetensors"), CONFIG, Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    // A file with only one half of a pair, or other tensors.
+    let a = Tensor::zeros([32, 4], (Kind::Float, Device::Cpu));
+    let half = dir.path().join("half.safetensors");
+    Tensor::write_safetensors(&[("trf_blocks.0.att.W_query.lora.A", &a)], &half).unwrap();
+    let err = read_lora_adapters(&half, CONFIG, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("no trf_blocks.0.att.W_query.lora.B"), "{err}");
+    let base = dir.path().join("base.safetensors");
+    Tensor::write_safetensors(&[("tok_emb.weight", &a)], &base).unwrap();
+    let err = read_lora_adapters(&base, CONFIG, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("not LoRA adapter pairs"), "{err}");
+    // Adapters of another model's shapes.
+    let adapters = read_lora_adapters(&path, CONFIG, Device::Cpu).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let wider = GptConfig { emb_dim: 64, drop_rate: 0.0, ..GptConfig::tiny() };
+    let mut other = GptModel::new(&vs.root(), &wider).unwrap();
+    let err = adapters.attach(&mut other).unwrap_err().to_string();
+    assert!(err.contains("trained on another model"), "{err}");
+    assert!(other.linear_layers_mut().iter().all(|(_, layer)| layer.lora.is_none()), "nothing attached");
 }

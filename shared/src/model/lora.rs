@@ -120,3 +120,63 @@ pub fn lora_state(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     state.sort_by(|a, b| a.0.cmp(&b.0));
     state
 }
+
+/// A LoRA run's adapters alone (`A` and `B` per linear layer, as [`lora_state`] saves them),
+/// kept apart from any model: [`LoraAdapters::attach`] gives a model's layers adapters that
+/// share these tensors, and [`LoraAdapters::detach`] takes them off again, leaving the base
+/// weights untouched. Several adapters can so take turns on one copy of a base model (a
+/// server's adapters). [`crate::weights::read_lora_adapters`] reads them from a file.
+#[derive(Debug)]
+pub struct LoraAdapters {
+    pub config: LoraConfig,
+    /// `layer name -> (A, B)`, e.g. `trf_blocks.0.att.W_query`.
+    pub layers: std::collections::BTreeMap<String, (Tensor, Tensor)>,
+}
+
+impl LoraAdapters {
+    /// Checks that every adapter matches a linear layer of `model` in name and shape.
+    pub fn check(&self, model: &mut GptModel) -> Result<()> {
+        let shapes: std::collections::BTreeMap<String, (i64, i64)> =
+            model.linear_layers_mut().into_iter().map(|(name, layer)| (name, layer.shape())).collect();
+        for (name, (a, b)) in &self.layers {
+            let &(out_dim, in_dim) =
+                shapes.get(name).ok_or_else(|| anyhow::anyhow!("the model has no linear layer {name} to adapt"))?;
+            ensure!(
+                a.size() == [in_dim, self.config.rank] && b.size() == [self.config.rank, out_dim],
+                "the adapter of {name} is A {:?}, B {:?}; the layer ({in_dim} in, {out_dim} out) with rank {} \
+                 needs A [{in_dim}, {rank}] and B [{rank}, {out_dim}]: the adapter was trained on another model",
+                a.size(),
+                b.size(),
+                self.config.rank,
+                rank = self.config.rank,
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives each layer of `model` that has an adapter here that adapter (sharing this
+    /// object's tensors), and every other layer none.
+    pub fn attach(&self, model: &mut GptModel) -> Result<()> {
+        self.check(model)?;
+        for (name, layer) in model.linear_layers_mut() {
+            layer.lora = self.layers.get(&name).map(|(a, b)| {
+                let adapter = LoraLayer { a: a.shallow_clone(), b: b.shallow_clone(), scaling: self.config.scaling() };
+                Box::new(adapter) as Box<dyn Adapter>
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes every adapter off `model`: the base model again.
+    pub fn detach(model: &mut GptModel) {
+        for (_, layer) in model.linear_layers_mut() {
+            layer.lora = None;
+        }
+    }
+
+    /// The adapters' bytes.
+    pub fn bytes(&self) -> i64 {
+        let bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as i64;
+        self.layers.values().map(|(a, b)| bytes(a) + bytes(b)).sum()
+    }
+}

@@ -21,6 +21,7 @@ pub use self::gpt2::{Gpt2Weights, GPT2_HUB_IDS};
 pub use self::hub::{hub_cache_dir, HubFile};
 pub use self::pretrained::Pretrained;
 pub use self::safetensors::SafeTensorsFile;
+use crate::model::lora::{LoraAdapters, LoraConfig};
 use crate::model::GptConfig;
 
 /// The variables of a model being filled from a file, with a record of what went wrong.
@@ -151,6 +152,40 @@ pub fn load_partial_state(vs: &VarStore, path: &Path) -> Result<()> {
         targets.fill(&name, &tensor, &name)?;
     }
     targets.check(path, false)
+}
+
+/// The adapters a LoRA run saves alone ([`crate::model::lora::lora_state`]: `<layer>.lora.A`
+/// and `<layer>.lora.B`), trained with `config`, as float tensors on `device`. Every tensor
+/// must be one of a pair of the run's rank; [`LoraAdapters::check`] matches them to a model.
+pub fn read_lora_adapters(path: &Path, config: LoraConfig, device: tch::Device) -> Result<LoraAdapters> {
+    config.validate()?;
+    ensure!(path.is_file(), "the adapter file {} does not exist", path.display());
+    let mut file = SafeTensorsFile::open(path)?;
+    let names: Vec<String> = file.tensors.keys().cloned().collect();
+    let mut layers = BTreeMap::new();
+    for name in names.iter().filter(|name| name.ends_with(".lora.A")) {
+        let layer = name.trim_end_matches(".lora.A");
+        let partner = format!("{layer}.lora.B");
+        ensure!(file.tensors.contains_key(&partner), "{} has {name} but no {partner}", path.display());
+        let a = file.read(name)?.to_kind(tch::Kind::Float).to_device(device);
+        let b = file.read(&partner)?.to_kind(tch::Kind::Float).to_device(device);
+        ensure!(
+            a.dim() == 2 && b.dim() == 2 && a.size()[1] == config.rank && b.size()[0] == config.rank,
+            "{} holds {layer}'s adapter with A {:?} and B {:?}, not of rank {}",
+            path.display(),
+            a.size(),
+            b.size(),
+            config.rank
+        );
+        layers.insert(layer.to_string(), (a, b));
+    }
+    let strays: Vec<&String> = names
+        .iter()
+        .filter(|name| !layers.contains_key(name.trim_end_matches(".lora.A").trim_end_matches(".lora.B")))
+        .collect();
+    ensure!(strays.is_empty(), "{} holds tensors that are not LoRA adapter pairs: {strays:?}", path.display());
+    ensure!(!layers.is_empty(), "{} holds no LoRA adapters (<layer>.lora.A and .lora.B)", path.display());
+    Ok(LoraAdapters { config, layers })
 }
 
 fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
