@@ -12,13 +12,15 @@ use shared::app::model_source::{Init, LoadedModel, ModelSource};
 use shared::app::recipe::{Reporter, TrainDefaults, TrainFlags};
 use shared::core::device::{device_name, seed_everything};
 use shared::data::dataset::BatchSource;
-use shared::model::lora::{apply_lora, counts_text, merge_lora, LoraConfig};
+use shared::model::lora::{apply_lora, counts_text, lora_state, merge_lora, LoraAdapters, LoraConfig};
 use shared::model::GptModel;
 use shared::train::{
     calc_loss_loader, check_token_ids, train_model_simple, AdamW, AdamWConfig, Checkpoint, CheckpointMeta,
     TrainHistory, TrainProgress,
 };
+use shared::weights::read_lora_adapters;
 use tch::nn::VarStore;
+use tch::Tensor;
 
 use crate::collate::{CollateOptions, InstructionDataset, InstructionLoader, TokenStats};
 use crate::records::{self, InstructionRecord, Splits};
@@ -153,16 +155,18 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
         train_model_simple(&model, &mut optimizer, &train, &val, &settings, &mut progress, device, no_checkpoints)?;
     reporter.say(format!("Training completed in {:.2} minutes.", history.train_seconds / 60.0));
 
-    // The LoRA adapters go into the weights: the checkpoint is a plain GPT model.
-    if options.lora.is_some() {
-        merge_lora(&vs, &mut model);
-    }
-    let checkpoint = Checkpoint::at(&reporter.path("sft"));
     let meta = InstructionMeta {
         template: options.template,
         mask_instructions: options.mask_instructions,
         lora: options.lora,
     };
+    // The LoRA adapters are saved alone (a few MB, served over the base by `serve`), then go
+    // into the weights: the checkpoint is a plain GPT model.
+    if options.lora.is_some() {
+        save_adapters(&reporter.path(ADAPTERS_FILE), &vs, &meta)?;
+        merge_lora(&vs, &mut model);
+    }
+    let checkpoint = Checkpoint::at(&reporter.path("sft"));
     save_model(&checkpoint, &vs, &model.cfg, &meta, progress, context.seed)?;
     let responses = answer_test_set(context, options, &model, template, &splits.test, &reporter)?;
     let report = FinetuneReport {
@@ -184,9 +188,10 @@ pub fn run(context: &RunContext, options: &FinetuneOptions) -> Result<FinetuneRe
     };
     reporter.write_metrics_and_plot(&report, &reporter.path("loss-plot.png"), options.train.epochs, &report.history)?;
     reporter.say(format!(
-        "Wrote {}, {}loss-plot.png and metrics.json in {}",
+        "Wrote {}, {}loss-plot.png and metrics.json{} in {}",
         report.checkpoint.display(),
         if report.responses.is_some() { format!("{RESPONSES_FILE}, ") } else { String::new() },
+        if options.lora.is_some() { format!(", and the adapters alone in {ADAPTERS_FILE}") } else { String::new() },
         context.out_dir.display()
     ));
     Ok(report)
@@ -372,6 +377,36 @@ impl InstructionModel {
     pub fn prompt_template(&self) -> Result<Box<dyn PromptTemplate>> {
         self.template.template(&*self.loaded.model.cfg.tokenizer.build()?)
     }
+}
+
+/// The file a LoRA run writes its adapters to, alone (with `lora-adapters.json`, the run's
+/// [`InstructionMeta`]).
+pub const ADAPTERS_FILE: &str = "lora-adapters.safetensors";
+
+/// The description beside an adapter file.
+fn adapter_meta_path(adapters: &Path) -> PathBuf {
+    adapters.with_extension("json")
+}
+
+/// Writes the adapters of `vs` alone to `path`, and `meta` beside them.
+fn save_adapters(path: &Path, vs: &VarStore, meta: &InstructionMeta) -> Result<()> {
+    Tensor::write_safetensors(&lora_state(vs), path).with_context(|| format!("writing {}", path.display()))?;
+    let described = adapter_meta_path(path);
+    std::fs::write(&described, serde_json::to_string_pretty(meta)?)
+        .with_context(|| format!("writing {}", described.display()))
+}
+
+/// A LoRA run's adapters from `path` (the run's [`ADAPTERS_FILE`], or a copy with its `.json`
+/// beside it) on `device`, and the template they were trained with.
+pub fn load_adapters(path: &Path, device: tch::Device) -> Result<(LoraAdapters, TemplateKind)> {
+    let described = adapter_meta_path(path);
+    let text = std::fs::read_to_string(&described).with_context(|| {
+        format!("reading {}, the description a LoRA run writes beside its adapters", described.display())
+    })?;
+    let meta = serde_json::from_str::<InstructionMeta>(&text)
+        .with_context(|| format!("{} is not an instruction model description", described.display()))?;
+    let lora = meta.lora.with_context(|| format!("{} describes a run without LoRA", described.display()))?;
+    Ok((read_lora_adapters(path, lora, device)?, meta.template))
 }
 
 /// Loads `path`; the template is `template` when given, else the one recorded beside the

@@ -304,6 +304,22 @@ fn lora_trains_only_the_adapters_and_saves_a_plain_model() {
     // Merged: the checkpoint holds the plain model's tensors only.
     let model = finetune::load_model(&lora.out_dir.join("sft"), None, &context).unwrap();
     assert!(model.loaded.vs.variables().keys().all(|name| !name.contains("lora")));
+    // The adapters alone, attached to the base the run started from, compute what the
+    // merged model computes.
+    let (adapters, template) =
+        finetune::load_adapters(&lora.out_dir.join(finetune::ADAPTERS_FILE), tch::Device::Cpu).unwrap();
+    assert_eq!((adapters.config, template), (ex7_4::LORA, TemplateKind::Alpaca));
+    let mut start = {
+        let _rng = global_rng_lock();
+        base.init.load(&context, Some(0.0)).unwrap().model
+    };
+    let ids = tch::Tensor::from_slice(&[15496i64, 11, 314, 716]).view([1, 4]);
+    let logits = |model: &shared::model::GptModel| tch::no_grad(|| model.forward_t(&ids, false));
+    let base_logits = logits(&start);
+    adapters.attach(&mut start).unwrap();
+    let (adapted, merged) = (logits(&start), logits(&model.loaded.model));
+    assert!(adapted.allclose(&merged, 1e-4, 1e-4, false), "{}", (&adapted - &merged).abs().max());
+    assert!(!adapted.allclose(&base_logits, 1e-4, 1e-4, false), "the adapters changed the model");
 }
 
 #[test]
