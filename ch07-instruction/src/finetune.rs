@@ -389,7 +389,7 @@ fn adapter_meta_path(adapters: &Path) -> PathBuf {
 }
 
 /// Writes the adapters of `vs` alone to `path`, and `meta` beside them.
-fn save_adapters(path: &Path, vs: &VarStore, meta: &InstructionMeta) -> Result<()> {
+pub fn save_adapters(path: &Path, vs: &VarStore, meta: &InstructionMeta) -> Result<()> {
     Tensor::write_safetensors(&lora_state(vs), path).with_context(|| format!("writing {}", path.display()))?;
     let described = adapter_meta_path(path);
     std::fs::write(&described, serde_json::to_string_pretty(meta)?)

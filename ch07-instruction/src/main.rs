@@ -17,14 +17,16 @@ use ch07_instruction::respond::{respond_all, respond_with, MAX_NEW_TOKENS};
 use ch07_instruction::serve::api::Defaults;
 use ch07_instruction::serve::guard::Access;
 use ch07_instruction::serve::load_test::{self, ConversationOptions, LoadTestOptions};
+use ch07_instruction::serve::models::ModelEntry;
 use ch07_instruction::serve::soak::{self, SoakOptions};
+use ch07_instruction::serve::worker::AdapterSource;
 use ch07_instruction::serve::{self, ConnectionLimits, RunningServer, ServeOptions};
 use ch07_instruction::template::{Alpaca, TemplateKind};
 use ch07_instruction::{exercises, finetune::InstructionModel};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::app::cli::{self, CommonArgs, DecodingArgs, RunContext};
 use shared::app::exercise::ExerciseCommand;
-use shared::app::model_source::InitArgs;
+use shared::app::model_source::{Init, InitArgs};
 use shared::app::recipe::TrainFlags;
 use shared::core::device::seed_everything;
 use shared::generate::{Decoding, Sampling};
@@ -123,9 +125,19 @@ impl ModelArgs {
     /// The model: `--checkpoint`, else the one `init` names; with int8 weights when
     /// `--int8` is given.
     fn load(&self, init: &InitArgs, context: &RunContext) -> Result<InstructionModel> {
-        let mut model = match &self.checkpoint {
-            Some(path) => finetune::load_model(path, self.template, context)?,
-            None => InstructionModel::new(init.init()?.load(context, Some(0.0))?, self.template)?,
+        let init = match &self.checkpoint {
+            Some(path) => Init::Checkpoint(path.clone()),
+            None => init.init()?,
+        };
+        self.load_from(&init, context)
+    }
+
+    /// The model `init` names, prompted in `--template` (else as a checkpoint records), with
+    /// the decoding flags' kernels.
+    fn load_from(&self, init: &Init, context: &RunContext) -> Result<InstructionModel> {
+        let mut model = match init {
+            Init::Checkpoint(path) => finetune::load_model(path, self.template, context)?,
+            init => InstructionModel::new(init.load(context, Some(0.0))?, self.template)?,
         };
         self.decoding.prepare(&mut model.loaded.model)?;
         Ok(model)
@@ -186,11 +198,42 @@ impl ModelArgs {
         })
     }
 
-    /// Starts a server for this model.
+    /// Starts a server for this model, or for the models `--model` names.
     fn start_server(&self, server: &ServerArgs, init: &InitArgs, context: &RunContext) -> Result<RunningServer> {
         let options = self.serve_options(server, init)?;
-        let (model, init, context) = (self.clone(), init.clone(), context.clone());
-        serve::start(move || model.load(&init, &context), options)
+        if server.models.is_empty() {
+            let (model, init, context) = (self.clone(), init.clone(), context.clone());
+            return serve::start(move || model.load(&init, &context), options);
+        }
+        ensure!(
+            self.checkpoint.is_none() && server.model_name.is_none(),
+            "with --model NAME=SOURCE, give every model that way (--model NAME=FILE for a checkpoint), not \
+             --checkpoint or --model-name"
+        );
+        let names: Vec<&str> = server.models.iter().filter_map(|spec| spec.split_once('=').map(|(n, _)| n)).collect();
+        let entries =
+            server.models.iter().map(|spec| self.model_entry(spec, &names, context)).collect::<Result<Vec<_>>>()?;
+        serve::start_models(entries, options)
+    }
+
+    /// `--model NAME=SOURCE`: `BASE+FILE` (a LoRA run's adapters over the model named BASE),
+    /// `random:CONFIG`, a checkpoint file, else GPT-2 weights (a size, hub id or folder).
+    fn model_entry(&self, spec: &str, names: &[&str], context: &RunContext) -> Result<ModelEntry> {
+        let (name, source) = spec.split_once('=').filter(|(name, source)| !name.is_empty() && !source.is_empty()).with_context(|| {
+            format!("--model takes NAME=SOURCE (e.g. base=gpt2-small or tuned=base+runs/lora-adapters.safetensors), got '{spec}'")
+        })?;
+        if let Some((base, file)) = source.split_once('+').filter(|(_, file)| file.ends_with(".safetensors")) {
+            ensure!(names.contains(&base), "--model {spec}: no --model is named '{base}', the adapters' base");
+            let adapter = AdapterSource { path: PathBuf::from(file), template: self.template };
+            return Ok(ModelEntry::adapter(name, base, adapter));
+        }
+        let init = match source.strip_prefix("random:") {
+            Some(config) => Init::Random(config.to_string()),
+            None if std::path::Path::new(source).is_file() => Init::Checkpoint(PathBuf::from(source)),
+            None => Init::Gpt2(source.to_string()),
+        };
+        let (model, context) = (self.clone(), context.clone());
+        Ok(ModelEntry::model(name, move || model.load_from(&init, &context)))
     }
 
     /// The decoding the flags ask for, stopping at the end-of-text token (default: the
@@ -215,6 +258,13 @@ struct ServerArgs {
     /// The model's name in the API [default: the checkpoint's file name, or the --init model]
     #[arg(long)]
     model_name: Option<String>,
+    /// A model to serve, as NAME=SOURCE (repeatable; requests choose one by its name, the
+    /// first by default). SOURCE: a checkpoint file, GPT-2 weights (gpt2-small|medium|large|xl,
+    /// a hub id or a folder), random:CONFIG (a seeded new model), or BASE+FILE.safetensors (a
+    /// LoRA run's adapters over the model named BASE, sharing its weights) [default: the one
+    /// model --checkpoint or --init names]
+    #[arg(long = "model", value_name = "NAME=SOURCE")]
+    models: Vec<String>,
     /// Requests decoded together at most
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
@@ -258,6 +308,7 @@ impl ServerArgs {
             host: "127.0.0.1".into(),
             port: 0,
             model_name: None,
+            models: Vec::new(),
             max_batch,
             max_queue,
             prompt_cache: 4,
@@ -500,7 +551,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve { model, server }) => {
             let running = model.start_server(&server, &cli.run.model, &context)?;
             let url = running.url();
-            eprintln!("Serving {} ({}) on {url}", running.model_id, running.info.description);
+            for (name, info) in &running.models {
+                eprintln!("Serving {name} ({})", info.description);
+            }
+            eprintln!("on {url}");
             eprintln!(
                 "  chat page:  {url}/\n  OpenAI API: {url}/v1 (chat/completions, completions, models)\nCtrl-C stops."
             );

@@ -215,6 +215,15 @@ fn serve_and_respond_take_any_model_and_refuse_bad_settings() {
     fails_with(&[&["serve", "--port", &port], &random[..]].concat(), "listening on 127.0.0.1");
     fails_with(&["serve", "--port", "0", "--init", "random", "--config", "/nonexistent.json"], "nonexistent.json");
     fails_with(&[&["load-test", "--concurrency", "0"], &random[..]].concat(), "at least one request and one client");
+    // `--model NAME=SOURCE`.
+    let small = format!("base=random:{config}");
+    let models = |extra: &[&'static str]| [&["serve", "--port", "0", "--model", small.as_str()], extra].concat();
+    fails_with(&models(&["--model", "tuned"]), "--model takes NAME=SOURCE");
+    fails_with(&models(&["--model", "=gpt2-small"]), "--model takes NAME=SOURCE");
+    fails_with(&models(&["--model", "tuned=other+lora-adapters.safetensors"]), "no --model is named 'other'");
+    fails_with(&models(&["--model", "base=random:gpt2-small"]), "two models are named 'base'");
+    fails_with(&models(&["--model", "tuned=base+/nonexistent.safetensors"]), "/nonexistent.json");
+    fails_with(&models(&["--checkpoint", "sft.safetensors"]), "give every model that way");
 }
 
 #[test]

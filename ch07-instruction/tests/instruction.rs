@@ -263,7 +263,10 @@ fn a_small_fine_tune_matches_the_book_code_and_lowers_the_validation_loss() {
     assert!(context.out_dir.join("loss-plot.png").is_file());
 
     // The checkpoint answers as the run did.
-    let model = finetune::load_model(&report.checkpoint, None, &context).unwrap();
+    let model = {
+        let _rng = global_rng_lock(); // building the model draws its initial weights
+        finetune::load_model(&report.checkpoint, None, &context).unwrap()
+    };
     assert_eq!(model.template, TemplateKind::Alpaca);
     // The run answered 8 records at a time; one at a time gives every response again.
     for record in &answered {
@@ -302,6 +305,7 @@ fn lora_trains_only_the_adapters_and_saves_a_plain_model() {
     assert!(lora.final_val_loss.is_finite());
     assert!(comparison.to_string().contains("LoRA"));
     // Merged: the checkpoint holds the plain model's tensors only.
+    let _rng = global_rng_lock(); // building a model draws its initial weights
     let model = finetune::load_model(&lora.out_dir.join("sft"), None, &context).unwrap();
     assert!(model.loaded.vs.variables().keys().all(|name| !name.contains("lora")));
     // The adapters alone, attached to the base the run started from, compute what the
@@ -309,10 +313,7 @@ fn lora_trains_only_the_adapters_and_saves_a_plain_model() {
     let (adapters, template) =
         finetune::load_adapters(&lora.out_dir.join(finetune::ADAPTERS_FILE), tch::Device::Cpu).unwrap();
     assert_eq!((adapters.config, template), (ex7_4::LORA, TemplateKind::Alpaca));
-    let mut start = {
-        let _rng = global_rng_lock();
-        base.init.load(&context, Some(0.0)).unwrap().model
-    };
+    let mut start = base.init.load(&context, Some(0.0)).unwrap().model;
     let ids = tch::Tensor::from_slice(&[15496i64, 11, 314, 716]).view([1, 4]);
     let logits = |model: &shared::model::GptModel| tch::no_grad(|| model.forward_t(&ids, false));
     let base_logits = logits(&start);
@@ -422,11 +423,11 @@ fn llama_qwen3_and_gemma3_fine_tune_with_their_own_tokenizers() {
             assert!(report.trainable_parameters < report.total_parameters / 2, "{family}: only the adapters train");
         }
         // The saved model names its tokenizer and template: it reloads and answers in them.
+        let _rng = global_rng_lock(); // building the model draws its initial weights
         let reloaded = finetune::load_model(&report.checkpoint, None, &context).unwrap();
         assert_eq!(reloaded.loaded.model.cfg.tokenizer.name(), "huggingface", "{family}");
         assert_eq!(reloaded.template, template, "{family}");
         let record = InstructionRecord::new("Name a colour.", "", "");
-        let _rng = global_rng_lock();
         respond(&reloaded.loaded.model, &*reloaded.prompt_template().unwrap(), &record, 4, tch::Device::Cpu).unwrap();
     }
 }

@@ -585,7 +585,7 @@ fn bad_requests_get_openai_errors() {
 #[test]
 fn a_full_queue_answers_429_and_a_gone_client_stops_its_generation() {
     // One request decoded at a time, one waiting.
-    let server = start(ServeOptions { max_batch: 1, max_queue: 1, ..ServeOptions::local(0) });
+    let server = start(ServeOptions { max_batch: 1, max_queue: 1, model_id: "small".into(), ..ServeOptions::local(0) });
     let url = server.url();
     let long = json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 200, "stream": true,
                        "temperature": 0 });

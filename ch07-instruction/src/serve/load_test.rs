@@ -147,8 +147,8 @@ fn run_phase(agent: &ureq::Agent, url: &str, options: &LoadTestOptions, requests
 
 /// One chat request; the completion tokens, or the HTTP status of a failure (0: none).
 fn chat(agent: &ureq::Agent, url: &str, i: usize, max_tokens: i64) -> Result<u64, u16> {
+    // No `model`: the server's default one.
     let mut body = json!({
-        "model": "load-test",
         "messages": [{"role": "user", "content": INSTRUCTIONS[i % INSTRUCTIONS.len()]}],
         "max_tokens": max_tokens,
     });
@@ -284,7 +284,7 @@ fn streamed_chat(
     max_tokens: i64,
 ) -> Result<(String, f64, u64), u16> {
     use std::io::BufRead;
-    let body = json!({ "model": "load-test", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+    let body = json!({ "messages": messages, "max_tokens": max_tokens, "temperature": 0,
                        "stream": true, "stream_options": { "include_usage": true } });
     let start = Instant::now();
     let mut response = post_chat(agent, url, &body)?;

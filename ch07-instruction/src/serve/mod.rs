@@ -6,6 +6,7 @@
 //! | [`api`] | the wire format: requests and their checks, the chat template, responses, errors |
 //! | [`prompt`] | a request's prompt as ids: the model's template and tokenizer |
 //! | [`guard`] | who may call: loopback `Host`, same-origin pages, an optional API key |
+//! | [`models`] | the models offered: models of their own and LoRA adapters over them |
 //! | [`routes`] | the axum handlers, streaming as server-sent events |
 //! | [`tokenize`] | `/tokenize`, `/detokenize`, `/apply-template`: what the model reads |
 //! | [`worker`] | the thread that owns the model and decodes queued requests in batches |
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod guard;
 pub mod load_test;
+pub mod models;
 pub mod prompt;
 pub mod routes;
 pub mod soak;
@@ -38,8 +40,9 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::finetune::InstructionModel;
 use api::Defaults;
 use guard::Access;
+use models::{ModelEntry, ServedModels, WorkerSettings};
 use routes::AppState;
-use worker::{ModelInfo, Worker};
+use worker::ModelInfo;
 
 /// How `serve` runs.
 #[derive(Debug, Clone)]
@@ -47,7 +50,7 @@ pub struct ServeOptions {
     pub host: String,
     /// 0 picks a free port.
     pub port: u16,
-    /// The model's name in the API.
+    /// The model's name in the API, when [`start`] serves one model.
     pub model_id: String,
     /// Requests decoded together at most.
     pub max_batch: usize,
@@ -107,11 +110,11 @@ impl ServeOptions {
 /// A server running on its own threads until [`RunningServer::stop`] (or dropped).
 pub struct RunningServer {
     pub addr: SocketAddr,
-    pub info: ModelInfo,
-    pub model_id: String,
+    /// The models it offers, by name, the default first.
+    pub models: Vec<(String, ModelInfo)>,
     stop: Option<oneshot::Sender<()>>,
     http: Option<JoinHandle<Result<()>>>,
-    model: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -137,8 +140,8 @@ impl RunningServer {
 
     fn join(&mut self) -> Result<()> {
         let http = self.http.take().map(|thread| thread.join().map_err(|_| anyhow!("the HTTP thread panicked")));
-        if let Some(model) = self.model.take() {
-            model.join().map_err(|_| anyhow!("the model's thread panicked"))?;
+        for worker in self.workers.drain(..) {
+            worker.join().map_err(|_| anyhow!("a model's thread panicked"))?;
         }
         http.unwrap_or(Ok(Ok(())))?
     }
@@ -153,12 +156,19 @@ impl Drop for RunningServer {
     }
 }
 
-/// Loads the model with `load` on the worker's thread, binds `host:port`, and serves until
-/// stopped. Returns once the model is loaded and the port is listening.
+/// Serves one model, named `options.model_id`, loaded with `load` on its worker's thread
+/// ([`start_models`]).
 pub fn start(
     load: impl FnOnce() -> Result<InstructionModel> + Send + 'static,
     options: ServeOptions,
 ) -> Result<RunningServer> {
+    start_models(vec![ModelEntry::model(options.model_id.clone(), load)], options)
+}
+
+/// Loads the models of `entries` (each model of its own on its worker's thread, with the
+/// adapters over it), binds `host:port`, and serves until stopped. Returns once the models
+/// are loaded and the port is listening.
+pub fn start_models(entries: Vec<ModelEntry>, options: ServeOptions) -> Result<RunningServer> {
     let limits = options.connections;
     ensure!(limits.max_connections > 0, "the server must take at least one connection");
     ensure!(
@@ -169,11 +179,15 @@ pub fn start(
         .with_context(|| format!("listening on {}:{}", options.host, options.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let (worker, info, model) = Worker::spawn(load, options.max_batch, options.max_queue, options.prompt_cache)?;
+    let settings = WorkerSettings {
+        max_batch: options.max_batch,
+        max_queue: options.max_queue,
+        prompt_cache: options.prompt_cache,
+    };
+    let (models, workers) = ServedModels::start(entries, settings)?;
+    let served = models.models.iter().map(|model| (model.name.clone(), model.info.clone())).collect();
     let state = Arc::new(AppState {
-        worker,
-        info: info.clone(),
-        model_id: options.model_id.clone(),
+        models,
         // A request's choices share a batch and are queued together.
         limits: api::Limits { defaults: options.defaults, max_choices: options.max_batch.min(options.max_queue) },
         started: routes::now(),
@@ -190,7 +204,7 @@ pub fn start(
             serve_connections(listener, app, limits, stopped).await
         })
     })?;
-    Ok(RunningServer { addr, info, model_id: options.model_id, stop: Some(stop), http: Some(http), model: Some(model) })
+    Ok(RunningServer { addr, models: served, stop: Some(stop), http: Some(http), workers })
 }
 
 /// Accepts connections until `stopped`, at most `limits.max_connections` at a time, each

@@ -29,11 +29,12 @@ impl std::fmt::Debug for Prompter {
 
 impl Prompter {
     pub fn new(model: &InstructionModel) -> Result<Self> {
-        Ok(Self {
-            kind: model.template,
-            template: model.prompt_template()?,
-            tokenizer: Arc::from(model.loaded.model.cfg.tokenizer.build()?),
-        })
+        Self::with_template(model.template, Arc::from(model.loaded.model.cfg.tokenizer.build()?))
+    }
+
+    /// `kind`'s template over `tokenizer` (an adapter's, over its base's tokenizer).
+    pub fn with_template(kind: TemplateKind, tokenizer: Arc<dyn Tokenizer>) -> Result<Self> {
+        Ok(Self { kind, template: kind.template(tokenizer.as_ref())?, tokenizer })
     }
 
     /// The ids of a request's prompt. A chat template's markup is special tokens, read as

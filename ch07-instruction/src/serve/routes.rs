@@ -22,18 +22,17 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::api::{ApiError, ChatRequest, ChoiceResult, CompletionRequest, Endpoint, Generation, Limits, Reply};
 use super::guard::{guard, Access};
+use super::models::{ServedModel, ServedModels};
 use super::tokenize::{apply_template, detokenize, tokenize};
-use super::worker::{Event, Job, ModelInfo, RowSampling, SubmitError, Worker};
+use super::worker::{Event, Job, RowSampling, SubmitError};
 
 /// The chat page: one self-contained file.
 const PAGE: &str = include_str!("page.html");
 
 /// What every handler shares.
 pub struct AppState {
-    pub worker: Worker,
-    pub info: ModelInfo,
-    /// The model's name in `/v1/models` and in every response.
-    pub model_id: String,
+    /// The models offered, and their workers.
+    pub models: ServedModels,
     /// Defaults for what a request leaves out, and the most choices it may ask for.
     pub limits: Limits,
     pub started: u64,
@@ -81,48 +80,61 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, access: Access) -> Ro
     }
 }
 
+/// The server's state: the default model's name and context (as before there were
+/// several), every model's, the workers' counters added up, and memory: the process's
+/// resident bytes and the weights' (each model's own once, each adapter's).
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let default = &state.models.models[0];
+    let models: Vec<Value> = state
+        .models
+        .models
+        .iter()
+        .map(|model| {
+            json!({
+                "id": model.name,
+                "parent": model.parent,
+                "context_length": model.info.context_length,
+                "weight_bytes": model.info.weight_bytes,
+                "description": model.info.description,
+            })
+        })
+        .collect();
     Json(json!({
         "status": "ok",
-        "model": state.model_id,
-        "context_length": state.info.context_length,
-        "stats": state.worker.stats(),
+        "model": default.name,
+        "context_length": default.info.context_length,
+        "models": models,
+        "memory": {
+            "resident_bytes": memory_stats::memory_stats().map(|usage| usage.physical_mem),
+            "weight_bytes": state.models.weight_bytes(),
+        },
+        "stats": state.models.stats(),
     }))
 }
 
-fn model_card(state: &AppState) -> Value {
-    json!({ "id": state.model_id, "object": "model", "created": state.started, "owned_by": "llms-from-scratch-rs" })
-}
-
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({ "object": "list", "data": [model_card(&state)] }))
+    let cards: Vec<Value> = state.models.models.iter().map(|model| ServedModels::card(model, state.started)).collect();
+    Json(json!({ "object": "list", "data": cards }))
 }
 
 async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    if id == state.model_id {
-        Ok(Json(model_card(&state)))
-    } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("the model '{id}' does not exist; this server has '{}'", state.model_id),
-            "invalid_request_error",
-            Some("model"),
-            Some("model_not_found"),
-        ))
-    }
+    Ok(Json(ServedModels::card(state.models.find(Some(&id))?, state.started)))
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let request = parse::<ChatRequest>(request, &state)
-        .await
-        .and_then(|request| request.generation(state.info.prompter.template.as_ref(), &state.limits));
-    respond(state, Endpoint::Chat, request).await
+    let request = parse::<ChatRequest>(request, &state).await.and_then(|request| {
+        let model = state.models.find(request.params.model.as_deref())?;
+        Ok((model, request.generation(model.info.prompter.template.as_ref(), &state.limits)?))
+    });
+    respond(&state, Endpoint::Chat, request).await
 }
 
 async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let request =
-        parse::<CompletionRequest>(request, &state).await.and_then(|request| request.generation(&state.limits));
-    respond(state, Endpoint::Completion, request).await
+    let request = parse::<CompletionRequest>(request, &state).await.and_then(|request| {
+        let model = state.models.find(request.params.model.as_deref())?;
+        Ok((model, request.generation(&state.limits)?))
+    });
+    respond(&state, Endpoint::Completion, request).await
 }
 
 /// The body as JSON of type `T`, whatever its content type says (`curl -d` sends a form
@@ -171,7 +183,11 @@ pub(super) async fn parse<T: DeserializeOwned>(request: Request, state: &AppStat
     })
 }
 
-async fn respond(state: Arc<AppState>, endpoint: Endpoint, request: Result<Generation, ApiError>) -> Response {
+async fn respond(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: Result<(&ServedModel, Generation), ApiError>,
+) -> Response {
     match generate(state, endpoint, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
@@ -179,15 +195,15 @@ async fn respond(state: Arc<AppState>, endpoint: Endpoint, request: Result<Gener
 }
 
 async fn generate(
-    state: Arc<AppState>,
+    state: &AppState,
     endpoint: Endpoint,
-    request: Result<Generation, ApiError>,
+    request: Result<(&ServedModel, Generation), ApiError>,
 ) -> Result<Response, ApiError> {
-    let request = request?;
-    let prompt = state.info.prompter.encode(endpoint, &request.prompt).map_err(|err| {
+    let (model, request) = request?;
+    let prompt = model.info.prompter.encode(endpoint, &request.prompt).map_err(|err| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("{err:#}"), "invalid_request_error", None, None)
     })?;
-    let max_tokens = max_tokens(&state, prompt.len() as i64, request.max_tokens)?;
+    let max_tokens = max_tokens(model.info.context_length, &state.limits, prompt.len() as i64, request.max_tokens)?;
     let (events, receiver) = unbounded_channel();
     let prompt_tokens = prompt.len();
     let jobs = (0..request.choices)
@@ -199,10 +215,11 @@ async fn generate(
             choice,
             logprobs: request.logprobs,
             events: events.clone(),
+            variant: model.variant,
         })
         .collect();
     drop(events);
-    state.worker.submit(jobs).map_err(|err| match err {
+    model.worker.submit(jobs).map_err(|err| match err {
         SubmitError::QueueFull => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "the server's queue is full; retry shortly",
@@ -222,10 +239,10 @@ async fn generate(
         endpoint,
         id: format!("{id_prefix}-{:016x}", rand::rng().random::<u64>()),
         created: now(),
-        model: state.model_id.clone(),
+        model: model.name.clone(),
         prompt_tokens,
         logprobs: request.logprobs.is_some(),
-        tokenizer: Arc::clone(&state.info.prompter.tokenizer),
+        tokenizer: Arc::clone(&model.info.prompter.tokenizer),
     };
     if request.stream {
         let events = stream_events(reply, receiver, request.choices, request.include_usage);
@@ -237,8 +254,7 @@ async fn generate(
 
 /// The new tokens a request gets: what it asks for, or the server's default, within the
 /// context left after the prompt.
-fn max_tokens(state: &AppState, prompt: i64, asked: Option<i64>) -> Result<i64, ApiError> {
-    let context = state.info.context_length;
+fn max_tokens(context: i64, limits: &Limits, prompt: i64, asked: Option<i64>) -> Result<i64, ApiError> {
     // Saturating: a request for i64::MAX tokens is too long, not an overflow.
     let too_long = |requested: i64| {
         ApiError::new(
@@ -257,7 +273,7 @@ fn max_tokens(state: &AppState, prompt: i64, asked: Option<i64>) -> Result<i64, 
         Some(n) if prompt.saturating_add(n) > context => Err(too_long(prompt.saturating_add(n))),
         Some(n) => Ok(n),
         None if prompt >= context => Err(too_long(prompt + 1)),
-        None => Ok(state.limits.defaults.max_tokens.min(context - prompt)),
+        None => Ok(limits.defaults.max_tokens.min(context - prompt)),
     }
 }
 

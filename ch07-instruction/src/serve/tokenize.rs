@@ -1,7 +1,8 @@
 //! What the model reads, in llama.cpp's server shapes: `POST /tokenize` (text to ids, with
 //! each token's text when asked), `POST /detokenize` (ids to text) and `POST
 //! /apply-template` (a conversation in the model's prompt template, and the ids a chat
-//! request with it starts from).
+//! request with it starts from). Each takes an optional `model` (the server's first by
+//! default).
 
 use std::sync::Arc;
 
@@ -17,6 +18,9 @@ use super::routes::{parse, AppState};
 
 #[derive(Debug, Deserialize)]
 pub struct TokenizeRequest {
+    /// Which model's tokenizer (and template) [default: the server's first model].
+    #[serde(default)]
+    pub model: Option<String>,
     pub content: String,
     /// Add the tokens the tokenizer puts around a whole text (Llama's and Gemma's BOS).
     #[serde(default)]
@@ -29,11 +33,17 @@ pub struct TokenizeRequest {
 
 #[derive(Debug, Deserialize)]
 pub struct DetokenizeRequest {
+    /// Which model's tokenizer (and template) [default: the server's first model].
+    #[serde(default)]
+    pub model: Option<String>,
     pub tokens: Vec<i64>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct TemplateRequest {
+    /// Which model's tokenizer (and template) [default: the server's first model].
+    #[serde(default)]
+    pub model: Option<String>,
     pub messages: Vec<ChatMessage>,
 }
 
@@ -44,7 +54,7 @@ fn tokenizer_error(err: anyhow::Error, param: &'static str) -> ApiError {
 /// `POST /tokenize`: `{"tokens": [ids]}`, or `{"tokens": [{"id", "piece"}]}` with pieces.
 pub async fn tokenize(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
     let request: TokenizeRequest = parse(request, &state).await?;
-    let tokenizer = state.info.prompter.tokenizer.as_ref();
+    let tokenizer = state.models.find(request.model.as_deref())?.info.prompter.tokenizer.as_ref();
     let ids = if request.add_special {
         tokenizer.encode(&request.content)
     } else {
@@ -70,7 +80,7 @@ pub async fn tokenize(State(state): State<Arc<AppState>>, request: Request) -> R
 /// vocabulary is the client's error.
 pub async fn detokenize(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
     let request: DetokenizeRequest = parse(request, &state).await?;
-    let tokenizer = state.info.prompter.tokenizer.as_ref();
+    let tokenizer = state.models.find(request.model.as_deref())?.info.prompter.tokenizer.as_ref();
     let size = tokenizer.vocab_size() as i64;
     if let Some(bad) = request.tokens.iter().find(|&&id| !(0..size).contains(&id)) {
         return Err(ApiError::invalid(format!("token id {bad} is outside the vocabulary (0..{size})"), "tokens"));
@@ -84,7 +94,7 @@ pub async fn detokenize(State(state): State<Arc<AppState>>, request: Request) ->
 /// request renders it and the ids the model reads for it.
 pub async fn apply_template(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
     let request: TemplateRequest = parse(request, &state).await?;
-    let prompter = &state.info.prompter;
+    let prompter = &state.models.find(request.model.as_deref())?.info.prompter;
     let prompt = render_chat(prompter.template.as_ref(), &request.messages)?;
     let ids = prompter.encode(Endpoint::Chat, &prompt).map_err(|err| tokenizer_error(err, "messages"))?;
     Ok(Json(json!({ "prompt": prompt, "tokens": ids })))

@@ -1,21 +1,24 @@
-//! The worker that owns the model: one thread takes the queued requests, decodes those
+//! The worker that owns a model: one thread takes the queued requests, decodes those
 //! that fit together as one batch over the KV cache ([`BatchDecoder`]), chooses each row's
 //! next token with that request's own settings, and sends each request its text as it
 //! grows. A request whose client has gone (its event channel closed) leaves the batch at
-//! the next step.
+//! the next step. The worker also serves LoRA adapters over its model ([`Variant`]): they
+//! take turns on the one copy of the base weights, a batch holding requests of one of them.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use shared::generate::batch::BatchDecoder;
 use shared::generate::{check_logits, Sampler, Sampling};
+use shared::model::lora::LoraAdapters;
 use shared::model::{GptModel, KvCache};
 use shared::tokenizer::{TextStream, TokenId, Tokenizer};
 use tch::{Device, Kind, Tensor};
@@ -24,6 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::prompt::Prompter;
 use super::text::{ResponseText, TextRules};
 use crate::finetune::InstructionModel;
+use crate::template::TemplateKind;
 
 /// One choice of a request for the worker: the prompt's tokens and how to continue it.
 #[derive(Debug)]
@@ -40,6 +44,20 @@ pub struct Job {
     pub logprobs: Option<usize>,
     /// Where the text goes (shared by a request's choices); closed when the client has gone.
     pub events: UnboundedSender<Event>,
+    /// Which of the worker's models decodes it: the base, or an adapter over it.
+    pub variant: Variant,
+}
+
+/// One of a worker's models: its own (`0`), or its adapter `i` (`i + 1`, in the order
+/// [`Worker::spawn`] was given them).
+pub type Variant = usize;
+
+/// A LoRA adapter file a worker serves over its model ([`crate::finetune::load_adapters`]),
+/// prompted in `template` when given, else in the one it was trained with.
+#[derive(Debug, Clone)]
+pub struct AdapterSource {
+    pub path: PathBuf,
+    pub template: Option<TemplateKind>,
 }
 
 /// A request's decoding settings (validated before they reach the worker).
@@ -105,8 +123,8 @@ pub struct Stats {
     prompt_cache_bytes: AtomicU64,
 }
 
-/// A snapshot of [`Stats`].
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+/// A snapshot of [`Stats`] (of one worker, or added up over several).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct StatsSnapshot {
     /// Requests waiting for the worker.
     pub queued: usize,
@@ -134,6 +152,38 @@ pub struct StatsSnapshot {
     pub prompt_cache_bytes: u64,
 }
 
+/// hits / (hits + misses), 0 before the first lookup.
+fn hit_rate(hits: u64, misses: u64) -> f64 {
+    if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    }
+}
+
+impl std::iter::Sum for StatsSnapshot {
+    fn sum<I: Iterator<Item = Self>>(snapshots: I) -> Self {
+        let mut total = snapshots.fold(Self::default(), |total, s| Self {
+            queued: total.queued + s.queued,
+            running: total.running + s.running,
+            completed: total.completed + s.completed,
+            cancelled: total.cancelled + s.cancelled,
+            failed: total.failed + s.failed,
+            batches: total.batches + s.batches,
+            batched_requests: total.batched_requests + s.batched_requests,
+            tokens: total.tokens + s.tokens,
+            prompt_cache_hits: total.prompt_cache_hits + s.prompt_cache_hits,
+            prompt_cache_misses: total.prompt_cache_misses + s.prompt_cache_misses,
+            prompt_cache_hit_rate: 0.0,
+            prompt_tokens_reused: total.prompt_tokens_reused + s.prompt_tokens_reused,
+            prompt_cache_entries: total.prompt_cache_entries + s.prompt_cache_entries,
+            prompt_cache_bytes: total.prompt_cache_bytes + s.prompt_cache_bytes,
+        });
+        total.prompt_cache_hit_rate = hit_rate(total.prompt_cache_hits, total.prompt_cache_misses);
+        total
+    }
+}
+
 impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -148,14 +198,7 @@ impl Stats {
             tokens: get(&self.tokens),
             prompt_cache_hits: get(&self.prompt_cache_hits),
             prompt_cache_misses: get(&self.prompt_cache_misses),
-            prompt_cache_hit_rate: {
-                let (hits, misses) = (get(&self.prompt_cache_hits), get(&self.prompt_cache_misses));
-                if hits + misses == 0 {
-                    0.0
-                } else {
-                    hits as f64 / (hits + misses) as f64
-                }
-            },
+            prompt_cache_hit_rate: hit_rate(get(&self.prompt_cache_hits), get(&self.prompt_cache_misses)),
             prompt_tokens_reused: get(&self.prompt_tokens_reused),
             prompt_cache_entries: get(&self.prompt_cache_entries),
             prompt_cache_bytes: get(&self.prompt_cache_bytes),
@@ -167,7 +210,7 @@ impl Stats {
     }
 }
 
-/// What the HTTP side needs to know of the model.
+/// What the HTTP side needs to know of a model.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     pub context_length: i64,
@@ -175,6 +218,9 @@ pub struct ModelInfo {
     pub prompter: Arc<Prompter>,
     /// Where the model came from, for the log.
     pub description: String,
+    /// The bytes of its own weights: the whole model's, or an adapter's alone (its base's
+    /// are shared).
+    pub weight_bytes: i64,
 }
 
 /// Why a request was not queued.
@@ -193,48 +239,43 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the worker thread, which loads the model with `load` (so the model never
-    /// leaves it) and then decodes up to `max_batch` requests at a time, keeping the caches
-    /// of up to `prompt_cache` finished requests ([`PromptCache`]). Returns once the model is
-    /// loaded; the thread ends when the [`Worker`] is dropped.
+    /// leaves it) and the `adapters` over it, then decodes up to `max_batch` requests at a
+    /// time, keeping the caches of up to `prompt_cache` finished requests ([`PromptCache`]).
+    /// Returns once the models are loaded, with their descriptions (the model's first, then
+    /// the adapters', in order: a [`Variant`] indexes them); the thread ends when the
+    /// [`Worker`] is dropped.
     pub fn spawn(
         load: impl FnOnce() -> Result<InstructionModel> + Send + 'static,
+        adapters: Vec<AdapterSource>,
         max_batch: usize,
         max_queue: usize,
         prompt_cache: usize,
-    ) -> Result<(Self, ModelInfo, JoinHandle<()>)> {
+    ) -> Result<(Self, Vec<ModelInfo>, JoinHandle<()>)> {
         ensure!(max_batch > 0 && max_queue > 0, "the batch and the queue must hold at least one request each");
         let (jobs, receiver) = mpsc::channel::<Job>();
-        let (ready, loaded) = mpsc::channel::<Result<ModelInfo>>();
+        let (ready, loaded) = mpsc::channel::<Result<Vec<ModelInfo>>>();
         let stats = Arc::new(Stats::default());
         let worker_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new().name("model".into()).spawn(move || {
-            let loaded = load().and_then(|model| Ok((Prompter::new(&model)?, model)));
-            let (prompter, model) = match loaded {
+            let loaded = load().and_then(|mut model| {
+                let (infos, adapters) = load_variants(&mut model, &adapters)?;
+                Ok((model, infos, adapters))
+            });
+            let (mut model, infos, adapters) = match loaded {
                 Ok(loaded) => loaded,
                 Err(err) => {
                     let _ = ready.send(Err(err));
                     return;
                 }
             };
-            let prompter = Arc::new(prompter);
-            let info = ModelInfo {
-                context_length: model.loaded.model.cfg.context_length,
-                prompter: Arc::clone(&prompter),
-                description: model.loaded.description.clone(),
-            };
-            let _ = ready.send(Ok(info));
+            let tokenizer = Arc::clone(&infos[0].prompter.tokenizer);
+            let _ = ready.send(Ok(infos));
+            let mut models = Models { model: &mut model.loaded.model, adapters: &adapters, attached: 0 };
             let mut cache = PromptCache::new(prompt_cache);
-            serve_jobs(
-                &model.loaded.model,
-                prompter.tokenizer.as_ref(),
-                &receiver,
-                max_batch,
-                &mut cache,
-                &worker_stats,
-            );
+            serve_jobs(&mut models, tokenizer.as_ref(), &receiver, max_batch, &mut cache, &worker_stats);
         })?;
-        let info = loaded.recv().map_err(|_| anyhow!("the model's thread ended while loading"))??;
-        Ok((Self { jobs, stats, max_queue }, info, thread))
+        let infos = loaded.recv().map_err(|_| anyhow!("the model's thread ended while loading"))??;
+        Ok((Self { jobs, stats, max_queue }, infos, thread))
     }
 
     /// Queues a request's `jobs` (its choices, one after the other, so that they are
@@ -261,6 +302,68 @@ impl Worker {
     }
 }
 
+/// The descriptions of `model` and of each adapter over it, and the adapters (checked
+/// against the model). An adapter reads with the model's tokenizer.
+fn load_variants(
+    model: &mut InstructionModel,
+    sources: &[AdapterSource],
+) -> Result<(Vec<ModelInfo>, Vec<LoraAdapters>)> {
+    let prompter = Prompter::new(model)?;
+    let gpt = &mut model.loaded.model;
+    let weight_bytes =
+        model.loaded.vs.variables().values().map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as i64).sum();
+    let context_length = gpt.cfg.context_length;
+    let mut infos = vec![ModelInfo {
+        context_length,
+        prompter: Arc::new(prompter),
+        description: model.loaded.description.clone(),
+        weight_bytes,
+    }];
+    let mut adapters = Vec::with_capacity(sources.len());
+    for source in sources {
+        let device = gpt.tok_emb.ws.device();
+        let (lora, trained) = crate::finetune::load_adapters(&source.path, device)?;
+        lora.check(gpt).with_context(|| format!("{} does not fit {}", source.path.display(), infos[0].description))?;
+        let tokenizer = Arc::clone(&infos[0].prompter.tokenizer);
+        infos.push(ModelInfo {
+            context_length,
+            prompter: Arc::new(Prompter::with_template(source.template.unwrap_or(trained), tokenizer)?),
+            description: format!(
+                "LoRA adapters {} (rank {}, alpha {}) over {}",
+                source.path.display(),
+                lora.config.rank,
+                lora.config.alpha,
+                infos[0].description
+            ),
+            weight_bytes: lora.bytes(),
+        });
+        adapters.push(lora);
+    }
+    Ok((infos, adapters))
+}
+
+/// The worker's model and the adapters that take turns on it.
+struct Models<'a> {
+    model: &'a mut GptModel,
+    adapters: &'a [LoraAdapters],
+    /// The variant the model computes now.
+    attached: Variant,
+}
+
+impl Models<'_> {
+    /// The model as `variant`: the base, or with that adapter attached.
+    fn switch_to(&mut self, variant: Variant) -> Result<&GptModel> {
+        if variant != self.attached {
+            match variant {
+                0 => LoraAdapters::detach(self.model),
+                i => self.adapters[i - 1].attach(self.model)?,
+            }
+            self.attached = variant;
+        }
+        Ok(self.model)
+    }
+}
+
 /// The model's tokenizer as the worker uses it: the ids that end a response, and the ids
 /// it can write out.
 struct Vocabulary<'a> {
@@ -279,8 +382,8 @@ struct Vocabulary<'a> {
 /// rows are left-padded to a common length, which a cached row does not have).
 pub struct PromptCache {
     capacity: usize,
-    /// Most recently used first: the tokens each cache holds, and the cache.
-    entries: VecDeque<(Vec<i64>, KvCache)>,
+    /// Most recently used first: the model that computed each cache, its tokens, and the cache.
+    entries: VecDeque<(Variant, Vec<i64>, KvCache)>,
 }
 
 impl PromptCache {
@@ -288,33 +391,40 @@ impl PromptCache {
         Self { capacity, entries: VecDeque::new() }
     }
 
-    /// Takes out the entry sharing the longest prefix with `prompt`, if one shares any.
-    fn take(&mut self, prompt: &[i64]) -> Option<(Vec<i64>, KvCache)> {
+    /// Takes out the entry of `variant` sharing the longest prefix with `prompt`, if one
+    /// shares any.
+    fn take(&mut self, variant: Variant, prompt: &[i64]) -> Option<(Vec<i64>, KvCache)> {
         let shared = |ids: &Vec<i64>| ids.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        let (best, length) =
-            self.entries.iter().enumerate().map(|(i, (ids, _))| (i, shared(ids))).max_by_key(|&(_, n)| n)?;
-        (length > 0).then(|| self.entries.remove(best)).flatten()
+        let (best, length) = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (model, _, _))| *model == variant)
+            .map(|(i, (_, ids, _))| (i, shared(ids)))
+            .max_by_key(|&(_, n)| n)?;
+        let (_, tokens, cache) = (length > 0).then(|| self.entries.remove(best)).flatten()?;
+        Some((tokens, cache))
     }
 
-    /// Keeps `cache` of `tokens` as the most recently used entry.
-    fn put(&mut self, tokens: Vec<i64>, cache: KvCache) {
+    /// Keeps `cache` of `tokens`, computed by `variant`, as the most recently used entry.
+    fn put(&mut self, variant: Variant, tokens: Vec<i64>, cache: KvCache) {
         if self.capacity == 0 {
             return;
         }
-        self.entries.push_front((tokens, cache));
+        self.entries.push_front((variant, tokens, cache));
         self.entries.truncate(self.capacity);
     }
 
     fn publish(&self, stats: &Stats) {
         stats.prompt_cache_entries.store(self.entries.len() as u64, Ordering::Relaxed);
-        let bytes: i64 = self.entries.iter().map(|(_, cache)| cache.bytes()).sum();
+        let bytes: i64 = self.entries.iter().map(|(_, _, cache)| cache.bytes()).sum();
         stats.prompt_cache_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 }
 
 /// The worker's loop: wait for a request, take what else is waiting, decode a batch, again.
 fn serve_jobs(
-    model: &GptModel,
+    models: &mut Models,
     tokenizer: &dyn Tokenizer,
     jobs: &mpsc::Receiver<Job>,
     max_batch: usize,
@@ -322,10 +432,11 @@ fn serve_jobs(
     stats: &Stats,
 ) {
     let _no_grad = tch::no_grad_guard();
+    let (vocab_size, context_length) = (models.model.cfg.vocab_size, models.model.cfg.context_length);
     let vocabulary = Vocabulary {
         tokenizer,
         stop_ids: tokenizer.stop_ids().into_iter().map(i64::from).collect(),
-        size: (tokenizer.vocab_size() as i64).min(model.cfg.vocab_size),
+        size: (tokenizer.vocab_size() as i64).min(vocab_size),
     };
     let mut waiting = VecDeque::new();
     loop {
@@ -336,16 +447,16 @@ fn serve_jobs(
             }
         }
         waiting.extend(jobs.try_iter());
-        let batch = take_batch(&mut waiting, max_batch, model.cfg.context_length, stats);
-        if batch.is_empty() {
-            continue;
-        }
+        let batch = take_batch(&mut waiting, max_batch, context_length, stats);
+        let Some(variant) = batch.first().map(|job| job.variant) else { continue };
         stats.running.store(batch.len(), Ordering::Relaxed);
         Stats::add(&stats.batches, 1);
         Stats::add(&stats.batched_requests, batch.len());
         let mut rows: Vec<Row> = batch.into_iter().map(|job| Row::new(job, &vocabulary)).collect();
-        let outcome =
-            catch_unwind(AssertUnwindSafe(|| decode_batch(model, &vocabulary, &mut rows, prompt_cache, stats)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let model = models.switch_to(variant)?;
+            decode_batch(model, variant, &vocabulary, &mut rows, prompt_cache, stats)
+        }));
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(err)) => Some(format!("{err:#}")),
@@ -367,10 +478,10 @@ fn serve_jobs(
     }
 }
 
-/// The requests to decode together: the first in the queue and those after it that fit
-/// with it, in order, up to `max_batch` (left padding makes every row as long as the
-/// longest prompt, so the longest prompt plus the most new tokens must fit the context).
-/// Requests whose client has gone are dropped.
+/// The requests to decode together: the first in the queue and those after it for the same
+/// model that fit with it, in order, up to `max_batch` (left padding makes every row as long
+/// as the longest prompt, so the longest prompt plus the most new tokens must fit the
+/// context). Requests whose client has gone are dropped.
 fn take_batch(waiting: &mut VecDeque<Job>, max_batch: usize, context: i64, stats: &Stats) -> Vec<Job> {
     let mut batch: Vec<Job> = Vec::new();
     let mut left = VecDeque::new();
@@ -382,7 +493,8 @@ fn take_batch(waiting: &mut VecDeque<Job>, max_batch: usize, context: i64, stats
             continue;
         }
         let (prompt, new) = (longest.max(job.prompt.len() as i64), most.max(job.max_tokens));
-        if batch.len() < max_batch && prompt.saturating_add(new) <= context {
+        let same_model = batch.first().is_none_or(|first| first.variant == job.variant);
+        if same_model && batch.len() < max_batch && prompt.saturating_add(new) <= context {
             (longest, most) = (prompt, new);
             stats.queued.fetch_sub(1, Ordering::SeqCst);
             batch.push(job);
@@ -399,6 +511,7 @@ fn take_batch(waiting: &mut VecDeque<Job>, max_batch: usize, context: i64, stats
 /// starts from, and leaves its keys and values in, the prompt cache.
 fn decode_batch(
     model: &GptModel,
+    variant: Variant,
     vocabulary: &Vocabulary,
     rows: &mut Vec<Row>,
     prompt_cache: &mut PromptCache,
@@ -407,7 +520,7 @@ fn decode_batch(
     let prompts: Vec<Vec<i64>> = rows.iter().map(|row| row.job.prompt.clone()).collect();
     let most_new = rows.iter().map(|row| row.job.max_tokens).max().unwrap_or(0);
     let alone = prompts.len() == 1 && prompt_cache.capacity > 0;
-    let cached = if alone { prompt_cache.take(&prompts[0]) } else { None };
+    let cached = if alone { prompt_cache.take(variant, &prompts[0]) } else { None };
     let mut decoder = match cached {
         Some((tokens, cache)) => {
             let (decoder, reused) = BatchDecoder::resume(model, cache, &tokens, &prompts[0], most_new)?;
@@ -425,7 +538,7 @@ fn decode_batch(
     let outcome = decode_rows(&mut decoder, vocabulary, rows, stats);
     if alone {
         if let Some((cache, tokens)) = decoder.into_cache() {
-            prompt_cache.put(tokens, cache);
+            prompt_cache.put(variant, tokens, cache);
         }
         prompt_cache.publish(stats);
     }
