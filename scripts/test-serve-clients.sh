@@ -2,7 +2,9 @@
 # The chapter 7 server against clients no one here wrote:
 #   - OpenAI's official Python client (chat, streamed chat, completions, an error), and
 #   - the chat page in headless Chromium, driven by Selenium (a screenshot is kept).
-# Both check that the reply equals `respond`'s for the same model and settings (greedy).
+# Both check that the reply equals `respond`'s for the same model and settings (greedy). The
+# server serves two models: the small model and LoRA adapters over it, trained here for a few
+# steps (their reply is checked against `respond` with the run's merged checkpoint).
 #
 # Needs: `./scripts/setup.sh` done (its virtual environment gets `openai` and `selenium`),
 # and Debian's `chromium` and `chromium-driver` (`apt-get install chromium chromium-driver`).
@@ -36,8 +38,14 @@ bin="$root/target/debug/ch07-instruction"
 model=(--init random --config configs/small.json)
 
 "$bin" respond "${model[@]}" --instruction "Name a planet." --max-new-tokens 20 > "$out/expected.txt"
+# A LoRA run over the same model: its adapters alone, and its merged checkpoint.
+"$bin" "${model[@]}" --lora --lora-rank 8 --limit 24 --epochs 1 --lr 0.004 --no-responses \
+    --out-dir "$out/lora" > "$out/lora.log" 2>&1 || { cat "$out/lora.log" >&2; die "the LoRA run failed"; }
+"$bin" respond --checkpoint "$out/lora/sft.safetensors" --instruction "Name a planet." --max-new-tokens 20 \
+    > "$out/expected-tuned.txt"
 
-"$bin" serve "${model[@]}" --port 0 --model-name small > "$out/server.log" 2>&1 &
+"$bin" serve --port 0 --model small=random:configs/small.json \
+    --model tuned=small+"$out/lora/lora-adapters.safetensors" > "$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 url=""
@@ -49,8 +57,10 @@ for _ in $(seq 1 600); do
 done
 [ -n "$url" ] || die "the server did not say where it listens (see $out/server.log)"
 
-"$python" ch07-instruction/tests/clients/openai_client.py "$url" small "$out/expected.txt"
-SE_OFFLINE=true "$python" ch07-instruction/tests/clients/chat_page.py "$url" "$out/expected.txt" "$out/chat-page.png"
+"$python" ch07-instruction/tests/clients/openai_client.py "$url" small "$out/expected.txt" \
+    tuned "$out/expected-tuned.txt"
+SE_OFFLINE=true "$python" ch07-instruction/tests/clients/chat_page.py "$url" "$out/expected.txt" "$out/chat-page.png" \
+    tuned "$out/expected-tuned.txt"
 kill -INT $server
 wait $server || die "the server did not stop cleanly on Ctrl-C (see $out/server.log)"
 trap - EXIT

@@ -1,8 +1,10 @@
 """The chat page in headless Chromium, driven by Selenium: load it, type a message, wait
 for the streamed reply, check it, and save a screenshot.
 
-Usage: chat_page.py BASE_URL EXPECTED_FILE SCREENSHOT
-EXPECTED_FILE holds `respond`'s greedy reply to "Name a planet." with --max-new-tokens 20.
+Usage: chat_page.py BASE_URL EXPECTED_FILE SCREENSHOT [ADAPTER EXPECTED_ADAPTER_FILE]
+EXPECTED_FILE holds `respond`'s greedy reply to "Name a planet." with --max-new-tokens 20;
+with ADAPTER (a second model the server serves), side by side mode is checked too, against
+EXPECTED_ADAPTER_FILE.
 """
 import sys
 import tempfile
@@ -13,11 +15,18 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 base_url, expected_file, screenshot = sys.argv[1:4]
-with open(expected_file, encoding="utf-8") as f:
-    expected = f.read().strip("\n")
+adapter, adapter_file = (sys.argv[4:6] + [None, None])[:2]
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip("\n")
+
+
+expected = read(expected_file)
 
 options = Options()
 options.binary_location = "/usr/bin/chromium"
@@ -63,5 +72,23 @@ try:
     driver.save_screenshot(probabilities_shot)
     print(f"chat page: the streamed reply equals respond's ({status}), {len(spans)} token spans with "
           f"probabilities and alternatives; screenshots in {screenshot} and {probabilities_shot}")
+
+    # Side by side: one prompt, the picked model's reply and the adapter's, in two columns.
+    if adapter:
+        driver.find_element(By.ID, "clear").click()
+        hover_away = driver.find_element(By.TAG_NAME, "h1")
+        ActionChains(driver).move_to_element(hover_away).perform()
+        Select(driver.find_element(By.ID, "compare-picker")).select_by_value(adapter)
+        prompt.send_keys("Name a planet.")
+        prompt.send_keys(Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".pair .message.assistant[data-done='true']")) == 2)
+        replies = {r.get_attribute("data-model"): r.get_attribute("textContent")
+                   for r in driver.find_elements(By.CSS_SELECTOR, ".pair .message.assistant")}
+        models = [o.get_attribute("value") for o in Select(driver.find_element(By.ID, "model-picker")).options]
+        assert replies == {models[0]: expected, adapter: read(adapter_file)}, replies
+        assert not driver.find_elements(By.CSS_SELECTOR, ".message.error")
+        side_shot = screenshot.replace(".png", "-side-by-side.png")
+        driver.save_screenshot(side_shot)
+        print(f"chat page: side by side, {models[0]} and {adapter} each answer as respond does; screenshot in {side_shot}")
 finally:
     driver.quit()

@@ -1,20 +1,28 @@
 """OpenAI's official Python client against `ch07-instruction serve`.
 
-Usage: openai_client.py BASE_URL MODEL EXPECTED_FILE
-EXPECTED_FILE holds `respond`'s greedy reply to "Name a planet." with --max-new-tokens 20.
+Usage: openai_client.py BASE_URL MODEL EXPECTED_FILE [ADAPTER EXPECTED_ADAPTER_FILE]
+EXPECTED_FILE holds `respond`'s greedy reply to "Name a planet." with --max-new-tokens 20;
+ADAPTER names a LoRA adapter the server serves over MODEL, and EXPECTED_ADAPTER_FILE its reply.
 """
 import sys
 
 import openai
 
 base_url, model, expected_file = sys.argv[1:4]
-with open(expected_file, encoding="utf-8") as f:
-    expected = f.read().strip("\n")
+adapter, adapter_file = (sys.argv[4:6] + [None, None])[:2]
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip("\n")
+
+
+expected = read(expected_file)
 
 client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
 question = [{"role": "user", "content": "Name a planet."}]
 
-assert [m.id for m in client.models.list().data] == [model]
+assert [m.id for m in client.models.list().data] == [model] + ([adapter] if adapter else [])
 
 reply = client.chat.completions.create(model=model, messages=question, max_tokens=20, temperature=0)
 choice = reply.choices[0]
@@ -71,4 +79,14 @@ try:
 except openai.BadRequestError as err:
     assert err.status_code == 400 and "at least one message" in str(err), err
 
-print(f"openai {openai.__version__}: chat, streamed chat, completions, logprobs, n choices and an error all as expected")
+# Several models: the adapter answers as its merged checkpoint does; an unknown model is a 404.
+if adapter:
+    reply = client.chat.completions.create(model=adapter, messages=question, max_tokens=20, temperature=0)
+    assert reply.model == adapter and reply.choices[0].message.content == read(adapter_file), reply
+try:
+    client.chat.completions.create(model="gpt-4", messages=question, max_tokens=5)
+    raise AssertionError("an unknown model was accepted")
+except openai.NotFoundError as err:
+    assert err.status_code == 404 and err.code == "model_not_found", err
+
+print(f"openai {openai.__version__}: chat, streamed chat, completions, logprobs, n choices, models and errors all as expected")
