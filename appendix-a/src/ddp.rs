@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use shared::core::device::seed_everything;
+use shared::core::device::{device_name, seed_everything};
 use shared::train::distributed::{shard, Backend, DataParallel, ProcessGroup, Rendezvous, BUCKET_BYTES};
 use tch::nn::{self, OptimizerConfig};
 use tch::Device;
@@ -43,6 +43,8 @@ pub struct DdpOptions {
 pub struct RankReport {
     pub rank: usize,
     pub world_size: usize,
+    /// Where its model computed: its GPU with NCCL (`cuda:LOCAL_RANK`), else the CPU.
+    pub device: String,
     pub steps: usize,
     /// The mean loss over the global batch at each step.
     pub losses: Vec<f64>,
@@ -65,9 +67,12 @@ pub fn rank_batches(len: usize, world_size: usize, rank: usize, epoch: usize, ba
 pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankReport> {
     let group = ProcessGroup::new(rendezvous, options.backend, options.timeout)?;
     let (rank, world_size) = (group.rank, group.world_size);
+    let device = rank_device(options.backend, rendezvous.local_rank);
     seed_everything(options.seed + rank as u64);
-    let vs = nn::VarStore::new(Device::Cpu);
+    // Built on the CPU and moved to the rank's device, as the script's `model.to(rank)`.
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let model = NeuralNetwork::new(&vs.root(), 2, 2);
+    vs.set_device(device);
     let mut parallel = DataParallel::new(&group, &vs.trainable_variables(), BUCKET_BYTES)?;
     let mut optimizer = nn::Sgd::default().build(&vs, options.lr)?;
     let train = toy_data::train_set();
@@ -76,6 +81,7 @@ pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankRep
     for epoch in 0..options.epochs {
         for batch in rank_batches(train.len(), world_size, rank, epoch, options.batch_size) {
             let (features, labels) = train.select(&batch);
+            let (features, labels) = (features.to_device(device), labels.to_device(device));
             let loss = model.forward(&features).cross_entropy_for_logits(&labels);
             optimizer.zero_grad();
             loss.backward();
@@ -100,8 +106,8 @@ pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankRep
     let (mut train_accuracy, mut test_accuracy) = (None, None);
     if rank == 0 {
         let test = toy_data::test_set();
-        train_accuracy = Some(compute_accuracy(&model, &ToyLoader::new(&train, 2, false, false)));
-        test_accuracy = Some(compute_accuracy(&model, &ToyLoader::new(&test, 2, false, false)));
+        train_accuracy = Some(compute_accuracy(&model, &ToyLoader::new(&train, 2, false, false), device));
+        test_accuracy = Some(compute_accuracy(&model, &ToyLoader::new(&test, 2, false, false), device));
         save(&vs, &options.out_dir.join("ddp-model.safetensors"))?;
     }
     if options.save_every_rank {
@@ -111,6 +117,7 @@ pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankRep
     Ok(RankReport {
         rank,
         world_size,
+        device: device_name(model.layers[0].ws.device()),
         steps: losses.len(),
         losses,
         seconds,
@@ -119,6 +126,15 @@ pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankRep
         train_accuracy,
         test_accuracy,
     })
+}
+
+/// A rank's device: with NCCL the GPU of its index on its machine (`torch.cuda.set_device(rank)`
+/// in the script), with Gloo the CPU.
+pub fn rank_device(backend: Backend, local_rank: usize) -> Device {
+    match backend {
+        Backend::Nccl => Device::Cuda(local_rank),
+        Backend::Gloo => Device::Cpu,
+    }
 }
 
 /// Where `--save-every-rank` writes rank `rank`'s weights.

@@ -97,8 +97,9 @@ fn run_ddp(args: &DdpArgs, context: &RunContext) -> Result<()> {
         println!("[rank 0] Training accuracy {train}");
         println!("[rank 0] Test accuracy {test}");
         println!(
-            "[rank 0] {} steps in {:.3} s, {:.3} s of it in all-reduce ({} bucket{}); model saved to {}",
+            "[rank 0] {} steps on {} in {:.3} s, {:.3} s of it in all-reduce ({} bucket{}); model saved to {}",
             report.steps,
+            report.device,
             report.seconds,
             report.communication_seconds,
             report.buckets,

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tch::nn::{self, OptimizerConfig};
-use tch::Kind;
+use tch::{Device, Kind};
 
 use crate::mlp::NeuralNetwork;
 use crate::toy_data::ToyLoader;
@@ -20,18 +20,21 @@ pub struct StepLog {
 }
 
 /// Listing A.9: plain SGD on cross-entropy, one step per batch. `model`'s parameters must
-/// live in `vs`.
+/// live in `vs`, on `device`, where each batch is moved (section A.9.2's
+/// `features.to(device)`).
 pub fn train(
     vs: &nn::VarStore,
     model: &NeuralNetwork,
     loader: &ToyLoader<'_>,
     epochs: usize,
     learning_rate: f64,
+    device: Device,
 ) -> Result<Vec<StepLog>> {
     let mut optimizer = nn::Sgd::default().build(vs, learning_rate)?;
     let mut log = Vec::new();
     for epoch in 0..epochs {
         for (batch, (features, labels)) in loader.iter().enumerate() {
+            let (features, labels) = (features.to_device(device), labels.to_device(device));
             let logits = model.forward(&features);
             let loss = logits.cross_entropy_for_logits(&labels);
             optimizer.zero_grad();
@@ -43,11 +46,13 @@ pub fn train(
     Ok(log)
 }
 
-/// Listing A.10: the share of correctly classified examples over one pass of `loader`.
-pub fn compute_accuracy(model: &NeuralNetwork, loader: &ToyLoader<'_>) -> f64 {
+/// Listing A.10: the share of correctly classified examples over one pass of `loader`, the
+/// batches moved to `device` (the model's).
+pub fn compute_accuracy(model: &NeuralNetwork, loader: &ToyLoader<'_>, device: Device) -> f64 {
     tch::no_grad(|| {
         let (mut correct, mut total) = (0i64, 0i64);
         for (features, labels) in loader.iter() {
+            let (features, labels) = (features.to_device(device), labels.to_device(device));
             let predictions = model.forward(&features).argmax(1, false);
             correct += predictions.eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
             total += labels.size()[0];

@@ -1,5 +1,6 @@
 //! The appendix's main run: sections A.2-A.9 with `tch`, printing what the book prints.
-//! The seeded parts run on the CPU, where the numbers are PyTorch's.
+//! The seeded parts run on the CPU, where the numbers are PyTorch's; section A.9.2 trains
+//! the same model again on `--device` (a GPU when there is one).
 
 use std::fmt;
 use std::path::Path;
@@ -52,6 +53,19 @@ pub struct Walkthrough {
     // A.9
     pub device: String,
     pub cuda_devices: i64,
+    pub device_training: DeviceTraining,
+}
+
+/// Section A.9.2: A.7's training again on the selected device.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceTraining {
+    /// Where the trained weights are (the device asked for: no silent fallback).
+    pub weights_on: String,
+    pub train_log: Vec<StepLog>,
+    /// The largest difference from A.7's losses (0 on the CPU; a GPU's kernels round
+    /// differently).
+    pub largest_loss_difference: f64,
+    pub test_accuracy: f64,
 }
 
 fn batches(loader: &ToyLoader<'_>) -> Vec<ToyBatch> {
@@ -86,10 +100,10 @@ pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
     seed_everything(seed);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = NeuralNetwork::new(&vs.root(), 2, 2);
-    let train_log = training::train(&vs, &model, &train_loader, epochs, 0.5)?;
+    let train_log = training::train(&vs, &model, &train_loader, epochs, 0.5, Device::Cpu)?;
     let outputs = tch::no_grad(|| model.forward(&train_ds.features));
-    let train_accuracy = training::compute_accuracy(&model, &train_loader);
-    let test_accuracy = training::compute_accuracy(&model, &test_loader);
+    let train_accuracy = training::compute_accuracy(&model, &train_loader, Device::Cpu);
+    let test_accuracy = training::compute_accuracy(&model, &test_loader, Device::Cpu);
 
     // A.8: save, load into a fresh model, compare.
     let path = out_dir.join("model.safetensors");
@@ -97,6 +111,22 @@ pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
     let (_reloaded_vs, reloaded) = training::load(&path, 2, 2)?;
     let reloaded_outputs = tch::no_grad(|| reloaded.forward(&train_ds.features));
     ensure!(reloaded_outputs.equal(&outputs), "the reloaded model computes different outputs");
+
+    // A.9.2: the same seed, model and loader, the model moved to `device` (built on the CPU,
+    // as `model.to(device)` after `NeuralNetwork(2, 2)`) and each batch moved as it is used.
+    seed_everything(seed);
+    let mut device_vs = nn::VarStore::new(Device::Cpu);
+    let device_model = NeuralNetwork::new(&device_vs.root(), 2, 2);
+    device_vs.set_device(device);
+    let device_log = training::train(&device_vs, &device_model, &train_loader, epochs, 0.5, device)?;
+    let largest_loss_difference =
+        train_log.iter().zip(&device_log).map(|(cpu, other)| (cpu.loss - other.loss).abs()).fold(0.0, f64::max);
+    let device_training = DeviceTraining {
+        weights_on: device_name(device_model.layers[0].ws.device()),
+        largest_loss_difference,
+        test_accuracy: training::compute_accuracy(&device_model, &test_loader, device),
+        train_log: device_log,
+    };
 
     Ok(Walkthrough {
         seed,
@@ -121,6 +151,7 @@ pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
         reloaded_outputs_equal: true,
         device: device_name(device),
         cuda_devices: if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 },
+        device_training,
     })
 }
 
@@ -177,6 +208,14 @@ impl fmt::Display for Walkthrough {
         )?;
 
         writeln!(f, "\n== A.9 GPUs ==")?;
-        write!(f, "Selected device: {} ({} CUDA device(s) visible)", self.device, self.cuda_devices)
+        writeln!(f, "Selected device: {} ({} CUDA device(s) visible)", self.device, self.cuda_devices)?;
+        let trained = &self.device_training;
+        let last = trained.train_log.last().map_or(f64::NAN, |step| step.loss);
+        write!(
+            f,
+            "A.9.2: the same training with the model and every batch on {}: final loss {last:.4}, the largest \
+             difference from A.7's losses {:.1e}, test accuracy {:.2}",
+            trained.weights_on, trained.largest_loss_difference, trained.test_accuracy
+        )
     }
 }

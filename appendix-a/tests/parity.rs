@@ -60,6 +60,11 @@ fn matches_the_pytorch_reference() {
     assert_eq!(Value::from(w.train_predictions.clone()), r["train_predictions"]);
     assert_eq!(w.train_accuracy, r["train_accuracy"].as_f64().unwrap());
     assert_eq!(w.test_accuracy, r["test_accuracy"].as_f64().unwrap());
+    // A.9.2 on the CPU: the same training, step for step, with the weights where asked.
+    let again = &w.device_training;
+    assert_eq!((again.weights_on.as_str(), again.largest_loss_difference), ("cpu", 0.0));
+    assert_eq!(again.train_log.len(), w.train_log.len());
+    assert_eq!(again.test_accuracy, w.test_accuracy);
 }
 
 #[test]
@@ -78,6 +83,7 @@ fn prints_the_book_numbers() {
         "backward():    w1.grad = -0.0898, b.grad = -0.0817",
         "tensor2d @ tensor2d.T: [[14, 32], [32, 77]]",
         "the reloaded model gives identical outputs: true",
+        "A.9.2: the same training with the model and every batch on cpu: final loss 0.0",
     ] {
         assert!(text.contains(line), "missing: {line}\n{text}");
     }

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let context = cli.common.context(env!("CARGO_PKG_NAME"))?;
     match cli.command {
-        None => println!("{}", walkthrough::run(context.seed, &context.out_dir)?),
+        None => println!("{}", walkthrough::run(context.seed, context.device, &context.out_dir)?),
         Some(Command::Exercises(command)) => command.run(exercises::ALL, &context)?,
         Some(Command::Generate { prompt, max_new_tokens, kv_cache, config, ids }) => {
             generate(&context, &prompt, max_new_tokens, kv_cache, &config, ids)?

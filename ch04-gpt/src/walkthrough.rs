@@ -59,25 +59,29 @@ pub struct Walkthrough {
     // 4.7
     pub generated_ids: Vec<i64>,
     pub generated_text: String,
+    /// Where it ran (`--device`).
+    pub device: String,
 }
 
-/// Runs sections 4.1-4.7 (about 650 MB for the GPT-2 small model); the GELU/ReLU plot goes
-/// to `out_dir/gelu-relu.png`.
-pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
+/// Runs sections 4.1-4.7 on `device` (about 650 MB for the GPT-2 small model); the
+/// GELU/ReLU plot goes to `out_dir/gelu-relu.png`. Random numbers are drawn on the CPU and
+/// moved, as the models' weights are ([`init`]), so the book's values come out on a GPU too,
+/// up to its rounding; only dropout (4.1, 4.6) draws from the GPU's own generator there.
+pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
     let cpu = Device::Cpu;
     let cfg = GptConfig::gpt2_small();
-    let batch = crate::example_batch(cpu);
+    let batch = crate::example_batch(device);
 
     // 4.1: the placeholder model.
     seed_everything(seed);
-    let vs = nn::VarStore::new(cpu);
+    let vs = nn::VarStore::new(device);
     let dummy = DummyGptModel::new(&vs.root(), &cfg);
     let dummy_logits = dummy.forward_t(&batch, true);
 
     // 4.2: normalising a layer's outputs by hand (unbiased variance, as torch.var) and with LayerNorm.
     seed_everything(seed);
-    let batch_example = Tensor::randn([2, 5], (Kind::Float, cpu));
-    let vs = nn::VarStore::new(cpu);
+    let batch_example = Tensor::randn([2, 5], (Kind::Float, cpu)).to_device(device);
+    let vs = nn::VarStore::new(device);
     let layer = init::linear(vs.root() / "0", 5, 6, true);
     let out = batch_example.apply(&layer).relu();
     let mean = out.mean_dim(-1, true, Kind::Float);
@@ -87,7 +91,7 @@ pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
     let ln_out = ln.forward(&batch_example);
 
     // 4.3: GELU against ReLU, and the feed-forward module's shapes.
-    let inputs = Tensor::linspace(-3.0, 3.0, 7, (Kind::Float, cpu));
+    let inputs = Tensor::linspace(-3.0, 3.0, 7, (Kind::Float, device));
     let activation_plot = out_dir.join("gelu-relu.png");
     let curve_x = Tensor::linspace(-3.0, 3.0, 200, (Kind::Double, cpu));
     let xs = Vec::<f64>::try_from(&curve_x)?;
@@ -105,14 +109,14 @@ pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
     }
     .write_png(&activation_plot)?;
     let ff = FeedForward::new(&vs.root().sub("ff"), cfg.emb_dim);
-    let ff_out = ff.forward(&Tensor::rand([2, 3, cfg.emb_dim], (Kind::Float, cpu)));
+    let ff_out = ff.forward(&Tensor::rand([2, 3, cfg.emb_dim], (Kind::Float, cpu)).to_device(device));
 
     // 4.4: gradients with and without shortcut connections.
-    let sample = Tensor::from_slice(&[1.0f32, 0.0, -1.0]).view([1, 3]);
+    let sample = Tensor::from_slice(&[1.0f32, 0.0, -1.0]).view([1, 3]).to_device(device);
     let sizes = [3, 3, 3, 3, 3, 1];
     let gradients = |use_shortcut| {
         seed_everything(seed);
-        let vs = nn::VarStore::new(cpu);
+        let vs = nn::VarStore::new(device);
         ExampleDeepNeuralNetwork::new(&vs.root(), &sizes, use_shortcut).weight_gradients(&sample)
     };
     let (grads_without_shortcut, grads_with_shortcut) = (gradients(false), gradients(true));
@@ -120,21 +124,25 @@ pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
     let _no_grad = tch::no_grad_guard();
     // 4.5: a transformer block keeps the input's shape.
     seed_everything(seed);
-    let x = Tensor::rand([2, 4, cfg.emb_dim], (Kind::Float, cpu));
-    let vs = nn::VarStore::new(cpu);
+    let x = Tensor::rand([2, 4, cfg.emb_dim], (Kind::Float, cpu)).to_device(device);
+    let vs = nn::VarStore::new(device);
     let block = TransformerBlock::new(&vs.root(), &cfg)?;
     let block_out = block.forward_t(&x, true);
 
     // 4.6: the whole model, then 4.7: greedy generation in evaluation mode.
     seed_everything(seed);
-    let vs = nn::VarStore::new(cpu);
+    let vs = nn::VarStore::new(device);
     let model = GptModel::new(&vs.root(), &cfg)?;
     let logits = model.forward_t(&batch, true);
     let parameters = ParameterCounts::from_named(vs.variables().iter().map(|(n, t)| (n.as_str(), t.numel() as i64)));
     let tokenizer = Gpt2Tokenizer::new();
     let prompt: Vec<i64> = tokenizer.encode(PROMPT).into_iter().map(i64::from).collect();
-    let generated =
-        generate_text_simple(&model, &Tensor::from_slice(&prompt).view([1, -1]), NEW_TOKENS, cfg.context_length)?;
+    let generated = generate_text_simple(
+        &model,
+        &Tensor::from_slice(&prompt).view([1, -1]).to_device(device),
+        NEW_TOKENS,
+        cfg.context_length,
+    )?;
     let generated_ids = Vec::<i64>::try_from(generated.get(0))?;
     let ids: Vec<u32> = generated_ids.iter().map(|&id| id as u32).collect();
 
@@ -164,11 +172,13 @@ pub fn run(seed: u64, out_dir: &Path) -> Result<Walkthrough> {
         parameters,
         generated_text: tokenizer.decode(&ids)?,
         generated_ids,
+        device: shared::core::device::device_name(device),
     })
 }
 
 impl fmt::Display for Walkthrough {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Running on {}\n", self.device)?;
         writeln!(f, "== 4.1 A placeholder GPT model ==")?;
         writeln!(f, "Batch (\"Every effort moves you\", \"Every day holds a\"): {:?}", self.batch)?;
         writeln!(f, "Output shape: {:?}", self.dummy_logits_shape)?;

@@ -12,7 +12,7 @@ fn walkthrough_matches_pytorch_and_the_book() {
     let out_dir = std::env::temp_dir().join(format!("ch04-parity-{}", std::process::id()));
     let w = {
         let _rng = global_rng_lock();
-        walkthrough::run(123, &out_dir).unwrap()
+        walkthrough::run(123, tch::Device::Cpu, &out_dir).unwrap()
     };
     let png = std::fs::read(out_dir.join("gelu-relu.png")).expect("the GELU/ReLU plot is written");
     assert_eq!(&png[1..4], b"PNG");

@@ -33,11 +33,11 @@ pub fn train_flops_per_token(cfg: &GptConfig, tokens_per_row: i64) -> f64 {
     6.0 * matmul_weights as f64 + 12.0 * (cfg.n_layers * tokens_per_row * d) as f64
 }
 
-/// GFLOP/s of a float32 matrix product shaped like the feed-forward layer's:
+/// GFLOP/s of a matrix product in `kind` shaped like the feed-forward layer's:
 /// `(rows, d) x (d, 4d)`, the median of 5 after 2 warm-up runs.
-pub fn matmul_gflops(rows: i64, emb_dim: i64, device: Device) -> f64 {
-    let a = Tensor::randn([rows, emb_dim], (Kind::Float, device));
-    let b = Tensor::randn([emb_dim, 4 * emb_dim], (Kind::Float, device));
+pub fn matmul_gflops(rows: i64, emb_dim: i64, kind: Kind, device: Device) -> f64 {
+    let a = Tensor::randn([rows, emb_dim], (kind, device));
+    let b = Tensor::randn([emb_dim, 4 * emb_dim], (kind, device));
     let seconds = median_seconds(device, 2, 5, || {
         let _ = a.matmul(&b);
     });
@@ -126,7 +126,9 @@ pub fn bench_step(text: &str, options: &StepBenchOptions, device: Device, seed: 
     let step_s = forward_s + backward_s + optimizer_s;
     let tokens = (options.batch_size * context) as f64;
     let flops = train_flops_per_token(cfg, cfg.context_length) * tokens;
-    let matmul = matmul_gflops(tokens as i64, cfg.emb_dim, device);
+    // The dtype the step's matrix products compute in: bfloat16 under fast mode's autocast.
+    let kind = if options.mode == TrainMode::Fast && device.is_cuda() { Kind::BFloat16 } else { Kind::Float };
+    let matmul = matmul_gflops(tokens as i64, cfg.emb_dim, kind, device);
     let achieved = flops / step_s / 1e9;
     Ok(StepBench {
         model: options.config_name.clone(),

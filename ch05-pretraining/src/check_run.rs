@@ -42,6 +42,14 @@ impl Reference {
     pub fn appendix_d() -> Self {
         serde_json::from_str(APPENDIX_D_REFERENCE).expect("the committed reference parses")
     }
+
+    /// A reference written by `scripts/reference/ch05_pretraining.py --full` (say with
+    /// `--device cuda`, on the GPU a run of ours is checked on).
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a reference written by ch05_pretraining.py --full", path.display()))
+    }
 }
 
 /// The parts of a run's `metrics.json` that are compared.

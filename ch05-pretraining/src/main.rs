@@ -108,6 +108,9 @@ enum Command {
         /// The largest loss difference that counts as the same
         #[arg(long, default_value_t = 1e-5)]
         tolerance: f64,
+        /// The PyTorch run to compare with, as scripts/reference/ch05_pretraining.py --full writes it (e.g. with --device cuda) [default: the committed CPU run]
+        #[arg(long, value_name = "JSON")]
+        reference: Option<PathBuf>,
         /// Print the comparison as JSON
         #[arg(long)]
         json: bool,
@@ -387,9 +390,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::CheckRun { metrics, tolerance, json }) => {
+        Some(Command::CheckRun { metrics, tolerance, reference, json }) => {
             let metrics = metrics.unwrap_or_else(|| context.out_dir.join("metrics.json"));
-            let check = check_run::check_file(&metrics, &check_run::Reference::book(), tolerance)?;
+            let reference = match reference {
+                Some(path) => check_run::Reference::read(&path)?,
+                None => check_run::Reference::book(),
+            };
+            let check = check_run::check_file(&metrics, &reference, tolerance)?;
             print_result(&check, json)?;
             anyhow::ensure!(check.passed(), "{} differs from the PyTorch reference", metrics.display());
             Ok(())

@@ -308,6 +308,26 @@ fn check_run_compares_metrics_with_the_pytorch_reference() {
     assert!(stdout.contains("37 of 38") && stdout.contains("training loss at step 85"), "{stdout}");
     assert!(stderr(&output).contains("differs from the PyTorch reference"));
     fails_with(&["check-run", "/no/such/metrics.json"], "cannot read /no/such/metrics.json");
+    // Against another reference (a GPU run's, say) with a looser tolerance: the moved loss
+    // is that reference's own, and everything else lies within 1e-3.
+    let mut gpu = reference.clone();
+    gpu["evaluations"][17]["train_loss"] = serde_json::json!(0.5);
+    gpu["evaluations"][3]["val_loss"] = serde_json::json!(gpu["evaluations"][3]["val_loss"].as_f64().unwrap() + 5e-4);
+    let gpu_path = dir.path().join("pytorch-cuda.json");
+    std::fs::write(&gpu_path, gpu.to_string()).unwrap();
+    let with = |tolerance: &str| {
+        ch05(&[
+            "check-run",
+            path.to_str().unwrap(),
+            "--reference",
+            gpu_path.to_str().unwrap(),
+            "--tolerance",
+            tolerance,
+        ])
+    };
+    assert!(with("1e-3").status.success(), "{}", stderr(&with("1e-3")));
+    assert!(String::from_utf8_lossy(&with("1e-4").stdout).contains("37 of 38"));
+    fails_with(&["check-run", "--reference", "/no/such/reference.json"], "reading /no/such/reference.json");
 }
 
 #[test]

@@ -552,7 +552,7 @@ fn run(cli: Cli) -> Result<()> {
             let running = model.start_server(&server, &cli.run.model, &context)?;
             let url = running.url();
             for (name, info) in &running.models {
-                eprintln!("Serving {name} ({})", info.description);
+                eprintln!("Serving {name} ({}) on {}", info.description, info.device);
             }
             eprintln!("on {url}");
             eprintln!(
@@ -580,6 +580,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::LoadTest { model, requests, concurrency, max_tokens, max_batch, json, .. }) => {
             let server = ServerArgs::local(max_batch, concurrency.max(1));
             let running = model.start_server(&server, &cli.run.model, &context)?;
+            let (name, info) = &running.models[0];
+            eprintln!("Load test of {name} ({}) on {}", info.description, info.device);
             let report = load_test::run(&running.url(), &LoadTestOptions { requests, concurrency, max_tokens })?;
             running.stop()?;
             if json {

@@ -6,6 +6,10 @@
     ch05_pretraining.py --full     the chapter's main run (GPT-2 small shape, context 256,
                                    10 epochs on The Verdict): what `cargo run --release -p
                                    ch05-pretraining` reproduces; takes several minutes
+    ... --full --device cuda       the same run on a GPU, as the book runs it there (the model
+                                   built on the CPU and moved, the batches moved one by one):
+                                   the reference of `ch05-pretraining check-run --reference`
+    ... --full --epochs N          fewer (or more) epochs than the book's 10
 
 Run through scripts/reference/generate.sh (quick values only).
 """
@@ -20,6 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from gpt_init import GPTModel  # noqa: E402
 from shared import data_file, gpt2_tokenizer  # noqa: E402
+
+# Where the model and the batches go (--device).
+DEVICE = torch.device("cpu")
 
 
 
@@ -49,7 +56,7 @@ def create_dataloader_v1(txt, batch_size, max_length, stride, shuffle, drop_last
 
 
 def text_to_token_ids(text, tokenizer):
-    return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0)
+    return torch.tensor(tokenizer.encode(text, allowed_special={"<|endoftext|>"})).unsqueeze(0).to(DEVICE)
 
 
 def token_ids_to_text(token_ids, tokenizer):
@@ -87,7 +94,10 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-def calc_loss_batch(input_batch, target_batch, model):
+def calc_loss_batch(input_batch, target_batch, model, device=None):
+    """Listing 5.2's, which moves the batch to `device` (here --device unless given)."""
+    device = device or DEVICE
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = model(input_batch)
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
@@ -147,7 +157,7 @@ def pretraining_run(cfg, text, batch_size, num_epochs, eval_freq, eval_iter, sta
     tokenizer = gpt2_tokenizer()
     split_idx = int(0.90 * len(text))
     torch.manual_seed(123)
-    model = GPTModel(cfg)
+    model = GPTModel(cfg).to(DEVICE)
     model.eval()
     torch.manual_seed(123)
     ctx = cfg["context_length"]
@@ -159,7 +169,7 @@ def pretraining_run(cfg, text, batch_size, num_epochs, eval_freq, eval_iter, sta
         log["initial_train_loss"] = calc_loss_loader(train_loader, model)
         log["initial_val_loss"] = calc_loss_loader(val_loader, model)
     torch.manual_seed(123)
-    model = GPTModel(cfg)
+    model = GPTModel(cfg).to(DEVICE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
     start = time.time()
     train_model_simple(model, train_loader, val_loader, optimizer, num_epochs, eval_freq, eval_iter,
@@ -219,14 +229,15 @@ def quick():
     print(json.dumps(out, indent=1))
 
 
-def full():
+def full(epochs=10):
     cfg = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
            "drop_rate": 0.1, "qkv_bias": False}
-    log = pretraining_run(cfg, verdict_text(), 2, 10, 5, 5, "Every effort moves you")
+    log = pretraining_run(cfg, verdict_text(), 2, epochs, 5, 5, "Every effort moves you")
     log["config"] = cfg
     log["torch"] = torch.__version__
     log["threads"] = torch.get_num_threads()
     log["machine"] = machine()
+    log["device"] = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"
     print(json.dumps(log, indent=1))
 
 
@@ -243,4 +254,7 @@ def machine():
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", torch.get_num_threads())))
-    full() if "--full" in sys.argv else quick()
+    if "--device" in sys.argv:
+        DEVICE = torch.device(sys.argv[sys.argv.index("--device") + 1])
+    epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 10
+    full(epochs) if "--full" in sys.argv else quick()

@@ -52,7 +52,7 @@ def data_file(name):
 
 def gpt2_tokenizer():
     """tiktoken's "gpt2" encoding built from the rank file that tiktoken-rs bundles (the same
-    ranks as OpenAI's vocab.bpe), so no download is needed."""
+    ranks as OpenAI's vocab.bpe), so no download is needed; $LLMS_GPT2_RANKS names a copy."""
     import glob
     import os
 
@@ -62,7 +62,10 @@ def gpt2_tokenizer():
 
     home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
     files = sorted(glob.glob(f"{home}/registry/src/*/tiktoken-rs-*/assets/r50k_base.tiktoken"))
+    if os.environ.get("LLMS_GPT2_RANKS"):  # a copy of that file, where there is no cargo registry
+        files = [os.environ["LLMS_GPT2_RANKS"]]
     if not files:
-        raise SystemExit("r50k_base.tiktoken not found in the cargo registry: run `cargo fetch` first")
+        raise SystemExit("r50k_base.tiktoken not found in the cargo registry: run `cargo fetch` first, "
+                         "or set LLMS_GPT2_RANKS to a copy of it")
     return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=load_tiktoken_bpe(files[-1]),
                              special_tokens={"<|endoftext|>": 50256})

@@ -178,4 +178,19 @@ char* llms_set_cuda_autocast_bfloat16() {
   return guarded([] { at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16); });
 }
 
+// Turns the CPU's bfloat16 autocast on (entering) or off (leaving, which also drops the casts
+// it cached), as `torch.autocast("cpu", torch.bfloat16)` does.
+char* llms_cpu_autocast(bool enter) {
+  return guarded([&] {
+    if (enter) {
+      at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+      at::autocast::set_autocast_enabled(at::kCPU, true);
+      at::autocast::increment_nesting();
+    } else {
+      at::autocast::set_autocast_enabled(at::kCPU, false);
+      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    }
+  });
+}
+
 }  // extern "C"

@@ -95,6 +95,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
                 "parent": model.parent,
                 "context_length": model.info.context_length,
                 "weight_bytes": model.info.weight_bytes,
+                "device": model.info.device,
                 "description": model.info.description,
             })
         })

@@ -16,6 +16,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
+use shared::core::device::device_name;
 use shared::generate::batch::BatchDecoder;
 use shared::generate::{check_logits, Sampler, Sampling};
 use shared::model::lora::LoraAdapters;
@@ -218,6 +219,8 @@ pub struct ModelInfo {
     pub prompter: Arc<Prompter>,
     /// Where the model came from, for the log.
     pub description: String,
+    /// Where it computes (`cpu`, `cuda:0`).
+    pub device: String,
     /// The bytes of its own weights: the whole model's, or an adapter's alone (its base's
     /// are shared).
     pub weight_bytes: i64,
@@ -313,15 +316,16 @@ fn load_variants(
     let weight_bytes =
         model.loaded.vs.variables().values().map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as i64).sum();
     let context_length = gpt.cfg.context_length;
+    let device = gpt.tok_emb.ws.device();
     let mut infos = vec![ModelInfo {
         context_length,
         prompter: Arc::new(prompter),
         description: model.loaded.description.clone(),
+        device: device_name(device),
         weight_bytes,
     }];
     let mut adapters = Vec::with_capacity(sources.len());
     for source in sources {
-        let device = gpt.tok_emb.ws.device();
         let (lora, trained) = crate::finetune::load_adapters(&source.path, device)?;
         lora.check(gpt).with_context(|| format!("{} does not fit {}", source.path.display(), infos[0].description))?;
         let tokenizer = Arc::clone(&infos[0].prompter.tokenizer);
@@ -335,6 +339,7 @@ fn load_variants(
                 lora.config.alpha,
                 infos[0].description
             ),
+            device: infos[0].device.clone(),
             weight_bytes: lora.bytes(),
         });
         adapters.push(lora);

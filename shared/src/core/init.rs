@@ -8,9 +8,23 @@
 //! - `torch.rand`: U[0, 1).
 //!
 //! `tch::nn::linear` is not used: its bound differs and it creates the bias first.
+//!
+//! The numbers are drawn from the CPU's generator whatever the model's device, then copied
+//! there: the book builds its model on the CPU and moves it (`GPTModel(cfg).to(device)`), so
+//! a seeded model is the book's on a GPU too (the GPU's own generator draws other numbers).
 
 use tch::nn::{self, Init};
-use tch::Tensor;
+use tch::{Device, Tensor};
+
+/// A variable `name` of shape `dims` under `path`, its values drawn by `init` from the CPU's
+/// generator (see the module's note) and copied to the path's device.
+pub fn var(path: &nn::Path, name: &str, dims: &[i64], init: Init) -> Tensor {
+    if path.device() == Device::Cpu {
+        return path.var(name, dims, init);
+    }
+    // The same draws `path.var` makes on the CPU (it calls `nn::init::init` too).
+    path.var_copy(name, &nn::init::init(init, dims, Device::Cpu))
+}
 
 /// `kaiming_uniform_(w, a=sqrt(5))`'s bound, computed in f64 in PyTorch's order.
 pub fn linear_weight_bound(fan_in: i64) -> f64 {
@@ -33,22 +47,30 @@ pub fn linear_bias_bound(fan_in: i64) -> f64 {
 /// under `path`, created in PyTorch's order.
 pub fn linear(path: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> nn::Linear {
     let bound = linear_weight_bound(in_dim);
-    let ws = path.var("weight", &[out_dim, in_dim], Init::Uniform { lo: -bound, up: bound });
+    let ws = var(&path, "weight", &[out_dim, in_dim], Init::Uniform { lo: -bound, up: bound });
     let bs = bias.then(|| {
         let bound = linear_bias_bound(in_dim);
-        path.var("bias", &[out_dim], Init::Uniform { lo: -bound, up: bound })
+        var(&path, "bias", &[out_dim], Init::Uniform { lo: -bound, up: bound })
     });
     nn::Linear { ws, bs }
 }
 
 /// `nn.Embedding(count, dim)`: a `weight` variable drawn from N(0, 1).
 pub fn embedding(path: nn::Path, count: i64, dim: i64) -> nn::Embedding {
-    nn::embedding(path, count, dim, Default::default())
+    let normal = Init::Randn { mean: 0.0, stdev: 1.0 };
+    if path.device() == Device::Cpu {
+        return nn::embedding(path, count, dim, nn::EmbeddingConfig { ws_init: normal, ..Default::default() });
+    }
+    // Created as zeros (no draws), then filled with the CPU's draws (see [`var`]).
+    let config = nn::EmbeddingConfig { ws_init: Init::Const(0.0), ..Default::default() };
+    let embedding = nn::embedding(&path, count, dim, config);
+    tch::no_grad(|| embedding.ws.shallow_clone().copy_(&nn::init::init(normal, &[count, dim], Device::Cpu)));
+    embedding
 }
 
 /// `nn.Parameter(torch.rand(dims))`: a variable drawn from U[0, 1).
 pub fn rand(path: &nn::Path, name: &str, dims: &[i64]) -> Tensor {
-    path.var(name, dims, Init::Uniform { lo: 0.0, up: 1.0 })
+    var(path, name, dims, Init::Uniform { lo: 0.0, up: 1.0 })
 }
 
 /// GPT-2's initialisation (as nanoGPT applies it), for models trained from scratch with tied
@@ -69,7 +91,9 @@ pub fn gpt2_init(vs: &nn::VarStore, n_layers: i64) {
             } else if tensor.dim() == 2 && name.ends_with("weight") {
                 let std =
                     if name.contains(".out_proj.") || name.contains(".ff.layers.2.") { residual_std } else { 0.02 };
-                let _ = tensor.normal_(0.0, std);
+                // Drawn on the CPU, as [`var`] draws.
+                let drawn = Tensor::empty(tensor.size(), (tensor.kind(), Device::Cpu)).normal_(0.0, std);
+                tensor.copy_(&drawn);
             }
         }
     });
@@ -95,6 +119,25 @@ mod tests {
         assert!((std("trf_blocks.0.ff.layers.2.weight") - 0.005).abs() < 0.001, "0.02 / sqrt(16)");
         assert_eq!(variables["trf_blocks.0.ff.layers.0.bias"].abs().sum(Kind::Float).double_value(&[]), 0.0);
         assert_eq!(variables["final_norm.scale"].mean(Kind::Float).double_value(&[]), 1.0);
+    }
+
+    #[test]
+    fn the_draws_copied_to_another_device_are_the_cpu_variables_draws() {
+        // `var` and `embedding` on a GPU copy `nn::init::init`'s CPU draws; on the CPU they
+        // draw into the variable. The two must be the same numbers.
+        let _rng = global_rng_lock();
+        for init in [Init::Uniform { lo: -0.3, up: 0.3 }, Init::Randn { mean: 0.0, stdev: 1.0 }] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            seed_everything(11);
+            let direct = var(&vs.root(), "w", &[5, 7], init);
+            seed_everything(11);
+            assert!(direct.equal(&nn::init::init(init, &[5, 7], Device::Cpu)));
+        }
+        let vs = nn::VarStore::new(Device::Cpu);
+        seed_everything(11);
+        let table = embedding(vs.root() / "emb", 6, 4);
+        seed_everything(11);
+        assert!(table.ws.equal(&nn::init::init(Init::Randn { mean: 0.0, stdev: 1.0 }, &[6, 4], Device::Cpu)));
     }
 
     #[test]

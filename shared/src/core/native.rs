@@ -40,6 +40,7 @@ extern "C" {
     ) -> *mut c_char;
     fn llms_qlinear_free(packed: *mut c_void);
     fn llms_set_cuda_autocast_bfloat16() -> *mut c_char;
+    fn llms_cpu_autocast(enter: bool) -> *mut c_char;
     fn llms_linear_few_rows(
         input: *mut C_tensor,
         weight: *mut C_tensor,
@@ -115,6 +116,25 @@ pub fn drop_grad(param: &Tensor) -> Result<()> {
 pub fn set_cuda_autocast_bfloat16() -> Result<()> {
     // SAFETY: no arguments; sets a process-wide LibTorch setting.
     check(unsafe { llms_set_cuda_autocast_bfloat16() })
+}
+
+/// Runs `f` under the CPU's bfloat16 autocast: what fast mode's CUDA autocast does (matrix
+/// products in bfloat16, float32 weights), on the CPU's kernels, so that the fast path's
+/// mixes of dtypes can be tested where there is no GPU. Not nested, not across threads.
+pub fn with_cpu_autocast<T>(f: impl FnOnce() -> T) -> Result<T> {
+    // SAFETY: no pointers; switches a LibTorch setting of this thread.
+    check(unsafe { llms_cpu_autocast(true) })?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    check(unsafe { llms_cpu_autocast(false) })?;
+    result.map_err(|panic| anyhow::anyhow!("panicked under autocast: {}", panic_text(&panic)))
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// `x W^T + b` for a float32 `x` `[rows, in]` of a few rows (decoding) on the CPU, by our

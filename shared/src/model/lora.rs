@@ -49,7 +49,7 @@ pub struct LoraLayer {
 impl LoraLayer {
     pub fn new(path: &nn::Path, in_dim: i64, out_dim: i64, config: LoraConfig) -> Self {
         let bound = linear_weight_bound(config.rank);
-        let a = path.var("A", &[in_dim, config.rank], Init::Uniform { lo: -bound, up: bound });
+        let a = crate::core::init::var(path, "A", &[in_dim, config.rank], Init::Uniform { lo: -bound, up: bound });
         let b = path.zeros("B", &[config.rank, out_dim]);
         Self { a, b, scaling: config.scaling() }
     }
