@@ -1,9 +1,11 @@
 //! Matrix multiplication on the CPU and the GPU (appendix A, exercises A.2 and A.4), in
-//! float32 and bfloat16, from exercise A.2's 100x200 @ 200x300 to 4,096 x 4,096. GPU
-//! timings synchronise the device after every multiplication; without CUDA the GPU group
-//! says it was skipped.
+//! float32 and bfloat16 (and on the GPU float32 on TF32 tensor cores, PyTorch's
+//! `allow_tf32`), from exercise A.2's 100x200 @ 200x300 to 4,096 x 4,096. GPU timings
+//! synchronise the device after every multiplication; without CUDA the GPU group says it
+//! was skipped. Criterion reports elements/s: here floating-point operations per second.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shared::core::native::set_tf32_matmul;
 use tch::{Device, Kind, Tensor};
 
 const SHAPES: [(i64, i64, i64); 4] = [(100, 200, 300), (512, 512, 512), (1024, 1024, 1024), (4096, 4096, 4096)];
@@ -11,12 +13,15 @@ const SHAPES: [(i64, i64, i64); 4] = [(100, 200, 300), (512, 512, 512), (1024, 1
 fn bench_device(c: &mut Criterion, group_name: &str, device: Device) {
     let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
-    for kind in [Kind::Float, Kind::BFloat16] {
+    let tf32 = device.is_cuda();
+    let precisions = [("Float", Kind::Float, false), ("TF32", Kind::Float, true), ("BFloat16", Kind::BFloat16, false)];
+    for (label, kind, on_tf32) in precisions.into_iter().filter(|&(_, _, on)| tf32 || !on) {
+        set_tf32_matmul(on_tf32).expect("the TF32 setting");
         for (m, k, n) in SHAPES {
             let a = Tensor::randn([m, k], (kind, device));
             let b = Tensor::randn([k, n], (kind, device));
             group.throughput(Throughput::Elements((2 * m * k * n) as u64)); // floating-point operations
-            let id = BenchmarkId::new(format!("{kind:?}"), format!("{m}x{k}@{k}x{n}"));
+            let id = BenchmarkId::new(label, format!("{m}x{k}@{k}x{n}"));
             group.bench_function(id, |bench| {
                 bench.iter(|| {
                     let c = a.matmul(&b);
@@ -28,6 +33,7 @@ fn bench_device(c: &mut Criterion, group_name: &str, device: Device) {
             });
         }
     }
+    set_tf32_matmul(false).expect("the TF32 setting");
     group.finish();
 }
 

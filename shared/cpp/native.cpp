@@ -178,6 +178,15 @@ char* llms_set_cuda_autocast_bfloat16() {
   return guarded([] { at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16); });
 }
 
+// Lets cuBLAS compute float32 matrix products with TF32 tensor cores
+// (`torch.backends.cuda.matmul.allow_tf32`); `*was` receives the previous setting.
+char* llms_set_tf32_matmul(bool allow, bool* was) {
+  return guarded([&] {
+    *was = at::globalContext().allowTF32CuBLAS();
+    at::globalContext().setAllowTF32CuBLAS(allow);
+  });
+}
+
 // Turns the CPU's bfloat16 autocast on (entering) or off (leaving, which also drops the casts
 // it cached), as `torch.autocast("cpu", torch.bfloat16)` does.
 char* llms_cpu_autocast(bool enter) {

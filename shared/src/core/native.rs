@@ -41,6 +41,7 @@ extern "C" {
     fn llms_qlinear_free(packed: *mut c_void);
     fn llms_set_cuda_autocast_bfloat16() -> *mut c_char;
     fn llms_cpu_autocast(enter: bool) -> *mut c_char;
+    fn llms_set_tf32_matmul(allow: bool, was: *mut bool) -> *mut c_char;
     fn llms_linear_few_rows(
         input: *mut C_tensor,
         weight: *mut C_tensor,
@@ -116,6 +117,16 @@ pub fn drop_grad(param: &Tensor) -> Result<()> {
 pub fn set_cuda_autocast_bfloat16() -> Result<()> {
     // SAFETY: no arguments; sets a process-wide LibTorch setting.
     check(unsafe { llms_set_cuda_autocast_bfloat16() })
+}
+
+/// Lets cuBLAS compute float32 matrix products on TF32 tensor cores (10 mantissa bits, as
+/// `torch.backends.cuda.matmul.allow_tf32 = True`), or not (LibTorch's default); returns the
+/// previous setting. Process-wide; the CPU's products are unaffected.
+pub fn set_tf32_matmul(allow: bool) -> Result<bool> {
+    let mut was = false;
+    // SAFETY: `was` is a live bool for the call.
+    check(unsafe { llms_set_tf32_matmul(allow, &mut was) })?;
+    Ok(was)
 }
 
 /// Runs `f` under the CPU's bfloat16 autocast: what fast mode's CUDA autocast does (matrix
@@ -201,6 +212,14 @@ impl Drop for PackedInt8Linear {
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    #[test]
+    fn tf32_matmul_is_off_by_default_and_switches() {
+        // LibTorch's default, as PyTorch's: float32 products in full precision.
+        let before = set_tf32_matmul(true).unwrap();
+        assert!(set_tf32_matmul(before).unwrap(), "the setting was on");
+        assert!(!before, "TF32 is off unless asked for");
+    }
 
     #[test]
     fn int8_linear_is_close_to_float_and_errors_come_back() {
