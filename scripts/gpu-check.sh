@@ -115,7 +115,32 @@ step ch05-check-run 60 bash -c "$bin/ch05-pretraining check-run $ch05_out/metric
 bench=(env OURS="$bin/ch05-pretraining" PYTHON="$python" scripts/bench-compare.sh --device "$device" --rounds "$rounds")
 step bench-2x256 900 "${bench[@]}"
 step bench-8x1024 900 "${bench[@]}" --only training --batch-size 8 --context-length 1024
-step matmul-gpu 600 "${matmul[@]}"
+step matmul 600 "${matmul[@]}"
+
+# The matmul bench's largest products against the GPU's datasheet peak (dense, no sparsity).
+matmul_table() {
+    [ -f "$out/matmul.log" ] || return 0
+    local gpu
+    gpu="$("$python" -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null || echo unknown)"
+    python3 - "$out/matmul.log" "$gpu" "$group" <<'PY'
+import re, sys
+log, gpu, group = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
+# TFLOP/s from NVIDIA's datasheets: float32, TF32 and bfloat16 tensor cores, without sparsity.
+peaks = [("H100 PCIe", (51, 378, 756)), ("H100", (67, 494.7, 989.4)), ("H200", (67, 494.7, 989.4)),
+         ("A100", (19.5, 156, 312)), ("L4", (30.3, 60, 121))]
+peak = next((p for name, p in peaks if name in gpu), None)
+scale = {"": 1e-12, "K": 1e-9, "M": 1e-6, "G": 1e-3, "T": 1.0}
+print(f"\n| {group}, {gpu}: 4096 x 4096 @ 4096 x 4096 | TFLOP/s | datasheet peak | share |\n|---|---:|---:|---:|")
+for i, label in enumerate(["Float", "TF32", "BFloat16"]):
+    found = re.search(rf"{group}/{label}/4096x4096@4096x4096.*?thrpt:\s*\[\S+ \S+ (\S+) (\w?)elem/s", log, re.S)
+    if not found:
+        continue
+    tflops = float(found.group(1)) * scale[found.group(2)]
+    top = f"{peak[i]:g}" if peak else "?"
+    share = f"{100 * tflops / peak[i]:.0f} %" if peak else "?"
+    print(f"| {label} | {tflops:.1f} | {top} | {share} |")
+PY
+}
 step ch03-attention-bench 600 "$bin/ch03-attention" bench --device "$device"
 step ch04-walkthrough 300 "$bin/ch04-gpt" --device "$device" --out-dir "$out/ch04"
 step appendix-a-walkthrough 300 "$bin/appendix-a" --device "$device" --out-dir "$out/appendix-a"
@@ -126,7 +151,7 @@ step appendix-a-ddp-nccl 300 "$bin/appendix-a" ddp --device "$device" --backend 
 step ch05-ddp-nccl 900 "$bin/ch05-pretraining" train --device "$device" --ddp --nproc-per-node 1 --backend "$backend" \
     --epochs 1 --out-dir "$out/ch05-ddp"
 
-{ cat "$report.table"; printf '\n%s passed, %s failed\n' "$passed" "$failed"; cat "$report.body"; } > "$report"
+{ cat "$report.table"; printf '\n%s passed, %s failed\n' "$passed" "$failed"; matmul_table; cat "$report.body"; } > "$report"
 rm -f "$report.table" "$report.body"
 echo "gpu-check: $passed passed, $failed failed; the report is $report" >&2
 [ "$failed" -eq 0 ]
