@@ -312,6 +312,18 @@ pub fn bench_generate(text: &str, options: &GenerateBenchOptions, device: Device
         ));
         perplexity_int8 = options.perplexity.then(|| perplexity(model)).transpose()?;
     }
+    // The same model with LibTorch's fused kernels (layer norm, GELU, scaled dot-product
+    // attention over stacked query/key/value weights): fewer kernels per token, which is
+    // what bounds decoding a small model on a GPU, where each kernel launch costs more than
+    // its arithmetic.
+    let fused = {
+        let mut fused = options.source.load(device, seed)?;
+        fused.model.use_fused_kernels();
+        let mut row = single_row(&fused.model, "KV cache, float32, fused kernels", options.new_tokens, device)?;
+        row.speedup = base / row.seconds;
+        row
+    };
+    rows.push(fused);
     Ok(GenerateBench {
         model: loaded.description,
         device: device_name(device),

@@ -70,7 +70,8 @@ fn decoding_rows_agree_and_int8_keeps_the_perplexity() {
             "KV cache, float32, 3 prompts one at a time",
             "KV cache, float32, 3 prompts batched",
             "KV cache, int8 (fbgemm)",
-            "KV cache, int8, 3 prompts batched"
+            "KV cache, int8, 3 prompts batched",
+            "KV cache, float32, fused kernels"
         ]
     );
     assert!(result.batched_tokens_identical);

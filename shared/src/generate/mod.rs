@@ -15,7 +15,7 @@ pub mod contrastive;
 pub mod speculative;
 pub mod watermark;
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -105,7 +105,8 @@ pub fn generate_cached(model: &GptModel, idx: &Tensor, max_new_tokens: i64, samp
     let mut new_tokens: Vec<Tensor> = Vec::new();
     for step in 0..max_new_tokens {
         let idx_next = sampler.next_token(&logits, decoder.tokens())?; // (B, 1)
-        if batch == 1 && sampler.stops_at(idx_next.int64_value(&[0, 0])) {
+                                                                       // Reading the token waits for the device: only when a token can end the sequence.
+        if batch == 1 && sampler.has_stops() && sampler.stops_at(idx_next.int64_value(&[0, 0])) {
             break;
         }
         new_tokens.push(idx_next.shallow_clone());
@@ -485,6 +486,11 @@ impl Sampler {
         self
     }
 
+    /// Whether some token ends a sequence.
+    pub fn has_stops(&self) -> bool {
+        self.sampling.eos_id.is_some() || !self.more_stop_ids.is_empty()
+    }
+
     /// Whether `id` ends a sequence: the end-of-text token or one of `more_stop_ids`.
     pub fn stops_at(&self, id: i64) -> bool {
         self.sampling.eos_id == Some(id) || self.more_stop_ids.contains(&id)
@@ -565,32 +571,33 @@ fn overflowed_rows(probabilities: &Tensor) -> Tensor {
 }
 
 /// Checks that next-token logits `(B, V)` are usable: NaN or `+inf` (minus infinity is a
-/// filtered token) come from a model whose weights or activations are not finite.
+/// filtered token) come from a model whose weights or activations are not finite. One read
+/// from the device when they are (each read waits for the device to finish its queue).
 pub fn check_logits(logits: &Tensor) -> Result<()> {
+    if logits.isnan().logical_or(&logits.isposinf()).any().int64_value(&[]) == 0 {
+        return Ok(());
+    }
     let nan = logits.isnan().any().int64_value(&[]) != 0;
-    ensure!(
-        !nan && logits.isposinf().any().int64_value(&[]) == 0,
+    bail!(
         "the model's next-token logits hold {}: its weights or activations are not finite (a checkpoint \
          from a training run that diverged?)",
         if nan { "NaN" } else { "infinity" }
-    );
-    Ok(())
+    )
 }
 
 /// Draws one token per row `(B, 1)` from `probabilities` `(B, V)` with `torch.multinomial`
 /// (the global generator), or says why a row is not a distribution (NaN, infinite or
 /// negative entries, no mass) instead of failing inside LibTorch.
 pub fn draw(probabilities: &Tensor) -> Result<Tensor> {
-    let finite = probabilities.isfinite().all().int64_value(&[]) != 0;
-    ensure!(
-        finite && probabilities.min().double_value(&[]) >= 0.0,
-        "cannot sample: the next-token probabilities hold NaN, infinite or negative values"
-    );
-    ensure!(
-        probabilities.sum_dim_intlist(-1, false, Kind::Double).min().double_value(&[]) > 0.0,
-        "cannot sample: every token of a row has probability 0"
-    );
-    Ok(probabilities.f_multinomial(1, false)?)
+    // One read from the device: 0 for a usable distribution, else 1 or 2 for what is wrong.
+    let unusable = probabilities.isfinite().logical_not().logical_or(&probabilities.lt(0.0)).any();
+    let no_mass = probabilities.sum_dim_intlist(-1, false, Kind::Double).min().le(0.0);
+    let problem = unusable.to_kind(Kind::Int64) + no_mass.to_kind(Kind::Int64) * 2;
+    match problem.int64_value(&[]) {
+        0 => Ok(probabilities.f_multinomial(1, false)?),
+        1 | 3 => bail!("cannot sample: the next-token probabilities hold NaN, infinite or negative values"),
+        _ => bail!("cannot sample: every token of a row has probability 0"),
+    }
 }
 
 /// How a command decodes over the KV cache: greedy decoding or sampling through a

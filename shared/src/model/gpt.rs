@@ -186,6 +186,10 @@ impl GptModel {
             "the input has {tokens} tokens, more than the model's context length of {}",
             self.cfg.context_length
         );
+        // One read from the device (it waits for the device's queue) when the ids are fine.
+        if idx.lt(0).logical_or(&idx.ge(self.cfg.vocab_size)).any().int64_value(&[]) == 0 {
+            return Ok(());
+        }
         let (min, max) = (idx.min().int64_value(&[]), idx.max().int64_value(&[]));
         ensure!(
             min >= 0 && max < self.cfg.vocab_size,
