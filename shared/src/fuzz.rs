@@ -190,11 +190,7 @@ pub fn check_loader<T, E: std::fmt::Display>(
             Ok(true) => summary.accepted += 1,
             Ok(false) => summary.refused += 1,
             Err(payload) => {
-                let message = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let message = crate::core::panic_message(payload.as_ref()).unwrap_or_default();
                 let dir = crate::workspace_root().join("target/fuzz-failures");
                 let file = dir.join(format!("{name}-{i}.bin"));
                 let _ = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, &case.bytes));

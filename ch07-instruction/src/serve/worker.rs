@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use shared::core::device::device_name;
+use shared::core::panic_message;
 use shared::generate::batch::BatchDecoder;
 use shared::generate::{check_logits, Sampler, Sampling};
 use shared::model::lora::LoraAdapters;
@@ -465,13 +466,7 @@ fn serve_jobs(
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(err)) => Some(format!("{err:#}")),
-            Err(panic) => Some(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "decoding panicked".into()),
-            ),
+            Err(panic) => Some(panic_message(panic.as_ref()).unwrap_or_else(|| "decoding panicked".into())),
         };
         if let Some(message) = failure {
             Stats::add(&stats.failed, rows.len());

@@ -18,3 +18,9 @@ pub mod tensors;
 pub mod timing;
 pub mod torch_rng;
 pub mod var_store;
+
+/// The message of a panic caught with `catch_unwind` (`panic!`'s text, or a LibTorch error
+/// that `tch` turned into a panic), if its payload is text.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+}

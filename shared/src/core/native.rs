@@ -137,15 +137,10 @@ pub fn with_cpu_autocast<T>(f: impl FnOnce() -> T) -> Result<T> {
     check(unsafe { llms_cpu_autocast(true) })?;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     check(unsafe { llms_cpu_autocast(false) })?;
-    result.map_err(|panic| anyhow::anyhow!("panicked under autocast: {}", panic_text(&panic)))
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a panic".into())
+    result.map_err(|panic| {
+        let message = super::panic_message(panic.as_ref()).unwrap_or_else(|| "a panic".into());
+        anyhow::anyhow!("panicked under autocast: {message}")
+    })
 }
 
 /// `x W^T + b` for a float32 `x` `[rows, in]` of a few rows (decoding) on the CPU, by our
