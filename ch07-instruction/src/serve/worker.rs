@@ -18,6 +18,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use shared::core::device::device_name;
 use shared::core::panic_message;
+use shared::core::tensors::byte_size;
 use shared::generate::batch::BatchDecoder;
 use shared::generate::{check_logits, Sampler, Sampling};
 use shared::model::lora::LoraAdapters;
@@ -314,8 +315,7 @@ fn load_variants(
 ) -> Result<(Vec<ModelInfo>, Vec<LoraAdapters>)> {
     let prompter = Prompter::new(model)?;
     let gpt = &mut model.loaded.model;
-    let weight_bytes =
-        model.loaded.vs.variables().values().map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as i64).sum();
+    let weight_bytes = model.loaded.vs.variables().values().map(byte_size).sum();
     let context_length = gpt.cfg.context_length;
     let device = gpt.tok_emb.ws.device();
     let mut infos = vec![ModelInfo {

@@ -1,4 +1,5 @@
-//! Tensors as nested vectors, for printing, JSON results and comparisons in tests.
+//! Tensors as nested vectors, for printing, JSON results and comparisons in tests, and
+//! their size in memory.
 
 use tch::{Device, Kind, Tensor};
 
@@ -12,6 +13,11 @@ where
 
 fn last_dim(t: &Tensor) -> usize {
     (*t.size().last().expect("a tensor of rank 1 or more") as usize).max(1)
+}
+
+/// The bytes of a tensor's elements.
+pub fn byte_size(t: &Tensor) -> i64 {
+    (t.numel() * t.kind().elt_size_in_bytes()) as i64
 }
 
 /// Every element as f32, in row-major order.

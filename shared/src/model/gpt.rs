@@ -42,7 +42,7 @@ impl KvCache {
 
     /// Bytes of keys and values held.
     pub fn bytes(&self) -> i64 {
-        self.layers.iter().map(|l| 2 * l.keys.numel() as i64 * l.keys.kind().elt_size_in_bytes() as i64).sum()
+        self.layers.iter().map(|l| 2 * crate::core::tensors::byte_size(&l.keys)).sum()
     }
 
     /// Whether some sequence starts with left padding.

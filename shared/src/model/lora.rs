@@ -14,6 +14,7 @@ use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::core::init::linear_weight_bound;
+use crate::core::tensors::byte_size;
 use crate::model::GptModel;
 use crate::nn::{Adapter, Linear};
 
@@ -176,7 +177,6 @@ impl LoraAdapters {
 
     /// The adapters' bytes.
     pub fn bytes(&self) -> i64 {
-        let bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as i64;
-        self.layers.values().map(|(a, b)| bytes(a) + bytes(b)).sum()
+        self.layers.values().map(|(a, b)| byte_size(a) + byte_size(b)).sum()
     }
 }

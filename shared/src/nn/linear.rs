@@ -248,7 +248,7 @@ impl Linear {
     /// without the bias.
     pub fn weight_bytes(&self) -> i64 {
         match &self.weight {
-            LinearWeight::Dense(weight) => weight.numel() as i64 * weight.kind().elt_size_in_bytes() as i64,
+            LinearWeight::Dense(weight) => crate::core::tensors::byte_size(weight),
             LinearWeight::Quantized(q) => q.bytes(),
         }
     }

@@ -331,7 +331,7 @@ impl DataParallel {
         let mut buckets: Vec<Vec<Tensor>> = Vec::new();
         let mut bytes = usize::MAX;
         for parameter in parameters.iter().filter(|p| p.requires_grad()) {
-            let size = parameter.numel() * parameter.kind().elt_size_in_bytes();
+            let size = crate::core::tensors::byte_size(parameter) as usize;
             if bytes.saturating_add(size) > bucket_bytes || buckets.is_empty() {
                 buckets.push(Vec::new());
                 bytes = 0;
