@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::worker::StatsSnapshot;
+use super::worker::{hit_rate, StatsSnapshot};
 
 /// The load.
 #[derive(Debug, Clone)]
@@ -256,8 +256,6 @@ pub fn run_conversations(url: &str, options: &ConversationOptions, prompt_cache:
         values.sort_by(f64::total_cmp);
         percentile(values, 0.5)
     };
-    let hits = (after.prompt_cache_hits - before.prompt_cache_hits) as f64;
-    let misses = (after.prompt_cache_misses - before.prompt_cache_misses) as f64;
     Ok(ConversationReport {
         prompt_cache,
         conversations: options.conversations,
@@ -270,7 +268,10 @@ pub fn run_conversations(url: &str, options: &ConversationOptions, prompt_cache:
         tokens_per_second: tokens as f64 / seconds,
         first_turn_ttft_ms_p50: median(&mut first),
         later_turns_ttft_ms_p50: median(&mut later),
-        hit_rate: if hits + misses > 0.0 { hits / (hits + misses) } else { 0.0 },
+        hit_rate: hit_rate(
+            after.prompt_cache_hits - before.prompt_cache_hits,
+            after.prompt_cache_misses - before.prompt_cache_misses,
+        ),
         prompt_tokens_reused: after.prompt_tokens_reused - before.prompt_tokens_reused,
     })
 }

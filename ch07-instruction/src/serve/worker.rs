@@ -19,7 +19,7 @@ use serde::Serialize;
 use shared::core::device::device_name;
 use shared::core::panic_message;
 use shared::core::tensors::byte_size;
-use shared::generate::batch::BatchDecoder;
+use shared::generate::batch::{shared_prefix, BatchDecoder};
 use shared::generate::{check_logits, Sampler, Sampling};
 use shared::model::lora::LoraAdapters;
 use shared::model::{GptModel, KvCache};
@@ -156,7 +156,7 @@ pub struct StatsSnapshot {
 }
 
 /// hits / (hits + misses), 0 before the first lookup.
-fn hit_rate(hits: u64, misses: u64) -> f64 {
+pub(super) fn hit_rate(hits: u64, misses: u64) -> f64 {
     if hits + misses == 0 {
         0.0
     } else {
@@ -400,13 +400,12 @@ impl PromptCache {
     /// Takes out the entry of `variant` sharing the longest prefix with `prompt`, if one
     /// shares any.
     fn take(&mut self, variant: Variant, prompt: &[i64]) -> Option<(Vec<i64>, KvCache)> {
-        let shared = |ids: &Vec<i64>| ids.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let (best, length) = self
             .entries
             .iter()
             .enumerate()
             .filter(|(_, (model, _, _))| *model == variant)
-            .map(|(i, (_, ids, _))| (i, shared(ids)))
+            .map(|(i, (_, ids, _))| (i, shared_prefix(ids, prompt)))
             .max_by_key(|&(_, n)| n)?;
         let (_, tokens, cache) = (length > 0).then(|| self.entries.remove(best)).flatten()?;
         Some((tokens, cache))

@@ -115,7 +115,7 @@ impl<'m> BatchDecoder<'m> {
             cache.len,
             cached.len()
         );
-        let shared = cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        let shared = shared_prefix(cached, prompt).min(prompt.len() - 1);
         assert!(cache.truncate(shared as i64), "a cache that holds the whole context keeps every position");
         let device = model.tok_emb.ws.device();
         let tokens = Tensor::from_slice(prompt).view([1, -1]).to_device(device);
@@ -177,6 +177,12 @@ impl<'m> BatchDecoder<'m> {
         self.logits = self.logits.index_select(0, &indices);
         Ok(())
     }
+}
+
+/// How many tokens `a` and `b` start with in common: what [`BatchDecoder::resume`] reuses
+/// of a cache of `a` for a prompt `b`.
+pub fn shared_prefix(a: &[i64], b: &[i64]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Whether `max_new_tokens` after the longest prompt, `longest` tokens, fit the context.
