@@ -90,6 +90,20 @@ pub struct InstructionMeta {
     pub lora: Option<LoraConfig>,
 }
 
+impl InstructionMeta {
+    /// Reads the description written by [`InstructionMeta::write`].
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an instruction model description", path.display()))
+    }
+
+    /// Writes the description as JSON (beside a checkpoint or an adapter file).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
 /// Record counts of the three splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SplitSizes {
@@ -351,8 +365,7 @@ pub(crate) fn save_model(
 ) -> Result<()> {
     let meta = CheckpointMeta::new(config, &progress, AdamWConfig::default(), seed, None);
     checkpoint.save(vs, None, &meta)?;
-    std::fs::write(instruction_meta_path(checkpoint), serde_json::to_string_pretty(instruction)?)
-        .with_context(|| format!("writing {}", instruction_meta_path(checkpoint).display()))
+    instruction.write(&instruction_meta_path(checkpoint))
 }
 
 /// A fine-tuned model and the template it was trained with: a checkpoint of this chapter
@@ -391,20 +404,14 @@ fn adapter_meta_path(adapters: &Path) -> PathBuf {
 /// Writes the adapters of `vs` alone to `path`, and `meta` beside them.
 pub fn save_adapters(path: &Path, vs: &VarStore, meta: &InstructionMeta) -> Result<()> {
     Tensor::write_safetensors(&lora_state(vs), path).with_context(|| format!("writing {}", path.display()))?;
-    let described = adapter_meta_path(path);
-    std::fs::write(&described, serde_json::to_string_pretty(meta)?)
-        .with_context(|| format!("writing {}", described.display()))
+    meta.write(&adapter_meta_path(path))
 }
 
 /// A LoRA run's adapters from `path` (the run's [`ADAPTERS_FILE`], or a copy with its `.json`
 /// beside it) on `device`, and the template they were trained with.
 pub fn load_adapters(path: &Path, device: tch::Device) -> Result<(LoraAdapters, TemplateKind)> {
     let described = adapter_meta_path(path);
-    let text = std::fs::read_to_string(&described).with_context(|| {
-        format!("reading {}, the description a LoRA run writes beside its adapters", described.display())
-    })?;
-    let meta = serde_json::from_str::<InstructionMeta>(&text)
-        .with_context(|| format!("{} is not an instruction model description", described.display()))?;
+    let meta = InstructionMeta::read(&described).context("a LoRA run writes this description beside its adapters")?;
     let lora = meta.lora.with_context(|| format!("{} describes a run without LoRA", described.display()))?;
     Ok((read_lora_adapters(path, lora, device)?, meta.template))
 }
@@ -417,12 +424,7 @@ pub fn load_model(path: &Path, template: Option<TemplateKind>, context: &RunCont
     let recorded = instruction_meta_path(&Checkpoint::at(path));
     let template = match template {
         Some(template) => Some(template),
-        None if recorded.is_file() => {
-            let text = std::fs::read_to_string(&recorded)?;
-            let meta = serde_json::from_str::<InstructionMeta>(&text)
-                .with_context(|| format!("{} is not an instruction model description", recorded.display()))?;
-            Some(meta.template)
-        }
+        None if recorded.is_file() => Some(InstructionMeta::read(&recorded)?.template),
         None => None,
     };
     InstructionModel::new(loaded, template)
