@@ -69,10 +69,10 @@ pub fn run_rank(rendezvous: &Rendezvous, options: &DdpOptions) -> Result<RankRep
     let (rank, world_size) = (group.rank, group.world_size);
     let device = rank_device(options.backend, rendezvous.local_rank);
     seed_everything(options.seed + rank as u64);
-    // Built on the CPU and moved to the rank's device, as the script's `model.to(rank)`.
-    let mut vs = nn::VarStore::new(Device::Cpu);
+    // On the rank's device, its weights drawn on the CPU as the script's `model.to(rank)`
+    // draws them (`shared::core::init`).
+    let vs = nn::VarStore::new(device);
     let model = NeuralNetwork::new(&vs.root(), 2, 2);
-    vs.set_device(device);
     let mut parallel = DataParallel::new(&group, &vs.trainable_variables(), BUCKET_BYTES)?;
     let mut optimizer = nn::Sgd::default().build(&vs, options.lr)?;
     let train = toy_data::train_set();

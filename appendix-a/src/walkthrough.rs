@@ -112,12 +112,12 @@ pub fn run(seed: u64, device: Device, out_dir: &Path) -> Result<Walkthrough> {
     let reloaded_outputs = tch::no_grad(|| reloaded.forward(&train_ds.features));
     ensure!(reloaded_outputs.equal(&outputs), "the reloaded model computes different outputs");
 
-    // A.9.2: the same seed, model and loader, the model moved to `device` (built on the CPU,
-    // as `model.to(device)` after `NeuralNetwork(2, 2)`) and each batch moved as it is used.
+    // A.9.2: the same seed, model and loader, the model on `device` (its weights drawn on the
+    // CPU, as `NeuralNetwork(2, 2).to(device)` draws them: `shared::core::init`) and each
+    // batch moved as it is used.
     seed_everything(seed);
-    let mut device_vs = nn::VarStore::new(Device::Cpu);
+    let device_vs = nn::VarStore::new(device);
     let device_model = NeuralNetwork::new(&device_vs.root(), 2, 2);
-    device_vs.set_device(device);
     let device_log = training::train(&device_vs, &device_model, &train_loader, epochs, 0.5, device)?;
     let largest_loss_difference =
         train_log.iter().zip(&device_log).map(|(cpu, other)| (cpu.loss - other.loss).abs()).fold(0.0, f64::max);
